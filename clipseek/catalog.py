@@ -1,0 +1,166 @@
+"""Registering image files: hashing, deduplicating, probing and recording them."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from clipseek.imaging import ImageDecodeError, is_image_name, probe
+from clipseek.models import Caption, Image
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to register, with where it came from and any captions it arrives with."""
+
+    path: Path
+    source: str
+    collection: str | None = None
+    captions: tuple[str, ...] = ()
+    original_name: str | None = None
+
+
+@dataclass
+class RegisterReport:
+    """What one registration pass did: new ids, and what it skipped and why."""
+
+    new_ids: list[int] = field(default_factory=list)
+    failed_ids: list[int] = field(default_factory=list)
+    duplicate_ids: list[int] = field(default_factory=list)
+    already_known: int = 0
+
+    def merge(self, other: RegisterReport) -> None:
+        """Add another pass's counts to this one."""
+        self.new_ids += other.new_ids
+        self.failed_ids += other.failed_ids
+        self.duplicate_ids += other.duplicate_ids
+        self.already_known += other.already_known
+
+
+def discover_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Yield image files under the given folders (recursively, sorted) and the given files."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and is_image_name(child) and not child.name.startswith("."):
+                    yield child.absolute()
+        elif path.exists():
+            # A file named explicitly is registered whatever its name, so that a bad one is
+            # reported as failed rather than silently ignored.
+            yield path.absolute()
+        else:
+            raise FileNotFoundError(f"{path} does not exist.")
+
+
+def sha256_of(path: Path) -> str:
+    """Content hash that identifies an image across names and folders."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Inspected:
+    candidate: Candidate
+    sha256: str
+    size: int
+    width: int | None
+    height: int | None
+    format: str | None
+    error: str | None
+
+
+def _inspect(candidate: Candidate, max_pixels: int) -> _Inspected:
+    path = candidate.path
+    try:
+        sha, size = sha256_of(path), path.stat().st_size
+    except OSError as exc:
+        return _Inspected(candidate, hashlib.sha256(str(path).encode()).hexdigest(), 0,
+                          None, None, None, f"cannot read the file ({exc.strerror or exc})")
+    try:
+        info = probe(path, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        return _Inspected(candidate, sha, size, None, None, None, str(exc))
+    return _Inspected(candidate, sha, size, info.width, info.height, info.format, None)
+
+
+def stored_path(store: Path, sha256: str, suffix: str) -> Path:
+    """Where the image store keeps a copied file: sharded by the first hash characters."""
+    return store / sha256[:2] / f"{sha256}{suffix.lower()}"
+
+
+def register_batch(
+    session: Session,
+    candidates: Sequence[Candidate],
+    *,
+    max_pixels: int,
+    pool: ThreadPoolExecutor,
+    copy_to: Path | None = None,
+) -> RegisterReport:
+    """Record a batch of files as images (status registered, or failed with the reason).
+
+    Files whose path is already recorded are skipped without being read, so a repeated
+    import resumes quickly; files whose content is already known count as duplicates.
+    The caller commits.
+    """
+    report = RegisterReport()
+    paths = [str(c.path) for c in candidates]
+    known = set(session.scalars(select(Image.path).where(Image.path.in_(paths))))
+    fresh = [c for c in candidates if str(c.path) not in known]
+    report.already_known = len(candidates) - len(fresh)
+    inspected = list(pool.map(lambda c: _inspect(c, max_pixels), fresh))
+    for item in inspected:
+        image_id = _insert_image(session, item, copy_to)
+        if image_id is None:
+            existing = session.scalar(select(Image.id).where(Image.sha256 == item.sha256))
+            if existing is not None:
+                report.duplicate_ids.append(existing)
+            continue
+        if item.candidate.captions:
+            session.execute(insert(Caption), [
+                {"image_id": image_id, "text": text, "source": item.candidate.source}
+                for text in item.candidate.captions
+            ])
+        (report.failed_ids if item.error else report.new_ids).append(image_id)
+    return report
+
+
+def _insert_image(session: Session, item: _Inspected, copy_to: Path | None) -> int | None:
+    path = item.candidate.path
+    if copy_to is not None and item.error is None:
+        target = stored_path(copy_to, item.sha256, path.suffix or ".img")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(target)
+        path = target
+    values = {
+        "sha256": item.sha256,
+        "path": str(path),
+        "original_name": item.candidate.original_name or item.candidate.path.name,
+        "source": item.candidate.source,
+        "collection": item.candidate.collection,
+        "file_size": item.size,
+        "width": item.width,
+        "height": item.height,
+        "format": item.format,
+        "status": "failed" if item.error else "registered",
+        "error": item.error,
+    }
+    # ON CONFLICT keeps two concurrent imports of the same picture from failing each other.
+    statement = (
+        pg_insert(Image).values(**values)
+        .on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
+    )
+    return session.scalar(statement)

@@ -1,0 +1,206 @@
+"""The `clipseek` command line: thin adapters over the service functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clipseek.catalog import Candidate, discover_files
+from clipseek.context import Context
+from clipseek.errors import ClipSeekError
+from clipseek.ingest import IngestSummary, ingest_inline
+from clipseek.settings import Settings
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _random_warning(ctx: Context) -> None:
+    if ctx.encoder.is_random:
+        click.secho(f"Note: the model is {ctx.settings.model}, which has random weights: "
+                    "rankings are meaningless. Set CLIPSEEK_MODEL=ViT-B-32/openai for real "
+                    "search.", fg="yellow", err=True)
+
+
+def _pending_ids(ctx: Context) -> list[int]:
+    from clipseek.indexing import pending_image_ids
+
+    with ctx.db.session() as session:
+        return pending_image_ids(session, ctx.encoder.model_id)
+
+
+def _report(summary: IngestSummary) -> None:
+    for line in summary.lines():
+        click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(click_ctx: click.Context) -> None:
+    """ClipSeek: semantic search over your own images."""
+    context = Context(Settings.from_env())
+    click_ctx.obj = context
+    click_ctx.call_on_close(context.close)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--copy", is_flag=True, help="Copy the files into ClipSeek's image store.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@pass_context
+def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, progress: bool) -> None:
+    """Register and index image files and folders (recursively)."""
+    try:
+        files = list(discover_files(paths))
+    except FileNotFoundError as exc:
+        raise ClipSeekError(str(exc)) from None
+    candidates = [Candidate(path=p, source="folder", collection=str(p.parent)) for p in files]
+    _random_warning(ctx)
+    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
+                            total=len(candidates), progress=progress,
+                            extra_ids=_pending_ids(ctx))
+    _report(summary)
+
+
+@cli.command("ingest-coco")
+@click.option("--images", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of COCO images, e.g. train2017/.")
+@click.option("--annotations", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="captions_train2017.json or captions_val2017.json.")
+@click.option("--progress/--no-progress", default=True)
+@pass_context
+def ingest_coco(ctx: Context, images: Path, annotations: Path, progress: bool) -> None:
+    """Register and index MS-COCO 2017 images with their captions."""
+    from clipseek.coco import coco_candidates
+
+    candidates, missing = coco_candidates(images, annotations)
+    if missing:
+        click.echo(f"{missing} annotated image(s) are not in {images}; they are skipped.", err=True)
+    _random_warning(ctx)
+    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
+                            total=len(candidates), progress=progress,
+                            extra_ids=_pending_ids(ctx))
+    _report(summary)
+
+
+@cli.command("download-coco")
+@click.option("--split", type=click.Choice(["val2017", "train2017"]), default="val2017",
+              show_default=True)
+@click.option("--dest", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Target folder (default: CLIPSEEK_HOME/coco).")
+@click.option("--mirror", default=None, help="Base URL of a COCO mirror.")
+@click.option("--keep-archives", is_flag=True, help="Keep the zip files after extracting.")
+@pass_context
+def download_coco_command(ctx: Context, split: str, dest: Path | None, mirror: str | None,
+                          keep_archives: bool) -> None:
+    """Download MS-COCO 2017 images and captions (resumes after interruptions)."""
+    from clipseek.coco import COCO_BASE_URL, download_coco
+
+    target = dest or ctx.settings.home / "coco"
+    images, captions = download_coco(split, target, base_url=mirror or COCO_BASE_URL,
+                                     keep_archives=keep_archives)
+    click.echo(f"Images in {images}, captions in {captions}.")
+    click.echo(f"Next: clipseek ingest-coco --images {images} --annotations {captions}")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--top-k", "-k", default=5, show_default=True, help="Results per page.")
+@click.option("--page", "-p", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--save", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also draw the results into this PNG file.")
+@pass_context
+def search(ctx: Context, query: str, top_k: int, page: int, as_json: bool,
+           save: Path | None) -> None:
+    """Find the stored images that best match a description."""
+    from clipseek.display import render_grid
+    from clipseek.search import search_images
+
+    with ctx.db.session() as session:
+        results = search_images(session, ctx.encoder, query, page=page, per_page=top_k)
+    if as_json:
+        click.echo(json.dumps(results.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _random_warning(ctx)
+        if not results.total:
+            click.echo("No indexed images yet: add some with `clipseek ingest PATH`.")
+        click.echo(f"Page {results.page} of {results.pages} ({results.total} images searched):")
+        for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
+            caption = f"  “{item['captions'][0]}”" if item["captions"] else ""
+            click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}{caption}")
+    if save:
+        click.echo(f"Saved {render_grid(results, save_to=save)}", err=True)
+
+
+@cli.command()
+@pass_context
+def samples(ctx: Context) -> None:
+    """Register and index the sample photos that ship with ClipSeek."""
+    from clipseek.samples import write_sample_photos
+
+    candidates = write_sample_photos(ctx.settings.home / "samples")
+    _random_warning(ctx)
+    _report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
+                          total=len(candidates), extra_ids=_pending_ids(ctx)))
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database."""
+
+
+@db.command()
+@pass_context
+def upgrade(ctx: Context) -> None:
+    """Apply pending schema migrations."""
+    from clipseek.db import database_url, upgrade_schema
+
+    upgrade_schema(database_url(ctx.settings))
+    click.echo("The database schema is up to date.")
+
+
+@db.command()
+@click.option("--psql", is_flag=True, help="Print it in libpq form, for psql.")
+@pass_context
+def url(ctx: Context, psql: bool) -> None:
+    """Print the database URL (start the embedded server if needed)."""
+    from sqlalchemy.engine import make_url
+
+    from clipseek.db import database_url
+
+    address = database_url(ctx.settings)
+    if psql:
+        address = make_url(address).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+    click.echo(address)
+
+
+@db.command()
+@pass_context
+def stop(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL server."""
+    from clipseek.embedded_db import EmbeddedPostgres
+
+    if ctx.settings.database_url:
+        raise ClipSeekError("DATABASE_URL is set: ClipSeek does not manage that server.")
+    was_running = EmbeddedPostgres(ctx.settings.pgdata).stop()
+    click.echo("Stopped the embedded PostgreSQL." if was_running else "It was not running.")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn ClipSeek errors into one readable line."""
+    try:
+        return cli.main(args=argv, prog_name="clipseek", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClipSeekError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,139 @@
+"""Encoding registered images: decode in parallel, embed in batches, record the outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from clipseek.encoder import Encoder
+from clipseek.imaging import ImageDecodeError, clip_pixels, load_rgb
+from clipseek.models import Embedding, Image
+
+
+@dataclass
+class IndexReport:
+    """Outcome of an indexing pass."""
+
+    indexed: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped: int = 0
+
+    def merge(self, other: IndexReport) -> None:
+        """Add another pass's outcome to this one."""
+        self.indexed += other.indexed
+        self.failed.update(other.failed)
+        self.skipped += other.skipped
+
+
+Decoded = tuple[int, np.ndarray | None, str | None]
+
+
+def decode_for_clip(image_id: int, path: str, max_pixels: int) -> Decoded:
+    """Decode one file into CLIP's input, or return the reason it cannot be used."""
+    try:
+        return image_id, clip_pixels(load_rgb(Path(path), max_pixels=max_pixels)), None
+    except ImageDecodeError as exc:
+        return image_id, None, str(exc)
+    except MemoryError:
+        return image_id, None, "the image is too large to decode in the available memory"
+
+
+def images_needing(session: Session, model_id: str, image_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Of these ids, the (id, path) of images that still lack an embedding from `model_id`."""
+    has_embedding = exists().where(Embedding.image_id == Image.id, Embedding.model == model_id)
+    rows = session.execute(
+        select(Image.id, Image.path)
+        .where(Image.id.in_(image_ids), Image.status != "failed", ~has_embedding)
+        .order_by(Image.id)
+    )
+    return [(row.id, row.path) for row in rows]
+
+
+def pending_image_ids(session: Session, model_id: str, *, statuses: Sequence[str] = ("registered",
+                      "queued")) -> list[int]:
+    """Ids of images in the given statuses that have no embedding from `model_id` yet."""
+    has_embedding = exists().where(Embedding.image_id == Image.id, Embedding.model == model_id)
+    return list(session.scalars(
+        select(Image.id).where(Image.status.in_(statuses), ~has_embedding).order_by(Image.id)
+    ))
+
+
+def record_results(session: Session, model_id: str, ids: Sequence[int], vectors: np.ndarray,
+                   failures: dict[int, str]) -> None:
+    """Store embeddings and move images to indexed, or to failed with their reasons."""
+    if len(ids):
+        session.execute(
+            pg_insert(Embedding)
+            .values([{"image_id": i, "model": model_id, "embedding": v}
+                     for i, v in zip(ids, vectors, strict=True)])
+            .on_conflict_do_nothing(index_elements=["image_id", "model"])
+        )
+        session.execute(
+            update(Image).where(Image.id.in_(ids))
+            .values(status="indexed", error=None, indexed_at=func.now(),
+                    attempts=Image.attempts + 1)
+        )
+    for image_id, reason in failures.items():
+        session.execute(
+            update(Image).where(Image.id == image_id)
+            .values(status="failed", error=reason, attempts=Image.attempts + 1)
+        )
+
+
+def encode_decoded(encoder: Encoder, decoded: Sequence[Decoded]) -> tuple[list[int], np.ndarray,
+                                                                          dict[int, str]]:
+    """Run the model on the decodable part of a batch; return ids, vectors and failures."""
+    good = [(i, px) for i, px, _ in decoded if px is not None]
+    failures = {i: err for i, px, err in decoded if px is None and err is not None}
+    if not good:
+        return [], np.zeros((0, encoder.dim), dtype=np.float32), failures
+    vectors = encoder.encode_pixels(np.stack([px for _, px in good]))
+    return [i for i, _ in good], vectors, failures
+
+
+def _batches(items: Sequence[tuple[int, str]], size: int) -> Iterator[Sequence[tuple[int, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def index_images(
+    session: Session,
+    encoder: Encoder,
+    image_ids: Sequence[int],
+    *,
+    pool: ThreadPoolExecutor,
+    batch_size: int,
+    max_pixels: int,
+    on_batch: Callable[[IndexReport], None] | None = None,
+) -> IndexReport:
+    """Embed the given images with `encoder`, committing after every batch.
+
+    Images already embedded by this model are skipped, so running it twice (or after a
+    crash) is safe. The next batch decodes in `pool` while the model runs on this one.
+    """
+    todo = images_needing(session, encoder.model_id, image_ids)
+    total = IndexReport(skipped=len(image_ids) - len(todo))
+    session.commit()
+
+    def submit(batch: Sequence[tuple[int, str]]) -> list[Future[Decoded]]:
+        return [pool.submit(decode_for_clip, i, p, max_pixels) for i, p in batch]
+
+    batches = list(_batches(todo, batch_size))
+    ahead = submit(batches[0]) if batches else []
+    for index in range(len(batches)):
+        current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
+        ids, vectors, failures = encode_decoded(encoder, [f.result() for f in current])
+        record_results(session, encoder.model_id, ids, vectors, failures)
+        session.commit()
+        report = IndexReport(indexed=ids, failed=failures)
+        total.merge(report)
+        if on_batch:
+            on_batch(report)
+    return total

@@ -1,0 +1,129 @@
+"""Importing collections: register files in chunks, then index them in process."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from clipseek.catalog import Candidate, RegisterReport, register_batch
+from clipseek.db import Database
+from clipseek.encoder import Encoder
+from clipseek.indexing import IndexReport, index_images
+from clipseek.settings import Settings
+
+REGISTER_CHUNK = 256
+
+
+@dataclass
+class IngestSummary:
+    """What an import did, for the CLI's report and the Python API."""
+
+    registered: RegisterReport = field(default_factory=RegisterReport)
+    indexed: IndexReport = field(default_factory=IndexReport)
+    seconds_registering: float = 0.0
+    seconds_indexing: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        """Indexing throughput of this run (images embedded per second of indexing)."""
+        done = len(self.indexed.indexed)
+        return done / self.seconds_indexing if self.seconds_indexing > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        """A short human-readable report."""
+        reg, idx = self.registered, self.indexed
+        out = [f"Registered {len(reg.new_ids)} new image(s); {reg.already_known} already known, "
+               f"{len(reg.duplicate_ids)} duplicate(s) of stored images, "
+               f"{len(reg.failed_ids)} unreadable."]
+        if idx.indexed or idx.failed:
+            out.append(f"Indexed {len(idx.indexed)} image(s) in {self.seconds_indexing:.1f} s "
+                       f"({self.images_per_second:.1f} images/s); {len(idx.failed)} failed.")
+        return out
+
+
+def _chunks(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+@contextmanager
+def decode_pool(settings: Settings) -> Iterator[ThreadPoolExecutor]:
+    """Threads for hashing and decoding: Pillow and hashlib release the GIL."""
+    with ThreadPoolExecutor(max_workers=settings.decode_workers,
+                            thread_name_prefix="clipseek-decode") as pool:
+        yield pool
+
+
+def register_candidates(
+    db: Database,
+    candidates: Iterable[Candidate],
+    *,
+    settings: Settings,
+    pool: ThreadPoolExecutor,
+    copy: bool = False,
+    total: int | None = None,
+    progress: bool = True,
+) -> RegisterReport:
+    """Register files in chunks, committing each, so an interrupted import resumes."""
+    report = RegisterReport()
+    with tqdm(total=total, desc="Registering", unit="file", disable=not progress,
+              leave=False) as bar:
+        for chunk in _chunks(candidates, REGISTER_CHUNK):
+            with db.session() as session:
+                done = register_batch(session, chunk, max_pixels=settings.max_image_pixels,
+                                      pool=pool, copy_to=settings.image_store if copy else None)
+                session.commit()
+            report.merge(done)
+            bar.update(len(chunk))
+    return report
+
+
+def index_inline(
+    db: Database,
+    encoder: Encoder,
+    image_ids: Sequence[int],
+    *,
+    settings: Settings,
+    pool: ThreadPoolExecutor,
+    progress: bool = True,
+) -> IndexReport:
+    """Embed images in this process, with a progress bar."""
+    with tqdm(total=len(image_ids), desc="Indexing", unit="img", disable=not progress,
+              leave=False) as bar, db.session() as session:
+        return index_images(session, encoder, image_ids, pool=pool,
+                            batch_size=settings.batch_size,
+                            max_pixels=settings.max_image_pixels,
+                            on_batch=lambda r: bar.update(len(r.indexed) + len(r.failed)))
+
+
+def ingest_inline(
+    db: Database,
+    encoder: Encoder,
+    candidates: Iterable[Candidate],
+    *,
+    settings: Settings,
+    copy: bool = False,
+    total: int | None = None,
+    progress: bool = True,
+    extra_ids: Sequence[int] = (),
+) -> IngestSummary:
+    """Register `candidates` and embed them (and `extra_ids`) in this process."""
+    summary = IngestSummary()
+    with decode_pool(settings) as pool:
+        started = time.perf_counter()
+        summary.registered = register_candidates(db, candidates, settings=settings, pool=pool,
+                                                 copy=copy, total=total, progress=progress)
+        summary.seconds_registering = time.perf_counter() - started
+        ids = sorted(set(summary.registered.new_ids) | set(extra_ids))
+        started = time.perf_counter()
+        summary.indexed = index_inline(db, encoder, ids, settings=settings, pool=pool,
+                                       progress=progress)
+        summary.seconds_indexing = time.perf_counter() - started
+    return summary

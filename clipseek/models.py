@@ -1,0 +1,114 @@
+"""The tables: images, their captions, and their embeddings per model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from pgvector.sqlalchemy import HALFVEC
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Every model ClipSeek ships produces 512-d vectors (ViT-B/32 and ViT-B/16); pgvector's HNSW
+# index needs one fixed dimension per column.
+EMBEDDING_DIM = 512
+
+STATUSES = ("registered", "queued", "indexed", "failed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all ClipSeek tables."""
+
+
+class Image(Base):
+    """One stored picture and where it stands in its lifecycle."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    original_name: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    collection: Mapped[str | None] = mapped_column(Text)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default="registered")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    captions: Mapped[list[Caption]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('registered', 'queued', 'indexed', 'failed')", name="images_status_valid"
+        ),
+        Index("images_status_idx", "status"),
+        # Re-running an import skips files already registered without hashing them again.
+        Index("images_path_idx", "path"),
+    )
+
+
+class Caption(Base):
+    """A sentence describing an image (MS-COCO gives five per image)."""
+
+    __tablename__ = "captions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+
+    image: Mapped[Image] = relationship(back_populates="captions")
+
+    __table_args__ = (Index("captions_image_id_idx", "image_id"),)
+
+
+class Embedding(Base):
+    """An image's CLIP embedding, produced by the model named in `model`.
+
+    Stored as `halfvec(512)`: 1,032 bytes stay inline in the heap row, whereas a 512-d
+    `vector` (2,056 bytes) is TOASTed out of line, which made an exact scan several times
+    slower (bench/storage.py; numbers in BENCHMARKS.md). Rounding to fp16 moves cosine
+    scores by under 1e-3, far below the gaps that separate CLIP matches.
+    """
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    embedding: Mapped[np.ndarray] = mapped_column(HALFVEC(EMBEDDING_DIM))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        # m=16 / ef_construction=64 are pgvector's defaults; bench/search.py measures recall.
+        Index(
+            "embeddings_hnsw_cosine_idx",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "halfvec_cosine_ops"},
+        ),
+        Index("embeddings_model_idx", "model"),
+    )

@@ -1,0 +1,104 @@
+"""Fixtures: a real embedded PostgreSQL with pgvector, a fresh database per test, real photos."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database, upgrade_schema
+from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.encoder import ClipEncoder
+from clipseek.samples import write_sample_photos
+from clipseek.settings import RANDOM_MODEL, Settings
+
+TEMPLATE = "clipseek_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL 18 + pgvector server for the whole run, stopped at the end."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
+    server.ensure_running()
+    with _admin(server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    upgrade_schema(_url(server, TEMPLATE))
+    yield server
+    server.stop()
+
+
+def _admin(server: EmbeddedPostgres) -> psycopg.Connection:
+    return psycopg.connect(host=str(server.socket_dir), user="postgres", dbname="postgres",
+                           autocommit=True)
+
+
+def _url(server: EmbeddedPostgres, name: str) -> str:
+    return f"postgresql+psycopg://postgres@/{name}?host={server.socket_dir}"
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database for one test, cloned from the template and dropped after."""
+    name = f"test_{os.getpid()}_{next(_counter)}"
+    with _admin(pg_server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    yield _url(pg_server, name)
+    with _admin(pg_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for one test: its own home folder and database, the random model, offline."""
+    return Settings.from_env({
+        "CLIPSEEK_HOME": str(tmp_path / "home"),
+        "DATABASE_URL": database_url,
+        "CLIPSEEK_MODEL": RANDOM_MODEL,
+        "CLIPSEEK_OFFLINE": "1",
+        "CLIPSEEK_BATCH_SIZE": "8",
+    })
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """The test's database, connected."""
+    database = Database.connect(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def encoder() -> ClipEncoder:
+    """The real ViT-B/32 architecture with seeded random weights, loaded once per run."""
+    enc = ClipEncoder(RANDOM_MODEL, allow_download=False)
+    enc.load()
+    return enc
+
+
+@pytest.fixture(scope="session")
+def sample_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Candidate]:
+    """The 22 real sample photos (scikit-image, matplotlib), written once per run."""
+    return write_sample_photos(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the `clipseek` command against the test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_",
+                                                                      "REDIS_"))}
+    env.update({
+        "CLIPSEEK_HOME": str(settings.home),
+        "DATABASE_URL": settings.database_url or "",
+        "CLIPSEEK_MODEL": RANDOM_MODEL,
+        "CLIPSEEK_OFFLINE": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    })
+    return env

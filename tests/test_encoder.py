@@ -1,0 +1,152 @@
+"""The encoder: checkpoint loading in OpenAI's formats, checksums, and normalised output."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipseek.encoder import ClipEncoder, parse_model_id
+from clipseek.errors import ConfigError, WeightsError
+from tests.images import photo_array
+
+
+class _Holder(torch.nn.Module):
+    def forward(self) -> int:
+        return 0
+
+
+def _random_state(seed: int) -> dict[str, torch.Tensor]:
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+    # OpenAI's checkpoints hold fp16 weights.
+    return {k: v.half() for k, v in model.state_dict().items()}
+
+
+def _torchscript_archive(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """A TorchScript archive whose state_dict has OpenAI's keys, like the published .pt files."""
+    root = _Holder()
+    for key, value in state.items():
+        *parents, leaf = key.split(".")
+        module: torch.nn.Module = root
+        for name in parents:
+            if not hasattr(module, name):
+                module.add_module(name, _Holder())
+            module = getattr(module, name)
+        module.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still read
+        torch.jit.save(torch.jit.script(root), str(path))
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    state = _random_state(7)
+    plain = folder / "state_dict.pt"
+    torch.save(state, plain)
+    return {"plain": plain, "torchscript": _torchscript_archive(state, folder / "ViT-B-32.pt")}
+
+
+@pytest.mark.parametrize("kind", ["plain", "torchscript"])
+def test_checkpoint_with_matching_checksum_loads_and_encodes(
+    checkpoints: dict[str, Path], kind: str, tmp_path: Path
+) -> None:
+    path = checkpoints[kind]
+    enc = ClipEncoder("ViT-B-32/openai", weights=path, weights_sha256=_sha(path),
+                      cache_dir=tmp_path, allow_download=False, precision="fp32")
+    texts = enc.encode_texts(["a dog running on the beach", "a cat"])
+    images = enc.encode_images([Image.fromarray(photo_array(5))])
+    assert texts.shape == (2, 512) and images.shape == (1, 512)
+    assert texts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, rtol=1e-5)
+    assert not enc.is_random
+
+
+def test_both_formats_give_the_same_embeddings(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    outputs = []
+    for path in checkpoints.values():
+        enc = ClipEncoder("ViT-B-32/openai", weights=path, weights_sha256=_sha(path),
+                          cache_dir=tmp_path, allow_download=False, precision="fp32")
+        outputs.append(enc.encode_texts(["a red motorcycle"]))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
+
+
+def test_wrong_checksum_is_refused_with_what_to_do(checkpoints: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    enc = ClipEncoder("ViT-B-32/openai", weights=checkpoints["plain"], weights_sha256="0" * 64,
+                      cache_dir=tmp_path, allow_download=False)
+    with pytest.raises(WeightsError, match="CLIPSEEK_WEIGHTS_SHA256"):
+        enc.encode_texts(["x"])
+
+
+def test_a_file_that_is_not_the_official_checkpoint_is_refused(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    enc = ClipEncoder("ViT-B-32/openai", weights=checkpoints["plain"], cache_dir=tmp_path,
+                      allow_download=False)
+    with pytest.raises(WeightsError, match="not the expected ViT-B-32 checkpoint"):
+        enc.load()
+
+
+def test_missing_weights_file_names_the_setting(tmp_path: Path) -> None:
+    enc = ClipEncoder("ViT-B-32/openai", weights=tmp_path / "nope.pt", cache_dir=tmp_path,
+                      allow_download=False)
+    with pytest.raises(WeightsError, match="CLIPSEEK_WEIGHTS points to .*does not exist"):
+        enc.load()
+
+
+def test_no_weights_offline_says_how_to_provide_them(tmp_path: Path) -> None:
+    enc = ClipEncoder("ViT-B-32/openai", cache_dir=tmp_path, allow_download=False)
+    with pytest.raises(WeightsError) as info:
+        enc.load()
+    message = str(info.value)
+    assert "CLIPSEEK_WEIGHTS=" in message and "ViT-B-32.pt" in message
+    assert str(tmp_path / "ViT-B-32.pt") in message
+
+
+def test_cached_checkpoint_is_used_when_it_verifies(checkpoints: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipseek import weights
+
+    path = checkpoints["torchscript"]
+    official = weights.OPENAI_CHECKPOINTS["ViT-B-32"]
+    # Pretend the published file is ours, so the cache check runs on a file we have.
+    monkeypatch.setitem(weights.OPENAI_CHECKPOINTS, "ViT-B-32",
+                        weights.Checkpoint(official.url, _sha(path), "ViT-B-32.pt", 1))
+    (tmp_path / "ViT-B-32.pt").symlink_to(path)
+    found = weights.resolve_weights("ViT-B-32", weights=None, expected_sha256=None,
+                                    cache_dir=tmp_path, allow_download=False)
+    assert found == tmp_path / "ViT-B-32.pt"
+    assert (tmp_path / "ViT-B-32.pt.verified").exists()
+
+
+def test_random_model_is_identical_in_every_process(encoder: ClipEncoder) -> None:
+    other = ClipEncoder("ViT-B-32/random", allow_download=False)
+    np.testing.assert_allclose(other.encode_texts(["a cat"]), encoder.encode_texts(["a cat"]),
+                               atol=1e-6)
+    assert other.is_random
+
+
+def test_batch_and_single_images_agree(encoder: ClipEncoder) -> None:
+    imgs = [Image.fromarray(photo_array(s)) for s in range(3)]
+    batch = encoder.encode_images(imgs)
+    single = encoder.encode_images(imgs[1:2])
+    np.testing.assert_allclose(batch[1], single[0], atol=1e-4)
+
+
+def test_bad_model_id_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="CLIPSEEK_MODEL"):
+        parse_model_id("clip")
