@@ -148,6 +148,27 @@ def samples(ctx: Context) -> None:
                           total=len(candidates), extra_ids=_pending_ids(ctx)))
 
 
+@cli.command()
+@click.argument("query", default="a cat")
+@pass_context
+def demo(ctx: Context, query: str) -> None:
+    """Index the sample photos and answer one search: a first look at ClipSeek."""
+    from clipseek.samples import write_sample_photos
+    from clipseek.search import search_images
+
+    ctx.encoder.load()  # stop at once, before any work, when the weights are missing
+    _random_warning(ctx)
+    candidates = write_sample_photos(ctx.settings.home / "samples")
+    _report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
+                          total=len(candidates), extra_ids=_pending_ids(ctx)))
+    with ctx.db.session() as session:
+        results = search_images(session, ctx.encoder, query, per_page=5)
+    click.echo(f"Top 5 of {results.total} for “{results.query}”:")
+    for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
+        click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}")
+    click.echo(f"Database: {ctx.db.url}  (try: clipseek search \"a rocket\")")
+
+
 @cli.group()
 def db() -> None:
     """Manage the database."""

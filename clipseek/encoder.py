@@ -33,6 +33,10 @@ class Encoder(Protocol):
     model_id: str
     dim: int
 
+    def load(self) -> None:
+        """Load the model now instead of on first use."""
+        ...
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed decoded RGB images."""
         ...

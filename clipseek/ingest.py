@@ -38,9 +38,9 @@ class IngestSummary:
     def lines(self) -> list[str]:
         """A short human-readable report."""
         reg, idx = self.registered, self.indexed
-        out = [f"Registered {len(reg.new_ids)} new image(s); {reg.already_known} already known, "
-               f"{len(reg.duplicate_ids)} duplicate(s) of stored images, "
-               f"{len(reg.failed_ids)} unreadable."]
+        out = [f"Registered {len(reg.new_ids) + len(reg.failed_ids)} new file(s) "
+               f"({len(reg.failed_ids)} unreadable); {reg.already_known} already known, "
+               f"{len(reg.duplicate_ids)} duplicate(s) of stored images."]
         if idx.indexed or idx.failed:
             out.append(f"Indexed {len(idx.indexed)} image(s) in {self.seconds_indexing:.1f} s "
                        f"({self.images_per_second:.1f} images/s); {len(idx.failed)} failed.")
@@ -122,6 +122,8 @@ def ingest_inline(
                                                  copy=copy, total=total, progress=progress)
         summary.seconds_registering = time.perf_counter() - started
         ids = sorted(set(summary.registered.new_ids) | set(extra_ids))
+        if ids:
+            encoder.load()  # so that the throughput below measures indexing, not loading
         started = time.perf_counter()
         summary.indexed = index_inline(db, encoder, ids, settings=settings, pool=pool,
                                        progress=progress)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-import numpy as np
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     BigInteger,
@@ -98,7 +98,8 @@ class Embedding(Base):
         ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
     )
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
-    embedding: Mapped[np.ndarray] = mapped_column(HALFVEC(EMBEDDING_DIM))
+    # Written from numpy arrays; read back as lists of floats.
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC(EMBEDDING_DIM))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

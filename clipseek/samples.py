@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,7 +55,7 @@ def write_sample_photos(folder: Path) -> list[Candidate]:
             array = getattr(skimage.data, name)()
             if isinstance(array, tuple):  # stereo_motorcycle returns (left, right, disparity)
                 array = array[0]
-            options = {"quality": 92} if filename.endswith(".jpg") else {}
+            options: dict[str, Any] = {"quality": 92} if filename.endswith(".jpg") else {}
             _as_image(array).save(target, **options)
         candidates.append(Candidate(path=target, source="samples", collection="samples",
                                     captions=(caption,)))

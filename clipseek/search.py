@@ -170,7 +170,7 @@ def similar_images(
     if vector is None:
         return None
     started = time.perf_counter()
-    ranked, total = rank_by_vector(session, np.asarray(vector.to_numpy(), dtype=np.float32),
+    ranked, total = rank_by_vector(session, np.asarray(vector, dtype=np.float32),
                                    model=model, page=page, per_page=per_page, exclude_id=image_id)
     hits = hydrate(session, ranked)
     return SearchPage(query=f"similar to image {image_id}", model=model, page=page,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +52,9 @@ def _verified(path: Path, expected: str) -> bool:
         pass
     if sha256_file(path) != expected:
         return False
-    try:
+    # A read-only folder only costs a re-hash next time.
+    with contextlib.suppress(OSError):
         marker.write_text(json.dumps(stamp))
-    except OSError:
-        pass  # a read-only folder only costs a re-hash next time
     return True
 
 

@@ -104,7 +104,7 @@ def test_a_file_that_is_not_the_official_checkpoint_is_refused(
 def test_missing_weights_file_names_the_setting(tmp_path: Path) -> None:
     enc = ClipEncoder("ViT-B-32/openai", weights=tmp_path / "nope.pt", cache_dir=tmp_path,
                       allow_download=False)
-    with pytest.raises(WeightsError, match="CLIPSEEK_WEIGHTS points to .*does not exist"):
+    with pytest.raises(WeightsError, match=r"CLIPSEEK_WEIGHTS points to .*does not exist"):
         enc.load()
 
 

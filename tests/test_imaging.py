@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clipseek.catalog import Candidate
 from clipseek.imaging import CLIP_SIZE, ImageDecodeError, clip_pixels, load_rgb, probe
 from tests.images import jpeg_with_orientation, photo_array, write_bad_files
 
@@ -57,7 +58,7 @@ def test_oversized_png_is_refused_with_a_reason(tmp_path: Path) -> None:
         probe(tmp_path / "huge.png", max_pixels=1_000_000)
 
 
-def test_bad_files_give_readable_reasons(tmp_path: Path, sample_photos: list) -> None:
+def test_bad_files_give_readable_reasons(tmp_path: Path, sample_photos: list[Candidate]) -> None:
     jpeg = next(c.path for c in sample_photos if c.path.suffix == ".jpg")
     bad = write_bad_files(tmp_path, jpeg)
     for kind in ("empty", "text", "garbage"):

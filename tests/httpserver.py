@@ -1,0 +1,69 @@
+"""A local HTTP server with range support that can break connections midway."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Files:
+    """What the server serves, and how many responses it still cuts short."""
+
+    content: dict[str, bytes]
+    breaks_left: int = 0
+    requests: list[str] = field(default_factory=list)
+
+
+def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = files.content.get(self.path)
+            files.requests.append(f"{self.path} {self.headers.get('Range', '')}")
+            if body is None:
+                self.send_error(404)
+                return
+            start = 0
+            if (rng := self.headers.get("Range")) and rng.startswith("bytes="):
+                start = int(rng[6:].split("-")[0])
+                if start >= len(body):
+                    self.send_response(416)
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            chunk = body[start:]
+            if files.breaks_left > 0:
+                files.breaks_left -= 1
+                # Send part of the body, then drop the connection like a flaky network.
+                self.wfile.write(chunk[: max(1, len(chunk) // 3)])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(chunk)
+
+    return Handler
+
+
+@contextmanager
+def serve(files: Files) -> Iterator[str]:
+    """Serve `files` on a free loopback port; yield the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

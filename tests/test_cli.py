@@ -1,0 +1,83 @@
+"""The `clipseek` command, run as a user runs it, against a real database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from clipseek.api import display_results, search
+from clipseek.catalog import Candidate
+from clipseek.context import Context
+from clipseek.settings import Settings
+from tests.images import write_bad_files
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Candidate],
+                                 tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for c in sample_photos[:6]:
+        shutil.copy(c.path, folder)
+    write_bad_files(folder, sample_photos[0].path)
+    ingest = _run(cli_env, "ingest", str(folder), "--no-progress")
+    assert ingest.returncode == 0, ingest.stderr
+    assert "Registered 10 new file(s) (3 unreadable)" in ingest.stdout
+    assert "Indexed 6 image(s)" in ingest.stdout and "1 failed" in ingest.stdout  # truncated
+    assert "random weights" in ingest.stderr
+
+    result = _run(cli_env, "search", "a dog running on the beach", "--top-k", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model"] == "ViT-B-32/random" and data["random_weights"] is True
+    assert data["total"] == 6 and [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
+    assert {"image_id", "path", "score", "captions"} <= set(data["results"][0])
+    scores = [r["score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    text = _run(cli_env, "search", "a cat", "-k", "2", "--page", "3")
+    assert text.returncode == 0 and "Page 3 of 3 (6 images searched)" in text.stdout
+
+
+def test_missing_weights_stop_with_one_clear_sentence(cli_env: dict[str, str]) -> None:
+    env = cli_env | {"CLIPSEEK_MODEL": "ViT-B-32/openai"}
+    result = _run(env, "search", "a cat")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: The ViT-B-32 weights are not on this machine")
+    assert "CLIPSEEK_WEIGHTS=" in result.stderr
+
+
+def test_unreachable_database_is_reported_plainly(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = cli_env | {"DATABASE_URL": f"postgresql://postgres@/clipseek?host={tmp_path}"}
+    result = _run(env, "search", "a cat")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Cannot reach the database" in result.stderr and "DATABASE_URL" in result.stderr
+
+
+def test_db_url_prints_a_url_psql_accepts(cli_env: dict[str, str], settings: Settings) -> None:
+    result = _run(cli_env, "db", "url", "--psql")
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("postgresql://postgres@/test_")
+
+
+def test_python_api_search_and_display(settings: Settings, sample_photos: list[Candidate],
+                                       tmp_path: Path) -> None:
+    from clipseek.ingest import ingest_inline
+
+    ctx = Context(settings)
+    try:
+        ingest_inline(ctx.db, ctx.encoder, sample_photos[:5], settings=settings, progress=False)
+        page = search("an astronaut", top_k=3, context=ctx)
+        assert len(page.hits) == 3 and page.total == 5
+        png = display_results("an astronaut", top_k=3, save_to=tmp_path / "grid.png",
+                              context=ctx)
+    finally:
+        ctx.close()
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

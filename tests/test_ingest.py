@@ -1,0 +1,133 @@
+"""Ingestion: real photos get indexed, bad files fail with reasons, re-runs skip what is done."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from clipseek.catalog import Candidate, discover_files
+from clipseek.coco import coco_candidates
+from clipseek.db import Database
+from clipseek.encoder import ClipEncoder
+from clipseek.ingest import ingest_inline
+from clipseek.models import Caption, Embedding, Image
+from clipseek.settings import Settings
+from tests.images import write_bad_files
+
+
+def _folder_with_photos_and_bad_files(tmp_path: Path, samples: list[Candidate]) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for n, c in enumerate(samples[:8]):
+        shutil.copy(c.path, (folder / "nested" if n % 2 else folder) / c.path.name)
+    write_bad_files(folder / "bad", samples[0].path)
+    (folder / "readme.txt").write_text("not an image and not named like one")
+    return folder
+
+
+def _candidates(folder: Path) -> list[Candidate]:
+    return [Candidate(path=p, source="folder") for p in discover_files([folder])]
+
+
+def test_corrupt_files_are_marked_failed_and_good_ones_indexed(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    folder = _folder_with_photos_and_bad_files(tmp_path, sample_photos)
+    summary = ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
+    with db.session() as s:
+        rows = {Path(i.path).name: i for i in s.scalars(select(Image))}
+        embedded = s.scalar(select(func.count()).select_from(Embedding))
+    assert "readme.txt" not in rows  # folders are walked for image names only
+    assert embedded == 8 and len(summary.indexed.indexed) == 8
+    for name in ("empty.jpg", "notes.jpg", "garbage.png", "truncated.jpg"):
+        assert rows[name].status == "failed", name
+        assert rows[name].error
+    assert rows["empty.jpg"].error == "the file is empty"
+    assert "truncated" in (rows["truncated.jpg"].error or "")
+    good = [r for r in rows.values() if r.status != "failed"]
+    assert len(good) == 8 and all(r.status == "indexed" and r.width for r in good)
+
+
+def test_second_run_skips_everything_already_done(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    folder = _folder_with_photos_and_bad_files(tmp_path, sample_photos)
+    ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
+    again = ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
+    assert again.registered.already_known == 12
+    assert again.registered.new_ids == [] and again.indexed.indexed == []
+
+
+def test_same_picture_under_another_name_is_a_duplicate(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "copy-of-cat.jpg"
+    shutil.copy(sample_photos[2].path, copy)
+    first = ingest_inline(db, encoder, [sample_photos[2]], settings=settings, progress=False)
+    second = ingest_inline(db, encoder, [Candidate(path=copy, source="folder")],
+                           settings=settings, progress=False)
+    assert second.registered.duplicate_ids == first.registered.new_ids
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 1
+
+
+def test_interrupted_indexing_is_finished_by_the_next_run(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+) -> None:
+    from clipseek.indexing import pending_image_ids
+    from clipseek.ingest import decode_pool, register_candidates
+
+    with decode_pool(settings) as pool:
+        register_candidates(db, sample_photos[:5], settings=settings, pool=pool, progress=False)
+    with db.session() as s:
+        pending = pending_image_ids(s, encoder.model_id)
+    assert len(pending) == 5
+    summary = ingest_inline(db, encoder, sample_photos[:5], settings=settings, progress=False,
+                            extra_ids=pending)
+    assert sorted(summary.indexed.indexed) == sorted(pending)
+
+
+def test_copy_keeps_the_file_in_the_image_store(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+) -> None:
+    summary = ingest_inline(db, encoder, sample_photos[:1], settings=settings, copy=True,
+                            progress=False)
+    with db.session() as s:
+        image = s.get(Image, summary.registered.new_ids[0])
+        assert image is not None
+        assert Path(image.path).is_relative_to(settings.image_store)
+        assert Path(image.path).read_bytes() == sample_photos[0].path.read_bytes()
+
+
+def test_coco_images_are_ingested_with_their_five_captions(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    images = tmp_path / "val2017"
+    images.mkdir()
+    names = []
+    for n, c in enumerate(sample_photos[:3]):
+        name = f"{n + 1:012d}.jpg"
+        shutil.copy(c.path, images / name)
+        names.append(name)
+    annotations = {
+        "images": [{"id": n + 1, "file_name": name} for n, name in enumerate(names)]
+        + [{"id": 99, "file_name": "000000000099.jpg"}],  # listed but not downloaded
+        "annotations": [{"id": 10 * i + k, "image_id": i, "caption": f"caption {k} of {i}"}
+                        for i in (1, 2, 3) for k in range(5)],
+    }
+    path = tmp_path / "captions_val2017.json"
+    path.write_text(json.dumps(annotations))
+    candidates, missing = coco_candidates(images, path)
+    assert missing == 1
+    summary = ingest_inline(db, encoder, candidates, settings=settings, progress=False)
+    assert len(summary.indexed.indexed) == 3
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Caption)) == 15
+        assert set(s.scalars(select(Image.collection))) == {"coco/val2017"}

@@ -1,0 +1,40 @@
+"""The README's SQL examples run as written (with the test model's name) and mean what they say."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import text
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.encoder import ClipEncoder
+from clipseek.ingest import ingest_inline
+from clipseek.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _sql_blocks() -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
+                                 sample_photos: list[Candidate]) -> None:
+    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    blocks = _sql_blocks()
+    assert len(blocks) == 3
+    results = []
+    with db.engine.connect() as conn:
+        for block in blocks:
+            for statement in filter(None, (s.strip() for s in block.split(";"))):
+                sql = statement.replace("ViT-B-32/openai", "ViT-B-32/random")
+                results.append(conn.execute(text(sql)).all())
+    neighbours, cats, statuses, failures = results
+    assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
+    scores = [r.score for r in neighbours]
+    assert scores == sorted(scores, reverse=True)
+    assert [r.text for r in cats] == ["a tabby cat looking to the side"]
+    assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
+    assert failures == []

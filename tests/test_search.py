@@ -1,0 +1,111 @@
+"""Search: pgvector's ranking agrees with numpy, pages are consistent, bad queries explained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.encoder import ClipEncoder
+from clipseek.errors import BadQuery
+from clipseek.ingest import ingest_inline
+from clipseek.models import Embedding
+from clipseek.search import rank_by_vector, search_images, similar_images
+from clipseek.settings import Settings
+
+
+@pytest.fixture
+def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
+            sample_photos: list[Candidate]) -> dict[int, np.ndarray]:
+    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    with db.session() as s:
+        rows = s.execute(select(Embedding.image_id, Embedding.embedding)).all()
+    return {i: np.asarray(v, dtype=np.float32) for i, v in rows}
+
+
+def _numpy_scores(stored: dict[int, np.ndarray], query: np.ndarray) -> dict[int, float]:
+    q = query / np.linalg.norm(query)
+    return {i: float(v @ q / np.linalg.norm(v)) for i, v in stored.items()}
+
+
+def test_an_images_own_embedding_ranks_it_first(db: Database,
+                                                indexed: dict[int, np.ndarray]) -> None:
+    for image_id, vector in list(indexed.items())[:5]:
+        with db.session() as s:
+            ranked, total = rank_by_vector(s, vector, model="ViT-B-32/random", per_page=3)
+        assert ranked[0][0] == image_id
+        assert ranked[0][1] == pytest.approx(1.0, abs=1e-3)
+        assert total == len(indexed) == 22
+
+
+def test_scores_are_sorted_and_equal_one_minus_cosine_distance(
+    db: Database, encoder: ClipEncoder, indexed: dict[int, np.ndarray]
+) -> None:
+    with db.session() as s:
+        page = search_images(s, encoder, "a dog running on the beach", per_page=22)
+    scores = [h.score for h in page.hits]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 22
+    expected = _numpy_scores(indexed, encoder.encode_texts(["a dog running on the beach"])[0])
+    for hit in page.hits:
+        assert hit.score == pytest.approx(expected[hit.image_id], abs=1e-4)
+    assert [h.image_id for h in page.hits] == sorted(expected, key=lambda i: -expected[i])
+
+
+def test_pages_continue_the_same_ranking(db: Database, encoder: ClipEncoder,
+                                         indexed: dict[int, np.ndarray]) -> None:
+    with db.session() as s:
+        whole = search_images(s, encoder, "a cat", per_page=10)
+        second = search_images(s, encoder, "a cat", page=2, per_page=5)
+        last = search_images(s, encoder, "a cat", page=5, per_page=5)
+    assert [h.image_id for h in second.hits] == [h.image_id for h in whole.hits[5:10]]
+    assert len(last.hits) == 2 and last.pages == 5
+    assert second.to_dict()["results"][0]["rank"] == 6  # type: ignore[index]
+
+
+def test_only_the_active_models_vectors_are_compared(db: Database, encoder: ClipEncoder,
+                                                     indexed: dict[int, np.ndarray]) -> None:
+    first = next(iter(indexed))
+    with db.session() as s:
+        s.add(Embedding(image_id=first, model="other/model", embedding=-indexed[first]))
+        s.commit()
+        page = search_images(s, encoder, "a cat", per_page=30)
+    assert page.total == 22 and len(page.hits) == 22
+
+
+def test_captions_and_paths_come_with_each_hit(db: Database, encoder: ClipEncoder,
+                                               indexed: dict[int, np.ndarray]) -> None:
+    with db.session() as s:
+        page = search_images(s, encoder, "coffee", per_page=22)
+    by_name = {h.path.rsplit("/", 1)[1]: h for h in page.hits}
+    assert by_name["coffee.jpg"].captions == ["a cup of coffee on a saucer with a spoon"]
+    assert page.meaningless  # random weights are flagged
+
+
+def test_similar_images_exclude_the_image_itself(db: Database,
+                                                 indexed: dict[int, np.ndarray]) -> None:
+    target = next(iter(indexed))
+    with db.session() as s:
+        page = similar_images(s, target, model="ViT-B-32/random", per_page=5)
+        missing = similar_images(s, 10**9, model="ViT-B-32/random")
+    assert page is not None and missing is None
+    assert target not in [h.image_id for h in page.hits] and page.total == 21
+
+
+@pytest.mark.parametrize(("query", "page", "per_page", "message"), [
+    ("   ", 1, 10, "Type a description"),
+    ("x" * 1001, 1, 10, "keep it under 1000"),
+    ("a cat", 0, 10, "numbered from 1"),
+    ("a cat", 1, 500, "between 1 and 100"),
+])
+def test_bad_queries_are_explained(db: Database, encoder: ClipEncoder, query: str, page: int,
+                                   per_page: int, message: str) -> None:
+    with db.session() as s, pytest.raises(BadQuery, match=message):
+        search_images(s, encoder, query, page=page, per_page=per_page)
+
+
+def test_empty_collection_gives_an_empty_page(db: Database, encoder: ClipEncoder) -> None:
+    with db.session() as s:
+        page = search_images(s, encoder, "a cat")
+    assert page.total == 0 and page.hits == [] and page.pages == 1
