@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,23 +47,110 @@ def cli(click_ctx: click.Context) -> None:
     click_ctx.call_on_close(context.close)
 
 
+def _import(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool, copy: bool = False,
+            progress: bool = True, timeout: float = 86400) -> None:
+    """Register candidates, then index them here (inline) or through the workers."""
+    from clipseek.indexing import pending_image_ids
+    from clipseek.ingest import ingest_queued
+
+    _random_warning(ctx)
+    if inline:
+        _report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
+                              total=len(candidates), progress=progress, extra_ids=_pending_ids(ctx)))
+        return
+    with ctx.db.session() as session:
+        unsent = pending_image_ids(session, ctx.settings.model, statuses=("registered",))
+    if wait:
+        _warn_without_workers(ctx)  # asked before queuing: a worker busy with a batch cannot answer
+    with _queue_errors(ctx):
+        summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
+                                copy=copy, total=len(candidates), progress=progress, extra_ids=unsent)
+    _report(summary)
+    ids = sorted(set(summary.registered.new_ids) | set(unsent))
+    if wait and ids:
+        _wait(ctx, ids, timeout=timeout, progress=progress)
+    elif ids:
+        click.echo("Workers index them in the background: run `clipseek worker` if none is running; "
+                   "`clipseek status` shows progress.")
+
+
+class _queue_errors:
+    """Turn a broker that cannot be reached into one sentence that says what to do."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        from kombu.exceptions import OperationalError as BrokerError
+
+        if isinstance(exc, BrokerError):
+            where = self.ctx.settings.redis_url or "the embedded Redis"
+            raise ClipSeekError(
+                f"The images are registered, but the queue ({where}) cannot be reached ({exc}). "
+                "Start Redis, then run `clipseek reindex --stale`, or import with --inline."
+            ) from None
+
+
+def _warn_without_workers(ctx: Context) -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+
+    with contextlib.suppress(BrokerError, OSError):
+        if not ctx.celery.control.ping(timeout=1.0):
+            click.echo("No worker answers: start one with `clipseek worker` (waiting for it).", err=True)
+
+
+def _wait(ctx: Context, ids: list[int], *, timeout: float, progress: bool) -> None:
+    from tqdm import tqdm
+
+    from clipseek.queueing import wait_until_indexed
+
+    with tqdm(total=len(ids), desc="Indexing", unit="img", disable=not progress, leave=False) as bar:
+        def update(done: int) -> None:
+            bar.n = done
+            bar.refresh()
+
+        remaining = wait_until_indexed(ctx.db, ids, model=ctx.settings.model, timeout_s=timeout,
+                                       on_progress=update)
+    with ctx.db.session() as session:
+        from sqlalchemy import func, select
+
+        from clipseek.models import Image
+
+        counts = dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
+                                      .group_by(Image.status)).all())
+    click.echo(f"Done: {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed"
+               + (f", {remaining} still waiting (timed out)." if remaining else "."))
+    if remaining:
+        raise ClipSeekError(f"{remaining} image(s) were not indexed within {timeout:.0f} s; "
+                            "check that a worker is running (`clipseek status`).")
+
+
+def _import_options(func: Any) -> Any:
+    func = click.option("--progress/--no-progress", default=True, help="Show progress bars.")(func)
+    func = click.option("--timeout", default=86400.0, help="Seconds --wait waits at most.")(func)
+    func = click.option("--wait", is_flag=True, help="Wait until the workers have indexed them.")(func)
+    func = click.option("--inline", is_flag=True,
+                        help="Index in this process instead of through the workers.")(func)
+    return func
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--copy", is_flag=True, help="Copy the files into ClipSeek's image store.")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@_import_options
 @pass_context
-def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, progress: bool) -> None:
-    """Register and index image files and folders (recursively)."""
+def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, inline: bool, wait: bool, timeout: float,
+           progress: bool) -> None:
+    """Register image files and folders (recursively) and index them."""
     try:
         files = list(discover_files(paths))
     except FileNotFoundError as exc:
         raise ClipSeekError(str(exc)) from None
     candidates = [Candidate(path=p, source="folder", collection=str(p.parent)) for p in files]
-    _random_warning(ctx)
-    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
-                            total=len(candidates), progress=progress,
-                            extra_ids=_pending_ids(ctx))
-    _report(summary)
+    _import(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress, timeout=timeout)
 
 
 @cli.command("ingest-coco")
@@ -70,20 +158,17 @@ def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, progress: bool) ->
               help="Folder of COCO images, e.g. train2017/.")
 @click.option("--annotations", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="captions_train2017.json or captions_val2017.json.")
-@click.option("--progress/--no-progress", default=True)
+@_import_options
 @pass_context
-def ingest_coco(ctx: Context, images: Path, annotations: Path, progress: bool) -> None:
-    """Register and index MS-COCO 2017 images with their captions."""
+def ingest_coco(ctx: Context, images: Path, annotations: Path, inline: bool, wait: bool, timeout: float,
+                progress: bool) -> None:
+    """Register MS-COCO 2017 images with their captions and index them."""
     from clipseek.coco import coco_candidates
 
     candidates, missing = coco_candidates(images, annotations)
     if missing:
         click.echo(f"{missing} annotated image(s) are not in {images}; they are skipped.", err=True)
-    _random_warning(ctx)
-    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
-                            total=len(candidates), progress=progress,
-                            extra_ids=_pending_ids(ctx))
-    _report(summary)
+    _import(ctx, candidates, inline=inline, wait=wait, progress=progress, timeout=timeout)
 
 
 @cli.command("download-coco")
@@ -137,15 +222,117 @@ def search(ctx: Context, query: str, top_k: int, page: int, as_json: bool,
 
 
 @cli.command()
+@_import_options
 @pass_context
-def samples(ctx: Context) -> None:
+def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bool) -> None:
     """Register and index the sample photos that ship with ClipSeek."""
     from clipseek.samples import write_sample_photos
 
     candidates = write_sample_photos(ctx.settings.home / "samples")
+    _import(ctx, candidates, inline=inline, wait=wait, progress=progress, timeout=timeout)
+
+
+@cli.command()
+@click.option("--beat/--no-beat", default=True,
+              help="Also re-queue stale images periodically (one worker with --beat is enough).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_context
+def worker(ctx: Context, beat: bool, loglevel: str) -> None:
+    """Run a background worker that indexes queued images (run several to go faster)."""
+    import os
+
+    from worker.app import QUEUE
+
+    argv = ["worker", "--pool=solo", f"--queues={QUEUE}", f"--loglevel={loglevel}",
+            f"--hostname=clipseek-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
+    if beat:
+        argv += ["--beat", f"--schedule={ctx.settings.home / 'celerybeat-schedule'}"]
+    ctx.settings.home.mkdir(parents=True, exist_ok=True)
+    ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
+    ctx.celery.worker_main(argv)
+
+
+@cli.command()
+@click.option("--stale", is_flag=True, help="Re-queue images registered or queued too long ago.")
+@click.option("--older-than", type=int, default=None,
+              help="With --stale: seconds after which an image counts as stale (default "
+                   "CLIPSEEK_STALE_AFTER).")
+@click.option("--failed", is_flag=True, help="Try failed images again.")
+@click.option("--model", default=None, help="Embed every image with this model (e.g. ViT-B-16/openai).")
+@click.option("--wait", is_flag=True, help="Wait until the workers are done.")
+@pass_context
+def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
+            wait: bool) -> None:
+    """Queue images again: stale ones, failed ones, or all of them for another model."""
+    from clipseek.encoder import parse_model_id
+    from clipseek.queueing import (
+        ids_without,
+        queue_for_indexing,
+        reset_failed,
+        stale_image_ids,
+        touch,
+    )
+
+    if not (stale or failed or model):
+        raise ClipSeekError("Say what to re-index: --stale, --failed or --model MODEL.")
+    target = model or ctx.settings.model
+    parse_model_id(target)
+    ids: set[int] = set()
+    with ctx.db.session() as session, _queue_errors(ctx):
+        if failed:
+            ids |= set(reset_failed(session))
+        if stale:
+            ids |= set(stale_image_ids(session, model=target,
+                                       older_than_s=ctx.settings.stale_after_s if older_than is None
+                                       else older_than))
+        if model:
+            ids |= set(ids_without(session, model=model))
+        touch(session, sorted(ids))
+        batches = queue_for_indexing(session, sorted(ids), model=target, mark=model is None,
+                                     batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+    click.echo(f"Queued {len(ids)} image(s) in {batches} batch(es) for {target}.")
+    if wait and ids:
+        _wait(ctx, sorted(ids), timeout=86400, progress=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Show counts per status and model, the queue, workers and recent failures."""
+    from clipseek.status import collection_status
+
+    with ctx.db.session() as session:
+        report = collection_status(session, model=ctx.settings.model)
+    report.update(_queue_report(ctx))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
     _random_warning(ctx)
-    _report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
-                          total=len(candidates), extra_ids=_pending_ids(ctx)))
+    counts = ", ".join(f"{k} {v}" for k, v in report["by_status"].items())
+    click.echo(f"Images: {report['images']} ({counts})")
+    click.echo(f"Searchable with {report['model']}: {report['searchable']}")
+    for name, count in report["embeddings_by_model"].items():
+        click.echo(f"  embeddings from {name}: {count}")
+    click.echo(f"Queue: {report['queue_depth'] if report['queue_depth'] is not None else 'unreachable'}"
+               f" batch(es) waiting; workers: {', '.join(report['workers']) or 'none answering'}")
+    for failure in report["recent_failures"]:
+        click.echo(f"  failed #{failure['image_id']} {failure['path']}: {failure['error']}")
+
+
+def _queue_report(ctx: Context) -> dict[str, Any]:
+    """Queue depth and the workers that answer a ping (None/[] when Redis is unreachable)."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from worker.app import QUEUE
+
+    try:
+        with ctx.celery.connection_for_read() as conn:
+            depth = conn.default_channel.client.llen(QUEUE)
+        workers = sorted(name for reply in ctx.celery.control.ping(timeout=1.0) for name in reply)
+    except (BrokerError, OSError):
+        return {"queue_depth": None, "workers": []}
+    return {"queue_depth": int(depth), "workers": workers}
 
 
 @cli.command()

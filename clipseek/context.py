@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder, shared_encoder
 from clipseek.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @dataclass
@@ -15,6 +19,7 @@ class Context:
 
     settings: Settings
     _db: Database | None = field(default=None, repr=False)
+    _celery: Celery | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Context:
@@ -33,8 +38,26 @@ class Context:
         """The process-wide encoder of the configured model (loads on first encode)."""
         return shared_encoder(self.settings)
 
+    @property
+    def celery(self) -> Celery:
+        """The Celery app (its broker is started if embedded); used to send work to workers."""
+        if self._celery is None:
+            from worker.app import create_celery
+
+            self._celery = create_celery(self.settings)
+        return self._celery
+
+    def enqueue(self, image_ids: list[int], model: str) -> None:
+        """Send one batch of image ids to the workers."""
+        from worker.app import INDEX_TASK
+
+        self.celery.send_task(INDEX_TASK, args=[image_ids, model])
+
     def close(self) -> None:
         """Release the database connections."""
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._celery is not None:
+            self._celery.close()
+            self._celery = None

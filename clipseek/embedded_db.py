@@ -124,7 +124,7 @@ class EmbeddedPostgres:
 
     def _prepare_folder(self) -> None:
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o777, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         if self._system_user is None:
             return
         # PostgreSQL refuses to run as root, so root runs it as a system user of its own,
@@ -136,9 +136,12 @@ class EmbeddedPostgres:
                            check=True, capture_output=True)
             entry = pwd.getpwnam(self._system_user)
         _open_path_to(self.pgdata)
-        _open_path_to(self.socket_dir)
-        self.socket_dir.chmod(0o777)
+        if self.socket_dir != self.pgdata:
+            # PostgreSQL insists on 0700 for its data folder; only a separate socket folder opens up.
+            _open_path_to(self.socket_dir)
+            self.socket_dir.chmod(0o777)
         install = _install_dir()
+        _open_path_to(install / "bin")  # a virtualenv inside a private folder must open up too
         if not os.stat(install / "bin" / "postgres").st_mode & 0o001:
             _grant_read(install / "bin", 0o055)
             _grant_read(install / "lib", 0o044)

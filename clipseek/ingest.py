@@ -15,6 +15,7 @@ from clipseek.catalog import Candidate, RegisterReport, register_batch
 from clipseek.db import Database
 from clipseek.encoder import Encoder
 from clipseek.indexing import IndexReport, index_images
+from clipseek.queueing import Enqueue, queue_for_indexing
 from clipseek.settings import Settings
 
 REGISTER_CHUNK = 256
@@ -28,6 +29,7 @@ class IngestSummary:
     indexed: IndexReport = field(default_factory=IndexReport)
     seconds_registering: float = 0.0
     seconds_indexing: float = 0.0
+    queued: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -41,6 +43,8 @@ class IngestSummary:
         out = [f"Registered {len(reg.new_ids) + len(reg.failed_ids)} new file(s) "
                f"({len(reg.failed_ids)} unreadable); {reg.already_known} already known, "
                f"{len(reg.duplicate_ids)} duplicate(s) of stored images."]
+        if self.queued:
+            out.append(f"Queued {self.queued} image(s) for the workers.")
         if idx.indexed or idx.failed:
             out.append(f"Indexed {len(idx.indexed)} image(s) in {self.seconds_indexing:.1f} s "
                        f"({self.images_per_second:.1f} images/s); {len(idx.failed)} failed.")
@@ -128,4 +132,30 @@ def ingest_inline(
         summary.indexed = index_inline(db, encoder, ids, settings=settings, pool=pool,
                                        progress=progress)
         summary.seconds_indexing = time.perf_counter() - started
+    return summary
+
+
+def ingest_queued(
+    db: Database,
+    candidates: Iterable[Candidate],
+    *,
+    settings: Settings,
+    enqueue: Enqueue,
+    copy: bool = False,
+    total: int | None = None,
+    progress: bool = True,
+    extra_ids: Sequence[int] = (),
+) -> IngestSummary:
+    """Register `candidates`, commit, then queue them (and `extra_ids`) for the workers."""
+    summary = IngestSummary()
+    with decode_pool(settings) as pool:
+        started = time.perf_counter()
+        summary.registered = register_candidates(db, candidates, settings=settings, pool=pool,
+                                                 copy=copy, total=total, progress=progress)
+        summary.seconds_registering = time.perf_counter() - started
+    ids = sorted(set(summary.registered.new_ids) | set(extra_ids))
+    with db.session() as session:
+        queue_for_indexing(session, ids, model=settings.model, batch_size=settings.batch_size,
+                           enqueue=enqueue)
+    summary.queued = len(ids)
     return summary

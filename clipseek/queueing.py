@@ -1,0 +1,84 @@
+"""Handing registered images to background workers, and recovering what got lost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from clipseek.db import Database
+from clipseek.models import Embedding, Image
+
+# Sends one batch of image ids to be embedded by the named model.
+Enqueue = Callable[[list[int], str], None]
+
+
+def queue_for_indexing(session: Session, image_ids: Sequence[int], *, model: str, batch_size: int,
+                       enqueue: Enqueue, mark: bool = True) -> int:
+    """Mark images queued, commit, then send their ids in batches; return the number of batches.
+
+    The commit comes first so a worker never receives an id it cannot see yet.
+    """
+    ids = sorted(image_ids)
+    if mark and ids:
+        session.execute(update(Image).where(Image.id.in_(ids), Image.status.in_(("registered", "queued")))
+                        .values(status="queued"))
+    session.commit()
+    batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    for batch in batches:
+        enqueue(batch, model)
+    return len(batches)
+
+
+def _lacks(model: str):  # type: ignore[no-untyped-def]
+    return ~exists().where(Embedding.image_id == Image.id, Embedding.model == model)
+
+
+def stale_image_ids(session: Session, *, model: str, older_than_s: int) -> list[int]:
+    """Images registered or queued for longer than `older_than_s` that still lack an embedding."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    return list(session.scalars(
+        select(Image.id).where(Image.status.in_(("registered", "queued")), Image.updated_at <= cutoff,
+                               _lacks(model)).order_by(Image.id)))
+
+
+def touch(session: Session, image_ids: Sequence[int]) -> None:
+    """Restart the staleness clock of these images (they were just queued again)."""
+    session.execute(update(Image).where(Image.id.in_(image_ids)).values(updated_at=func.now()))
+
+
+def reset_failed(session: Session) -> list[int]:
+    """Move every failed image back to registered so it is tried again; return their ids."""
+    ids = list(session.scalars(select(Image.id).where(Image.status == "failed").order_by(Image.id)))
+    session.execute(update(Image).where(Image.id.in_(ids)).values(status="registered", error=None))
+    return ids
+
+
+def ids_without(session: Session, *, model: str) -> list[int]:
+    """Every usable image that has no embedding from `model` yet."""
+    return list(session.scalars(
+        select(Image.id).where(Image.status != "failed", _lacks(model)).order_by(Image.id)))
+
+
+def outstanding(session: Session, image_ids: Sequence[int], *, model: str) -> int:
+    """How many of these images are neither failed nor embedded by `model`."""
+    return int(session.scalar(
+        select(func.count()).select_from(Image)
+        .where(Image.id.in_(image_ids), Image.status != "failed", _lacks(model))) or 0)
+
+
+def wait_until_indexed(db: Database, image_ids: Sequence[int], *, model: str, timeout_s: float,
+                       on_progress: Callable[[int], None] | None = None, poll_s: float = 0.5) -> int:
+    """Poll until every image is indexed or failed, or the timeout passes; return how many remain."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.session() as session:
+            remaining = outstanding(session, image_ids, model=model)
+        if on_progress:
+            on_progress(len(image_ids) - remaining)
+        if remaining == 0 or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(poll_s)

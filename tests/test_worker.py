@@ -1,0 +1,178 @@
+"""Background indexing through real Celery workers on a real Redis, including the faults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.models import Embedding, Image
+from tests.images import write_bad_files
+from tests.workers import WorkerProcess
+
+GOOD = 30
+
+
+@pytest.fixture
+def worker_env(cli_env: dict[str, str], redis_url: str) -> dict[str, str]:
+    # Small batches so that a fault lands mid-run; a short visibility timeout so that the
+    # batch of a killed worker is handed out again within seconds, not minutes.
+    return cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_BATCH_SIZE": "4",
+                      "CLIPSEEK_VISIBILITY_TIMEOUT": "5"}
+
+
+@pytest.fixture
+def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(worker_env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path, sample_photos: list[Candidate]) -> Path:
+    """30 distinct real photos (the 22 samples plus 8 crops of them) and 3 bad files."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for c in sample_photos:
+        shutil.copy(c.path, folder)
+    for n, c in enumerate(sample_photos[:8]):
+        with PILImage.open(c.path) as img:
+            w, h = img.size
+            img.convert("RGB").crop((w // 8, h // 8, w - w // 8, h - h // 8)).save(folder / f"crop{n}.jpg")
+    write_bad_files(folder / "bad", sample_photos[0].path)
+    del_empty = folder / "bad" / "empty.jpg"  # keep three bad kinds: text, garbage, truncated
+    del_empty.unlink()
+    return folder
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _count(db: Database, *conditions: object) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0)  # type: ignore[arg-type]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _assert_all_indexed_once(db: Database) -> None:
+    with db.session() as s:
+        images = s.scalars(select(Image).where(Image.status != "failed")).all()
+        embeddings = s.scalar(select(func.count()).select_from(Embedding))
+        failed = s.scalars(select(Image).where(Image.status == "failed")).all()
+    assert len(images) == GOOD and embeddings == GOOD
+    assert all(i.status == "indexed" for i in images)
+    # attempts counts recorded outcomes: 1 means no image was embedded twice
+    assert sorted({i.attempts for i in images}) == [1]
+    assert sorted(Path(f.path).name for f in failed) == ["garbage.png", "notes.jpg", "truncated.jpg"]
+    assert all(f.error for f in failed)
+
+
+def test_worker_indexes_good_images_once_and_fails_bad_ones(
+    worker_env: dict[str, str], start_worker: Callable[[], WorkerProcess], photo_folder: Path,
+    db: Database,
+) -> None:
+    start_worker()
+    out = _cli(worker_env, "ingest", str(photo_folder), "--wait", "--no-progress", "--timeout", "240")
+    assert "Queued 31 image(s)" in out.stdout  # two files were unreadable at registration
+    assert "Done: 30 indexed, 1 failed." in out.stdout  # the truncated JPEG fails at decode time
+    assert "No worker answers" not in out.stderr
+    _assert_all_indexed_once(db)
+    status = json.loads(_cli(worker_env, "status", "--json").stdout)
+    assert status["by_status"] == {"registered": 0, "queued": 0, "indexed": GOOD, "failed": 3}
+    assert status["queue_depth"] == 0 and len(status["workers"]) == 1
+    assert {f["path"].rsplit("/", 1)[1] for f in status["recent_failures"]} == {
+        "garbage.png", "notes.jpg", "truncated.jpg"}
+
+
+def test_worker_killed_mid_batch_loses_nothing(
+    worker_env: dict[str, str], start_worker: Callable[[], WorkerProcess], photo_folder: Path,
+    db: Database,
+) -> None:
+    out = _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
+    assert "Queued 31 image(s)" in out.stdout
+    assert _count(db, Image.status == "queued") == 31
+    first = start_worker()
+    _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+    first.kill()
+    assert _count(db, Image.status == "indexed") < GOOD, "the kill came too late to test anything"
+    start_worker()
+    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 240,
+              "the second worker to finish")
+    _assert_all_indexed_once(db)
+
+
+def test_flushed_queue_is_recovered_by_reindex_stale(
+    worker_env: dict[str, str], start_worker: Callable[[], WorkerProcess], photo_folder: Path,
+    db: Database, redis_url: str,
+) -> None:
+    _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
+    client = redis.Redis.from_url(redis_url.replace("redis+socket://", "unix://"))
+    assert client.llen("clipseek") > 0
+    client.flushall()  # Redis lost its queue
+    client.close()
+    start_worker()
+    time.sleep(2)
+    assert _count(db, Image.status == "indexed") == 0  # nothing left to tell the worker
+    out = _cli(worker_env, "reindex", "--stale", "--older-than", "0", "--wait")
+    assert "Queued 31 image(s)" in out.stdout
+    _assert_all_indexed_once(db)
+
+
+def test_batch_survives_a_database_restart(
+    worker_env: dict[str, str], start_worker: Callable[[], WorkerProcess], photo_folder: Path,
+    db: Database, pg_server: EmbeddedPostgres,
+) -> None:
+    worker = start_worker()
+    _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
+    _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+    pg_server.stop()
+    try:
+        time.sleep(3)  # the worker's next write fails and its task is retried with backoff
+    finally:
+        pg_server.ensure_running()
+    db.engine.dispose()
+    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 240,
+              "the batch to be retried")
+    _assert_all_indexed_once(db)
+    assert "retry: Retry in" in worker.log.read_text()  # the outage was felt, and survived
+
+
+def test_unreachable_queue_keeps_images_registered_and_says_what_to_do(
+    cli_env: dict[str, str], photo_folder: Path, db: Database, tmp_path: Path,
+) -> None:
+    env = cli_env | {"REDIS_URL": f"redis+socket://{tmp_path}/nothing.sock"}
+    result = subprocess.run(["clipseek", "ingest", str(photo_folder), "--no-progress"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "reindex --stale" in result.stderr
+    assert _count(db) == 33  # registered, nothing lost

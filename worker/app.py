@@ -1,0 +1,42 @@
+"""The Celery application, built from ClipSeek's settings (Redis is the broker)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from clipseek.embedded_redis import EmbeddedRedis
+from clipseek.settings import Settings
+
+QUEUE = "clipseek"
+INDEX_TASK = "clipseek.index_images"
+STALE_TASK = "clipseek.requeue_stale"
+
+
+def broker_url(settings: Settings) -> str:
+    """REDIS_URL, or the embedded Redis in CLIPSEEK_HOME (started if needed)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return EmbeddedRedis(settings.redis_folder).ensure_running()
+
+
+def create_celery(settings: Settings, *, broker: str | None = None) -> Celery:
+    """A Celery app for these settings; tasks find the settings in `app.conf`."""
+    app = Celery("clipseek", broker=broker or broker_url(settings), set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        # Acknowledge after the batch is written: a worker killed mid-batch loses nothing,
+        # its batch is handed to another worker.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "requeue-stale": {"task": STALE_TASK, "schedule": max(30.0, settings.stale_after_s / 2)},
+        },
+        clipseek_settings=settings,
+    )
+    app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+    return app
