@@ -15,9 +15,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## Run ClipSeek: index the sample photos and answer a search.
+## Run ClipSeek: database, queue, worker and web app (sample photos on first run).
 run: $(STAMP)
-	$(BIN)/clipseek demo
+	$(BIN)/clipseek up
 
 ## Run the whole test suite (starts its own PostgreSQL, Redis and workers).
 test: $(STAMP)

@@ -304,7 +304,9 @@ def status(ctx: Context, as_json: bool) -> None:
 
     with ctx.db.session() as session:
         report = collection_status(session, model=ctx.settings.model)
-    report.update(_queue_report(ctx))
+    from worker.app import queue_report
+
+    report.update(queue_report(ctx.celery))
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -318,21 +320,6 @@ def status(ctx: Context, as_json: bool) -> None:
                f" batch(es) waiting; workers: {', '.join(report['workers']) or 'none answering'}")
     for failure in report["recent_failures"]:
         click.echo(f"  failed #{failure['image_id']} {failure['path']}: {failure['error']}")
-
-
-def _queue_report(ctx: Context) -> dict[str, Any]:
-    """Queue depth and the workers that answer a ping (None/[] when Redis is unreachable)."""
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from worker.app import QUEUE
-
-    try:
-        with ctx.celery.connection_for_read() as conn:
-            depth = conn.default_channel.client.llen(QUEUE)
-        workers = sorted(name for reply in ctx.celery.control.ping(timeout=1.0) for name in reply)
-    except (BrokerError, OSError):
-        return {"queue_depth": None, "workers": []}
-    return {"queue_depth": int(depth), "workers": workers}
 
 
 @cli.command()
@@ -354,6 +341,51 @@ def demo(ctx: Context, query: str) -> None:
     for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
         click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}")
     click.echo(f"Database: {ctx.db.url}  (try: clipseek search \"a rocket\")")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default CLIPSEEK_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default CLIPSEEK_PORT, 8000).")
+@click.option("--samples/--no-samples", default=True,
+              help="Register the bundled sample photos when the collection is empty.")
+@click.option("--worker/--no-worker", "with_worker", default=True,
+              help="Start a background worker too.")
+@pass_context
+def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_worker: bool) -> None:
+    """Run everything: database, queue, a worker and the web app; Ctrl-C stops it all."""
+    from sqlalchemy import func, select
+
+    from clipseek.ingest import ingest_queued
+    from clipseek.launcher import Services, check_port_free, serve_until_stopped, start_worker, stop_process
+    from clipseek.models import Image
+    from clipseek.samples import write_sample_photos
+
+    host = host or ctx.settings.web_host
+    port = port or ctx.settings.web_port
+    check_port_free(host, port)
+    ctx.encoder.load()  # stop at once, before starting anything, when the weights are missing
+    _random_warning(ctx)
+    services = Services(ctx)
+    worker_process = None
+    try:
+        services.start(click.echo)
+        with ctx.db.session() as session:
+            empty = not session.scalar(select(func.count()).select_from(Image))
+        if samples and empty:
+            candidates = write_sample_photos(ctx.settings.home / "samples")
+            with _queue_errors(ctx):
+                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
+                                        total=len(candidates), progress=False)
+            click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
+        if with_worker:
+            worker_process = start_worker()
+        serve_until_stopped(ctx, host, port, click.echo)
+    finally:
+        click.echo("Stopping…")
+        if worker_process is not None:
+            stop_process(worker_process)
+        services.stop()
+        click.echo("Stopped.")
 
 
 @cli.group()

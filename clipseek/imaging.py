@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -92,18 +93,31 @@ def load_rgb(path: Path, *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image
     saves most of the decoding time and memory on photos.
     """
     with _open(path) as img:
-        _check_size(img.width, img.height, img.format or "unknown", max_pixels)
-        try:
-            if img.format == "JPEG":
-                # EXIF rotations swap sides, so ask for the shorter side in both directions.
-                img.draft("RGB", (min_side, min_side))
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            rgb = to_rgb(upright)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageDecodeError(f"the image data is corrupt or truncated ({exc})") from None
-        except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
-            raise ImageDecodeError(str(exc)) from None
+        return _decode(img, max_pixels=max_pixels, min_side=min_side)
+
+
+def read_rgb(stream: IO[bytes], *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image.Image:
+    """Like `load_rgb`, for an open binary stream (an upload, say)."""
+    try:
+        img = Image.open(stream)
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image format ClipSeek can read") from None
+    with img:
+        return _decode(img, max_pixels=max_pixels, min_side=min_side)
+
+
+def _decode(img: Image.Image, *, max_pixels: int, min_side: int) -> Image.Image:
+    _check_size(img.width, img.height, img.format or "unknown", max_pixels)
+    try:
+        if img.format == "JPEG":
+            # EXIF rotations swap sides, so ask for the shorter side in both directions.
+            img.draft("RGB", (min_side, min_side))
+        img.load()
+        upright = ImageOps.exif_transpose(img)
+        rgb = to_rgb(upright)
+        rgb.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"the image data is corrupt or truncated ({exc})") from None
     return rgb
 
 

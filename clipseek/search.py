@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image as PILImage
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -176,3 +177,20 @@ def similar_images(
     return SearchPage(query=f"similar to image {image_id}", model=model, page=page,
                       per_page=per_page, total=total, hits=hits,
                       timings_ms={"query": (time.perf_counter() - started) * 1000})
+
+
+def search_by_image(
+    session: Session, encoder: Encoder, image: PILImage.Image, *, page: int = 1, per_page: int = 10
+) -> SearchPage:
+    """Rank the stored images by similarity to an example picture (which is not stored)."""
+    check_paging(page, per_page)
+    started = time.perf_counter()
+    vector = encoder.encode_images([image])[0]
+    encoded = time.perf_counter()
+    ranked, total = rank_by_vector(session, vector, model=encoder.model_id, page=page,
+                                   per_page=per_page)
+    hits = hydrate(session, ranked)
+    return SearchPage(query="pictures like the example", model=encoder.model_id, page=page,
+                      per_page=per_page, total=total, hits=hits,
+                      timings_ms={"encode": (encoded - started) * 1000,
+                                  "query": (time.perf_counter() - encoded) * 1000})

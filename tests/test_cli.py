@@ -26,7 +26,7 @@ def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Ca
     for c in sample_photos[:6]:
         shutil.copy(c.path, folder)
     write_bad_files(folder, sample_photos[0].path)
-    ingest = _run(cli_env, "ingest", str(folder), "--no-progress")
+    ingest = _run(cli_env, "ingest", str(folder), "--inline", "--no-progress")
     assert ingest.returncode == 0, ingest.stderr
     assert "Registered 10 new file(s) (3 unreadable)" in ingest.stdout
     assert "Indexed 6 image(s)" in ingest.stdout and "1 failed" in ingest.stdout  # truncated

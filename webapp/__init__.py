@@ -1,0 +1,66 @@
+"""The ClipSeek web application: search pages, image pages, uploads, status and a JSON API."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from clipseek.context import Context
+from clipseek.settings import Settings
+
+# Several files at once; each file is also held to clipseek.uploads.MAX_UPLOAD_BYTES.
+MAX_REQUEST_BYTES = 200 * 1024 * 1024
+
+
+def _secret_key(settings: Settings) -> str:
+    """CLIPSEEK_SECRET_KEY, or a random key kept in the data folder so sessions survive restarts."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.home / "secret_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
+    """Build the Flask app for `settings` (from the environment by default)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["clipseek"] = Context(settings)
+
+    from clipseek.encoder import is_random_model
+
+    @app.context_processor
+    def model_banner() -> dict[str, Any]:
+        return {"model_name": settings.model, "model_is_random": is_random_model(settings.model)}
+
+    from webapp import api, csrf, db_session, errors, files, pages, uploads
+
+    db_session.init_app(app)
+    csrf.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(uploads.bp)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def static_folder() -> Path:
+    """Folder of the app's static files."""
+    return Path(__file__).parent / "static"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from clipseek.embedded_redis import EmbeddedRedis
@@ -40,3 +42,19 @@ def create_celery(settings: Settings, *, broker: str | None = None) -> Celery:
     )
     app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
     return app
+
+
+def queue_report(app: Celery) -> dict[str, Any]:
+    """Batches waiting in the queue and the workers answering a ping (None/[] if unreachable).
+
+    A worker busy with a batch answers only after it, so it may be missing from the list.
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+
+    try:
+        with app.connection_for_read() as conn:
+            depth = conn.default_channel.client.llen(QUEUE)
+        workers = sorted(name for reply in app.control.ping(timeout=1.0) for name in reply)
+    except (BrokerError, OSError):
+        return {"queue_depth": None, "workers": []}
+    return {"queue_depth": int(depth), "workers": workers}

@@ -1,0 +1,80 @@
+"""The JSON API, mirroring the pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from werkzeug.wrappers import Response
+
+from clipseek.models import Image
+from clipseek.search import search_images, similar_images
+from clipseek.status import collection_status
+from webapp.db_session import clipseek, get_session
+from webapp.params import paging
+from webapp.presenters import image_dict, page_dict
+from webapp.uploads import parse_ids, save_uploads
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.get("/search")
+def search() -> Response:
+    """GET /api/search?q=&page=&per_page= : one page of ranked results."""
+    page, per_page = paging()
+    results = search_images(get_session(), clipseek().encoder, request.args.get("q", ""), page=page,
+                            per_page=per_page)
+    return jsonify(page_dict(results))
+
+
+def _image(image_id: int) -> Image:
+    image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
+    if image is None:
+        abort(404, description=f"There is no image {image_id}.")
+    return image
+
+
+@bp.get("/images/<int:image_id>")
+def image(image_id: int) -> Response:
+    """GET /api/images/<id> : everything known about one image."""
+    return jsonify(image_dict(_image(image_id)))
+
+
+@bp.get("/images")
+def images() -> Response:
+    """GET /api/images?ids=1,2,3 : several images at once (the upload page polls this)."""
+    ids = parse_ids(request.args.get("ids", ""))
+    found = get_session().scalars(select(Image).where(Image.id.in_(ids))
+                                  .options(selectinload(Image.captions)).order_by(Image.id)).all()
+    return jsonify({"images": [image_dict(i) for i in found]})
+
+
+@bp.get("/images/<int:image_id>/similar")
+def similar(image_id: int) -> Response:
+    """GET /api/images/<id>/similar?page=&per_page= : nearest neighbours of an image."""
+    _image(image_id)
+    page, per_page = paging()
+    results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
+                             per_page=per_page)
+    if results is None:
+        abort(409, description=f"Image {image_id} is not indexed yet.")
+    return jsonify(page_dict(results))
+
+
+@bp.post("/images")
+def upload() -> tuple[Response, int]:
+    """POST /api/images (multipart, field "files") : store and queue pictures."""
+    outcomes = save_uploads(request.files.getlist("files"))
+    return jsonify({"uploads": [o.to_dict() for o in outcomes]}), 202
+
+
+@bp.get("/status")
+def status() -> Response:
+    """GET /api/status : counts, model, queue and recent failures."""
+    from worker.app import queue_report
+
+    report: dict[str, Any] = collection_status(get_session(), model=clipseek().settings.model)
+    report.update(queue_report(clipseek().celery))
+    return jsonify(report)

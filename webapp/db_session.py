@@ -1,0 +1,33 @@
+"""The context of a request: the process's ClipSeek context and one database session."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from clipseek.context import Context
+
+
+def clipseek() -> Context:
+    """The app's ClipSeek context (settings, database, encoder, Celery)."""
+    context: Context = current_app.extensions["clipseek"]
+    return context
+
+
+def get_session() -> Session:
+    """The request's database session, opened on first use and closed after the request."""
+    if "db_session" not in g:
+        g.db_session = clipseek().db.session()
+    session: Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    """Close the request's session at the end of every request."""
+    app.teardown_appcontext(_close_session)

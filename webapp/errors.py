@@ -1,0 +1,42 @@
+"""Errors: one readable sentence, as JSON for the API and as a page for people."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, WeightsError
+
+
+def wants_json() -> bool:
+    """Whether the request came to the JSON API."""
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, message: str) -> tuple[Response | str, int]:
+    """Render `message` with `status` in the form the client expects."""
+    if wants_json():
+        return jsonify({"error": message, "status": status}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _http(exc: HTTPException) -> tuple[Response | str, int]:
+    if isinstance(exc, RequestEntityTooLarge):
+        return error_response(413, "The upload is too large: send at most 200 MB at once, "
+                                   "and at most 50 MB per file.")
+    return error_response(exc.code or 500, exc.description or exc.name)
+
+
+def _clipseek(exc: ClipSeekError) -> tuple[Response | str, int]:
+    if isinstance(exc, BadQuery):
+        return error_response(400, str(exc))
+    if isinstance(exc, DatabaseUnavailable | WeightsError):
+        return error_response(503, str(exc))
+    return error_response(500, str(exc))
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+    app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(ClipSeekError, _clipseek)

@@ -1,0 +1,88 @@
+"""The HTML pages: search, image details with similar images, search by example, status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy.orm import selectinload
+
+from clipseek.errors import BadQuery
+from clipseek.imaging import ImageDecodeError, read_rgb
+from clipseek.models import Image
+from clipseek.search import SearchPage, search_by_image, search_images, similar_images
+from clipseek.status import collection_status
+from webapp.db_session import clipseek, get_session
+from webapp.params import PAGE_SIZES, paging
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def search() -> tuple[str, int]:
+    """The search form and, with a query, one page of results."""
+    query = request.args.get("q", "")
+    page, per_page = paging()
+    results: SearchPage | None = None
+    error = None
+    if query.strip() or "q" in request.args:
+        try:
+            results = search_images(get_session(), clipseek().encoder, query, page=page,
+                                    per_page=per_page)
+        except BadQuery as exc:
+            error = str(exc)
+    searchable = collection_status(get_session(), model=clipseek().settings.model)["searchable"]
+    return render_template("search.html", query=query, results=results, error=error,
+                           per_page=per_page, page_sizes=PAGE_SIZES, searchable=searchable,
+                           endpoint="pages.search"), 400 if error else 200
+
+
+@bp.post("/search/by-image")
+def by_image() -> tuple[str, int]:
+    """Rank the collection against an uploaded example picture (not stored)."""
+    upload = request.files.get("image")
+    per_page = int(request.form.get("per_page", 24) or 24)
+    if upload is None or not upload.filename:
+        raise BadQuery("Choose a picture to search with.")
+    try:
+        example = read_rgb(upload.stream, max_pixels=clipseek().settings.max_image_pixels)
+    except ImageDecodeError as exc:
+        raise BadQuery(f"{upload.filename} cannot be used: {exc}.") from None
+    results = search_by_image(get_session(), clipseek().encoder, example, per_page=per_page)
+    return render_template("search.html", query="", results=results, error=None, per_page=per_page,
+                           page_sizes=PAGE_SIZES, searchable=results.total, example=upload.filename,
+                           endpoint=None), 200
+
+
+def _load_image(image_id: int) -> Image:
+    image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
+    if image is None:
+        abort(404, description=f"There is no image {image_id}.")
+    return image
+
+
+@bp.get("/image/<int:image_id>")
+def image(image_id: int) -> str:
+    """One image: the picture, its captions and facts, and its nearest neighbours."""
+    picture = _load_image(image_id)
+    similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12)
+    return render_template("image.html", image=picture, similar=similar)
+
+
+@bp.get("/image/<int:image_id>/similar")
+def similar(image_id: int) -> str:
+    """All images ranked by similarity to one image, page by page."""
+    picture = _load_image(image_id)
+    page, per_page = paging()
+    results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
+                             per_page=per_page)
+    return render_template("similar.html", image=picture, results=results, per_page=per_page,
+                           page_sizes=PAGE_SIZES)
+
+
+@bp.get("/status")
+def status() -> str:
+    """Counts per status and model, the queue, workers, and recent failures."""
+    from worker.app import queue_report
+
+    report = collection_status(get_session(), model=clipseek().settings.model, recent_failures=20)
+    report.update(queue_report(clipseek().celery))
+    return render_template("status.html", report=report)

@@ -1,0 +1,46 @@
+"""Turning service results into the dictionaries the API returns and the templates show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from clipseek.models import Image
+from clipseek.search import SearchHit, SearchPage
+
+
+def hit_dict(hit: SearchHit, rank: int) -> dict[str, Any]:
+    """One ranked result with the URLs of its thumbnail, file and page."""
+    return {
+        "rank": rank, "image_id": hit.image_id, "score": round(hit.score, 6),
+        "captions": hit.captions, "path": hit.path, "width": hit.width, "height": hit.height,
+        "source": hit.source,
+        "thumbnail_url": url_for("files.thumbnail", image_id=hit.image_id),
+        "image_url": url_for("files.original", image_id=hit.image_id),
+        "page_url": url_for("pages.image", image_id=hit.image_id),
+    }
+
+
+def page_dict(page: SearchPage) -> dict[str, Any]:
+    """A page of results as the API returns it."""
+    data = page.to_dict()
+    first = (page.page - 1) * page.per_page + 1
+    data["results"] = [hit_dict(h, first + n) for n, h in enumerate(page.hits)]
+    return data
+
+
+def image_dict(image: Image) -> dict[str, Any]:
+    """Everything ClipSeek knows about one image."""
+    return {
+        "image_id": image.id, "status": image.status, "error": image.error,
+        "original_name": image.original_name, "path": image.path, "source": image.source,
+        "collection": image.collection, "width": image.width, "height": image.height,
+        "format": image.format, "file_size": image.file_size, "sha256": image.sha256,
+        "captions": [c.text for c in image.captions],
+        "created_at": image.created_at.isoformat() if image.created_at else None,
+        "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
+        "thumbnail_url": url_for("files.thumbnail", image_id=image.id),
+        "image_url": url_for("files.original", image_id=image.id),
+        "page_url": url_for("pages.image", image_id=image.id),
+    }

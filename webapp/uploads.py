@@ -1,0 +1,68 @@
+"""Uploading pictures: the form, storing the files, and a page that follows their indexing."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response
+
+from clipseek.errors import BadQuery
+from clipseek.models import Image
+from clipseek.uploads import UploadOutcome, accept_uploads
+from webapp.db_session import clipseek, get_session
+
+bp = Blueprint("uploads", __name__)
+MAX_FILES = 100
+
+
+def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
+    """Store, register and queue uploaded files (shared by the page and the API)."""
+    chosen = [f for f in files if f.filename]
+    if not chosen:
+        raise BadQuery("Choose one or more pictures to upload.")
+    if len(chosen) > MAX_FILES:
+        raise BadQuery(f"Upload at most {MAX_FILES} files at once.")
+    ctx = clipseek()
+    settings = ctx.settings
+    return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
+                          store=settings.image_store, max_pixels=settings.max_image_pixels,
+                          model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue)
+
+
+def parse_ids(raw: str) -> list[int]:
+    """Image ids from '1,2,3' (at most 500 of them)."""
+    try:
+        ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise BadQuery("ids must be a comma-separated list of image ids.") from None
+    if len(ids) > 500:
+        raise BadQuery("Ask for at most 500 images at once.")
+    return ids
+
+
+@bp.get("/upload")
+def form() -> str:
+    """The upload form (drag and drop, or a file picker)."""
+    return render_template("upload.html")
+
+
+@bp.post("/upload")
+def upload() -> Response:
+    """Store the files, then show their indexing status on the follow-up page."""
+    outcomes = save_uploads(request.files.getlist("files"))
+    for outcome in outcomes:
+        if outcome.state == "rejected":
+            flash(f"{outcome.filename}: {outcome.message}", "error")
+        elif outcome.state == "duplicate":
+            flash(f"{outcome.filename}: {outcome.message} (image {outcome.image_id})", "info")
+    ids = ",".join(str(o.image_id) for o in outcomes if o.image_id is not None)
+    return redirect(url_for("uploads.progress", ids=ids))
+
+
+@bp.get("/uploads")
+def progress() -> str:
+    """The uploaded images and their statuses, updated by the page itself until done."""
+    ids = parse_ids(request.args.get("ids", ""))
+    images = get_session().scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id)).all()
+    return render_template("progress.html", images=images, ids=",".join(map(str, ids)))
