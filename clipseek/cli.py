@@ -253,6 +253,32 @@ def worker(ctx: Context, beat: bool, loglevel: str) -> None:
 
 
 @cli.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_context
+def beat(ctx: Context, loglevel: str) -> None:
+    """Run only the scheduler that re-queues stale images (when workers run with --no-beat)."""
+    ctx.settings.home.mkdir(parents=True, exist_ok=True)
+    ctx.celery.Beat(schedule=str(ctx.settings.home / "celerybeat-schedule"), loglevel=loglevel).run()
+
+
+@cli.command("fetch-weights")
+@pass_context
+def fetch_weights(ctx: Context) -> None:
+    """Download and verify the configured model's weights now (e.g. while building an image)."""
+    from clipseek.encoder import parse_model_id
+    from clipseek.weights import resolve_weights
+
+    arch, kind = parse_model_id(ctx.settings.model)
+    if kind == "random":
+        click.echo(f"{ctx.settings.model} needs no weights.")
+        return
+    path = resolve_weights(arch, weights=ctx.settings.weights,
+                           expected_sha256=ctx.settings.weights_sha256,
+                           cache_dir=ctx.settings.model_cache, allow_download=not ctx.settings.offline)
+    click.echo(f"Verified weights: {path}")
+
+
+@cli.command()
 @click.option("--stale", is_flag=True, help="Re-queue images registered or queued too long ago.")
 @click.option("--older-than", type=int, default=None,
               help="With --stale: seconds after which an image counts as stale (default "

@@ -67,6 +67,7 @@ class Settings:
     secret_key: str | None = None
     offline: bool = False
     visibility_timeout_s: int = 600
+    model_cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +97,7 @@ class Settings:
             # A task whose worker died unacknowledged is handed out again after this long;
             # it must exceed the longest batch (seconds on a CPU).
             visibility_timeout_s=_int(env, "CLIPSEEK_VISIBILITY_TIMEOUT", 600),
+            model_cache_dir=Path(env["CLIPSEEK_MODEL_CACHE"]) if env.get("CLIPSEEK_MODEL_CACHE") else None,
         )
 
     def with_changes(self, **changes: object) -> Settings:
@@ -114,8 +116,8 @@ class Settings:
 
     @property
     def model_cache(self) -> Path:
-        """Folder where downloaded model weights are kept."""
-        return self.home / "models"
+        """Folder where downloaded model weights are kept (CLIPSEEK_MODEL_CACHE)."""
+        return self.model_cache_dir or self.home / "models"
 
     @property
     def redis_folder(self) -> Path:

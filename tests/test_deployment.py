@@ -1,0 +1,137 @@
+"""The deployment files agree with the code: compose validates, its commands run, gunicorn serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.ingest import ingest_inline
+from clipseek.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+SECRETS = {"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key"}
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert shutil.which("docker-compose"), "needs Debian's docker-compose: apt-get install docker-compose"
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], env=clean | env,
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+def test_compose_file_is_valid() -> None:
+    result = _compose_config(SECRETS)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_fails_loudly_without_secrets() -> None:
+    result = _compose_config({"CLIPSEEK_SECRET_KEY": "key"})
+    assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_services_healthchecks_and_order_are_as_documented() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == {"db", "redis", "migrate", "web", "worker", "scheduler"}
+    assert "healthcheck" in services["db"] and "healthcheck" in services["redis"]
+    for name in ("web", "worker"):
+        needs = services[name]["depends_on"]
+        assert needs["db"]["condition"] == "service_healthy"
+        assert needs["redis"]["condition"] == "service_healthy"
+        assert needs["migrate"]["condition"] == "service_completed_successfully"
+    assert set(compose["volumes"]) == {"pgdata", "redisdata", "images", "models"}
+    assert services["worker"]["command"] == ["clipseek", "worker", "--no-beat"]
+    assert "ports" not in services["worker"]  # so that --scale worker=N works
+    readme = (ROOT / "README.md").read_text()
+    deployment = readme[readme.index("## Deployment"):]
+    for word in [*services, *compose["volumes"], "--scale worker=", "pg_dump", "clipseek db upgrade"]:
+        assert word in deployment, word
+
+
+def test_database_image_matches_the_tested_postgres(pg_server: EmbeddedPostgres) -> None:
+    image = _compose()["services"]["db"]["image"]
+    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="postgres") as conn:
+        major = conn.execute("SHOW server_version_num").fetchone()[0][:2]  # type: ignore[index]
+    assert image == f"pgvector/pgvector:pg{major}"
+
+
+def test_dockerfile_runs_as_a_user_and_serves_the_wsgi_app() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "\nUSER clipseek\n" in dockerfile
+    web = _compose()["services"]["web"]["command"]
+    assert web[0] == "gunicorn" and web[-1] == "webapp:create_app()"
+    assert '"webapp:create_app()"]' in dockerfile
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["worker", "--no-beat"], ["beat"],
+                                     ["fetch-weights"]])
+def test_container_commands_exist(command: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "clipseek", *command, "--help"],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0 and "Usage: clipseek" in result.stdout, result.stderr
+
+
+def test_migration_command_builds_the_schema_on_an_empty_database(
+    pg_server: EmbeddedPostgres, cli_env: dict[str, str]
+) -> None:
+    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS compose_migrate WITH (FORCE)")
+        conn.execute("CREATE DATABASE compose_migrate")
+    url = f"postgresql://postgres@/compose_migrate?host={pg_server.socket_dir}"
+    result = subprocess.run(["clipseek", "db", "upgrade"], env=cli_env | {"DATABASE_URL": url},
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="compose_migrate") as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+    assert {"images", "captions", "embeddings", "alembic_version"} <= tables
+
+
+def test_gunicorn_serves_a_search(cli_env: dict[str, str], redis_url: str, db: Database,
+                                  settings: Settings, sample_photos: list[Candidate], encoder: Any) -> None:
+    ingest_inline(db, encoder, sample_photos[:5], settings=settings, progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cli_env | {"REDIS_URL": redis_url}
+    server = subprocess.Popen(["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                               "webapp:create_app()"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, data = time.monotonic() + 120, None
+        while data is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=a+cat&per_page=3",
+                                            timeout=60) as response:
+                    data = json.load(response)
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        assert server.stderr is not None
+        server.stderr.close()
+    assert data["total"] == 5 and len(data["results"]) == 3
