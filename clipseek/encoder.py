@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 RANDOM_SEED = 20240101
 # bf16 is used only when it keeps embeddings this close (cosine) to fp32 ones.
 BF16_MIN_COSINE = 0.999
+# Query embeddings remembered per process (2 KiB each).
+QUERY_CACHE_SIZE = 4096
 
 
 class Encoder(Protocol):
@@ -112,6 +115,7 @@ class ClipEncoder:
         self.device = "cpu"
         self.precision = "fp32"
         self.bf16_cosine: float | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClipEncoder:
@@ -253,15 +257,49 @@ class ClipEncoder:
         return self.encode_pixels(np.stack([clip_pixels(img) for img in images]))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed text queries (each cut to CLIP's 77-token context)."""
+        """Embed text queries (each cut to CLIP's 77-token context).
+
+        The latest 4,096 single queries are remembered, so paging through results or reloading a
+        shared result page does not run the text encoder again.
+        """
         import torch
 
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1 and (cached := self._query_cache.get(texts[0])) is not None:
+            return cached.copy()
         tokens = self._tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
-            return _normalise(self._model.encode_text(tokens))
+            vectors = _normalise(self._encode_tokens(tokens))
+        if len(texts) == 1:
+            with self._lock:
+                self._query_cache[texts[0]] = vectors.copy()
+                while len(self._query_cache) > QUERY_CACHE_SIZE:
+                    self._query_cache.popitem(last=False)
+        return vectors
+
+    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CLIP's text tower, run only up to the longest query's end-of-text token.
+
+        The text transformer is causal and pools the end-of-text position, so the padding
+        after it cannot change the result: cutting it off gives the same embedding for a
+        fraction of the work (a 10-token query does 8x fewer token steps than 77).
+        """
+        from open_clip.transformer import text_global_pool
+
+        model = self._model
+        if getattr(model, "text_pool_type", None) != "argmax" or getattr(model, "attn_mask", None) is None:
+            full: torch.Tensor = model.encode_text(tokens)
+            return full
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :length]
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        pooled: torch.Tensor = text_global_pool(x, tokens, "argmax") @ model.text_projection
+        return pooled
 
 
 _shared: dict[tuple[object, ...], ClipEncoder] = {}

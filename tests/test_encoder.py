@@ -150,3 +150,19 @@ def test_batch_and_single_images_agree(encoder: ClipEncoder) -> None:
 def test_bad_model_id_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="CLIPSEEK_MODEL"):
         parse_model_id("clip")
+
+
+def test_trimmed_text_tower_equals_the_full_77_token_pass(encoder: ClipEncoder) -> None:
+    texts = ["a dog", "a dog running on the beach at sunset with a red ball", "x" * 400]
+    tokens = encoder._tokenizer(texts)
+    with torch.inference_mode():
+        full = encoder._model.encode_text(tokens)
+        trimmed = encoder._encode_tokens(tokens)
+    np.testing.assert_allclose(trimmed.numpy(), full.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_repeated_queries_come_from_the_cache(encoder: ClipEncoder) -> None:
+    first = encoder.encode_texts(["a lighthouse at night"])
+    first[0, 0] = 42.0  # callers may modify what they get without poisoning the cache
+    again = encoder.encode_texts(["a lighthouse at night"])
+    assert again[0, 0] != 42.0 and "a lighthouse at night" in encoder._query_cache

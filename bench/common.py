@@ -1,0 +1,83 @@
+"""Shared pieces of the benchmarks: the machine description, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """CPU, cores, GPU and library versions, written next to every result."""
+    import numpy
+    import PIL
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50, p95 and p99 of a list of milliseconds."""
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50": round(statistics.median(ordered), 3), "p95": round(at(0.95), 3),
+            "p99": round(at(0.99), 3)}
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, out: Path | None = None) -> Path:
+    """Write `<name>.json` and `<name>.md` into the results folder; return the JSON path."""
+    folder = out or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), **data}
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    header = f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, GPU: " \
+             f"{data['machine']['gpu'] or 'none'}; torch {data['machine']['torch']}; " \
+             f"{data['machine']['date']}\n\n"
+    (folder / f"{name}.md").write_text(header + markdown + "\n")
+    return folder / f"{name}.json"
+
+
+@contextmanager
+def scratch_home() -> Iterator[Path]:
+    """A temporary CLIPSEEK_HOME outside any home folder (the embedded server needs that)."""
+    with tempfile.TemporaryDirectory(prefix="clipseek-bench-", dir="/tmp") as folder:
+        yield Path(folder)
