@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-tiny clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest
+
+$(VENV)/.bench-installed: $(STAMP) bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+## Benchmarks (minutes; results in bench/results/): indexing throughput and search latency.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.indexing
+	$(BIN)/python -m bench.search
+
+## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
+bench-tiny: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.indexing --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
+	$(BIN)/python -m bench.search --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -144,7 +144,10 @@ def main() -> None:
                            "device": ctx.encoder.device, "precision": ctx.encoder.precision,
                            "baseline_images": args.baseline_images},
             }
-            print("model alone…", flush=True)
+            print("model alone, by batch size…", flush=True)
+            sweep = [1, 4] if args.tiny else [1, 8, 16, 32, 64]
+            by_batch = {bs: model_ceiling(ctx.encoder, bs, max(2, 128 // bs)) for bs in sweep}
+            results["model_alone_by_batch_size"] = {bs: round(r, 2) for bs, r in by_batch.items()}
             ceiling = model_ceiling(ctx.encoder, args.batch_size, max(2, args.images // args.batch_size // 2))
             print("original design…", flush=True)
             baseline = original_design(paths[1:args.baseline_images + 1], ctx.encoder.device)
@@ -167,8 +170,11 @@ def main() -> None:
             for name, rate in rates.items()]
     table = markdown_table(["approach", "images/s", "vs original", "of ceiling"], rows)
     config = results["config"]
+    batches = markdown_table(["batch size", *results["model_alone_by_batch_size"]],
+                             [["model alone, images/s", *results["model_alone_by_batch_size"].values()]])
     md = (f"Indexing throughput, {config['images']} COCO-like JPEGs, batch {config['batch_size']}, "
-          f"{config['device']} {config['precision']}:\n\n{table}")
+          f"{config['device']} {config['precision']}:\n\n{table}\n\nThe model alone by batch size:\n\n"
+          f"{batches}")
     write_results("indexing-tiny" if args.tiny else f"indexing-{config['device']}", results, md, args.out)
     print(md)
 

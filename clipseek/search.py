@@ -111,19 +111,26 @@ def rank_by_vector(
     check_paging(page, per_page)
     offset = (page - 1) * per_page
     ef = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, offset + per_page + 1))
-    # SET LOCAL lasts for this transaction only, so pooled connections stay clean.
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-    # The index holds every model's vectors; iterative scans keep the model filter exact.
-    session.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    # Transaction-local settings (is_local=true), so pooled connections stay clean; one round
+    # trip for both. The index holds every model's vectors: iterative scans keep the model
+    # filter from emptying a page.
+    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
+                         "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
     distance = Embedding.embedding.cosine_distance(vector)
     statement = select(Embedding.image_id, distance.label("distance")).where(Embedding.model == model)
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()
-    total = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == model))
+    total = count_searchable(session, model)
     if exclude_id is not None and total:
         total -= 1
-    return [(row.image_id, 1.0 - float(row.distance)) for row in rows], int(total or 0)
+    return [(row.image_id, 1.0 - float(row.distance)) for row in rows], total
+
+
+def count_searchable(session: Session, model: str) -> int:
+    """How many images have an embedding from `model` (the number a search ranks)."""
+    return int(session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == model))
+               or 0)
 
 
 def hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[SearchHit]:

@@ -166,3 +166,28 @@ def test_repeated_queries_come_from_the_cache(encoder: ClipEncoder) -> None:
     first[0, 0] = 42.0  # callers may modify what they get without poisoning the cache
     again = encoder.encode_texts(["a lighthouse at night"])
     assert again[0, 0] != 42.0 and "a lighthouse at night" in encoder._query_cache
+
+
+def test_weights_are_downloaded_verified_and_cached(checkpoints: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipseek import weights
+    from tests.httpserver import Files, serve
+
+    payload = checkpoints["torchscript"].read_bytes()
+    files = Files({"/clip/ViT-B-32.pt": payload}, breaks_left=1)  # the connection breaks once
+    with serve(files) as base:
+        monkeypatch.setitem(weights.OPENAI_CHECKPOINTS, "ViT-B-32", weights.Checkpoint(
+            f"{base}/clip/ViT-B-32.pt", hashlib.sha256(payload).hexdigest(), "ViT-B-32.pt", 300))
+        enc = ClipEncoder("ViT-B-32/openai", cache_dir=tmp_path, allow_download=True, precision="fp32")
+        assert enc.encode_texts(["a boat"]).shape == (1, 512)
+    assert (tmp_path / "ViT-B-32.pt").read_bytes() == payload
+    assert len(files.requests) == 2  # one broken response, one resumed range request
+
+
+def test_bf16_keeps_layernorm_in_fp32_and_reports_its_agreement_with_fp32() -> None:
+    enc = ClipEncoder("ViT-B-32/random", allow_download=False, precision="bf16")
+    enc.load()
+    norms = [m for m in enc._model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+    assert enc.precision == "bf16" and enc.bf16_cosine is not None and enc.bf16_cosine > 0.99
+    assert enc.encode_texts(["a cat"]).dtype == np.float32

@@ -65,6 +65,7 @@ def test_search_page_shows_ranked_thumbnails_with_scores(client: FlaskClient, in
     assert "22 images searched in" in html and "page 1 of 2" in html
     assert 'href="/?page=2&amp;q=a+cat&amp;per_page=12"' in html or "page=2" in html
     assert "random weights" in html  # the banner for the test model
+    assert re.fullmatch(r"encode;dur=[0-9.]+, query;dur=[0-9.]+", page.headers["Server-Timing"])
     second = client.get("/?q=a+cat&per_page=12&page=2").get_data(as_text=True)
     assert second.count('class="hit"') == 10 and 'start="13"' in second
 

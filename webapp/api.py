@@ -14,19 +14,19 @@ from clipseek.search import search_images, similar_images
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session
 from webapp.params import paging
-from webapp.presenters import image_dict, page_dict
+from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import parse_ids, save_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.get("/search")
-def search() -> Response:
+def search() -> tuple[Response, int, dict[str, str]]:
     """GET /api/search?q=&page=&per_page= : one page of ranked results."""
     page, per_page = paging()
     results = search_images(get_session(), clipseek().encoder, request.args.get("q", ""), page=page,
                             per_page=per_page)
-    return jsonify(page_dict(results))
+    return jsonify(page_dict(results)), 200, server_timing(results)
 
 
 def _image(image_id: int) -> Image:

@@ -8,16 +8,23 @@ from sqlalchemy.orm import selectinload
 from clipseek.errors import BadQuery
 from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.models import Image
-from clipseek.search import SearchPage, search_by_image, search_images, similar_images
+from clipseek.search import (
+    SearchPage,
+    count_searchable,
+    search_by_image,
+    search_images,
+    similar_images,
+)
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session
 from webapp.params import PAGE_SIZES, paging
+from webapp.presenters import server_timing
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
-def search() -> tuple[str, int]:
+def search() -> tuple[str, int, dict[str, str]]:
     """The search form and, with a query, one page of results."""
     query = request.args.get("q", "")
     page, per_page = paging()
@@ -29,10 +36,10 @@ def search() -> tuple[str, int]:
                                     per_page=per_page)
         except BadQuery as exc:
             error = str(exc)
-    searchable = collection_status(get_session(), model=clipseek().settings.model)["searchable"]
+    searchable = results.total if results else count_searchable(get_session(), clipseek().settings.model)
     return render_template("search.html", query=query, results=results, error=error,
                            per_page=per_page, page_sizes=PAGE_SIZES, searchable=searchable,
-                           endpoint="pages.search"), 400 if error else 200
+                           endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
 
 @bp.post("/search/by-image")

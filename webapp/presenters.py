@@ -44,3 +44,10 @@ def image_dict(image: Image) -> dict[str, Any]:
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
     }
+
+
+def server_timing(page: SearchPage | None) -> dict[str, str]:
+    """A Server-Timing header with the encode and query times (browsers' devtools show it)."""
+    if page is None:
+        return {}
+    return {"Server-Timing": ", ".join(f"{name};dur={ms:.2f}" for name, ms in page.timings_ms.items())}
