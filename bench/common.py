@@ -56,9 +56,9 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
             "p99": round(at(0.99), 3)}
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 

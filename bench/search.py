@@ -31,7 +31,7 @@ from clipseek.context import Context
 from clipseek.settings import RANDOM_MODEL, Settings
 
 DIM = 512
-EF_VALUES = (10, 20, 40, 80, 160)
+EF_VALUES = (40, 80, 120, 200, 300, 400)
 
 
 def clustered(n: int, *, clusters: int, seed: int, spread: float) -> np.ndarray:
@@ -141,7 +141,7 @@ def recall(found: list[list[int]], truth: list[list[int]]) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
-def page_requests(settings: Settings, count: int) -> dict[str, dict[str, float]]:
+def page_requests(settings: Settings, count: int, tag: str) -> dict[str, dict[str, float]]:
     """Whole search-page requests through the Flask app, split by the Server-Timing header."""
     from webapp import create_app
 
@@ -153,7 +153,7 @@ def page_requests(settings: Settings, count: int) -> dict[str, dict[str, float]]
         for n in range(count):
             # Distinct queries: the query cache would otherwise skip the text encoder.
             started = time.perf_counter()
-            response = client.get(f"/?q=a+photo+of+a+scene+number+{n}&per_page=24")
+            response = client.get(f"/?q=a+photo+of+scene+{n}+of+{tag}&per_page=24")
             total = (time.perf_counter() - started) * 1000
             assert response.status_code == 200, response.status_code
             timing = dict(item.split(";dur=") for item in response.headers["Server-Timing"].split(", "))
@@ -161,7 +161,7 @@ def page_requests(settings: Settings, count: int) -> dict[str, dict[str, float]]
             for name, value in (("total", total), ("encode", encode), ("query", query),
                                 ("render", total - encode - query)):
                 parts[name].append(value)
-        cached_ms, _ = timed(lambda: client.get("/?q=a+photo+of+a+scene+number+0&per_page=24&page=2"), 20)
+        cached_ms, _ = timed(lambda: client.get(f"/?q=a+photo+of+scene+0+of+{tag}&per_page=24&page=2"), 20)
     finally:
         app.extensions["clipseek"].close()
     out = {name: percentiles(values) for name, values in parts.items()}
@@ -231,7 +231,7 @@ def run_size(ctx: Context, n: int, *, queries: int, requests: int) -> dict[str, 
                                  **percentiles(timed_each(lambda q: hnsw.search(q[None, :], 10), probes))}
 
     print(f"[{n}] whole requests…", flush=True)
-    result["request_ms"] = page_requests(ctx.settings, requests)
+    result["request_ms"] = page_requests(ctx.settings, requests, tag=str(n))
     return result
 
 

@@ -23,7 +23,8 @@ def search(text: str, top_k: int = 5, page: int = 1, *, context: Context | None 
     """Rank the stored images against `text`; `top_k` results per page."""
     ctx = context or _default_context()
     with ctx.db.session() as session:
-        return search_images(session, ctx.encoder, text, page=page, per_page=top_k)
+        return search_images(session, ctx.encoder, text, page=page, per_page=top_k,
+                             ef_search=ctx.settings.ef_search)
 
 
 def display_results(text: str, top_k: int = 5, *, save_to: str | Path | None = None,

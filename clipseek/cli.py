@@ -206,7 +206,8 @@ def search(ctx: Context, query: str, top_k: int, page: int, as_json: bool,
     from clipseek.search import search_images
 
     with ctx.db.session() as session:
-        results = search_images(session, ctx.encoder, query, page=page, per_page=top_k)
+        results = search_images(session, ctx.encoder, query, page=page, per_page=top_k,
+                                ef_search=ctx.settings.ef_search)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -362,7 +363,8 @@ def demo(ctx: Context, query: str) -> None:
     _report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
                           total=len(candidates), extra_ids=_pending_ids(ctx)))
     with ctx.db.session() as session:
-        results = search_images(session, ctx.encoder, query, per_page=5)
+        results = search_images(session, ctx.encoder, query, per_page=5,
+                                ef_search=ctx.settings.ef_search)
     click.echo(f"Top 5 of {results.total} for “{results.query}”:")
     for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
         click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}")

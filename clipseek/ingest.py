@@ -107,6 +107,17 @@ def index_inline(
                             on_batch=lambda r: bar.update(len(r.indexed) + len(r.failed)))
 
 
+def _register(summary: IngestSummary, db: Database, candidates: Iterable[Candidate], *,
+              settings: Settings, pool: ThreadPoolExecutor, copy: bool, total: int | None,
+              progress: bool, extra_ids: Sequence[int]) -> list[int]:
+    """Register into `summary`; return the ids to index: the new ones plus `extra_ids`."""
+    started = time.perf_counter()
+    summary.registered = register_candidates(db, candidates, settings=settings, pool=pool, copy=copy,
+                                             total=total, progress=progress)
+    summary.seconds_registering = time.perf_counter() - started
+    return sorted(set(summary.registered.new_ids) | set(extra_ids))
+
+
 def ingest_inline(
     db: Database,
     encoder: Encoder,
@@ -121,11 +132,8 @@ def ingest_inline(
     """Register `candidates` and embed them (and `extra_ids`) in this process."""
     summary = IngestSummary()
     with decode_pool(settings) as pool:
-        started = time.perf_counter()
-        summary.registered = register_candidates(db, candidates, settings=settings, pool=pool,
-                                                 copy=copy, total=total, progress=progress)
-        summary.seconds_registering = time.perf_counter() - started
-        ids = sorted(set(summary.registered.new_ids) | set(extra_ids))
+        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
+                        progress=progress, extra_ids=extra_ids)
         if ids:
             encoder.load()  # so that the throughput below measures indexing, not loading
         started = time.perf_counter()
@@ -149,11 +157,8 @@ def ingest_queued(
     """Register `candidates`, commit, then queue them (and `extra_ids`) for the workers."""
     summary = IngestSummary()
     with decode_pool(settings) as pool:
-        started = time.perf_counter()
-        summary.registered = register_candidates(db, candidates, settings=settings, pool=pool,
-                                                 copy=copy, total=total, progress=progress)
-        summary.seconds_registering = time.perf_counter() - started
-    ids = sorted(set(summary.registered.new_ids) | set(extra_ids))
+        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
+                        progress=progress, extra_ids=extra_ids)
     with db.session() as session:
         queue_for_indexing(session, ids, model=settings.model, batch_size=settings.batch_size,
                            enqueue=enqueue)

@@ -113,3 +113,16 @@ class Embedding(Base):
         ),
         Index("embeddings_model_idx", "model"),
     )
+
+
+class EmbeddingCount(Base):
+    """How many embeddings each model has, kept exact by triggers on `embeddings`.
+
+    Counting 118,000 rows cost a search about 15 ms (bench/search.py); reading this row
+    costs well under one.
+    """
+
+    __tablename__ = "embedding_counts"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    images: Mapped[int] = mapped_column(BigInteger)

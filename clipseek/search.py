@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from clipseek.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
-from clipseek.models import Caption, Embedding, Image
+from clipseek.models import Caption, Embedding, EmbeddingCount, Image
+from clipseek.settings import DEFAULT_EF_SEARCH
 
 MAX_QUERY_CHARS = 1000
 MAX_PER_PAGE = 100
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
 MAX_EF_SEARCH = 1000
-MIN_EF_SEARCH = 40
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ def rank_by_vector(
     page: int = 1,
     per_page: int = 10,
     exclude_id: int | None = None,
+    ef_search: int = DEFAULT_EF_SEARCH,
 ) -> tuple[list[tuple[int, float]], int]:
     """Return (image id, score) for one page, best first, and how many images were ranked.
 
@@ -110,7 +111,7 @@ def rank_by_vector(
     """
     check_paging(page, per_page)
     offset = (page - 1) * per_page
-    ef = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, offset + per_page + 1))
+    ef = min(MAX_EF_SEARCH, max(ef_search, offset + per_page + 1))
     # Transaction-local settings (is_local=true), so pooled connections stay clean; one round
     # trip for both. The index holds every model's vectors: iterative scans keep the model
     # filter from emptying a page.
@@ -129,8 +130,7 @@ def rank_by_vector(
 
 def count_searchable(session: Session, model: str) -> int:
     """How many images have an embedding from `model` (the number a search ranks)."""
-    return int(session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == model))
-               or 0)
+    return int(session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0)
 
 
 def hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[SearchHit]:
@@ -150,26 +150,31 @@ def hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[SearchHit
 
 
 def search_images(
-    session: Session, encoder: Encoder, query: str, *, page: int = 1, per_page: int = 10
+    session: Session, encoder: Encoder, query: str, *, page: int = 1, per_page: int = 10,
+    ef_search: int = DEFAULT_EF_SEARCH,
 ) -> SearchPage:
     """Embed a text query and return one page of the images that match it best."""
     cleaned = check_query(query)
     check_paging(page, per_page)
     started = time.perf_counter()
     vector = encoder.encode_texts([cleaned])[0]
-    encoded = time.perf_counter()
-    ranked, total = rank_by_vector(session, vector, model=encoder.model_id, page=page,
-                                   per_page=per_page)
+    return _ranked_page(session, vector, cleaned, encoder.model_id, page, per_page,
+                        encode_ms=(time.perf_counter() - started) * 1000, ef_search=ef_search)
+
+
+def _ranked_page(session: Session, vector: np.ndarray, label: str, model: str, page: int,
+                 per_page: int, *, encode_ms: float, ef_search: int) -> SearchPage:
+    started = time.perf_counter()
+    ranked, total = rank_by_vector(session, vector, model=model, page=page, per_page=per_page,
+                                   ef_search=ef_search)
     hits = hydrate(session, ranked)
-    done = time.perf_counter()
-    return SearchPage(query=cleaned, model=encoder.model_id, page=page, per_page=per_page,
-                      total=total, hits=hits,
-                      timings_ms={"encode": (encoded - started) * 1000,
-                                  "query": (done - encoded) * 1000})
+    return SearchPage(query=label, model=model, page=page, per_page=per_page, total=total, hits=hits,
+                      timings_ms={"encode": encode_ms, "query": (time.perf_counter() - started) * 1000})
 
 
 def similar_images(
-    session: Session, image_id: int, *, model: str, page: int = 1, per_page: int = 10
+    session: Session, image_id: int, *, model: str, page: int = 1, per_page: int = 10,
+    ef_search: int = DEFAULT_EF_SEARCH,
 ) -> SearchPage | None:
     """The nearest neighbours of a stored image's own embedding; None if it has none."""
     vector = session.scalar(
@@ -179,7 +184,8 @@ def similar_images(
         return None
     started = time.perf_counter()
     ranked, total = rank_by_vector(session, np.asarray(vector, dtype=np.float32),
-                                   model=model, page=page, per_page=per_page, exclude_id=image_id)
+                                   model=model, page=page, per_page=per_page, exclude_id=image_id,
+                                   ef_search=ef_search)
     hits = hydrate(session, ranked)
     return SearchPage(query=f"similar to image {image_id}", model=model, page=page,
                       per_page=per_page, total=total, hits=hits,
@@ -187,17 +193,12 @@ def similar_images(
 
 
 def search_by_image(
-    session: Session, encoder: Encoder, image: PILImage.Image, *, page: int = 1, per_page: int = 10
+    session: Session, encoder: Encoder, image: PILImage.Image, *, page: int = 1, per_page: int = 10,
+    ef_search: int = DEFAULT_EF_SEARCH,
 ) -> SearchPage:
     """Rank the stored images by similarity to an example picture (which is not stored)."""
     check_paging(page, per_page)
     started = time.perf_counter()
     vector = encoder.encode_images([image])[0]
-    encoded = time.perf_counter()
-    ranked, total = rank_by_vector(session, vector, model=encoder.model_id, page=page,
-                                   per_page=per_page)
-    hits = hydrate(session, ranked)
-    return SearchPage(query="pictures like the example", model=encoder.model_id, page=page,
-                      per_page=per_page, total=total, hits=hits,
-                      timings_ms={"encode": (encoded - started) * 1000,
-                                  "query": (time.perf_counter() - encoded) * 1000})
+    return _ranked_page(session, vector, "pictures like the example", encoder.model_id, page, per_page,
+                        encode_ms=(time.perf_counter() - started) * 1000, ef_search=ef_search)

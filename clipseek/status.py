@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clipseek.models import STATUSES, Embedding, Image
+from clipseek.models import STATUSES, EmbeddingCount, Image
 
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10) -> dict[str, Any]:
@@ -15,8 +15,9 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
     by_status = dict.fromkeys(STATUSES, 0)
     for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
         by_status[status] = count
-    per_model = dict(session.execute(
-        select(Embedding.model, func.count()).group_by(Embedding.model).order_by(Embedding.model)).all())
+    per_model = {row.model: row.images for row in session.execute(
+        select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
+        .order_by(EmbeddingCount.model))}
     failures = session.execute(
         select(Image.id, Image.path, Image.error, Image.updated_at).where(Image.status == "failed")
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from clipseek.models import Image
 from clipseek.search import search_images, similar_images
 from clipseek.status import collection_status
-from webapp.db_session import clipseek, get_session
+from webapp.db_session import clipseek, get_session, image_or_404
 from webapp.params import paging
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import parse_ids, save_uploads
@@ -25,21 +25,14 @@ def search() -> tuple[Response, int, dict[str, str]]:
     """GET /api/search?q=&page=&per_page= : one page of ranked results."""
     page, per_page = paging()
     results = search_images(get_session(), clipseek().encoder, request.args.get("q", ""), page=page,
-                            per_page=per_page)
+                            per_page=per_page, ef_search=clipseek().settings.ef_search)
     return jsonify(page_dict(results)), 200, server_timing(results)
-
-
-def _image(image_id: int) -> Image:
-    image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
-    if image is None:
-        abort(404, description=f"There is no image {image_id}.")
-    return image
 
 
 @bp.get("/images/<int:image_id>")
 def image(image_id: int) -> Response:
     """GET /api/images/<id> : everything known about one image."""
-    return jsonify(image_dict(_image(image_id)))
+    return jsonify(image_dict(image_or_404(image_id)))
 
 
 @bp.get("/images")
@@ -54,10 +47,10 @@ def images() -> Response:
 @bp.get("/images/<int:image_id>/similar")
 def similar(image_id: int) -> Response:
     """GET /api/images/<id>/similar?page=&per_page= : nearest neighbours of an image."""
-    _image(image_id)
+    image_or_404(image_id)
     page, per_page = paging()
     results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
-                             per_page=per_page)
+                             per_page=per_page, ef_search=clipseek().settings.ef_search)
     if results is None:
         abort(409, description=f"Image {image_id} is not indexed yet.")
     return jsonify(page_dict(results))

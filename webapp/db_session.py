@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
-from sqlalchemy.orm import Session
+from flask import Flask, abort, current_app, g
+from sqlalchemy.orm import Session, selectinload
 
 from clipseek.context import Context
+from clipseek.models import Image
 
 
 def clipseek() -> Context:
@@ -20,6 +21,14 @@ def get_session() -> Session:
         g.db_session = clipseek().db.session()
     session: Session = g.db_session
     return session
+
+
+def image_or_404(image_id: int) -> Image:
+    """The image with its captions, or a 404 that says which id was not found."""
+    image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
+    if image is None:
+        abort(404, description=f"There is no image {image_id}.")
+    return image
 
 
 def _close_session(_exc: BaseException | None) -> None:

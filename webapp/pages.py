@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
-from sqlalchemy.orm import selectinload
+from flask import Blueprint, render_template, request
 
 from clipseek.errors import BadQuery
 from clipseek.imaging import ImageDecodeError, read_rgb
-from clipseek.models import Image
 from clipseek.search import (
     SearchPage,
     count_searchable,
@@ -16,7 +14,7 @@ from clipseek.search import (
     similar_images,
 )
 from clipseek.status import collection_status
-from webapp.db_session import clipseek, get_session
+from webapp.db_session import clipseek, get_session, image_or_404
 from webapp.params import PAGE_SIZES, paging
 from webapp.presenters import server_timing
 
@@ -33,7 +31,7 @@ def search() -> tuple[str, int, dict[str, str]]:
     if query.strip() or "q" in request.args:
         try:
             results = search_images(get_session(), clipseek().encoder, query, page=page,
-                                    per_page=per_page)
+                                    per_page=per_page, ef_search=clipseek().settings.ef_search)
         except BadQuery as exc:
             error = str(exc)
     searchable = results.total if results else count_searchable(get_session(), clipseek().settings.model)
@@ -53,34 +51,29 @@ def by_image() -> tuple[str, int]:
         example = read_rgb(upload.stream, max_pixels=clipseek().settings.max_image_pixels)
     except ImageDecodeError as exc:
         raise BadQuery(f"{upload.filename} cannot be used: {exc}.") from None
-    results = search_by_image(get_session(), clipseek().encoder, example, per_page=per_page)
+    results = search_by_image(get_session(), clipseek().encoder, example, per_page=per_page,
+                              ef_search=clipseek().settings.ef_search)
     return render_template("search.html", query="", results=results, error=None, per_page=per_page,
                            page_sizes=PAGE_SIZES, searchable=results.total, example=upload.filename,
                            endpoint=None), 200
 
 
-def _load_image(image_id: int) -> Image:
-    image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
-    if image is None:
-        abort(404, description=f"There is no image {image_id}.")
-    return image
-
-
 @bp.get("/image/<int:image_id>")
 def image(image_id: int) -> str:
     """One image: the picture, its captions and facts, and its nearest neighbours."""
-    picture = _load_image(image_id)
-    similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12)
+    picture = image_or_404(image_id)
+    similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12,
+                             ef_search=clipseek().settings.ef_search)
     return render_template("image.html", image=picture, similar=similar)
 
 
 @bp.get("/image/<int:image_id>/similar")
 def similar(image_id: int) -> str:
     """All images ranked by similarity to one image, page by page."""
-    picture = _load_image(image_id)
+    picture = image_or_404(image_id)
     page, per_page = paging()
     results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
-                             per_page=per_page)
+                             per_page=per_page, ef_search=clipseek().settings.ef_search)
     return render_template("similar.html", image=picture, results=results, per_page=per_page,
                            page_sizes=PAGE_SIZES)
 
