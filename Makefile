@@ -33,11 +33,13 @@ $(VENV)/.bench-installed: $(STAMP) bench/requirements.txt
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.profile
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 bench-tiny: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.indexing --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.search --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
+	$(BIN)/python -m bench.profile --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
