@@ -76,7 +76,8 @@ def download_file(
             if exc.code == 416 and offset:
                 break  # the partial file is already complete
             if exc.code < 500:
-                raise DownloadError(f"Downloading {url} failed: HTTP {exc.code} {exc.reason}.") from None
+                raise DownloadError(f"Downloading {url} failed: HTTP {exc.code} {exc.reason}.",
+                                    reason=f"HTTP {exc.code} {exc.reason}") from None
             error: Exception = exc
         except (OSError, http.client.HTTPException) as exc:
             error = exc
@@ -85,9 +86,11 @@ def download_file(
             failures = 0
         failures += 1
         if failures > retries:
+            reason = str(getattr(error, "reason", None) or error)
             raise DownloadError(
-                f"Downloading {url} failed after {retries} retries ({error}); run the same "
-                f"command again to resume from {part.stat().st_size if part.exists() else 0} bytes."
+                f"Downloading {url} failed after {retries} retries ({reason}); run the same "
+                f"command again to resume from {part.stat().st_size if part.exists() else 0} bytes.",
+                reason=reason,
             )
         time.sleep(backoff * min(2 ** (failures - 1), 30))
     if expected_sha256:

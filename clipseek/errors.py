@@ -22,4 +22,8 @@ class BadQuery(ClipSeekError):
 
 
 class DownloadError(ClipSeekError):
-    """A download failed in a way that retrying will not fix."""
+    """A download failed in a way that retrying now will not fix."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message

@@ -117,6 +117,6 @@ def resolve_weights(
                              timeout=20.0)
     except DownloadError as exc:
         raise WeightsError(
-            f"The {arch} weights could not be downloaded ({exc}). "
-            f"{_how_to_provide(arch, checkpoint, cache_dir)}"
+            f"The {arch} weights are not on this machine and could not be downloaded "
+            f"({exc.reason}). {_how_to_provide(arch, checkpoint, cache_dir)}"
         ) from None
