@@ -176,3 +176,30 @@ def test_unreachable_queue_keeps_images_registered_and_says_what_to_do(
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "reindex --stale" in result.stderr
     assert _count(db) == 33  # registered, nothing lost
+
+
+def test_periodic_stale_check_requeues_lost_work(
+    worker_env: dict[str, str], photo_folder: Path, db: Database, redis_url: str, tmp_path: Path,
+) -> None:
+    from clipseek.settings import Settings
+    from worker.app import STALE_TASK, create_celery
+
+    _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
+    client = redis.Redis.from_url(redis_url.replace("redis+socket://", "unix://"))
+    client.flushall()  # the queue is lost; the rows stay queued
+    client.close()
+    time.sleep(1.5)
+    env = worker_env | {"CLIPSEEK_STALE_AFTER": "1"}
+    worker = WorkerProcess(env, tmp_path / "stale-worker.log")
+    try:
+        worker.wait_ready()
+        # what beat sends on its schedule, sent once by hand
+        app = create_celery(Settings.from_env(env))
+        app.send_task(STALE_TASK)
+        app.close()
+        _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 240,
+                  "the stale check to re-queue and the worker to index")
+    finally:
+        worker.stop()
+    _assert_all_indexed_once(db)
+    assert "re-queued 31 stale image(s)" in worker.log.read_text()
