@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from clipseek.imaging import ImageDecodeError, load_rgb
@@ -46,7 +47,8 @@ def render_grid(page: SearchPage, *, save_to: Path | None = None, columns: int =
         plt.show()
         plt.close(fig)
         return None
-    target = save_to or Path(f"clipseek-results-{abs(hash(page.query)) % 10**8}.png")
+    slug = re.sub(r"[^a-z0-9]+", "-", page.query.lower()).strip("-")[:40] or "results"
+    target = save_to or Path(f"clipseek-{slug}.png")
     fig.savefig(target, dpi=80)
     plt.close(fig)
     return target
