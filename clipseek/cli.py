@@ -157,7 +157,8 @@ def demo(ctx: Context, query: str) -> None:
 
 
 for _command in (cli_services.worker, cli_services.beat, cli_services.fetch_weights,
-                 cli_services.reindex, cli_services.status, cli_services.up, cli_services.db):
+                 cli_services.reindex, cli_services.status, cli_services.up, cli_services.db,
+                 cli_services.stop_all):
     cli.add_command(_command)
 
 

@@ -220,3 +220,20 @@ def stop(ctx: Context) -> None:
     click.echo("Stopped the embedded PostgreSQL." if was_running else "It was not running.")
 
 
+
+
+@click.command("stop")
+@pass_context
+def stop_all(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL and Redis that earlier commands left running."""
+    from clipseek.embedded_db import EmbeddedPostgres
+    from clipseek.embedded_redis import EmbeddedRedis
+
+    servers: list[tuple[str, EmbeddedPostgres | EmbeddedRedis]] = []
+    if not ctx.settings.database_url:
+        servers.append(("PostgreSQL", EmbeddedPostgres(ctx.settings.pgdata)))
+    if not ctx.settings.redis_url:
+        servers.append(("Redis", EmbeddedRedis(ctx.settings.redis_folder)))
+    for name, server in servers:
+        stopped = server.stop()
+        click.echo(f"Stopped the embedded {name}." if stopped else f"The embedded {name} was not running.")

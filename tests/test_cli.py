@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from clipseek.api import display_results, search
@@ -81,3 +82,23 @@ def test_python_api_search_and_display(settings: Settings, sample_photos: list[C
     finally:
         ctx.close()
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embedded_servers_are_reused_and_stopped_by_clipseek_stop(cli_env: dict[str, str],
+                                                                  tmp_path: Path) -> None:
+    from clipseek.embedded_db import EmbeddedPostgres
+
+    home = Path(tempfile.mkdtemp(prefix="clipseek-stop-", dir="/tmp"))
+    env = {k: v for k, v in cli_env.items() if k != "DATABASE_URL"} | {"CLIPSEEK_HOME": str(home)}
+    try:
+        first = _run(env, "db", "url")
+        assert first.returncode == 0 and EmbeddedPostgres(home / "pgdata").is_running()
+        assert _run(env, "db", "url").stdout == first.stdout  # reused, same server
+        stop = _run(env, "stop")
+        assert stop.returncode == 0
+        assert "Stopped the embedded PostgreSQL." in stop.stdout
+        assert "The embedded Redis was not running." in stop.stdout
+        assert not EmbeddedPostgres(home / "pgdata").is_running()
+    finally:
+        EmbeddedPostgres(home / "pgdata").stop()
+        shutil.rmtree(home, ignore_errors=True)
