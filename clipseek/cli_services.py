@@ -98,9 +98,9 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
         if model:
             ids |= set(ids_without(session, model=model))
         touch(session, sorted(ids))
-        batches = queue_for_indexing(session, sorted(ids), model=target, mark=model is None,
-                                     batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
-    click.echo(f"Queued {len(ids)} image(s) in {batches} batch(es) for {target}.")
+        tasks = queue_for_indexing(session, sorted(ids), model=target, mark=model is None,
+                                   batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+    click.echo(f"Queued {len(ids)} image(s) in {tasks} task(s) for {target}.")
     if wait and ids:
         wait_for_indexing(ctx, sorted(ids), timeout=86400, progress=True)
 
@@ -127,7 +127,7 @@ def status(ctx: Context, as_json: bool) -> None:
     for name, count in report["embeddings_by_model"].items():
         click.echo(f"  embeddings from {name}: {count}")
     click.echo(f"Queue: {report['queue_depth'] if report['queue_depth'] is not None else 'unreachable'}"
-               f" batch(es) waiting; workers: {', '.join(report['workers']) or 'none answering'}")
+               f" task(s) waiting; workers: {', '.join(report['workers']) or 'none answering'}")
     for failure in report["recent_failures"]:
         click.echo(f"  failed #{failure['image_id']} {failure['path']}: {failure['error']}")
 

@@ -116,7 +116,8 @@ def index_images(
     """Embed the given images with `encoder`, committing after every batch.
 
     Images already embedded by this model are skipped, so running it twice (or after a
-    crash) is safe. The next batch decodes in `pool` while the model runs on this one.
+    crash) is safe. Three stages overlap: the next batch decodes in `pool` and the last
+    one is written by a writer thread while the model runs on this one.
     """
     todo = images_needing(session, encoder.model_id, image_ids)
     total = IndexReport(skipped=len(image_ids) - len(todo))
@@ -125,15 +126,29 @@ def index_images(
     def submit(batch: Sequence[tuple[int, str]]) -> list[Future[Decoded]]:
         return [pool.submit(decode_for_clip, i, p, max_pixels) for i, p in batch]
 
-    batches = list(_batches(todo, batch_size))
-    ahead = submit(batches[0]) if batches else []
-    for index in range(len(batches)):
-        current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
-        ids, vectors, failures = encode_decoded(encoder, [f.result() for f in current])
+    def write(ids: list[int], vectors: np.ndarray, failures: dict[int, str]) -> IndexReport:
         record_results(session, encoder.model_id, ids, vectors, failures)
         session.commit()
-        report = IndexReport(indexed=ids, failed=failures)
-        total.merge(report)
-        if on_batch:
-            on_batch(report)
+        return IndexReport(indexed=ids, failed=failures)
+
+    def finish(pending: Future[IndexReport] | None) -> None:
+        # Waiting here keeps one write in flight at most and raises its error, if any.
+        if pending is not None:
+            report = pending.result()
+            total.merge(report)
+            if on_batch:
+                on_batch(report)
+
+    batches = list(_batches(todo, batch_size))
+    ahead = submit(batches[0]) if batches else []
+    # The session passes to the writer thread batch by batch, never used by two threads at
+    # once: this thread touches it only before the loop.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipseek-write") as writer:
+        writing: Future[IndexReport] | None = None
+        for index in range(len(batches)):
+            current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
+            encoded = encode_decoded(encoder, [f.result() for f in current])
+            finish(writing)
+            writing = writer.submit(write, *encoded)
+        finish(writing)
     return total

@@ -12,13 +12,18 @@ from sqlalchemy.orm import Session
 from clipseek.db import Database
 from clipseek.models import Embedding, Image
 
+# A task carries several model batches, so that inside it the worker decodes the next batch
+# and writes the last one while the model runs (one batch per task left the model idle
+# during both); four keeps a killed worker's redone work small.
+BATCHES_PER_TASK = 4
+
 # Sends one batch of image ids to be embedded by the named model.
 Enqueue = Callable[[list[int], str], None]
 
 
 def queue_for_indexing(session: Session, image_ids: Sequence[int], *, model: str, batch_size: int,
                        enqueue: Enqueue, mark: bool = True) -> int:
-    """Mark images queued, commit, then send their ids in batches; return the number of batches.
+    """Mark images queued, commit, then send their ids in tasks; return the number of tasks.
 
     The commit comes first so a worker never receives an id it cannot see yet.
     """
@@ -27,10 +32,11 @@ def queue_for_indexing(session: Session, image_ids: Sequence[int], *, model: str
         session.execute(update(Image).where(Image.id.in_(ids), Image.status.in_(("registered", "queued")))
                         .values(status="queued"))
     session.commit()
-    batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
-    for batch in batches:
-        enqueue(batch, model)
-    return len(batches)
+    per_task = batch_size * BATCHES_PER_TASK
+    tasks = [ids[i:i + per_task] for i in range(0, len(ids), per_task)]
+    for task in tasks:
+        enqueue(task, model)
+    return len(tasks)
 
 
 def _lacks(model: str):  # type: ignore[no-untyped-def]
