@@ -1,14 +1,15 @@
-"""Importing collections: register files in chunks, then index them in process."""
+"""Importing collections: register files in chunks, then index them in process or queue them."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from clipseek.catalog import Candidate, RegisterReport, register_batch
@@ -19,6 +20,9 @@ from clipseek.queueing import Enqueue, queue_for_indexing
 from clipseek.settings import Settings
 
 REGISTER_CHUNK = 256
+
+# Called with the session after each registered chunk is committed.
+OnChunk = Callable[[Session, RegisterReport], None]
 
 
 @dataclass
@@ -74,6 +78,7 @@ def register_candidates(
     copy: bool = False,
     total: int | None = None,
     progress: bool = True,
+    on_chunk: OnChunk | None = None,
 ) -> RegisterReport:
     """Register files in chunks, committing each, so an interrupted import resumes."""
     report = RegisterReport()
@@ -84,6 +89,8 @@ def register_candidates(
                 done = register_batch(session, chunk, max_pixels=settings.max_image_pixels,
                                       pool=pool, copy_to=settings.image_store if copy else None)
                 session.commit()
+                if on_chunk:
+                    on_chunk(session, done)
             report.merge(done)
             bar.update(len(chunk))
     return report
@@ -109,11 +116,11 @@ def index_inline(
 
 def _register(summary: IngestSummary, db: Database, candidates: Iterable[Candidate], *,
               settings: Settings, pool: ThreadPoolExecutor, copy: bool, total: int | None,
-              progress: bool, extra_ids: Sequence[int]) -> list[int]:
+              progress: bool, extra_ids: Sequence[int], on_chunk: OnChunk | None = None) -> list[int]:
     """Register into `summary`; return the ids to index: the new ones plus `extra_ids`."""
     started = time.perf_counter()
     summary.registered = register_candidates(db, candidates, settings=settings, pool=pool, copy=copy,
-                                             total=total, progress=progress)
+                                             total=total, progress=progress, on_chunk=on_chunk)
     summary.seconds_registering = time.perf_counter() - started
     return sorted(set(summary.registered.new_ids) | set(extra_ids))
 
@@ -154,13 +161,24 @@ def ingest_queued(
     progress: bool = True,
     extra_ids: Sequence[int] = (),
 ) -> IngestSummary:
-    """Register `candidates`, commit, then queue them (and `extra_ids`) for the workers."""
+    """Register `candidates` and queue them (and `extra_ids`) for the workers.
+
+    Each chunk is queued as soon as its registration is committed, so that workers start
+    on a large import while the rest of it is still being registered.
+    """
     summary = IngestSummary()
-    with decode_pool(settings) as pool:
-        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                        progress=progress, extra_ids=extra_ids)
-    with db.session() as session:
+    queued: set[int] = set()
+
+    def queue(session: Session, ids: Sequence[int]) -> None:
         queue_for_indexing(session, ids, model=settings.model, batch_size=settings.batch_size,
                            enqueue=enqueue)
-    summary.queued = len(ids)
+        queued.update(ids)
+
+    with decode_pool(settings) as pool:
+        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
+                        progress=progress, extra_ids=extra_ids,
+                        on_chunk=lambda session, done: queue(session, done.new_ids))
+    with db.session() as session:
+        queue(session, sorted(set(ids) - queued))
+    summary.queued = len(queued)
     return summary

@@ -6,16 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
+from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from clipseek.catalog import Candidate, discover_files
 from clipseek.coco import coco_candidates
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
+from clipseek.ingest import REGISTER_CHUNK, ingest_inline, ingest_queued
 from clipseek.models import Caption, Embedding, Image
+from clipseek.queueing import BATCHES_PER_TASK
 from clipseek.settings import Settings
-from tests.images import write_bad_files
+from tests.images import photo_array, write_bad_files
 
 
 def _folder_with_photos_and_bad_files(tmp_path: Path, samples: list[Candidate]) -> Path:
@@ -131,3 +133,31 @@ def test_coco_images_are_ingested_with_their_five_captions(
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Caption)) == 15
         assert set(s.scalars(select(Image.collection))) == {"coco/val2017"}
+
+
+def test_a_large_import_is_queued_chunk_by_chunk_while_it_registers(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    count = REGISTER_CHUNK + 44
+    for n in range(count):
+        PILImage.fromarray(photo_array(n, (48, 64))).save(folder / f"{n:04}.jpg")
+    registered_when_sent: list[int] = []
+    sent: list[int] = []
+
+    def enqueue(ids: list[int], model: str) -> None:
+        # What a worker receiving this task would find: its ids committed, and how many
+        # files are registered so far.
+        with db.session() as s:
+            registered_when_sent.append(int(s.scalar(select(func.count()).select_from(Image)) or 0))
+            visible = set(s.scalars(select(Image.id).where(Image.id.in_(ids), Image.status == "queued")))
+        assert visible == set(ids) and model == settings.model
+        sent.extend(ids)
+
+    summary = ingest_queued(db, _candidates(folder), settings=settings, enqueue=enqueue, progress=False)
+    assert summary.queued == count and sorted(sent) == sorted(summary.registered.new_ids)
+    assert len(sent) == len(set(sent)) == count
+    assert registered_when_sent[0] == REGISTER_CHUNK  # the first chunk left before the rest was read
+    per_task = settings.batch_size * BATCHES_PER_TASK
+    assert len(registered_when_sent) == -(-REGISTER_CHUNK // per_task) + -(-44 // per_task)
