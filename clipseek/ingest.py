@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,10 @@ from clipseek.queueing import Enqueue, queue_for_indexing
 from clipseek.settings import Settings
 
 REGISTER_CHUNK = 256
+
+class RegistrationStopped(Exception):
+    """Raised inside the registering thread when indexing has ended early."""
+
 
 # Called with the session after each registered chunk is committed.
 OnChunk = Callable[[Session, RegisterReport], None]
@@ -96,22 +102,29 @@ def register_candidates(
     return report
 
 
-def index_inline(
-    db: Database,
-    encoder: Encoder,
-    image_ids: Sequence[int],
-    *,
-    settings: Settings,
-    pool: ThreadPoolExecutor,
-    progress: bool = True,
-) -> IndexReport:
-    """Embed images in this process, with a progress bar."""
-    with tqdm(total=len(image_ids), desc="Indexing", unit="img", disable=not progress,
+def _index_as_registered(db: Database, encoder: Encoder, ready: queue.Queue[list[int] | None], *,
+                         settings: Settings, pool: ThreadPoolExecutor,
+                         progress: bool) -> tuple[IndexReport, float]:
+    """Embed each list of ids from `ready` until None; return the report and indexing seconds."""
+    report = IndexReport()
+    seen: set[int] = set()
+    started: float | None = None
+    with tqdm(total=0, desc="Indexing", unit="img", disable=not progress,
               leave=False) as bar, db.session() as session:
-        return index_images(session, encoder, image_ids, pool=pool,
-                            batch_size=settings.batch_size,
-                            max_pixels=settings.max_image_pixels,
-                            on_batch=lambda r: bar.update(len(r.indexed) + len(r.failed)))
+        while (chunk := ready.get()) is not None:
+            ids = [i for i in chunk if i not in seen]
+            seen.update(ids)
+            if not ids:
+                continue
+            if started is None:
+                encoder.load()  # so that the throughput measures indexing, not loading
+                started = time.perf_counter()
+            bar.total += len(ids)
+            bar.refresh()
+            report.merge(index_images(session, encoder, ids, pool=pool, batch_size=settings.batch_size,
+                                      max_pixels=settings.max_image_pixels,
+                                      on_batch=lambda r: bar.update(len(r.indexed) + len(r.failed))))
+    return report, (time.perf_counter() - started if started is not None else 0.0)
 
 
 def _register(summary: IngestSummary, db: Database, candidates: Iterable[Candidate], *,
@@ -136,17 +149,38 @@ def ingest_inline(
     progress: bool = True,
     extra_ids: Sequence[int] = (),
 ) -> IngestSummary:
-    """Register `candidates` and embed them (and `extra_ids`) in this process."""
+    """Register `candidates` and embed them (and `extra_ids`) in this process.
+
+    Registration runs in a thread of its own and hands over each committed chunk, so the
+    model embeds the first chunk while the next ones are hashed, probed and inserted.
+    """
     summary = IngestSummary()
-    with decode_pool(settings) as pool:
-        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                        progress=progress, extra_ids=extra_ids)
-        if ids:
-            encoder.load()  # so that the throughput below measures indexing, not loading
-        started = time.perf_counter()
-        summary.indexed = index_inline(db, encoder, ids, settings=settings, pool=pool,
-                                       progress=progress)
-        summary.seconds_indexing = time.perf_counter() - started
+    ready: queue.Queue[list[int] | None] = queue.Queue()
+    if extra_ids:
+        ready.put(sorted(extra_ids))
+    stop = threading.Event()
+
+    def hand_over(session: Session, done: RegisterReport) -> None:
+        if stop.is_set():  # indexing failed or was interrupted: stop at this chunk boundary
+            raise RegistrationStopped
+        ready.put(done.new_ids)
+
+    def register() -> None:
+        try:
+            _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
+                      progress=progress, extra_ids=(), on_chunk=hand_over)
+        finally:
+            ready.put(None)
+
+    with decode_pool(settings) as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipseek-register") as registrar:
+        registering = registrar.submit(register)
+        try:
+            summary.indexed, summary.seconds_indexing = _index_as_registered(
+                db, encoder, ready, settings=settings, pool=pool, progress=progress)
+        finally:
+            stop.set()
+        registering.result()
     return summary
 
 

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
@@ -16,7 +18,7 @@ from clipseek.encoder import ClipEncoder
 from clipseek.ingest import REGISTER_CHUNK, ingest_inline, ingest_queued
 from clipseek.models import Caption, Embedding, Image
 from clipseek.queueing import BATCHES_PER_TASK
-from clipseek.settings import Settings
+from clipseek.settings import RANDOM_MODEL, Settings
 from tests.images import photo_array, write_bad_files
 
 
@@ -161,3 +163,28 @@ def test_a_large_import_is_queued_chunk_by_chunk_while_it_registers(
     assert registered_when_sent[0] == REGISTER_CHUNK  # the first chunk left before the rest was read
     per_task = settings.batch_size * BATCHES_PER_TASK
     assert len(registered_when_sent) == -(-REGISTER_CHUNK // per_task) + -(-44 // per_task)
+
+
+class _BrokenModel(ClipEncoder):
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model failed")
+
+
+def test_a_failing_model_stops_registration_at_the_next_chunk(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    count = REGISTER_CHUNK * 6
+    for n in range(count):
+        PILImage.fromarray(photo_array(n, (48, 64))).save(folder / f"{n:04}.jpg")
+    broken = _BrokenModel(RANDOM_MODEL, allow_download=False)
+    broken.load()
+    with pytest.raises(RuntimeError, match="the model failed"):
+        ingest_inline(db, broken, _candidates(folder), settings=settings, progress=False)
+    with db.session() as s:
+        registered = int(s.scalar(select(func.count()).select_from(Image)) or 0)
+        statuses = set(s.scalars(select(Image.status).distinct()))
+    # Registration ran ahead of the model, then stopped instead of reading every file;
+    # what it registered stays, to be indexed by the next run.
+    assert REGISTER_CHUNK <= registered < count and statuses == {"registered"}
