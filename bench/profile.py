@@ -25,11 +25,10 @@ from clipseek.settings import RANDOM_MODEL, Settings
 # (label, substring of "file:function" as pstats names it)
 INDEXING_PARTS = [
     ("image encoder forward pass", "model.py:encode_image"),
-    # Decoding runs in pool threads, which cProfile does not see: what costs the main
-    # thread is the time it waits for them.
-    ("waiting for decoding threads", "_base.py:result"),
-    ("register files (hash, probe, insert)", "ingest.py:register_candidates"),
-    ("write embeddings + statuses", "indexing.py:record_results"),
+    # Decoding, writing and registration run in threads of their own, which cProfile does
+    # not see: what costs the main thread is the time it waits for them.
+    ("waiting for decoded batches and writes", "_base.py:result"),
+    ("waiting for registered chunks", "queue.py:get"),
 ]
 QUERY_PARTS = [
     ("text encoder forward pass", "encoder.py:_encode_tokens"),
@@ -67,8 +66,8 @@ def main() -> None:
             ctx.db.ping()
             profiler = cProfile.Profile()
             started = time.perf_counter()
-            profiler.runcall(ingest_inline, ctx.db, ctx.encoder, candidates, settings=settings,
-                             progress=False)
+            summary = profiler.runcall(ingest_inline, ctx.db, ctx.encoder, candidates,
+                                       settings=settings, progress=False)
             index_wall = time.perf_counter() - started
             index_rows = _shares(pstats.Stats(profiler), INDEXING_PARTS, index_wall)
 
@@ -84,13 +83,15 @@ def main() -> None:
 
             EmbeddedPostgres(settings.pgdata).stop()
     headers = ["part", "seconds (cumulative)", "share of wall time"]
-    md = (f"Indexing {args.images} photos in process ({index_wall:.1f} s wall; registration includes "
-          f"its own waits for the hashing threads):\n\n{markdown_table(headers, index_rows)}\n\n"
+    md = (f"Indexing {args.images} photos in process ({index_wall:.1f} s wall; registration ran "
+          f"beside the model in its own thread for {summary.seconds_registering:.1f} s):\n\n"
+          f"{markdown_table(headers, index_rows)}\n\n"
           f"Encoding {args.queries} distinct text queries ({1000 * query_wall / args.queries:.1f} ms "
           f"each):\n\n{markdown_table(headers, query_rows)}")
     write_results("profile-tiny" if args.tiny else "profile",
                   {"indexing": index_rows, "queries": query_rows, "index_wall_s": index_wall,
-                   "query_wall_s": query_wall}, md, args.out)
+                   "query_wall_s": query_wall,
+                   "registering_s": summary.seconds_registering}, md, args.out)
     print(md)
 
 
