@@ -107,13 +107,15 @@ def load(engine: Engine, vectors: np.ndarray, model: str) -> dict[str, float]:
     return timings
 
 
-def build_index(engine: Engine) -> float:
-    """Create the product's HNSW index (as the migration declares it); return seconds."""
+def build_index(engine: Engine, *, m: int = 16, ef_construction: int = 64) -> float:
+    """Create the HNSW index (by default as the migration declares it); return seconds."""
     started = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("DROP INDEX IF EXISTS embeddings_hnsw_cosine_idx"))
         conn.execute(text("SET maintenance_work_mem = '2GB'"))
-        conn.execute(text("CREATE INDEX embeddings_hnsw_cosine_idx ON embeddings "
-                          "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"))
+        conn.execute(text(f"CREATE INDEX embeddings_hnsw_cosine_idx ON embeddings USING hnsw "
+                          f"(embedding halfvec_cosine_ops) WITH (m = {int(m)}, "
+                          f"ef_construction = {int(ef_construction)})"))
         conn.execute(text("ANALYZE embeddings"))
     return time.perf_counter() - started
 

@@ -38,3 +38,23 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
     assert [r.text for r in cats] == ["a tabby cat looking to the side"]
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
+
+
+def test_readme_index_rebuild_keeps_search_on_the_bigger_graph(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate]
+) -> None:
+    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    blocks = re.findall(r"```postgresql\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 1
+    statements = [" ".join(s.split()) for s in blocks[0].split(";") if s.strip()]
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+        options = conn.execute(text(
+            "SELECT reloptions FROM pg_class WHERE relname = 'embeddings_hnsw_cosine_idx'")).scalar()
+        conn.execute(text("SET enable_seqscan = off"))
+        plan = "\n".join(r[0] for r in conn.execute(text(
+            "EXPLAIN SELECT image_id FROM embeddings "
+            "ORDER BY embedding <=> (SELECT embedding FROM embeddings LIMIT 1) LIMIT 5")))
+    assert options == ["m=24", "ef_construction=128"]
+    assert "embeddings_hnsw_cosine_idx" in plan
