@@ -17,20 +17,46 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+import numpy as np
+from sqlalchemy import Engine, text
 
 from bench.common import markdown_table, percentiles, scratch_home, write_results
-from bench.search import EF_VALUES, build_index, clustered, load, recall, sql_top10
+from bench.search import EF_VALUES, build_index, clustered, load, recall, sql_top10, vector_literal
 from clipseek.context import Context
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.settings import RANDOM_MODEL, Settings
 
 
-def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]) -> dict[str, Any]:
-    """Load `size` embeddings once, then build and sweep each graph in turn."""
+def insert_ms_per_row(engine: Engine, vectors: np.ndarray, model: str, first_id: int) -> float:
+    """Milliseconds per row to insert `vectors` into the indexed table, 32 rows per statement
+    as the indexing path writes them; the rows are removed again afterwards."""
+    ids = list(range(first_id, first_id + len(vectors)))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO images (id, sha256, path, original_name, source, file_size, status) "
+                          "SELECT i, lpad(to_hex(i), 64, '0'), '/bench/' || i, i || '.jpg', 'bench', 0, "
+                          "'indexed' FROM unnest(CAST(:ids AS bigint[])) AS i"), {"ids": ids})
+    started = time.perf_counter()
+    for start in range(0, len(ids), 32):
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO embeddings (image_id, model, embedding) "
+                              "VALUES (:id, :model, CAST(:v AS halfvec(512)))"),
+                         [{"id": i, "model": model, "v": vector_literal(v)}
+                          for i, v in zip(ids[start:start + 32], vectors[start:start + 32], strict=True)])
+    elapsed = time.perf_counter() - started
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM images WHERE id >= :first"), {"first": first_id})
+    # No VACUUM here: vacuuming an HNSW index repairs the graph around every deleted row
+    # (minutes with the bigger graphs), and the next graph is built from scratch anyway.
+    return 1000 * elapsed / len(ids)
+
+
+def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]],
+            inserts: int) -> dict[str, Any]:
+    """Load `size` embeddings once, then build, sweep and insert into each graph in turn."""
     engine, model = ctx.db.engine, ctx.settings.model
     clusters = max(10, min(4000, size // 50))
-    data = clustered(size, clusters=clusters, seed=1, spread=0.9)
+    everything = clustered(size + inserts, clusters=clusters, seed=1, spread=0.9)
+    data, extra = everything[:size], everything[size:]
     probes = clustered(queries, clusters=clusters, seed=1, spread=2.4)
     print(f"[{size}] loading…", flush=True)
     load(engine, data, model)
@@ -49,17 +75,20 @@ def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]
                 found.append(sql_top10(engine, q, table="embeddings", model=model, exact=False, ef=ef))
                 ms.append((time.perf_counter() - started) * 1000)
             sweep[ef] = {"recall_at_10": round(recall(found, truth), 4), **percentiles(ms)}
+        insert_ms = insert_ms_per_row(engine, extra, model, first_id=size + 1)
         out["graphs"].append({"m": m, "ef_construction": efc, "build_s": round(build_s, 1),
-                              "index_mb": round(index_mb, 1), "sweep": sweep})
+                              "index_mb": round(index_mb, 1), "insert_ms": round(insert_ms, 2),
+                              "sweep": sweep})
     return out
 
 
 def report(result: dict[str, Any]) -> str:
     """Markdown: one row per graph, recall@10 (p50 ms) per ef_search."""
     rows = [[f"m={g['m']}, ef_construction={g['ef_construction']}", g["build_s"], g["index_mb"],
-             *(f"{s['recall_at_10']} ({s['p50']} ms)" for s in g["sweep"].values())]
+             g["insert_ms"], *(f"{s['recall_at_10']} ({s['p50']} ms)" for s in g["sweep"].values())]
             for g in result["graphs"]]
-    headers = ["graph", "build s", "index MB", *(f"ef_search={ef}" for ef in EF_VALUES)]
+    headers = ["graph", "build s", "index MB", "insert ms/row",
+               *(f"ef_search={ef}" for ef in EF_VALUES)]
     return (f"HNSW graphs at {result['size']:,} embeddings, {result['queries']} text-like queries: "
             f"recall@10 against the exact scan (p50 latency of the query):\n\n"
             f"{markdown_table(headers, rows)}")
@@ -72,18 +101,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=300_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--graphs", default="16:64,24:128,32:200", help="m:ef_construction,...")
+    parser.add_argument("--inserts", type=int, default=2048,
+                        help="rows inserted into each built graph, timed, then removed")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.tiny:
-        args.size, args.queries, args.graphs = 300, 5, "16:64,24:96"
+        args.size, args.queries, args.graphs, args.inserts = 300, 5, "16:64,24:96", 64
     graphs = [(int(m), int(e)) for m, e in (g.split(":") for g in args.graphs.split(","))]
     with scratch_home() as home:
         settings = Settings.from_env({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
                                       "CLIPSEEK_OFFLINE": "1"})
         ctx = Context(settings)
         try:
-            result = measure(ctx, args.size, args.queries, graphs)
+            result = measure(ctx, args.size, args.queries, graphs, args.inserts)
         finally:
             ctx.close()
             EmbeddedPostgres(settings.pgdata).stop()

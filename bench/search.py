@@ -61,7 +61,8 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], list[Any]]:
     return times, results
 
 
-def _literal(v: np.ndarray) -> str:
+def vector_literal(v: np.ndarray) -> str:
+    """A vector as pgvector's text literal."""
     return "[" + ",".join(f"{x:.6f}" for x in v) + "]"
 
 
@@ -134,7 +135,7 @@ def sql_top10(engine: Engine, query: np.ndarray, *, table: str, model: str | Non
             conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
         rows = conn.execute(text(f"SELECT {id_col} FROM {table} {where} "
                                  f"ORDER BY embedding <=> CAST(:q AS {kind}) LIMIT 10"),
-                            {"q": _literal(query), "model": model})
+                            {"q": vector_literal(query), "model": model})
         return [r[0] for r in rows]
 
 
