@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
-from bench.common import markdown_table, percentiles, scratch_home, write_results
-from bench.search import EF_VALUES, build_index, clustered, load, recall, sql_top10, vector_literal
+from bench.common import markdown_table, scratch_home, write_results
+from bench.search import EF_VALUES, build_index, clustered, ef_sweep, load, sql_top10, vector_literal
 from clipseek.context import Context
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.settings import RANDOM_MODEL, Settings
@@ -67,14 +67,7 @@ def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]
         build_s = build_index(engine, m=m, ef_construction=efc)
         with engine.connect() as conn:
             index_mb = conn.scalar(text("SELECT pg_relation_size('embeddings_hnsw_cosine_idx')")) / 2**20
-        sweep = {}
-        for ef in EF_VALUES:
-            found, ms = [], []
-            for q in probes:
-                started = time.perf_counter()
-                found.append(sql_top10(engine, q, table="embeddings", model=model, exact=False, ef=ef))
-                ms.append((time.perf_counter() - started) * 1000)
-            sweep[ef] = {"recall_at_10": round(recall(found, truth), 4), **percentiles(ms)}
+        sweep = ef_sweep(engine, probes, truth, model)
         insert_ms = insert_ms_per_row(engine, extra, model, first_id=size + 1)
         out["graphs"].append({"m": m, "ef_construction": efc, "build_s": round(build_s, 1),
                               "index_mb": round(index_mb, 1), "insert_ms": round(insert_ms, 2),

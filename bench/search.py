@@ -139,6 +139,20 @@ def sql_top10(engine: Engine, query: np.ndarray, *, table: str, model: str | Non
         return [r[0] for r in rows]
 
 
+def ef_sweep(engine: Engine, probes: np.ndarray, truth: list[list[int]],
+             model: str) -> dict[int, dict[str, float]]:
+    """Recall@10 against `truth` and latency percentiles through the index, per ef_search."""
+    sweep = {}
+    for ef in EF_VALUES:
+        found, ms = [], []
+        for q in probes:
+            started = time.perf_counter()
+            found.append(sql_top10(engine, q, table="embeddings", model=model, exact=False, ef=ef))
+            ms.append((time.perf_counter() - started) * 1000)
+        sweep[ef] = {"recall_at_10": round(recall(found, truth), 4), **percentiles(ms)}
+    return sweep
+
+
 def recall(found: list[list[int]], truth: list[list[int]]) -> float:
     """Mean recall@10 of `found` against `truth`."""
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
@@ -204,15 +218,7 @@ def run_size(ctx: Context, n: int, *, queries: int, requests: int) -> dict[str, 
 
     print(f"[{n}] building HNSW…", flush=True)
     result["hnsw_build_s"] = round(build_index(engine), 1)
-    sweep = {}
-    for ef in EF_VALUES:
-        ms_all, found_all = [], []
-        for q in probes:
-            started = time.perf_counter()
-            found_all.append(sql_top10(engine, q, table="embeddings", model=model, exact=False, ef=ef))
-            ms_all.append((time.perf_counter() - started) * 1000)
-        sweep[ef] = {"recall_at_10": round(recall(found_all, truth), 4), **percentiles(ms_all)}
-    result["hnsw"] = sweep
+    result["hnsw"] = ef_sweep(engine, probes, truth, model)
 
     print(f"[{n}] numpy and FAISS…", flush=True)
     result["numpy_ms"] = percentiles(timed_each(lambda q: np.argpartition(-(data @ q), 10)[:10], probes))

@@ -107,13 +107,10 @@ def _index_as_registered(db: Database, encoder: Encoder, ready: queue.Queue[list
                          progress: bool) -> tuple[IndexReport, float]:
     """Embed each list of ids from `ready` until None; return the report and indexing seconds."""
     report = IndexReport()
-    seen: set[int] = set()
     started: float | None = None
     with tqdm(total=0, desc="Indexing", unit="img", disable=not progress,
               leave=False) as bar, db.session() as session:
-        while (chunk := ready.get()) is not None:
-            ids = [i for i in chunk if i not in seen]
-            seen.update(ids)
+        while (ids := ready.get()) is not None:
             if not ids:
                 continue
             if started is None:
