@@ -23,6 +23,7 @@ from clipseek.settings import Settings
 
 REGISTER_CHUNK = 256
 
+
 class RegistrationStopped(Exception):
     """Raised inside the registering thread when indexing has ended early."""
 
@@ -126,13 +127,12 @@ def _index_as_registered(db: Database, encoder: Encoder, ready: queue.Queue[list
 
 def _register(summary: IngestSummary, db: Database, candidates: Iterable[Candidate], *,
               settings: Settings, pool: ThreadPoolExecutor, copy: bool, total: int | None,
-              progress: bool, extra_ids: Sequence[int], on_chunk: OnChunk | None = None) -> list[int]:
-    """Register into `summary`; return the ids to index: the new ones plus `extra_ids`."""
+              progress: bool, on_chunk: OnChunk) -> None:
+    """Register into `summary`, handing each committed chunk to `on_chunk`."""
     started = time.perf_counter()
     summary.registered = register_candidates(db, candidates, settings=settings, pool=pool, copy=copy,
                                              total=total, progress=progress, on_chunk=on_chunk)
     summary.seconds_registering = time.perf_counter() - started
-    return sorted(set(summary.registered.new_ids) | set(extra_ids))
 
 
 def ingest_inline(
@@ -165,7 +165,7 @@ def ingest_inline(
     def register() -> None:
         try:
             _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                      progress=progress, extra_ids=(), on_chunk=hand_over)
+                      progress=progress, on_chunk=hand_over)
         finally:
             ready.put(None)
 
@@ -200,16 +200,15 @@ def ingest_queued(
     summary = IngestSummary()
     queued: set[int] = set()
 
-    def queue(session: Session, ids: Sequence[int]) -> None:
+    def send(session: Session, ids: Sequence[int]) -> None:
         queue_for_indexing(session, ids, model=settings.model, batch_size=settings.batch_size,
                            enqueue=enqueue)
         queued.update(ids)
 
     with decode_pool(settings) as pool:
-        ids = _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                        progress=progress, extra_ids=extra_ids,
-                        on_chunk=lambda session, done: queue(session, done.new_ids))
+        _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
+                  progress=progress, on_chunk=lambda session, done: send(session, done.new_ids))
     with db.session() as session:
-        queue(session, sorted(set(ids) - queued))
+        send(session, sorted(set(extra_ids) - queued))
     summary.queued = len(queued)
     return summary
