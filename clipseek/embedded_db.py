@@ -1,25 +1,45 @@
-"""The embedded PostgreSQL (with pgvector) that ClipSeek runs when no DATABASE_URL is given."""
+"""The embedded PostgreSQL (with pgvector) that ClipSeek runs when no DATABASE_URL is given.
+
+Every login needs a password: the superuser's and the application role's are generated at
+the first start and kept in a file only the invoking user can read. ClipSeek's own
+connections use the application role, which owns the database but is no superuser, so it
+cannot run programs or read files on the server's behalf.
+"""
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
+import json
+import logging
 import os
 import pwd
+import secrets
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipseek.errors import DatabaseUnavailable
+from clipseek.private_dir import ensure_private_dir, short_socket_dir, socket_path_fits
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
 
 DATABASE_NAME = "clipseek"
+APP_ROLE = "clipseek"
+SUPERUSER = "postgres"
+SYSTEM_USER = "embedded_postgres"
+PASSWORDS_FILE = "postgres-passwords.json"
 _SOCKET_NAME = ".s.PGSQL.5432"
-# Unix socket paths are limited to 107 bytes; deeper data folders put the socket in /tmp.
-_MAX_SOCKET_PATH = 100
+_HBA_MARK = "# ClipSeek: every login needs its password."
+_HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\n"
+# Only while the passwords are being set, with the socket in a folder no one else can enter.
+_HBA_BOOTSTRAP = "# ClipSeek: setting passwords; the socket folder is private.\nlocal all all trust\n"
 
 
 def _install_dir() -> Path:
@@ -37,12 +57,6 @@ def _bin(name: str) -> str:
     return str(_install_dir() / "bin" / name)
 
 
-def _open_path_to(path: Path) -> None:
-    """Give everyone traverse/read permission on every parent folder of `path`."""
-    for parent in path.parents:
-        parent.chmod(parent.stat().st_mode | 0o055)
-
-
 def _grant_read(folder: Path, extra: int) -> None:
     for entry in [folder, *folder.rglob("*")]:
         mode = entry.stat().st_mode
@@ -52,22 +66,27 @@ def _grant_read(folder: Path, extra: int) -> None:
 class EmbeddedPostgres:
     """Start, reuse and stop a PostgreSQL cluster kept in one data folder.
 
-    The server listens on a Unix socket only (no TCP port), so two installations never clash.
-    It keeps running after the process that started it exits, so later commands reuse it;
-    `stop()` (or `clipseek db stop`) ends it.
+    The server listens on a Unix socket only (no TCP port), in a folder only its own user
+    can enter. It keeps running after the process that started it exits, so later commands
+    reuse it; `stop()` (or `clipseek db stop`) ends it.
     """
 
-    def __init__(self, pgdata: Path) -> None:
+    def __init__(self, pgdata: Path, *, say: Callable[[str], None] | None = None) -> None:
         self.pgdata = pgdata.absolute()
-        self._system_user = "embedded_postgres" if os.geteuid() == 0 else None
+        self._system_user = SYSTEM_USER if os.geteuid() == 0 else None
+        self._say = say or log.warning
 
     @property
     def socket_dir(self) -> Path:
-        """Folder holding the server's Unix socket."""
-        if len(str(self.pgdata / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
+        """Folder holding the server's Unix socket (a private short one when the path is long)."""
+        if socket_path_fits(self.pgdata / _SOCKET_NAME):
             return self.pgdata
-        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"clipseek-pg-{digest}"
+        return short_socket_dir("pg", self.pgdata)
+
+    @property
+    def passwords_file(self) -> Path:
+        """The file (mode 0600, beside the data folder) that keeps the generated passwords."""
+        return self.pgdata.parent / PASSWORDS_FILE
 
     @property
     def log_file(self) -> Path:
@@ -75,21 +94,27 @@ class EmbeddedPostgres:
         return self.pgdata / "server.log"
 
     def url(self) -> str:
-        """SQLAlchemy URL of the ClipSeek database on this server."""
-        return f"postgresql+psycopg://postgres@/{DATABASE_NAME}?host={self.socket_dir}"
+        """SQLAlchemy URL of the ClipSeek database, as the application role."""
+        password = self._passwords()["app"]
+        return f"postgresql+psycopg://{APP_ROLE}:{password}@/{DATABASE_NAME}?host={self.socket_dir}"
+
+    def superuser_url(self, dbname: str = DATABASE_NAME) -> str:
+        """SQLAlchemy URL of a database as the superuser (administration and tests only)."""
+        password = self._passwords()["superuser"]
+        return f"postgresql+psycopg://{SUPERUSER}:{password}@/{dbname}?host={self.socket_dir}"
+
+    def admin_connection(self, dbname: str = "postgres") -> psycopg.Connection:
+        """An autocommit psycopg connection as the superuser."""
+        import psycopg
+
+        return psycopg.connect(host=str(self.socket_dir), user=SUPERUSER, dbname=dbname,
+                               password=self._passwords()["superuser"], autocommit=True)
 
     def is_running(self) -> bool:
         """Whether a server answers for this data folder."""
         if not (self.pgdata / "PG_VERSION").exists():
             return False
-        result = subprocess.run(
-            [_bin("pg_ctl"), "-D", str(self.pgdata), "status"],
-            capture_output=True,
-            text=True,
-            user=self._system_user,
-            check=False,
-        )
-        return result.returncode == 0
+        return self._execute([_bin("pg_ctl"), "-D", str(self.pgdata), "status"]).returncode == 0
 
     def ensure_running(self) -> str:
         """Initialise the cluster if needed, start it if stopped, and return its URL."""
@@ -97,9 +122,11 @@ class EmbeddedPostgres:
             self._prepare_folder()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._run([_bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
-                           "--encoding=UTF8", "-U", "postgres"])
+                           "--encoding=UTF8", "-U", SUPERUSER])
+                self._write_hba(_HBA_BOOTSTRAP)
             if not self.is_running():
                 self._start()
+            self._secure()
             self._ensure_database()
         return self.url()
 
@@ -114,7 +141,7 @@ class EmbeddedPostgres:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         # Several processes (web, worker, CLI) may start at once; one of them initialises.
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.pgdata.parent / ".embedded-postgres.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -122,31 +149,54 @@ class EmbeddedPostgres:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _prepare_folder(self) -> None:
-        self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+    def _server_ids(self) -> tuple[int, int]:
         if self._system_user is None:
-            return
-        # PostgreSQL refuses to run as root, so root runs it as a system user of its own,
-        # which must be able to reach the data folder, the socket and the binaries.
+            return os.getuid(), os.getgid()
         try:
             entry = pwd.getpwnam(self._system_user)
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", self._system_user],
                            check=True, capture_output=True)
             entry = pwd.getpwnam(self._system_user)
-        _open_path_to(self.pgdata)
+        return entry.pw_uid, entry.pw_gid
+
+    def _execute(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a server program as the server's user, in its own group only."""
+        if self._system_user is None:
+            return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
+        # Without group= and extra_groups= the child would keep root's groups: the server
+        # would run in group root and could read whatever that group may.
+        uid, gid = self._server_ids()
+        return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/",
+                              user=uid, group=gid, extra_groups=[])
+
+    def _prepare_folder(self) -> None:
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        uid, gid = self._server_ids()
         if self.socket_dir != self.pgdata:
-            # PostgreSQL insists on 0700 for its data folder; only a separate socket folder opens up.
-            _open_path_to(self.socket_dir)
-            self.socket_dir.chmod(0o777)
+            ensure_private_dir(self.socket_dir, owner_uid=uid, owner_gid=gid)
+        if self._system_user is None:
+            return
+        # PostgreSQL refuses to run as root, so root runs it as a system user of its own,
+        # which must be able to pass through every folder above its data and its binaries.
+        self._open_path_to(self.pgdata, "its data folder")
         install = _install_dir()
-        _open_path_to(install / "bin")  # a virtualenv inside a private folder must open up too
+        self._open_path_to(install / "bin", "its programs")
         if not os.stat(install / "bin" / "postgres").st_mode & 0o001:
             _grant_read(install / "bin", 0o055)
             _grant_read(install / "lib", 0o044)
             _grant_read(install / "share", 0o044)
-        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        os.chown(self.pgdata, uid, gid)
+
+    def _open_path_to(self, path: Path, what: str) -> None:
+        """Let other users pass through (not list) each folder above `path`, and say so."""
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+                self._say(f"Made {parent} passable for other users (mode {mode & 0o7777:o} -> "
+                          f"{(mode | 0o001) & 0o7777:o}, listing still closed) so that the embedded "
+                          f"PostgreSQL's user {self._system_user} can reach {what}.")
 
     def _start(self) -> None:
         options = f"-h '' -k {self.socket_dir} -c max_connections=200"
@@ -157,28 +207,146 @@ class EmbeddedPostgres:
             tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
             raise DatabaseUnavailable(f"{exc}\nServer log ({self.log_file}):\n{tail}") from None
 
-    def _ensure_database(self) -> None:
+    def _passwords(self) -> dict[str, str]:
+        """The generated passwords, created (mode 0600) the first time."""
+        path = self.passwords_file
+        try:
+            data: dict[str, str] = json.loads(path.read_text())
+            if {"superuser", "app"} <= data.keys():
+                return data
+        except FileNotFoundError:
+            pass
+        except (ValueError, OSError) as exc:
+            raise DatabaseUnavailable(f"The password file {path} is unreadable ({exc}): delete it "
+                                      "and ClipSeek sets new passwords at its next start.") from None
+        data = {"superuser": secrets.token_urlsafe(24), "app": secrets.token_urlsafe(24)}
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created with 0600 from the start, so the passwords are never readable by others.
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out)
+        return data
+
+    def _hba(self) -> Path:
+        return self.pgdata / "pg_hba.conf"
+
+    def _write_hba(self, content: str) -> None:
+        uid, gid = self._server_ids()
+        hba = self._hba()
+        tmp = hba.with_name("pg_hba.conf.tmp")
+        tmp.write_text(content)
+        os.chown(tmp, uid, gid)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+
+    def _reload(self) -> None:
+        self._run([_bin("pg_ctl"), "-D", str(self.pgdata), "reload"])
+
+    def _connect(self, user: str, dbname: str, password: str | None) -> psycopg.Connection:
         import psycopg
 
+        return psycopg.connect(host=str(self.socket_dir), user=user, dbname=dbname,
+                               password=password, autocommit=True, connect_timeout=10)
+
+    def _secure(self) -> None:
+        """Make every login need a password, setting the passwords where they are not set yet.
+
+        This heals a data folder made by an older version (trust logins) and one whose password
+        file was lost: the server briefly trusts local logins, which only its own user and root
+        can make while the socket sits in a private folder.
+        """
+        import psycopg
+
+        passwords = self._passwords()
+        if self._hba().read_text().startswith(_HBA_MARK):
+            try:
+                self._retrying(lambda: self._connect(SUPERUSER, "postgres", passwords["superuser"])).close()
+                return
+            except psycopg.OperationalError as exc:
+                if "password authentication failed" not in str(exc):
+                    raise DatabaseUnavailable(f"The embedded PostgreSQL in {self.pgdata} does not "
+                                              f"accept connections: {exc}") from None
+        self._write_hba(_HBA_BOOTSTRAP)
+        self._reload()
+        with self._retrying(lambda: self._connect(SUPERUSER, "postgres", None), any_error=True) as conn:
+            from psycopg import sql
+
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(passwords["superuser"])))
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                                 "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
+                sql.Identifier(APP_ROLE), sql.Literal(passwords["app"])))
+        self._write_hba(_HBA_SECURE)
+        self._reload()
+        # The reload is asynchronous: return only once a login without a password fails.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._connect(SUPERUSER, "postgres", None).close()
+            except psycopg.OperationalError:
+                return
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable(f"The embedded PostgreSQL in {self.pgdata} did not take "
+                                          f"its new login rules; see its log in {self.log_file}.")
+            time.sleep(0.05)
+
+    def _retrying(self, connect: Callable[[], psycopg.Connection], *,
+                  any_error: bool = False) -> psycopg.Connection:
+        import psycopg
+
+        # The server can accept pg_ctl's check a moment before it accepts sessions, and a
+        # reload takes effect a moment after pg_ctl returns.
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(host=str(self.socket_dir), user="postgres",
-                                     dbname="postgres", autocommit=True) as conn:
-                    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                          (DATABASE_NAME,)).fetchone()
-                    if not exists:
-                        conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-                    return
-            except psycopg.OperationalError:
-                # The server can accept pg_ctl's check a moment before it accepts sessions.
-                if time.monotonic() > deadline:
+                return connect()
+            except psycopg.OperationalError as exc:
+                if ("password" in str(exc) and not any_error) or time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.1)
+
+    def _ensure_database(self) -> None:
+        """Create the database for the application role and hand it every object in it."""
+        from psycopg import sql
+
+        with self.admin_connection() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (DATABASE_NAME,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DATABASE_NAME), sql.Identifier(APP_ROLE)))
+            else:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(DATABASE_NAME), sql.Identifier(APP_ROLE)))
+        with self.admin_connection(DATABASE_NAME) as conn:
+            # pgvector is not a trusted extension: only a superuser may create it.
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            # Tables made by an older version belong to the superuser; the application role
+            # must own them to run migrations.
+            owned = conn.execute(
+                """SELECT c.relkind, n.nspname, c.relname FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
+                     AND pg_get_userbyid(c.relowner) <> %s
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')""",
+                (APP_ROLE,)).fetchall()
+            for _kind, schema, name in owned:
+                conn.execute(sql.SQL("ALTER TABLE {}.{} OWNER TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(name), sql.Identifier(APP_ROLE)))
+            functions = conn.execute(
+                """SELECT p.oid::regprocedure::text FROM pg_proc p
+                   JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> %s
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')""",
+                (APP_ROLE,)).fetchall()
+            for (signature,) in functions:
+                conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(
+                    sql.SQL(signature), sql.Identifier(APP_ROLE)))
 
     def _run(self, command: list[str]) -> None:
-        result = subprocess.run(command, capture_output=True, text=True,
-                                user=self._system_user, check=False, cwd="/")
+        result = self._execute(command)
         if result.returncode != 0:
             raise DatabaseUnavailable(
                 f"The embedded PostgreSQL in {self.pgdata} failed ({Path(command[0]).name}): "

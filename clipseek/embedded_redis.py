@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from clipseek.errors import ClipSeekError
+from clipseek.private_dir import ensure_private_dir, short_socket_dir, socket_path_fits
 
 
 class RedisUnavailable(ClipSeekError):
@@ -37,8 +38,11 @@ class EmbeddedRedis:
 
     @property
     def socket(self) -> Path:
-        """The Unix socket clients connect to."""
-        return self.folder / "redis.sock"
+        """The Unix socket clients connect to (in a private short folder when the path is long)."""
+        natural = self.folder / "redis.sock"
+        if socket_path_fits(natural):
+            return natural
+        return short_socket_dir("redis", self.folder) / "redis.sock"
 
     @property
     def pidfile(self) -> Path:
@@ -52,7 +56,9 @@ class EmbeddedRedis:
     def _pid(self) -> int | None:
         try:
             pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
+            # A pid file outlives its server, and the number may have gone to another program.
+            if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return None
         except (OSError, ValueError):
             return None
         return pid
@@ -63,7 +69,9 @@ class EmbeddedRedis:
 
     def ensure_running(self) -> str:
         """Start the server if it is not running; return its URL."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.socket.parent != self.folder:
+            ensure_private_dir(self.socket.parent, owner_uid=os.getuid(), owner_gid=os.getgid())
         with open(self.folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not self.is_running():
@@ -88,6 +96,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + 10
         while not (self.socket.exists() and self._pid()):
             if result.returncode != 0 or time.monotonic() > deadline:
+                # A server that started but never answered on its socket must not linger.
+                self.stop()
                 log = self.folder / "redis.log"
                 detail = log.read_text()[-1000:] if log.exists() else result.stderr
                 raise RedisUnavailable(f"The embedded Redis in {self.folder} did not start: {detail}")

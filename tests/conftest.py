@@ -51,12 +51,12 @@ def pg_server(server_folder: Path) -> Iterator[EmbeddedPostgres]:
 
 
 def _admin(server: EmbeddedPostgres) -> psycopg.Connection:
-    return psycopg.connect(host=str(server.socket_dir), user="postgres", dbname="postgres",
-                           autocommit=True)
+    return server.admin_connection()
 
 
 def _url(server: EmbeddedPostgres, name: str) -> str:
-    return f"postgresql+psycopg://postgres@/{name}?host={server.socket_dir}"
+    # Test databases are cloned from a template, which only the superuser may do.
+    return server.superuser_url(name)
 
 
 @pytest.fixture

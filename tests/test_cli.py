@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -65,7 +66,7 @@ def test_unreachable_database_is_reported_plainly(cli_env: dict[str, str], tmp_p
 def test_db_url_prints_a_url_psql_accepts(cli_env: dict[str, str], settings: Settings) -> None:
     result = _run(cli_env, "db", "url", "--psql")
     assert result.returncode == 0
-    assert result.stdout.strip().startswith("postgresql://postgres@/test_")
+    assert re.match(r"postgresql://postgres:[^@]+@/test_", result.stdout.strip())
 
 
 def test_python_api_search_and_display(settings: Settings, sample_photos: list[Candidate],

@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
@@ -71,7 +70,7 @@ def test_services_healthchecks_and_order_are_as_documented() -> None:
 
 def test_database_image_matches_the_tested_postgres(pg_server: EmbeddedPostgres) -> None:
     image = _compose()["services"]["db"]["image"]
-    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="postgres") as conn:
+    with pg_server.admin_connection() as conn:
         major = conn.execute("SHOW server_version_num").fetchone()[0][:2]  # type: ignore[index]
     assert image == f"pgvector/pgvector:pg{major}"
 
@@ -95,15 +94,14 @@ def test_container_commands_exist(command: list[str]) -> None:
 def test_migration_command_builds_the_schema_on_an_empty_database(
     pg_server: EmbeddedPostgres, cli_env: dict[str, str]
 ) -> None:
-    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
+    with pg_server.admin_connection() as conn:
         conn.execute("DROP DATABASE IF EXISTS compose_migrate WITH (FORCE)")
         conn.execute("CREATE DATABASE compose_migrate")
-    url = f"postgresql://postgres@/compose_migrate?host={pg_server.socket_dir}"
+    url = pg_server.superuser_url("compose_migrate")
     result = subprocess.run(["clipseek", "db", "upgrade"], env=cli_env | {"DATABASE_URL": url},
                             capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stderr
-    with psycopg.connect(host=str(pg_server.socket_dir), user="postgres", dbname="compose_migrate") as conn:
+    with pg_server.admin_connection("compose_migrate") as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
     assert {"images", "captions", "embeddings", "alembic_version"} <= tables
 
