@@ -18,31 +18,39 @@ from clipseek.errors import ClipSeekError
 
 @click.command()
 @click.option("--beat/--no-beat", default=True,
-              help="Also re-queue stale images periodically (one worker with --beat is enough).")
+              help="Also run the recovery checks that queue lost work again (any number of workers "
+                   "may; one at a time does).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
 def worker(ctx: Context, beat: bool, loglevel: str) -> None:
     """Run a background worker that indexes queued images (run several to go faster)."""
-    import os
+    from worker.app import run_worker
 
-    from worker.app import QUEUE
-
-    argv = ["worker", "--pool=solo", f"--queues={QUEUE}", f"--loglevel={loglevel}",
-            f"--hostname=clipseek-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
-    if beat:
-        argv += ["--beat", f"--schedule={ctx.settings.home / 'celerybeat-schedule'}"]
     ctx.settings.home.mkdir(parents=True, exist_ok=True)
     ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
-    ctx.celery.worker_main(argv)
+    run_worker(ctx, beat=beat, loglevel=loglevel)
 
 
 @click.command()
-@click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
-def beat(ctx: Context, loglevel: str) -> None:
-    """Run only the scheduler that re-queues stale images (when workers run with --no-beat)."""
-    ctx.settings.home.mkdir(parents=True, exist_ok=True)
-    ctx.celery.Beat(schedule=str(ctx.settings.home / "celerybeat-schedule"), loglevel=loglevel).run()
+def beat(ctx: Context) -> None:
+    """Run only the recovery checks (when every worker runs with --no-beat); Ctrl-C stops."""
+    import logging
+    import os
+    import socket
+
+    from clipseek.recovery import scheduler_for
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ctx.db.ping()
+    scheduler = scheduler_for(ctx, name=f"scheduler-{os.getpid()}@{socket.gethostname()}")
+    click.echo("Checking for lost work every few seconds (one scheduler at a time acts).")
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.stop()
 
 
 @click.command("fetch-weights")
@@ -63,43 +71,47 @@ def fetch_weights(ctx: Context) -> None:
 
 
 @click.command()
-@click.option("--stale", is_flag=True, help="Re-queue images registered or queued too long ago.")
+@click.option("--stale", is_flag=True,
+              help="Queue again every waiting image that no queued task and no live worker holds "
+                   "(after Redis lost its queue, say).")
 @click.option("--older-than", type=int, default=None,
-              help="With --stale: seconds after which an image counts as stale (default "
-                   "CLIPSEEK_STALE_AFTER).")
+              help="With --stale: instead, every image waiting longer than this many seconds.")
 @click.option("--failed", is_flag=True, help="Try failed images again.")
 @click.option("--model", default=None, help="Embed every image with this model (e.g. ViT-B-16/openai).")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
             wait: bool) -> None:
-    """Queue images again: stale ones, failed ones, or all of them for another model."""
+    """Queue images again: lost ones, failed ones, or all of them for another model."""
+    from clipseek.broker import broker_client
     from clipseek.encoder import parse_model_id
-    from clipseek.queueing import (
-        ids_without,
-        queue_for_indexing,
-        reset_failed,
-        stale_image_ids,
-        touch,
-    )
+    from clipseek.queueing import ids_without, reset_failed
+    from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 
     if not (stale or failed or model):
         raise ClipSeekError("Say what to re-index: --stale, --failed or --model MODEL.")
     target = model or ctx.settings.model
     parse_model_id(target)
     ids: set[int] = set()
+    lost = Recovery()
     with ctx.db.session() as session, queue_errors(ctx):
+        if stale and older_than is None:
+            client = broker_client(ctx.settings, timeout_s=5.0)
+            try:
+                lost = requeue_lost(session, client, model=target, batch_size=ctx.settings.batch_size,
+                                    enqueue=ctx.enqueue, grace_s=0)
+            finally:
+                client.close()
+        elif stale:
+            ids |= set(waiting_image_ids(session, model=target, older_than_s=older_than or 0))
         if failed:
             ids |= set(reset_failed(session))
-        if stale:
-            ids |= set(stale_image_ids(session, model=target,
-                                       older_than_s=ctx.settings.stale_after_s if older_than is None
-                                       else older_than))
         if model:
             ids |= set(ids_without(session, model=model))
-        touch(session, sorted(ids))
-        tasks = queue_for_indexing(session, sorted(ids), model=target, mark=model is None,
-                                   batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+        ids -= set(lost.requeued)
+        tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
+                                     batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+    ids |= set(lost.requeued)
     click.echo(f"Queued {len(ids)} image(s) in {tasks} task(s) for {target}.")
     if wait and ids:
         wait_for_indexing(ctx, sorted(ids), timeout=86400, progress=True)
@@ -110,26 +122,27 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Show counts per status and model, the queue, workers and recent failures."""
+    from clipseek.broker import queue_depth
     from clipseek.status import collection_status
-    from worker.app import queue_report
 
+    depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
-        report = collection_status(session, model=ctx.settings.model)
-
-    report.update(queue_report(ctx.celery))
+        report = collection_status(session, model=ctx.settings.model, queue_depth=depth)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     random_warning(ctx)
-    counts = ", ".join(f"{k} {v}" for k, v in report["by_status"].items())
-    click.echo(f"Images: {report['images']} ({counts})")
-    click.echo(f"Searchable with {report['model']}: {report['searchable']}")
-    for name, count in report["embeddings_by_model"].items():
+    counts = ", ".join(f"{k} {v}" for k, v in report.by_status.items())
+    click.echo(f"Images: {report.images} ({counts})")
+    click.echo(f"Searchable with {report.model}: {report.searchable}")
+    for name, count in report.embeddings_by_model.items():
         click.echo(f"  embeddings from {name}: {count}")
-    click.echo(f"Queue: {report['queue_depth'] if report['queue_depth'] is not None else 'unreachable'}"
-               f" task(s) waiting; workers: {', '.join(report['workers']) or 'none answering'}")
-    for failure in report["recent_failures"]:
-        click.echo(f"  failed #{failure['image_id']} {failure['path']}: {failure['error']}")
+    workers = ", ".join(w.name + (f" (indexing {len(w.image_ids)})" if w.image_ids else "")
+                        for w in report.live_workers)
+    click.echo(f"Queue: {report.queue_depth if report.queue_depth is not None else 'unreachable'}"
+               f" task(s) waiting; workers: {workers or 'none running'}")
+    for failure in report.recent_failures:
+        click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
 
 
 @click.command()
@@ -145,7 +158,14 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     from sqlalchemy import func, select
 
     from clipseek.ingest import ingest_queued
-    from clipseek.launcher import Services, check_port_free, serve_until_stopped, start_worker, stop_process
+    from clipseek.launcher import (
+        Services,
+        Watchdog,
+        check_port_free,
+        serve_until_stopped,
+        start_worker,
+        stop_process,
+    )
     from clipseek.models import Image
     from clipseek.samples import write_sample_photos
 
@@ -156,6 +176,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     random_warning(ctx)
     services = Services(ctx)
     worker_process = None
+    watchdog: Watchdog | None = None
     try:
         services.start(click.echo)
         with ctx.db.session() as session:
@@ -168,9 +189,14 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
             click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
         if with_worker:
             worker_process = start_worker()
+        watchdog = Watchdog(services.embedded, click.echo, worker=worker_process)
+        watchdog.start()
         serve_until_stopped(ctx, host, port, click.echo)
     finally:
         click.echo("Stopping…")
+        if watchdog is not None:
+            watchdog.stop()
+            worker_process = watchdog.worker
         if worker_process is not None:
             stop_process(worker_process)
         services.stop()

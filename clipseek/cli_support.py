@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import click
@@ -73,21 +72,23 @@ class queue_errors:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         from kombu.exceptions import OperationalError as BrokerError
+        from redis import RedisError
 
-        if isinstance(exc, BrokerError):
+        if isinstance(exc, BrokerError | RedisError):
             where = self.ctx.settings.redis_url or "the embedded Redis"
             raise ClipSeekError(
                 f"The images are registered, but the queue ({where}) cannot be reached ({exc}). "
-                "Start Redis, then run `clipseek reindex --stale`, or import with --inline."
+                "Nothing is lost: once Redis runs again, a worker started with --beat queues them "
+                "within seconds, or run `clipseek reindex --stale` (or import with --inline)."
             ) from None
 
 
 def warn_without_workers(ctx: Context) -> None:
-    from kombu.exceptions import OperationalError as BrokerError
+    from clipseek.workers import worker_states
 
-    with contextlib.suppress(BrokerError, OSError):
-        if not ctx.celery.control.ping(timeout=1.0):
-            click.echo("No worker answers: start one with `clipseek worker` (waiting for it).", err=True)
+    with ctx.db.session() as session:
+        if not any(w.alive for w in worker_states(session)):
+            click.echo("No worker is running: start one with `clipseek worker` (waiting for it).", err=True)
 
 
 def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress: bool) -> None:

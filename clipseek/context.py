@@ -42,16 +42,16 @@ class Context:
     def celery(self) -> Celery:
         """The Celery app (its broker is started if embedded); used to send work to workers."""
         if self._celery is None:
-            from worker.app import create_celery
+            from clipseek.broker import create_celery
 
             self._celery = create_celery(self.settings)
         return self._celery
 
     def enqueue(self, image_ids: list[int], model: str) -> None:
         """Send one batch of image ids to the workers."""
-        from worker.app import INDEX_TASK
+        from clipseek.broker import send_index_task
 
-        self.celery.send_task(INDEX_TASK, args=[image_ids, model])
+        send_index_task(self.celery, image_ids, model)
 
     def close(self) -> None:
         """Release the database connections."""

@@ -130,12 +130,12 @@ class EmbeddedPostgres:
             self._ensure_database()
         return self.url()
 
-    def stop(self) -> bool:
-        """Stop the server if it runs; return whether it was running."""
+    def stop(self, *, mode: str = "fast") -> bool:
+        """Stop the server if it runs (pg_ctl's `mode`: smart, fast or immediate); return whether it ran."""
         with self._lock():
             if not self.is_running():
                 return False
-            self._run([_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"])
+            self._run([_bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
             return True
 
     @contextmanager

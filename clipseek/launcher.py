@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -36,12 +39,14 @@ class Services:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.started: list[EmbeddedPostgres | EmbeddedRedis] = []
+        self.embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
 
     def start(self, say: Say) -> None:
         """Start (or reuse) the embedded PostgreSQL and Redis unless URLs point elsewhere."""
         settings = self.ctx.settings
         if not settings.database_url:
             pg = EmbeddedPostgres(settings.pgdata)
+            self.embedded.append(pg)
             if not pg.is_running():
                 self.started.append(pg)
             say(f"PostgreSQL: embedded, in {settings.pgdata}")
@@ -50,6 +55,7 @@ class Services:
         self.ctx.db.ping()
         if not settings.redis_url:
             redis = EmbeddedRedis(settings.redis_folder)
+            self.embedded.append(redis)
             if not redis.is_running():
                 self.started.append(redis)
             redis.ensure_running()
@@ -65,10 +71,81 @@ class Services:
                 server.stop()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec function: the child gets SIGTERM (a warm shutdown) when its parent dies.
+
+    Without it a SIGKILLed `clipseek up` would leave its worker running, and a second start
+    would add another one.
+    """
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+    return arm
+
+
 def start_worker() -> subprocess.Popen[bytes]:
     """A `clipseek worker --beat` child process with this process's environment."""
     return subprocess.Popen([sys.executable, "-m", "clipseek", "worker", "--beat",
-                             "--loglevel", "WARNING"])
+                             "--loglevel", "WARNING"], preexec_fn=_die_with_parent(os.getpid()))
+
+
+class Watchdog:
+    """Restarts what `clipseek up` depends on when it dies: the embedded servers and the worker.
+
+    Checks every `every_s` seconds in a thread; a worker that keeps dying is restarted at
+    most once every `worker_backoff_s` seconds.
+    """
+
+    def __init__(self, servers: list[EmbeddedPostgres | EmbeddedRedis], say: Say, *,
+                 worker: subprocess.Popen[bytes] | None = None, every_s: float = 2.0,
+                 worker_backoff_s: float = 10.0) -> None:
+        self.servers = servers
+        self.worker = worker
+        self.say = say
+        self.every_s = every_s
+        self.worker_backoff_s = worker_backoff_s
+        self._last_worker_start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clipseek-watchdog", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (before the servers are stopped on purpose)."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def check(self) -> None:
+        """One round: restart whatever died."""
+        for server in self.servers:
+            if not server.is_running() and not self._stop.is_set():
+                name = "PostgreSQL" if isinstance(server, EmbeddedPostgres) else "Redis"
+                self.say(f"The embedded {name} stopped; starting it again.")
+                try:
+                    server.ensure_running()
+                    self.say(f"The embedded {name} is running again.")
+                except ClipSeekError as exc:
+                    self.say(f"The embedded {name} could not be started again: {exc}")
+        worker = self.worker
+        if (worker is not None and worker.poll() is not None and not self._stop.is_set()
+                and time.monotonic() - self._last_worker_start >= self.worker_backoff_s):
+            self.say(f"The worker stopped (exit status {worker.returncode}); starting another.")
+            self._last_worker_start = time.monotonic()
+            self.worker = start_worker()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.check()
+            except Exception as exc:  # the watchdog itself must keep watching
+                self.say(f"Watchdog: {exc}")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:

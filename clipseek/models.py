@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Every model ClipSeek ships produces 512-d vectors (ViT-B/32 and ViT-B/16); pgvector's HNSW
@@ -127,3 +128,23 @@ class EmbeddingCount(Base):
 
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
     images: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkerBeat(Base):
+    """A running worker's heartbeat and the task it holds, written every few seconds.
+
+    Liveness comes from here rather than from a broadcast over the broker: a status page
+    reads one small table, and a worker whose heartbeat stopped is known to be gone, so the
+    images it held can be queued again at once instead of after the visibility timeout.
+    """
+
+    __tablename__ = "worker_beats"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The broker's delivery tag of the task in hand and the image ids it carries.
+    task_id: Mapped[str | None] = mapped_column(Text)
+    image_ids: Mapped[list[int] | None] = mapped_column(JSONB)

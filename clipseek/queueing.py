@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.db import Database
@@ -39,16 +38,9 @@ def queue_for_indexing(session: Session, image_ids: Sequence[int], *, model: str
     return len(tasks)
 
 
-def _lacks(model: str):  # type: ignore[no-untyped-def]
+def lacks_embedding(model: str) -> ColumnElement[bool]:
+    """SQL condition: the image (in `images`) has no embedding from `model`."""
     return ~exists().where(Embedding.image_id == Image.id, Embedding.model == model)
-
-
-def stale_image_ids(session: Session, *, model: str, older_than_s: int) -> list[int]:
-    """Images registered or queued for longer than `older_than_s` that still lack an embedding."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-    return list(session.scalars(
-        select(Image.id).where(Image.status.in_(("registered", "queued")), Image.updated_at <= cutoff,
-                               _lacks(model)).order_by(Image.id)))
 
 
 def touch(session: Session, image_ids: Sequence[int]) -> None:
@@ -66,14 +58,14 @@ def reset_failed(session: Session) -> list[int]:
 def ids_without(session: Session, *, model: str) -> list[int]:
     """Every usable image that has no embedding from `model` yet."""
     return list(session.scalars(
-        select(Image.id).where(Image.status != "failed", _lacks(model)).order_by(Image.id)))
+        select(Image.id).where(Image.status != "failed", lacks_embedding(model)).order_by(Image.id)))
 
 
 def outstanding(session: Session, image_ids: Sequence[int], *, model: str) -> int:
     """How many of these images are neither failed nor embedded by `model`."""
     return int(session.scalar(
         select(func.count()).select_from(Image)
-        .where(Image.id.in_(image_ids), Image.status != "failed", _lacks(model))) or 0)
+        .where(Image.id.in_(image_ids), Image.status != "failed", lacks_embedding(model))) or 0)
 
 
 def wait_until_indexed(db: Database, image_ids: Sequence[int], *, model: str, timeout_s: float,

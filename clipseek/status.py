@@ -1,17 +1,77 @@
-"""Where the collection stands: counts per status and model, and recent failures."""
+"""Where the collection stands: counts per status and model, workers, the queue, recent failures."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.models import STATUSES, EmbeddingCount, Image
+from clipseek.workers import WorkerState, worker_states
 
 
-def collection_status(session: Session, *, model: str, recent_failures: int = 10) -> dict[str, Any]:
-    """Counts of images per status, embeddings per model, and the latest failures with reasons."""
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be indexed, with the reason."""
+
+    image_id: int
+    path: str
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything the status page, `clipseek status` and /api/status show."""
+
+    model: str
+    by_status: dict[str, int]
+    embeddings_by_model: dict[str, int]
+    recent_failures: list[Failure]
+    workers: list[WorkerState] = field(default_factory=list)
+    # Tasks waiting in the broker; None when it did not answer in time.
+    queue_depth: int | None = None
+
+    @property
+    def images(self) -> int:
+        """Every image ClipSeek knows, whatever its status."""
+        return sum(self.by_status.values())
+
+    @property
+    def searchable(self) -> int:
+        """Images the active model has embedded."""
+        return self.embeddings_by_model.get(self.model, 0)
+
+    @property
+    def live_workers(self) -> list[WorkerState]:
+        """Workers whose heartbeat is recent."""
+        return [w for w in self.workers if w.alive]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for the API and `clipseek status --json`."""
+        return {
+            "model": self.model,
+            "images": self.images,
+            "by_status": self.by_status,
+            "embeddings_by_model": self.embeddings_by_model,
+            "searchable": self.searchable,
+            "queue_depth": self.queue_depth,
+            "workers": [w.name for w in self.live_workers],
+            "worker_details": [w.to_dict() for w in self.workers],
+            "recent_failures": [{"image_id": f.image_id, "path": f.path, "error": f.error,
+                                 "at": f.at.isoformat()} for f in self.recent_failures],
+        }
+
+
+def collection_status(session: Session, *, model: str, recent_failures: int = 10,
+                      queue_depth: int | None = None) -> StatusReport:
+    """Counts of images per status, embeddings per model, workers and the latest failures.
+
+    The queue depth is measured by the caller before the session is used, so that no
+    database connection is held while the broker is asked (clipseek.broker.queue_depth).
+    """
     by_status = dict.fromkeys(STATUSES, 0)
     for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
         by_status[status] = count
@@ -21,12 +81,7 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
     failures = session.execute(
         select(Image.id, Image.path, Image.error, Image.updated_at).where(Image.status == "failed")
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
-    return {
-        "model": model,
-        "images": sum(by_status.values()),
-        "by_status": by_status,
-        "embeddings_by_model": per_model,
-        "searchable": per_model.get(model, 0),
-        "recent_failures": [{"image_id": f.id, "path": f.path, "error": f.error,
-                             "at": f.updated_at.isoformat()} for f in failures],
-    }
+    return StatusReport(
+        model=model, by_status=by_status, embeddings_by_model=per_model,
+        recent_failures=[Failure(f.id, f.path, f.error, f.updated_at) for f in failures],
+        workers=worker_states(session), queue_depth=queue_depth)

@@ -12,11 +12,11 @@ from pathlib import Path
 class WorkerProcess:
     """A `clipseek worker` subprocess whose log goes to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, beat: bool = False) -> None:
         self.log = log
         self._handle = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            ["clipseek", "worker", "--no-beat", "--loglevel", "INFO"],
+            ["clipseek", "worker", "--beat" if beat else "--no-beat", "--loglevel", "INFO"],
             env=env, stdout=self._handle, stderr=subprocess.STDOUT,
         )
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from clipseek.broker import queue_depth
 from clipseek.models import Image
 from clipseek.search import search_images, similar_images
 from clipseek.status import collection_status
@@ -66,8 +65,7 @@ def upload() -> tuple[Response, int]:
 @bp.get("/status")
 def status() -> Response:
     """GET /api/status : counts, model, queue and recent failures."""
-    from worker.app import queue_report
-
-    report: dict[str, Any] = collection_status(get_session(), model=clipseek().settings.model)
-    report.update(queue_report(clipseek().celery))
-    return jsonify(report)
+    # The broker first: no database connection is held while it is asked.
+    depth = queue_depth(clipseek().settings)
+    report = collection_status(get_session(), model=clipseek().settings.model, queue_depth=depth)
+    return jsonify(report.to_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
+from clipseek.broker import queue_depth
 from clipseek.errors import BadQuery
 from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.search import (
@@ -81,8 +82,8 @@ def similar(image_id: int) -> str:
 @bp.get("/status")
 def status() -> str:
     """Counts per status and model, the queue, workers, and recent failures."""
-    from worker.app import queue_report
-
-    report = collection_status(get_session(), model=clipseek().settings.model, recent_failures=20)
-    report.update(queue_report(clipseek().celery))
+    # The broker first: no database connection is held while it is asked.
+    depth = queue_depth(clipseek().settings)
+    report = collection_status(get_session(), model=clipseek().settings.model, recent_failures=20,
+                               queue_depth=depth)
     return render_template("status.html", report=report)

@@ -1,0 +1,182 @@
+"""Faults around the web app and the processes: a hung broker, dead parents, two schedulers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from clipseek.db import Database
+from clipseek.embedded_redis import EmbeddedRedis
+from clipseek.recovery import SCHEDULER_LOCK
+from clipseek.settings import Settings
+from tests.workers import WorkerProcess
+from webapp import create_app
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def hung_broker() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers: a broker that hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+@contextmanager
+def _serve(settings: Settings) -> Iterator[str]:
+    app = create_app(settings=settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.extensions["clipseek"].close()
+
+
+def test_a_burst_of_status_requests_against_a_hung_broker_leaves_search_working(
+    settings: Settings, db: Database, hung_broker: str
+) -> None:
+    with _serve(settings.with_changes(redis_url=hung_broker)) as base, \
+            ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = [pool.submit(_get, f"{base}/api/status", 60) for _ in range(64)]
+        time.sleep(0.5)  # the burst is in flight
+        # Before: every status request held a database connection while it waited on the
+        # broker, the pool ran dry, and this page failed after 30 s.
+        code, body = _get(f"{base}/", timeout=15)
+        assert code == 200 and b"searchable" in body
+        answers = [f.result(timeout=60) for f in statuses]
+    assert all(code == 200 for code, _ in answers)
+    assert all(b'"queue_depth":null' in body.replace(b" ", b"") for _, body in answers)
+
+
+def _advisory_holders(db: Database) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = :hi AND objid = :lo"),
+            {"hi": SCHEDULER_LOCK >> 32, "lo": SCHEDULER_LOCK & 0xFFFFFFFF}) or 0)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_workers_with_beat_elect_one_scheduler_and_leave_no_process_behind(
+    cli_env: dict[str, str], redis_url: str, db: Database, tmp_path: Path
+) -> None:
+    env = cli_env | {"REDIS_URL": redis_url}
+    first = WorkerProcess(env, tmp_path / "first.log", beat=True)
+    second = WorkerProcess(env, tmp_path / "second.log", beat=True)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        _wait_for(lambda: _advisory_holders(db) == 1, 30, "a scheduler to take the lock")
+        time.sleep(2)
+        assert _advisory_holders(db) == 1  # never two
+        # The scheduler is a thread: no process of its own to outlive the worker.
+        assert _children(first.process.pid) == [] and _children(second.process.pid) == []
+        leader, other = (first, second) if "now runs the recovery" in first.log.read_text() \
+            else (second, first)
+        leader.kill()
+        _wait_for(lambda: "now runs the recovery" in other.log.read_text(), 30,
+                  "the other worker to take over the checks")
+        assert _advisory_holders(db) == 1
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    home = Path(cli_env["CLIPSEEK_HOME"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "up.log"
+    env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}  # its own embedded Redis
+    with open(log, "w") as out:
+        up = subprocess.Popen(["clipseek", "up", "--port", str(port), "--no-samples"], env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+    redis_server = EmbeddedRedis(home / "redis")
+    try:
+        _wait_for(lambda: _get(f"http://127.0.0.1:{port}/api/status", 5)[0] == 200
+                  if "ClipSeek is running" in log.read_text() else False, 120, "clipseek up")
+        _wait_for(lambda: len(_children(up.pid)) == 1, 30, "the worker")
+        (worker,) = _children(up.pid)
+
+        pid = int(redis_server.pidfile.read_text())
+        os.kill(pid, signal.SIGKILL)
+        # The watchdog, or the worker's next call to the broker, starts it again.
+        _wait_for(lambda: redis_server.is_running() and int(redis_server.pidfile.read_text()) != pid,
+                  30, "Redis to run again")
+        code, body = _get(f"http://127.0.0.1:{port}/api/status", 10)
+        assert code == 200 and b'"queue_depth":0' in body.replace(b" ", b"")
+
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        # Before: the worker went on running without its parent.
+        _wait_for(lambda: not Path(f"/proc/{worker}").exists(), 60, "the orphaned worker to stop")
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        redis_server.stop()
+
+
+def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
+    from clipseek.embedded_db import EmbeddedPostgres
+    from clipseek.launcher import Watchdog
+
+    folder = Path(tempfile.mkdtemp(prefix="clipseek-watch-", dir="/tmp"))
+    pg, broker = EmbeddedPostgres(folder / "pgdata"), EmbeddedRedis(folder / "redis")
+    said: list[str] = []
+    try:
+        pg.ensure_running()
+        broker.ensure_running()
+        pg.stop(mode="immediate")
+        os.kill(int(broker.pidfile.read_text()), signal.SIGKILL)
+        _wait_for(lambda: not broker.is_running(), 10, "Redis to die")
+        Watchdog([pg, broker], said.append).check()
+        assert pg.is_running() and broker.is_running()
+        assert "The embedded PostgreSQL is running again." in said
+        assert "The embedded Redis is running again." in said
+    finally:
+        broker.stop()
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
