@@ -58,18 +58,18 @@ class ImageInfo:
     format: str
 
 
-def _open(path: Path) -> Image.Image:
+def _open(source: Path | IO[bytes]) -> Image.Image:
     # ClipSeek applies its own pixel limit (with a readable reason) instead of Pillow's
     # decompression-bomb error, which would also reject large JPEGs that draft() makes cheap.
     Image.MAX_IMAGE_PIXELS = None
     try:
-        if path.stat().st_size == 0:
+        if isinstance(source, Path) and source.stat().st_size == 0:
             raise ImageDecodeError("the file is empty")
-        return Image.open(path)
+        return Image.open(source)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image format ClipSeek can read") from None
     except FileNotFoundError:
-        raise ImageDecodeError(f"the file {path} no longer exists") from None
+        raise ImageDecodeError(f"the file {source} no longer exists") from None
     except OSError as exc:
         raise ImageDecodeError(f"unreadable image file ({exc})") from None
 
@@ -141,11 +141,7 @@ def fit_rgb(path: Path, *, max_pixels: int, side: int) -> Image.Image:
 
 def read_rgb(stream: IO[bytes], *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image.Image:
     """Like `load_rgb`, for an open binary stream (an upload, say)."""
-    try:
-        img = Image.open(stream)
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not an image format ClipSeek can read") from None
-    with img:
+    with _open(stream) as img:
         return _decode(img, max_pixels=max_pixels, needed=_covering(img.size, min_side))
 
 

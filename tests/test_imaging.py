@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,15 @@ import pytest
 from PIL import ExifTags, Image
 
 from clipseek.catalog import Candidate
-from clipseek.imaging import CLIP_SIZE, ImageDecodeError, clip_pixels, fit_rgb, load_rgb, probe
+from clipseek.imaging import (
+    CLIP_SIZE,
+    ImageDecodeError,
+    clip_pixels,
+    fit_rgb,
+    load_rgb,
+    probe,
+    read_rgb,
+)
 from tests.images import jpeg_with_orientation, photo_array, write_bad_files
 
 LIMIT = 100_000_000
@@ -122,3 +133,17 @@ def test_fit_rgb_fits_the_square_and_never_enlarges(tmp_path: Path) -> None:
     assert large.mode == "RGB" and large.size == (1024, 683)
     Image.fromarray(photo_array(5, (200, 300))).save(tmp_path / "small.ppm")
     assert fit_rgb(tmp_path / "small.ppm", max_pixels=LIMIT, side=1024).size == (300, 200)
+
+
+def test_an_oversized_stream_is_refused_with_a_reason_not_pillows_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the header: 200 megapixels is past Pillow's own decompression-bomb limit.
+    ihdr = struct.pack(">IIBBBBB", 20_000, 10_000, 8, 0, 0, 0, 0)
+    chunks = [(b"IHDR", ihdr), (b"IEND", b"")]
+    png = b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in chunks)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # as in a fresh process
+    with pytest.raises(ImageDecodeError, match="more than the limit"):
+        read_rgb(io.BytesIO(png), max_pixels=LIMIT)
