@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 # CLIP's input normalisation (the statistics OpenAI trained with).
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
@@ -17,6 +20,29 @@ CLIP_SIZE = 224
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 )
+DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Only JPEG can be decoded at reduced scale; any other format is held whole while it is
+# reduced, at up to 4 bytes a pixel (400 MB for 100 megapixels). Above this size, only
+# LARGE_DECODE_SLOTS decodes run at once in a process, so concurrent requests or decode
+# threads queue instead of multiplying that.
+LARGE_DECODE_PIXELS = 16_000_000
+LARGE_DECODE_SLOTS = 2
+_large_decodes = threading.BoundedSemaphore(LARGE_DECODE_SLOTS)
+# Smaller images are returned whole: their full-size copy costs little, and callers' own
+# resizing filters do better than an integer box reduction.
+REDUCE_ABOVE_PIXELS = 4_000_000
+# Conversions to RGB work on bands of about this many pixels (a few MB at a time).
+BAND_PIXELS = 1 << 21
 
 
 class ImageDecodeError(Exception):
@@ -32,18 +58,18 @@ class ImageInfo:
     format: str
 
 
-def _open(path: Path) -> Image.Image:
+def _open(source: Path | IO[bytes]) -> Image.Image:
     # ClipSeek applies its own pixel limit (with a readable reason) instead of Pillow's
     # decompression-bomb error, which would also reject large JPEGs that draft() makes cheap.
     Image.MAX_IMAGE_PIXELS = None
     try:
-        if path.stat().st_size == 0:
+        if isinstance(source, Path) and source.stat().st_size == 0:
             raise ImageDecodeError("the file is empty")
-        return Image.open(path)
+        return Image.open(source)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image format ClipSeek can read") from None
     except FileNotFoundError:
-        raise ImageDecodeError(f"the file {path} no longer exists") from None
+        raise ImageDecodeError(f"the file {source} no longer exists") from None
     except OSError as exc:
         raise ImageDecodeError(f"unreadable image file ({exc})") from None
 
@@ -69,12 +95,16 @@ def _check_size(width: int, height: int, fmt: str, max_pixels: int) -> None:
         )
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode (palette, CMYK, 16-bit, alpha, grey) to 8-bit RGB."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: scale their actual range to 0-255 rather than clipping.
+def to_rgb(img: Image.Image, *, value_range: tuple[float, float] | None = None) -> Image.Image:
+    """Convert any Pillow mode (palette, CMYK, 16-bit, alpha, grey) to 8-bit RGB.
+
+    16-bit and float images are scaled from `value_range` (their own extremes by default)
+    through a float32 copy, so large ones should be converted a band at a time.
+    """
+    if img.mode in DEEP_MODES:
+        # Their actual range is stretched to 0-255 rather than clipped.
+        lo, hi = value_range if value_range is not None else _extremes(img)
         arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
         scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(scaled.astype(np.uint8))
     if img.mode == "P":
@@ -86,39 +116,83 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_rgb(path: Path, *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image.Image:
-    """Decode a file to an upright RGB image, at least `min_side` on its shorter side.
+def _extremes(img: Image.Image) -> tuple[float, float]:
+    lo, hi = cast(tuple[float, float], img.getextrema())
+    return lo, hi
 
-    JPEGs are decoded at reduced scale when they are much larger than needed, which
-    saves most of the decoding time and memory on photos.
+
+def load_rgb(path: Path, *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image.Image:
+    """Decode a file to an upright RGB image; large ones shrink while the shorter side stays `min_side`.
+
+    JPEGs are decoded at reduced scale, which saves most of the time and memory on photos;
+    other formats above REDUCE_ABOVE_PIXELS are decoded whole and reduced band by band.
     """
     with _open(path) as img:
-        return _decode(img, max_pixels=max_pixels, min_side=min_side)
+        return _decode(img, max_pixels=max_pixels, needed=_covering(img.size, min_side))
+
+
+def fit_rgb(path: Path, *, max_pixels: int, side: int) -> Image.Image:
+    """Decode a file to an upright RGB image that fits in a square of `side` pixels."""
+    with _open(path) as img:
+        rgb = _decode(img, max_pixels=max_pixels, needed=_fitting(img.size, side))
+    rgb.thumbnail((side, side))
+    return rgb
 
 
 def read_rgb(stream: IO[bytes], *, max_pixels: int, min_side: int = CLIP_SIZE) -> Image.Image:
     """Like `load_rgb`, for an open binary stream (an upload, say)."""
-    try:
-        img = Image.open(stream)
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not an image format ClipSeek can read") from None
-    with img:
-        return _decode(img, max_pixels=max_pixels, min_side=min_side)
+    with _open(stream) as img:
+        return _decode(img, max_pixels=max_pixels, needed=_covering(img.size, min_side))
 
 
-def _decode(img: Image.Image, *, max_pixels: int, min_side: int) -> Image.Image:
+def _covering(size: tuple[int, int], side: int) -> tuple[int, int]:
+    return _scaled(size, side / max(1, min(size)))
+
+
+def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
+    return _scaled(size, side / max(1, *size))
+
+
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    if scale >= 1:
+        return size
+    return max(1, math.ceil(size[0] * scale)), max(1, math.ceil(size[1] * scale))
+
+
+def _decode(img: Image.Image, *, max_pixels: int, needed: tuple[int, int]) -> Image.Image:
     _check_size(img.width, img.height, img.format or "unknown", max_pixels)
     try:
         if img.format == "JPEG":
-            # EXIF rotations swap sides, so ask for the shorter side in both directions.
-            img.draft("RGB", (min_side, min_side))
-        img.load()
-        upright = ImageOps.exif_transpose(img)
-        rgb = to_rgb(upright)
-        rgb.load()
+            img.draft("RGB", needed)
+        pixels = img.width * img.height
+        factor = max(1, min(img.width // needed[0], img.height // needed[1]))
+        if pixels <= REDUCE_ABOVE_PIXELS:
+            factor = 1
+        slot = _large_decodes if pixels > LARGE_DECODE_PIXELS else nullcontext()
+        with slot:
+            img.load()
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+            rgb = _reduced_rgb(img, factor)
+            # The full-size pixels go now, before the next large decode may start (the base
+            # class's close: the file's would also close a stream the caller owns).
+            Image.Image.close(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"the image data is corrupt or truncated ({exc})") from None
-    return rgb
+    method = EXIF_TRANSPOSE.get(orientation)
+    return rgb.transpose(method) if method is not None else rgb
+
+
+def _reduced_rgb(img: Image.Image, factor: int) -> Image.Image:
+    # Band by band, so the only full-size buffer is the decoded image in its own mode: a
+    # whole-image conversion would add more (16-bit data passes through float32).
+    value_range = _extremes(img) if img.mode in DEEP_MODES else None
+    width, height = img.size
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    rows = max(1, BAND_PIXELS // (width * factor)) * factor
+    for top in range(0, height, rows):
+        band = to_rgb(img.crop((0, top, width, min(height, top + rows))), value_range=value_range)
+        out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    return out
 
 
 def clip_pixels(img: Image.Image, size: int = CLIP_SIZE) -> np.ndarray:

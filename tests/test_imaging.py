@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from clipseek.catalog import Candidate
-from clipseek.imaging import CLIP_SIZE, ImageDecodeError, clip_pixels, load_rgb, probe
+from clipseek.imaging import (
+    CLIP_SIZE,
+    ImageDecodeError,
+    clip_pixels,
+    fit_rgb,
+    load_rgb,
+    probe,
+    read_rgb,
+)
 from tests.images import jpeg_with_orientation, photo_array, write_bad_files
 
 LIMIT = 100_000_000
@@ -84,3 +95,55 @@ def test_clip_pixels_shape_and_normalisation() -> None:
     px = clip_pixels(img)
     assert px.shape == (3, CLIP_SIZE, CLIP_SIZE) and px.dtype == np.float32
     assert -2.5 < px.mean() < 2.5
+
+
+def _large_gradient() -> Image.Image:
+    # 6 megapixels: above REDUCE_ABOVE_PIXELS, cheap to make and to compress.
+    return Image.radial_gradient("L").resize((3000, 2000)).convert("RGB")
+
+
+def test_large_images_are_reduced_to_the_size_asked(tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    _large_gradient().save(path)
+    out = load_rgb(path, max_pixels=LIMIT, min_side=CLIP_SIZE)
+    assert CLIP_SIZE <= min(out.size) < 2 * CLIP_SIZE and out.size[0] > out.size[1]
+    with Image.open(path) as original:
+        assert abs(np.asarray(out).mean() - np.asarray(original).mean()) < 1
+
+
+def test_exif_orientation_is_applied_to_reduced_images(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    _large_gradient().save(tmp_path / "rotated.png", exif=exif.tobytes())
+    out = load_rgb(tmp_path / "rotated.png", max_pixels=LIMIT, min_side=CLIP_SIZE)
+    assert out.size[0] < out.size[1]  # stored landscape, shown portrait
+
+
+def test_large_16_bit_images_are_scaled_by_their_whole_range(tmp_path: Path) -> None:
+    arr = np.full((2000, 2500), 1000, dtype=np.uint16)
+    arr[1000:] = 3000  # each band on its own is flat; together they span the range
+    Image.fromarray(arr).save(tmp_path / "deep.png")
+    out = np.asarray(load_rgb(tmp_path / "deep.png", max_pixels=LIMIT, min_side=CLIP_SIZE))
+    assert out[0].max() == 0 and out[-1].min() == 255
+
+
+def test_fit_rgb_fits_the_square_and_never_enlarges(tmp_path: Path) -> None:
+    _large_gradient().save(tmp_path / "large.tif")
+    large = fit_rgb(tmp_path / "large.tif", max_pixels=LIMIT, side=1024)
+    assert large.mode == "RGB" and large.size == (1024, 683)
+    Image.fromarray(photo_array(5, (200, 300))).save(tmp_path / "small.ppm")
+    assert fit_rgb(tmp_path / "small.ppm", max_pixels=LIMIT, side=1024).size == (300, 200)
+
+
+def test_an_oversized_stream_is_refused_with_a_reason_not_pillows_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the header: 200 megapixels is past Pillow's own decompression-bomb limit.
+    ihdr = struct.pack(">IIBBBBB", 20_000, 10_000, 8, 0, 0, 0, 0)
+    chunks = [(b"IHDR", ihdr), (b"IEND", b"")]
+    png = b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in chunks)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # as in a fresh process
+    with pytest.raises(ImageDecodeError, match="more than the limit"):
+        read_rgb(io.BytesIO(png), max_pixels=LIMIT)

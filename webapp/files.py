@@ -1,21 +1,20 @@
-"""Serving pictures: cached thumbnails and originals, only by image id."""
+"""Serving pictures: cached thumbnails, originals and display copies, only by image id."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from flask import Blueprint, abort, send_file
 from werkzeug.wrappers import Response
 
-from clipseek.imaging import ImageDecodeError, load_rgb
+from clipseek.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumbnail
+from clipseek.imaging import ImageDecodeError
 from clipseek.models import Image
-from clipseek.thumbnails import ensure_thumbnail
 from webapp.db_session import clipseek, get_session
 
 bp = Blueprint("files", __name__)
 
-# Formats every browser shows; others are converted to PNG when served.
+# Formats every browser shows; others are served as a PNG display copy.
 BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
                    "WEBP": "image/webp", "BMP": "image/bmp"}
 YEAR = 365 * 24 * 3600
@@ -29,6 +28,13 @@ def _image(image_id: int) -> Image:
     return image
 
 
+def _derived(path: Path, mimetype: str, etag: str) -> Response:
+    # A derived file never changes for a given etag, so browsers need not ask again.
+    response = send_file(path, mimetype=mimetype, conditional=True, etag=etag, max_age=YEAR)
+    response.cache_control.immutable = True
+    return response
+
+
 @bp.get("/thumb/<int:image_id>.jpg")
 def thumbnail(image_id: int) -> Response:
     """A 320-pixel JPEG thumbnail, cached on disk and by browsers (content never changes)."""
@@ -39,15 +45,12 @@ def thumbnail(image_id: int) -> Response:
                                 max_pixels=settings.max_image_pixels)
     except ImageDecodeError as exc:
         abort(404, description=f"Image {image_id} cannot be shown: {exc}.")
-    response = send_file(path, mimetype="image/jpeg", conditional=True, etag=image.sha256,
-                         max_age=YEAR)
-    response.cache_control.immutable = True
-    return response
+    return _derived(path, "image/jpeg", image.sha256)
 
 
 @bp.get("/file/<int:image_id>")
 def original(image_id: int) -> Response:
-    """The full picture: the stored file, or a PNG copy when browsers cannot show its format."""
+    """The picture: the stored file, or a cached PNG display copy for formats browsers lack."""
     image = _image(image_id)
     path = Path(image.path)
     if not path.exists():
@@ -55,11 +58,11 @@ def original(image_id: int) -> Response:
     if image.format in BROWSER_FORMATS:
         return send_file(path, mimetype=BROWSER_FORMATS[image.format], conditional=True,
                          etag=image.sha256, max_age=YEAR)
+    settings = clipseek().settings
     try:
-        picture = load_rgb(path, max_pixels=clipseek().settings.max_image_pixels, min_side=10**6)
+        copy = ensure_display_copy(settings.thumbnails, sha256=image.sha256, source=path,
+                                   max_pixels=settings.max_image_pixels)
     except ImageDecodeError as exc:
         abort(404, description=f"Image {image_id} cannot be shown: {exc}.")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    buffer.seek(0)
-    return send_file(buffer, mimetype="image/png", max_age=YEAR)
+    # The size is part of the tag, so a change of DISPLAY_SIZE reaches browsers' caches.
+    return _derived(copy, "image/png", f"{image.sha256}-{DISPLAY_SIZE}")
