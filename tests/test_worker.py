@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from sqlalchemy import func, select
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.models import Embedding, Image
 from tests.images import write_bad_files
 from tests.workers import WorkerProcess
@@ -160,23 +164,50 @@ def test_flushed_queue_is_recovered_at_once_by_reindex_stale(
     assert "Queued 0 image(s)" in again.stdout  # nothing is lost now: nothing is sent twice
 
 
-def test_batch_survives_a_database_restart(
+def test_batch_survives_an_immediate_database_stop(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database, pg_server: EmbeddedPostgres,
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(beat=True)
     _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
     _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
-    pg_server.stop()
+    pg_server.stop(mode="immediate")  # no clean shutdown: crash recovery at the next start
     try:
         time.sleep(3)  # the worker's next write fails and its task is retried with backoff
     finally:
         pg_server.ensure_running()
+    back = time.monotonic()
     db.engine.dispose()
-    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 240,
+    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
               "the batch to be retried")
+    _recovery_time("PostgreSQL stopped -m immediate mid-indexing", time.monotonic() - back)
     _assert_all_indexed_once(db)
     assert "retry: Retry in" in worker.log.read_text()  # the outage was felt, and survived
+
+
+def test_redis_killed_mid_indexing_and_its_queue_lost_is_recovered(
+    worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
+    db: Database, tmp_path: Path,
+) -> None:
+    broker = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="clipseek-drill-", dir="/tmp")))
+    env = worker_env | {"REDIS_URL": broker.ensure_running()}
+    try:
+        start_worker(env=env, beat=True)
+        _cli(env, "ingest", str(photo_folder), "--no-progress")
+        _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+        os.kill(int(broker.pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(broker.folder / "appendonlydir", ignore_errors=True)  # and its queue with it
+        assert _count(db, Image.status == "indexed") < GOOD, "the kill came too late to test anything"
+        time.sleep(3)
+        broker.ensure_running()
+        back = time.monotonic()
+        _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+                  "the lost queue to be refilled and indexed")
+        _recovery_time("Redis SIGKILLed mid-indexing, queue lost", time.monotonic() - back)
+        _assert_all_indexed_once(db)
+    finally:
+        broker.stop()
+        shutil.rmtree(broker.folder, ignore_errors=True)
 
 
 def test_unreachable_queue_keeps_images_registered_and_says_what_to_do(
