@@ -30,3 +30,9 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         "recent_failures": [{"image_id": f.id, "path": f.path, "error": f.error,
                              "at": f.updated_at.isoformat()} for f in failures],
     }
+
+
+def count_pending(session: Session) -> int:
+    """How many images are registered or queued: stored, but not yet indexed or failed."""
+    return int(session.scalar(select(func.count()).select_from(Image)
+                              .where(Image.status.in_(("registered", "queued")))) or 0)
