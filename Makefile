@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-tiny clean
+.PHONY: install run test test-packages lint bench bench-tiny clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/clipseek up
 
+## The Debian packages the tests use (chromium, docker-compose): installed when missing.
+test-packages:
+	@sh scripts/test-packages.sh
+
 ## Run the whole test suite (starts its own PostgreSQL, Redis and workers).
-test: $(STAMP)
+test: test-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest

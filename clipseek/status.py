@@ -85,3 +85,9 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         model=model, by_status=by_status, embeddings_by_model=per_model,
         recent_failures=[Failure(f.id, f.path, f.error, f.updated_at) for f in failures],
         workers=worker_states(session), queue_depth=queue_depth)
+
+
+def count_pending(session: Session) -> int:
+    """How many images are registered or queued: stored, but not yet indexed or failed."""
+    return int(session.scalar(select(func.count()).select_from(Image)
+                              .where(Image.status.in_(("registered", "queued")))) or 0)

@@ -20,7 +20,6 @@ from playwright.sync_api import Page, expect, sync_playwright
 from clipseek.catalog import Candidate
 from tests.images import write_bad_files
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
@@ -72,10 +71,11 @@ def live_server(cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iter
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    assert Path(CHROMIUM).exists(), "the browser tests need Debian's chromium: apt-get install chromium"
+    chromium = shutil.which("chromium")  # what scripts/test-packages.sh looks for
+    assert chromium, "the browser tests need Debian's chromium: apt-get install chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=chromium, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         tab = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -14,6 +14,7 @@ from clipseek.catalog import Candidate
 from clipseek.context import Context
 from clipseek.settings import Settings
 from tests.images import write_bad_files
+from tests.ranking import assert_scores_descend
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +42,7 @@ def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Ca
     assert data["total"] == 6 and [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
     assert {"image_id", "path", "score", "captions"} <= set(data["results"][0])
     scores = [r["score"] for r in data["results"]]
-    assert scores == sorted(scores, reverse=True)
+    assert_scores_descend(scores)
 
     text = _run(cli_env, "search", "a cat", "-k", "2", "--page", "3")
     assert text.returncode == 0 and "Page 3 of 3 (6 images searched)" in text.stdout

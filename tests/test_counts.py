@@ -1,4 +1,5 @@
-"""The per-model embedding counts stay exact through inserts, cascading deletes and truncation."""
+"""The counts pages show: embeddings per model (exact through inserts, cascading deletes and
+truncation) and the images still waiting to be indexed."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from sqlalchemy import delete, select, text
 from clipseek.db import Database
 from clipseek.models import Embedding, EmbeddingCount, Image
 from clipseek.search import count_searchable
+from clipseek.status import count_pending
 
 
-def _image(n: int) -> Image:
+def _image(n: int, status: str = "indexed") -> Image:
     return Image(sha256=f"{n:064x}", path=f"/x/{n}.jpg", original_name=f"{n}.jpg", source="test",
-                 file_size=1, status="indexed")
+                 file_size=1, status=status)
 
 
 def test_counts_follow_inserts_deletes_and_truncate(db: Database) -> None:
@@ -31,3 +33,12 @@ def test_counts_follow_inserts_deletes_and_truncate(db: Database) -> None:
         s.execute(text("TRUNCATE images CASCADE"))
         s.commit()
         assert s.scalars(select(EmbeddingCount)).all() == []
+
+
+def test_pending_counts_registered_and_queued_images_only(db: Database) -> None:
+    statuses = ["registered", "queued", "queued", "indexed", "failed"]
+    with db.session() as s:
+        assert count_pending(s) == 0
+        s.add_all([_image(n, status) for n, status in enumerate(statuses)])
+        s.commit()
+        assert count_pending(s) == 3

@@ -12,6 +12,7 @@ from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
 from clipseek.ingest import ingest_inline
 from clipseek.settings import Settings
+from tests.ranking import assert_scores_descend
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -34,7 +35,7 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
     neighbours, cats, statuses, failures = results
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
-    assert scores == sorted(scores, reverse=True)
+    assert_scores_descend(scores)
     assert [r.text for r in cats] == ["a tabby cat looking to the side"]
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
+from clipseek.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.models import Image
 from clipseek.settings import Settings
 from tests.images import photo_array
@@ -82,6 +82,29 @@ def test_search_page_explains_bad_queries(client: FlaskClient, indexed: list[int
 def test_empty_collection_gets_a_message_not_an_error(client: FlaskClient) -> None:
     page = client.get("/?q=a+cat")
     assert page.status_code == 200 and "No images are indexed yet" in page.get_data(as_text=True)
+
+
+def test_pictures_still_being_indexed_are_announced_not_hidden(
+    app: Flask, client: FlaskClient, encoder: ClipEncoder, sample_photos: list[Candidate]
+) -> None:
+    ctx = app.extensions["clipseek"]
+    with decode_pool(ctx.settings) as pool:
+        register_candidates(ctx.db, sample_photos[3:], settings=ctx.settings, pool=pool, progress=False)
+    for waiting in (client.get("/"), client.get("/?q=a+cat")):
+        html = waiting.get_data(as_text=True)
+        assert "No pictures are searchable yet: 19 are still being indexed" in html
+        assert "No images are indexed yet" not in html
+    ingest_inline(ctx.db, encoder, sample_photos[:3], settings=ctx.settings, progress=False)
+    first_screen = client.get("/").get_data(as_text=True)
+    assert "3 of 22 pictures are searchable; 19 are still being indexed" in first_screen
+    results = client.get("/?q=a+cat").get_data(as_text=True)
+    assert "3 images searched in" in results and "19 more are still being indexed" in results
+
+
+def test_an_empty_collection_says_how_to_add_pictures(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert "No images are indexed yet" in html and "being indexed" not in html
+    assert '<a href="/upload">Upload some pictures</a>' in html
 
 
 def test_user_text_is_escaped(client: FlaskClient, indexed: list[int]) -> None:

@@ -14,7 +14,7 @@ from clipseek.search import (
     search_images,
     similar_images,
 )
-from clipseek.status import collection_status
+from clipseek.status import collection_status, count_pending
 from webapp.db_session import clipseek, get_session, image_or_404
 from webapp.params import PAGE_SIZES, paging
 from webapp.presenters import server_timing
@@ -38,6 +38,7 @@ def search() -> tuple[str, int, dict[str, str]]:
     searchable = results.total if results else count_searchable(get_session(), clipseek().settings.model)
     return render_template("search.html", query=query, results=results, error=error,
                            per_page=per_page, page_sizes=PAGE_SIZES, searchable=searchable,
+                           pending=count_pending(get_session()),
                            endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
 
