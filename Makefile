@@ -39,6 +39,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.hnsw_params
+	$(BIN)/python -m bench.load
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 bench-tiny: $(VENV)/.bench-installed
@@ -46,6 +47,7 @@ bench-tiny: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.search --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.profile --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.hnsw_params --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
+	$(BIN)/python -m bench.load --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

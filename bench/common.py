@@ -23,17 +23,22 @@ def machine() -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or "unknown"
+    flags: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu in ("unknown", platform.processor()):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                # The flags that decide which kernels run: bf16 and AMX tiles, AVX-512, VNNI.
+                flags = sorted(f for f in line.split(":", 1)[1].split()
+                               if f.startswith(("avx", "amx")) or f in ("fma", "f16c"))
     except OSError:
         pass
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "cpu_flags": flags,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
@@ -69,7 +74,8 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out: Path | No
     folder.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine(), **data}
     (folder / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    header = f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, GPU: " \
+    header = f"Machine: {data['machine']['cpu']} ({' '.join(data['machine']['cpu_flags'])}), " \
+             f"{data['machine']['cores']} cores, GPU: " \
              f"{data['machine']['gpu'] or 'none'}; torch {data['machine']['torch']}; " \
              f"{data['machine']['date']}\n\n"
     (folder / f"{name}.md").write_text(header + markdown + "\n")
