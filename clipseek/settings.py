@@ -65,7 +65,6 @@ class Settings:
     batch_size: int = 32
     decode_workers: int = 4
     max_image_pixels: int = 100_000_000
-    stale_after_s: int = 600
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     secret_key: str | None = None
@@ -94,7 +93,6 @@ class Settings:
             batch_size=_int(env, "CLIPSEEK_BATCH_SIZE", 32),
             decode_workers=_int(env, "CLIPSEEK_DECODE_WORKERS", min(4, os.cpu_count() or 1)),
             max_image_pixels=_int(env, "CLIPSEEK_MAX_IMAGE_PIXELS", 100_000_000),
-            stale_after_s=_int(env, "CLIPSEEK_STALE_AFTER", 600),
             web_host=env.get("CLIPSEEK_HOST") or "127.0.0.1",
             web_port=_int(env, "CLIPSEEK_PORT", 8000),
             secret_key=env.get("CLIPSEEK_SECRET_KEY") or None,
