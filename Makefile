@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test test-packages lint bench bench-tiny clean
 
 $(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "Could not create the virtualenv with" \
+	  "$(PYTHON): on Debian or Ubuntu run \`sudo apt-get install python3-venv\`, then make again." >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
