@@ -45,10 +45,11 @@ class Services:
         """Start (or reuse) the embedded PostgreSQL and Redis unless URLs point elsewhere."""
         settings = self.ctx.settings
         if not settings.database_url:
-            pg = EmbeddedPostgres(settings.pgdata)
+            pg = EmbeddedPostgres(settings.pgdata, say=say)
             self.embedded.append(pg)
             if not pg.is_running():
                 self.started.append(pg)
+            pg.ensure_running()  # here, so that what it has to say reaches the terminal
             say(f"PostgreSQL: embedded, in {settings.pgdata}")
         else:
             say("PostgreSQL: DATABASE_URL")
