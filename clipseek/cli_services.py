@@ -10,6 +10,7 @@ from clipseek.cli_support import (
     pass_context,
     queue_errors,
     random_warning,
+    recover_image_store,
     wait_for_indexing,
 )
 from clipseek.context import Context
@@ -33,6 +34,7 @@ def worker(ctx: Context, beat: bool, loglevel: str) -> None:
         argv += ["--beat", f"--schedule={ctx.settings.home / 'celerybeat-schedule'}"]
     ctx.settings.home.mkdir(parents=True, exist_ok=True)
     ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
+    recover_image_store(ctx)
     ctx.celery.worker_main(argv)
 
 
@@ -158,6 +160,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     worker_process = None
     try:
         services.start(click.echo)
+        recover_image_store(ctx)
         with ctx.db.session() as session:
             empty = not session.scalar(select(func.count()).select_from(Image))
         if samples and empty:

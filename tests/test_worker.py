@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -14,10 +16,11 @@ import redis
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
+from clipseek.catalog import Candidate, stored_path
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.models import Embedding, Image
+from clipseek.settings import Settings
 from tests.images import write_bad_files
 from tests.workers import WorkerProcess
 
@@ -203,3 +206,25 @@ def test_periodic_stale_check_requeues_lost_work(
         worker.stop()
     _assert_all_indexed_once(db)
     assert "re-queued 31 stale image(s)" in worker.log.read_text()
+
+
+def test_a_starting_worker_registers_and_indexes_files_a_killed_upload_left(
+    start_worker: Callable[[], WorkerProcess], db: Database, settings: Settings,
+    sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    data = sample_photos[0].path.read_bytes()
+    left = stored_path(settings.image_store, hashlib.sha256(data).hexdigest(), ".jpg")
+    left.parent.mkdir(parents=True)
+    left.write_bytes(data)
+    temporary = settings.image_store / ".incoming" / "tmp0001.upload"
+    temporary.parent.mkdir()
+    temporary.write_bytes(data[:100])
+    hours_ago = time.time() - 7200
+    for path in (left, temporary):
+        os.utime(path, (hours_ago, hours_ago))
+    start_worker()
+    _wait_for(lambda: _count(db, Image.status == "indexed") == 1, 120, "the recovered file to be indexed")
+    with db.session() as s:
+        assert s.scalars(select(Image.path)).all() == [str(left)]
+    assert not temporary.exists()
+    assert "without a row" in (tmp_path / "worker-0.log").read_text()
