@@ -4,8 +4,11 @@ foreign Host headers; each gets a status and one readable sentence, never a 500.
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -15,14 +18,16 @@ from sqlalchemy import insert
 from werkzeug.test import TestResponse
 
 from clipseek.db import Database
+from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.models import Image
-from clipseek.settings import Settings
+from clipseek.settings import RANDOM_MODEL, Settings
 from tests.images import photo_array
 from webapp import create_app
 
 API = {"X-Requested-With": "test"}
 HUGE = str(2**64)
 INT64_MAX = str(2**63 - 1)
+_servers = itertools.count()
 
 
 @pytest.fixture
@@ -120,3 +125,36 @@ def test_valid_numbers_still_work(client: FlaskClient, image_id: int) -> None:
     assert [i["image_id"] for i in found] == [image_id]
     assert client.get("/api/search?q=cat&page=100000&per_page=100").status_code == 200
     assert client.get(f"/image/{image_id}/similar?page=2&per_page=1").status_code == 200
+
+
+@pytest.fixture
+def doomed_server(server_folder: Path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server of this test's own, which the test stops."""
+    server = EmbeddedPostgres(server_folder / f"doomed-{os.getpid()}-{next(_servers)}")
+    server.ensure_running()
+    yield server
+    server.stop()
+
+
+def test_a_database_that_goes_away_gives_503_with_a_sentence_then_recovers(
+    doomed_server: EmbeddedPostgres, tmp_path: Path, redis_url: str
+) -> None:
+    settings = Settings.from_env({"CLIPSEEK_HOME": str(tmp_path / "home"), "REDIS_URL": redis_url,
+                                  "DATABASE_URL": doomed_server.url(), "CLIPSEEK_MODEL": RANDOM_MODEL,
+                                  "CLIPSEEK_OFFLINE": "1"})
+    application = create_app({"TESTING": True}, settings=settings)
+    client = application.test_client()
+    try:
+        assert client.get("/api/images/1").status_code == 404
+        assert client.get("/").status_code == 200
+        doomed_server.stop()
+        for url in ["/api/images/1", "/image/1", "/", "/api/images?ids=1", "/uploads?ids=1"]:
+            assert "database is not reachable" in _refused(client, url, 503)
+        upload = {"files": [(io.BytesIO(b"x"), "x.jpg")]}
+        refused = _refused(client, "/api/images", 503, method="POST", data=upload, headers=API,
+                           content_type="multipart/form-data")
+        assert "database is not reachable" in refused
+        doomed_server.ensure_running()
+        assert client.get("/api/images/1").status_code == 404
+    finally:
+        application.extensions["clipseek"].close()
