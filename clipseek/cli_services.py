@@ -153,6 +153,8 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
 
     host = host or ctx.settings.web_host
     port = port or ctx.settings.web_port
+    # The web app decides from the address it is served on which Host names it answers to.
+    ctx.settings = ctx.settings.with_changes(web_host=host, web_port=port)
     check_port_free(host, port)
     ctx.encoder.load()  # stop at once, before starting anything, when the weights are missing
     random_warning(ctx)

@@ -158,3 +158,59 @@ def test_a_database_that_goes_away_gives_503_with_a_sentence_then_recovers(
         assert client.get("/api/images/1").status_code == 404
     finally:
         application.extensions["clipseek"].close()
+
+
+def _jpeg() -> io.BytesIO:
+    out = io.BytesIO()
+    PILImage.fromarray(photo_array(2, (80, 120))).save(out, format="JPEG")
+    out.seek(0)
+    return out
+
+
+def test_every_response_tells_browsers_not_to_sniff_its_type(client: FlaskClient) -> None:
+    upload = client.post("/api/images", data={"files": [(_jpeg(), "x.jpg")]}, headers=API,
+                         content_type="multipart/form-data")
+    stored = upload.get_json()["uploads"][0]["image_id"]
+    responses = [upload, client.get(f"/file/{stored}"), client.get(f"/thumb/{stored}.jpg"),
+                 client.get("/"), client.get(f"/api/images/{stored}"), client.get("/image/999"),
+                 client.get("/api/images/999"), client.get("/static/style.css"), client.get("/nowhere")]
+    for response in responses:
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
+        response.close()
+
+
+def _host_app(settings: Settings, redis_url: str, **changes: object) -> Flask:
+    return create_app({"TESTING": True}, settings=settings.with_changes(redis_url=redis_url, **changes))
+
+
+@pytest.mark.parametrize("bound", ["127.0.0.1", "localhost", "::1"])
+def test_a_loopback_server_answers_only_to_loopback_names(settings: Settings, redis_url: str,
+                                                          bound: str) -> None:
+    application = _host_app(settings, redis_url, web_host=bound)
+    client = application.test_client()
+    try:
+        for host in ["localhost", "localhost:8000", "LOCALHOST:80", "127.0.0.1", "127.0.0.1:8765",
+                     "[::1]:8000", "[::1]"]:
+            assert client.get("/upload", base_url=f"http://{host}").status_code == 200, host
+        for host in ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example",
+                     "192.168.1.20:8000"]:
+            message = _refused(client, "/upload", 400, base_url=f"http://{host}")
+            assert "localhost" in message and "CLIPSEEK_ALLOWED_HOSTS" in message
+            assert _refused(client, "/api/images/1", 400, base_url=f"http://{host}")
+    finally:
+        application.extensions["clipseek"].close()
+
+
+def test_a_server_bound_elsewhere_answers_to_any_name_unless_told(settings: Settings,
+                                                                   redis_url: str) -> None:
+    open_app = _host_app(settings, redis_url, web_host="0.0.0.0")
+    assert open_app.test_client().get("/upload", base_url="http://photos.example:8000").status_code == 200
+    open_app.extensions["clipseek"].close()
+    listed = _host_app(settings, redis_url, web_host="0.0.0.0", allowed_hosts=("photos.example",))
+    client = listed.test_client()
+    try:
+        assert client.get("/upload", base_url="http://Photos.Example:8000").status_code == 200
+        assert client.get("/upload", base_url="http://127.0.0.1:8000").status_code == 200
+        assert "CLIPSEEK_ALLOWED_HOSTS" in _refused(client, "/upload", 400, base_url="http://other.example")
+    finally:
+        listed.extensions["clipseek"].close()

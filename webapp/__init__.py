@@ -49,8 +49,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     def model_banner() -> dict[str, Any]:
         return {"model_name": settings.model, "model_is_random": is_random_model(settings.model)}
 
-    from webapp import api, csrf, db_session, errors, files, pages, params, uploads
+    from webapp import api, csrf, db_session, errors, files, pages, params, security, uploads
 
+    security.init_app(app, settings)
     params.init_app(app)
     db_session.init_app(app)
     csrf.init_app(app)
