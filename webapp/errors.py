@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from flask import Flask, current_app, jsonify, render_template, request
 from sqlalchemy.exc import InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, WeightsError
@@ -30,9 +30,6 @@ def error_response(status: int, message: str) -> tuple[Response | str, int]:
 
 
 def _http(exc: HTTPException) -> tuple[Response | str, int]:
-    if isinstance(exc, RequestEntityTooLarge):
-        return error_response(413, "The upload is too large: send at most 200 MB at once, "
-                                   "and at most 50 MB per file.")
     return error_response(exc.code or 500, exc.description or exc.name)
 
 

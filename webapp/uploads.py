@@ -12,9 +12,9 @@ from clipseek.models import Image
 from clipseek.uploads import UploadOutcome, accept_uploads
 from webapp.db_session import clipseek, get_session
 from webapp.params import parse_ids
+from webapp.upload_limits import MAX_FILES
 
 bp = Blueprint("uploads", __name__)
-MAX_FILES = 100
 
 
 def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
