@@ -93,17 +93,21 @@ def _lock(store: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _stored_files(store: Path) -> Iterator[Path]:
+def _shard_files(store: Path) -> Iterator[Path]:
     # Only the two-hex-digit shard folders the store writes; anything else is not ours to judge.
     for shard in sorted(store.iterdir()):
         if shard.is_dir() and len(shard.name) == 2 and set(shard.name) <= set(string.hexdigits):
-            yield from sorted(p for p in shard.iterdir()
-                              if p.is_file() and not p.name.startswith(".") and p.suffix != ".tmp")
+            yield from sorted(p for p in shard.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _stored_files(store: Path) -> Iterator[Path]:
+    return (p for p in _shard_files(store) if p.suffix != ".tmp")
 
 
 def _remove_temporary(store: Path, cutoff: float) -> int:
     # Upload copies in .incoming, and an import's half-copied "<name>.tmp" in a shard.
-    temporary = [*(store / INCOMING).glob("*.upload"), *store.glob("??/*.tmp")]
+    copies = (p for p in _shard_files(store) if p.suffix == ".tmp")
+    temporary = [*(store / INCOMING).glob("*.upload"), *copies]
     removed = 0
     for path in temporary:
         with contextlib.suppress(FileNotFoundError):
