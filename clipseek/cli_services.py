@@ -10,6 +10,7 @@ from clipseek.cli_support import (
     pass_context,
     queue_errors,
     random_warning,
+    recover_image_store,
     wait_for_indexing,
 )
 from clipseek.context import Context
@@ -28,6 +29,7 @@ def worker(ctx: Context, beat: bool, loglevel: str) -> None:
 
     ctx.settings.home.mkdir(parents=True, exist_ok=True)
     ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
+    recover_image_store(ctx)
     run_worker(ctx, beat=beat, loglevel=loglevel)
 
 
@@ -171,6 +173,8 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
 
     host = host or ctx.settings.web_host
     port = port or ctx.settings.web_port
+    # The web app decides from the address it is served on which Host names it answers to.
+    ctx.settings = ctx.settings.with_changes(web_host=host, web_port=port)
     check_port_free(host, port)
     ctx.encoder.load()  # stop at once, before starting anything, when the weights are missing
     random_warning(ctx)
@@ -179,6 +183,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     watchdog: Watchdog | None = None
     try:
         services.start(click.echo)
+        recover_image_store(ctx)
         with ctx.db.session() as session:
             empty = not session.scalar(select(func.count()).select_from(Image))
         if samples and empty:

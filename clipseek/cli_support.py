@@ -61,6 +61,26 @@ def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool
                    "`clipseek status` shows progress.")
 
 
+def recover_image_store(ctx: Context) -> None:
+    """Settle what an interrupted upload or import left in the image store; queue what it registers."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from clipseek.image_store import reconcile_image_store
+    from clipseek.queueing import queue_for_indexing
+
+    settings = ctx.settings
+    with ctx.db.session() as session:
+        repair = reconcile_image_store(session, store=settings.image_store,
+                                       max_pixels=settings.max_image_pixels)
+        session.commit()
+        try:
+            queue_for_indexing(session, repair.registered_ids, model=settings.model,
+                               batch_size=settings.batch_size, enqueue=ctx.enqueue)
+        except (BrokerError, OSError) as exc:
+            click.echo(f"The recovered images are registered but not queued ({exc}); the "
+                       "periodic stale check will queue them.", err=True)
+
+
 class queue_errors:
     """Turn a broker that cannot be reached into one sentence that says what to do."""
 

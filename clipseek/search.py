@@ -17,6 +17,8 @@ from clipseek.settings import DEFAULT_EF_SEARCH
 
 MAX_QUERY_CHARS = 1000
 MAX_PER_PAGE = 100
+# Nobody reads further, and it keeps the row offset far inside PostgreSQL's bigint.
+MAX_PAGE = 100_000
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
 MAX_EF_SEARCH = 1000
 
@@ -89,8 +91,8 @@ def check_query(query: str) -> str:
 
 def check_paging(page: int, per_page: int) -> None:
     """Raise BadQuery for page numbers or sizes ClipSeek does not serve."""
-    if page < 1:
-        raise BadQuery("Pages are numbered from 1.")
+    if not 1 <= page <= MAX_PAGE:
+        raise BadQuery(f"Pages are numbered from 1 to {MAX_PAGE:,}.")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise BadQuery(f"Ask for between 1 and {MAX_PER_PAGE} results per page.")
 

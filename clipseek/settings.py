@@ -67,6 +67,7 @@ class Settings:
     max_image_pixels: int = 100_000_000
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    allowed_hosts: tuple[str, ...] = ()
     secret_key: str | None = None
     offline: bool = False
     visibility_timeout_s: int = 600
@@ -95,6 +96,8 @@ class Settings:
             max_image_pixels=_int(env, "CLIPSEEK_MAX_IMAGE_PIXELS", 100_000_000),
             web_host=env.get("CLIPSEEK_HOST") or "127.0.0.1",
             web_port=_int(env, "CLIPSEEK_PORT", 8000),
+            allowed_hosts=tuple(name.strip().lower() for name in
+                                (env.get("CLIPSEEK_ALLOWED_HOSTS") or "").split(",") if name.strip()),
             secret_key=env.get("CLIPSEEK_SECRET_KEY") or None,
             offline=(env.get("CLIPSEEK_OFFLINE") or "").lower() in ("1", "true", "yes"),
             # A task whose worker died unacknowledged is handed out again after this long;

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from clipseek.catalog import stored_path
@@ -23,6 +26,9 @@ from clipseek.queueing import Enqueue, queue_for_indexing
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_NAME_CHARS = 200
+# Uploads are copied here first, then moved into the store (same file system, so the move is atomic).
+INCOMING = ".incoming"
 
 
 @dataclass(frozen=True)
@@ -45,59 +51,109 @@ def _save_stream(stream: IO[bytes], folder: Path, limit: int) -> tuple[Path, str
     folder.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
     handle, name = tempfile.mkstemp(dir=folder, suffix=".upload")
-    with os.fdopen(handle, "wb") as out:
-        while chunk := stream.read(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                os.unlink(name)
-                return None
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            while chunk := stream.read(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    if size > limit:
+        os.unlink(name)
+        return None
     return Path(name), digest.hexdigest(), size
 
 
-def store_upload(
-    session: Session,
-    *,
-    filename: str,
-    stream: IO[bytes],
-    store: Path,
-    max_pixels: int,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-) -> UploadOutcome:
-    """Keep one uploaded file if it is a usable image; the caller commits and queues."""
-    safe_name = Path(filename or "upload").name[:200] or "upload"
-    saved = _save_stream(stream, store / ".incoming", max_bytes)
+@dataclass(frozen=True)
+class _Placed:
+    """A file this upload moved into the store, known by its inode."""
+
+    path: Path
+    inode: int
+
+    def remove(self) -> None:
+        """Delete the file, unless another upload of the same picture has replaced it since."""
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_ino == self.inode:
+                self.path.unlink()
+
+
+def clean_upload_name(filename: str) -> str:
+    """The file's own name without folders or control characters; "upload" if nothing is left."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    # PostgreSQL text cannot hold NUL, and other controls or direction overrides would
+    # garble the pages and logs that show the name.
+    kept = "".join(ch for ch in base if unicodedata.category(ch) not in ("Cc", "Cf", "Cs")).strip()
+    return kept[:MAX_NAME_CHARS] if kept not in ("", ".", "..") else "upload"
+
+
+def _store_one(
+    session: Session, *, filename: str, stream: IO[bytes], store: Path, max_pixels: int, max_bytes: int,
+) -> tuple[UploadOutcome, _Placed | None]:
+    """Keep one uploaded file if it is a usable image; the caller commits, or removes what was placed."""
+    name = clean_upload_name(filename)
+    try:
+        saved = _save_stream(stream, store / INCOMING, max_bytes)
+    except OSError as exc:
+        log.warning("upload %r was not stored: %s", name, exc)
+        return UploadOutcome(name, None, "rejected",
+                             f"could not be written to the image store ({exc.strerror or exc})"), None
     if saved is None:
-        return UploadOutcome(safe_name, None, "rejected",
-                             f"larger than the {max_bytes // (1024 * 1024)} MB limit")
+        return UploadOutcome(name, None, "rejected",
+                             f"larger than the {max_bytes // (1024 * 1024)} MB limit"), None
     tmp, sha, size = saved
+    try:
+        return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
+              max_pixels: int) -> tuple[UploadOutcome, _Placed | None]:
     existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
     if existing is not None:
-        tmp.unlink()
-        return UploadOutcome(safe_name, existing, "duplicate", "already in the collection")
+        return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
     try:
         info = probe(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        tmp.unlink()
-        return UploadOutcome(safe_name, None, "rejected", f"not accepted: {exc}")
-    suffix = Path(safe_name).suffix.lower()
+        return UploadOutcome(name, None, "rejected", f"not accepted: {exc}"), None
+    suffix = Path(name).suffix.lower()
     target = stored_path(store, sha, suffix if suffix in IMAGE_EXTENSIONS else f".{info.format.lower()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp.replace(target)
-    # ON CONFLICT: the same picture uploaded twice at once is stored once.
-    image_id = session.scalar(
-        pg_insert(Image).values(
-            sha256=sha, path=str(target), original_name=safe_name, source="upload",
-            collection="uploads", file_size=size, width=info.width, height=info.height,
-            format=info.format, status="registered",
-        ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
-    )
-    if image_id is None:
-        return UploadOutcome(safe_name, session.scalar(select(Image.id).where(Image.sha256 == sha)),
-                             "duplicate", "already in the collection")
-    return UploadOutcome(safe_name, image_id, "registered", "stored; waiting to be indexed")
+    placed: _Placed | None = None
+    try:
+        # The row first, then the file, in one savepoint: a failure undoes both, and the
+        # file is in place before the commit lets a worker see the row.
+        with session.begin_nested():
+            # ON CONFLICT: the same picture uploaded twice at once is stored once.
+            image_id = session.scalar(
+                pg_insert(Image).values(
+                    sha256=sha, path=str(target), original_name=name, source="upload",
+                    collection="uploads", file_size=size, width=info.width, height=info.height,
+                    format=info.format, status="registered",
+                ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
+            )
+            if image_id is None:
+                return UploadOutcome(name, session.scalar(select(Image.id).where(Image.sha256 == sha)),
+                                     "duplicate", "already in the collection"), None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.replace(target)
+            placed = _Placed(target, target.stat().st_ino)
+    except (OperationalError, InterfaceError):
+        # The database itself is gone: no file is to blame, so the whole upload fails.
+        if placed is not None:
+            placed.remove()
+        raise
+    except (SQLAlchemyError, OSError) as exc:
+        if placed is not None:
+            placed.remove()
+        log.warning("upload %r was not stored: %s", name, exc)
+        return UploadOutcome(name, None, "rejected",
+                             "could not be recorded; try again (the server log says why)"), None
+    return UploadOutcome(name, image_id, "registered", "stored; waiting to be indexed"), placed
 
 
 def registered_ids(outcomes: Iterable[UploadOutcome]) -> list[int]:
@@ -114,14 +170,33 @@ def accept_uploads(
     model: str,
     batch_size: int,
     enqueue: Enqueue,
+    max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> list[UploadOutcome]:
     """Store every usable file, commit, and queue the new ones for the workers.
 
-    One bad file never costs the others: each gets its own outcome. If the queue cannot be
-    reached, the images stay registered (the periodic stale check queues them later).
+    One bad file never costs the others: each gets its own outcome. Every file in the store
+    has its committed row: a file whose row cannot be written, or a whole upload whose commit
+    fails, is removed again. If the queue cannot be reached, the images stay registered (the
+    periodic stale check queues them later).
     """
-    outcomes = [store_upload(session, filename=name, stream=stream, store=store, max_pixels=max_pixels)
-                for name, stream in files]
+    outcomes: list[UploadOutcome] = []
+    placed: list[_Placed] = []
+    try:
+        for name, stream in files:
+            outcome, where = _store_one(session, filename=name, stream=stream, store=store,
+                                        max_pixels=max_pixels, max_bytes=max_bytes)
+            outcomes.append(outcome)
+            if where is not None:
+                placed.append(where)
+        session.commit()
+    except BaseException:
+        # Their rows were never committed: the files go too, before a concurrent upload of
+        # the same picture can take their place.
+        for where in placed:
+            where.remove()
+        with contextlib.suppress(SQLAlchemyError):
+            session.rollback()
+        raise
     unsent: list[Exception] = []
 
     def send(ids: list[int], batch_model: str) -> None:

@@ -26,6 +26,13 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert s.batch_size == 64 and s.offline
 
 
+def test_allowed_hosts_are_a_comma_separated_list(tmp_path: Path) -> None:
+    s = Settings.from_env({"CLIPSEEK_HOME": str(tmp_path),
+                           "CLIPSEEK_ALLOWED_HOSTS": " Photos.Example, nas.local ,"})
+    assert s.allowed_hosts == ("photos.example", "nas.local")
+    assert Settings.from_env({"CLIPSEEK_HOME": str(tmp_path)}).allowed_hosts == ()
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"CLIPSEEK_DEVICE": "tpu"}, "CLIPSEEK_DEVICE must be one of auto, cpu, cuda"),
     ({"CLIPSEEK_BATCH_SIZE": "many"}, "CLIPSEEK_BATCH_SIZE must be a whole number"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,11 +18,12 @@ import redis
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
+from clipseek.catalog import Candidate, stored_path
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.models import Embedding, Image
+from clipseek.settings import Settings
 from tests.images import write_bad_files
 from tests.workers import WorkerProcess
 
@@ -236,3 +238,25 @@ def test_a_worker_with_beat_requeues_a_lost_queue_by_itself(
     _recovery_time("queue flushed", time.monotonic() - lost)
     _assert_all_indexed_once(db)
     assert "queued 31 lost image(s) again" in worker.log.read_text()
+
+
+def test_a_starting_worker_registers_and_indexes_files_a_killed_upload_left(
+    start_worker: Callable[..., WorkerProcess], db: Database, settings: Settings,
+    sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    data = sample_photos[0].path.read_bytes()
+    left = stored_path(settings.image_store, hashlib.sha256(data).hexdigest(), ".jpg")
+    left.parent.mkdir(parents=True)
+    left.write_bytes(data)
+    temporary = settings.image_store / ".incoming" / "tmp0001.upload"
+    temporary.parent.mkdir()
+    temporary.write_bytes(data[:100])
+    hours_ago = time.time() - 7200
+    for path in (left, temporary):
+        os.utime(path, (hours_ago, hours_ago))
+    start_worker()
+    _wait_for(lambda: _count(db, Image.status == "indexed") == 1, 120, "the recovered file to be indexed")
+    with db.session() as s:
+        assert s.scalars(select(Image.path)).all() == [str(left)]
+    assert not temporary.exists()
+    assert "without a row" in (tmp_path / "worker-0.log").read_text()

@@ -11,9 +11,6 @@ from flask import Flask
 from clipseek.context import Context
 from clipseek.settings import Settings
 
-# Several files at once; each file is also held to clipseek.uploads.MAX_UPLOAD_BYTES.
-MAX_REQUEST_BYTES = 200 * 1024 * 1024
-
 
 def _secret_key(settings: Settings) -> str:
     """CLIPSEEK_SECRET_KEY, or a random key kept in the data folder so sessions survive restarts."""
@@ -29,12 +26,15 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the Flask app for `settings` (from the environment by default)."""
+    from webapp import api, csrf, db_session, errors, files, pages, params, security, upload_limits, uploads
+
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=_secret_key(settings),
-        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        MAX_CONTENT_LENGTH=upload_limits.MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=upload_limits.MAX_FIELD_BYTES,
+        MAX_FORM_PARTS=upload_limits.MAX_FORM_PARTS,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         JSON_SORT_KEYS=False,
@@ -49,8 +49,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     def model_banner() -> dict[str, Any]:
         return {"model_name": settings.model, "model_is_random": is_random_model(settings.model)}
 
-    from webapp import api, csrf, db_session, errors, files, pages, uploads
-
+    security.init_app(app, settings)
+    upload_limits.init_app(app)
+    params.init_app(app)
     db_session.init_app(app)
     csrf.init_app(app)
     errors.init_app(app)

@@ -12,9 +12,9 @@ from clipseek.models import Image
 from clipseek.search import search_images, similar_images
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session, image_or_404
-from webapp.params import paging
+from webapp.params import paging, parse_ids
 from webapp.presenters import image_dict, page_dict, server_timing
-from webapp.uploads import parse_ids, save_uploads
+from webapp.uploads import save_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+import psycopg
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, WeightsError
+
+DATABASE_DOWN = ("The database is not reachable right now; try again in a minute, and if this "
+                 "goes on, check that PostgreSQL is running.")
+# What the driver raises when the server is gone, restarting or refusing connections,
+# whether SQLAlchemy wraps it or not.
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def wants_json() -> bool:
@@ -22,9 +30,6 @@ def error_response(status: int, message: str) -> tuple[Response | str, int]:
 
 
 def _http(exc: HTTPException) -> tuple[Response | str, int]:
-    if isinstance(exc, RequestEntityTooLarge):
-        return error_response(413, "The upload is too large: send at most 200 MB at once, "
-                                   "and at most 50 MB per file.")
     return error_response(exc.code or 500, exc.description or exc.name)
 
 
@@ -36,7 +41,16 @@ def _clipseek(exc: ClipSeekError) -> tuple[Response | str, int]:
     return error_response(500, str(exc))
 
 
+def _database_down(exc: Exception) -> tuple[Response | str, int]:
+    reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+    current_app.logger.warning("%s %s: the database is not reachable: %s", request.method,
+                               request.path, reason)
+    return error_response(503, DATABASE_DOWN)
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers."""
     app.register_error_handler(HTTPException, _http)
     app.register_error_handler(ClipSeekError, _clipseek)
+    for kind in DATABASE_DOWN_ERRORS:
+        app.register_error_handler(kind, _database_down)

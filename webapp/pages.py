@@ -8,6 +8,7 @@ from clipseek.broker import queue_depth
 from clipseek.errors import BadQuery
 from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.search import (
+    MAX_PER_PAGE,
     SearchPage,
     count_searchable,
     search_by_image,
@@ -16,7 +17,7 @@ from clipseek.search import (
 )
 from clipseek.status import collection_status, count_pending
 from webapp.db_session import clipseek, get_session, image_or_404
-from webapp.params import PAGE_SIZES, paging
+from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging
 from webapp.presenters import server_timing
 
 bp = Blueprint("pages", __name__)
@@ -45,8 +46,8 @@ def search() -> tuple[str, int, dict[str, str]]:
 @bp.post("/search/by-image")
 def by_image() -> tuple[str, int]:
     """Rank the collection against an uploaded example picture (not stored)."""
+    per_page = int_arg("per_page", DEFAULT_PAGE_SIZE, low=1, high=MAX_PER_PAGE, source=request.form)
     upload = request.files.get("image")
-    per_page = int(request.form.get("per_page", 24) or 24)
     if upload is None or not upload.filename:
         raise BadQuery("Choose a picture to search with.")
     try:

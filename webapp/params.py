@@ -1,26 +1,92 @@
-"""Reading query parameters: whole numbers and page sizes, with readable errors."""
+"""Reading request parameters: image ids, page numbers and page sizes, with readable errors."""
 
 from __future__ import annotations
 
-from flask import request
+import re
+from collections.abc import Mapping
+
+from flask import Flask, abort, request
+from werkzeug.routing import BaseConverter
 
 from clipseek.errors import BadQuery
+from clipseek.search import MAX_PAGE, MAX_PER_PAGE
 
 PAGE_SIZES = (12, 24, 48, 96)
 DEFAULT_PAGE_SIZE = 24
+# Image ids are PostgreSQL bigints; a larger number would make the query itself fail.
+MAX_IMAGE_ID = 2**63 - 1
+MAX_IDS = 500
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+# No number in range has more digits; int() of longer strings is slow, or refused by Python.
+_MAX_DIGITS = len(str(MAX_IMAGE_ID))
 
 
-def int_arg(name: str, default: int) -> int:
-    """A whole-number query parameter, or BadQuery naming it."""
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadQuery(f"The {name} parameter must be a whole number, not {raw[:20]!r}.") from None
+def _shown(text: str) -> str:
+    return text if len(text) <= 20 else f"{text[:20]}…"
 
 
-def paging() -> tuple[int, int]:
+def _parse(text: str, low: int, high: int) -> int | None:
+    """The number in `text` when it is a whole number from `low` to `high`, else None."""
+    if not _WHOLE_NUMBER.fullmatch(text) or len(text.lstrip("-")) > _MAX_DIGITS:
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """`raw` as a whole number from `low` to `high`, or BadQuery naming the parameter."""
+    text = raw.strip()
+    value = _parse(text, low, high)
+    if value is not None:
+        return value
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise BadQuery(f"The {name} parameter must be a whole number, not {_shown(text)!r}.")
+    raise BadQuery(f"The {name} parameter must be from {low:,} to {high:,}, not {_shown(text)}.")
+
+
+def int_arg(name: str, default: int, *, low: int, high: int,
+            source: Mapping[str, str] | None = None) -> int:
+    """A whole-number parameter of the query string (or of `source`), within `low`..`high`."""
+    raw = (request.args if source is None else source).get(name, "").strip()
+    return whole_number(raw, name, low, high) if raw else default
+
+
+def paging(source: Mapping[str, str] | None = None) -> tuple[int, int]:
     """The requested page and page size."""
-    return int_arg("page", 1), int_arg("per_page", DEFAULT_PAGE_SIZE)
+    return (int_arg("page", 1, low=1, high=MAX_PAGE, source=source),
+            int_arg("per_page", DEFAULT_PAGE_SIZE, low=1, high=MAX_PER_PAGE, source=source))
+
+
+def parse_ids(raw: str) -> list[int]:
+    """Image ids from '1,2,3' (at most 500 of them)."""
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(parts) > MAX_IDS:
+        raise BadQuery(f"Ask for at most {MAX_IDS} images at once.")
+    for part in parts:
+        if _parse(part, 1, MAX_IMAGE_ID) is None:
+            raise BadQuery(f"The ids parameter must list image ids (whole numbers from 1 to "
+                           f"{MAX_IMAGE_ID:,}) separated by commas; {_shown(part)!r} is not one.")
+    return [int(part) for part in parts]
+
+
+class ImageIdConverter(BaseConverter):
+    """A whole number in a URL: an image id from 1 to 2**63 - 1, or a 404 that names it."""
+
+    regex = r"[0-9]+"
+    weight = 50
+
+    def to_python(self, value: str) -> int:
+        """The id, or a 404 for a number no image can have."""
+        number = _parse(value, 1, MAX_IMAGE_ID)
+        if number is None:
+            abort(404, description=f"There is no image {_shown(value)}.")
+        return number
+
+    def to_url(self, value: object) -> str:
+        """The id as written in a URL."""
+        return str(int(value))  # type: ignore[call-overload]
+
+
+def init_app(app: Flask) -> None:
+    """Make `<int:...>` in every route an image id (each one is); call before adding routes."""
+    app.url_map.converters["int"] = ImageIdConverter

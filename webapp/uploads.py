@@ -11,9 +11,10 @@ from clipseek.errors import BadQuery
 from clipseek.models import Image
 from clipseek.uploads import UploadOutcome, accept_uploads
 from webapp.db_session import clipseek, get_session
+from webapp.params import parse_ids
+from webapp.upload_limits import MAX_FILES
 
 bp = Blueprint("uploads", __name__)
-MAX_FILES = 100
 
 
 def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
@@ -28,17 +29,6 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
                           store=settings.image_store, max_pixels=settings.max_image_pixels,
                           model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue)
-
-
-def parse_ids(raw: str) -> list[int]:
-    """Image ids from '1,2,3' (at most 500 of them)."""
-    try:
-        ids = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise BadQuery("ids must be a comma-separated list of image ids.") from None
-    if len(ids) > 500:
-        raise BadQuery("Ask for at most 500 images at once.")
-    return ids
 
 
 @bp.get("/upload")
