@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import logging
 import string
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,15 +17,28 @@ from sqlalchemy.orm import Session
 from clipseek.catalog import Candidate, register_batch, sha256_of
 from clipseek.imaging import ImageDecodeError, probe
 from clipseek.models import Image
-from clipseek.uploads import INCOMING
 
 log = logging.getLogger(__name__)
 
-# A younger file may belong to an upload or a copying import whose row is not committed
-# yet (both take seconds); it is left for the next start.
-IN_FLIGHT_S = 15 * 60
+# Where uploads are written before they are known to be usable images.
+INCOMING = ".incoming"
 RECOVERED_COLLECTION = "recovered"
-LOCK_NAME = ".reconcile.lock"
+# Writers to the store (uploads, copying imports) hold it shared while their files lack a
+# committed row; a reconciliation holds it exclusively. The kernel drops a lock with its
+# process, so a writer that was killed leaves nothing that looks in flight.
+LOCK_NAME = ".writers.lock"
+
+
+@contextlib.contextmanager
+def writing_to(store: Path) -> Iterator[None]:
+    """Hold the store's lock shared while files are placed in it and their rows committed."""
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -39,17 +51,17 @@ class StoreRepair:
     busy: bool = False
 
 
-def reconcile_image_store(session: Session, *, store: Path, max_pixels: int,
-                          in_flight_s: float = IN_FLIGHT_S) -> StoreRepair:
+def reconcile_image_store(session: Session, *, store: Path, max_pixels: int) -> StoreRepair:
     """Clean up after uploads and copying imports that died half-way; the caller commits and queues.
 
     `clipseek up` and `clipseek worker` call it when they start (the web app does not: gunicorn
     runs it in several processes, and it may be bound where it cannot see the whole store);
-    a lock file makes a second process that starts at the same time skip it (`busy`).
-    Temporary files are removed. A stored file without a row is registered, so that it gets
-    indexed and nothing that was sent is lost, when it is a usable image not yet in the
-    collection; a second copy of a picture whose row has its own file, or a file that is not
-    an image, is removed. Files younger than `in_flight_s` are left alone.
+    it runs only while no upload or copying import is placing files (the store's lock, held
+    exclusively), and is skipped (`busy`) otherwise, to be done at a later start. Temporary
+    files are removed. A stored file without a row is registered, so that it gets indexed and
+    nothing that was sent is lost, when it is a usable image not yet in the collection; a
+    second copy of a picture whose row has its own file, or a file that is not an image, is
+    removed.
     """
     repair = StoreRepair()
     if not store.is_dir():
@@ -58,11 +70,10 @@ def reconcile_image_store(session: Session, *, store: Path, max_pixels: int,
         if not held:
             repair.busy = True
             return repair
-        cutoff = time.time() - in_flight_s
-        repair.removed_temporary = _remove_temporary(store, cutoff)
+        repair.removed_temporary = _remove_temporary(store)
         known = set(session.scalars(
             select(Image.path).where(Image.path.startswith(f"{store}/", autoescape=True))))
-        orphans = [p for p in _stored_files(store) if str(p) not in known and p.stat().st_mtime < cutoff]
+        orphans = [p for p in _stored_files(store) if str(p) not in known]
         usable = [p for p in orphans if _usable_orphan(session, p, max_pixels, repair)]
         if usable:
             candidates = [Candidate(path=p, source="upload", collection=RECOVERED_COLLECTION) for p in usable]
@@ -81,7 +92,7 @@ def reconcile_image_store(session: Session, *, store: Path, max_pixels: int,
 
 @contextlib.contextmanager
 def _lock(store: Path) -> Iterator[bool]:
-    with open(store / LOCK_NAME, "w") as handle:
+    with open(store / LOCK_NAME, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -104,16 +115,15 @@ def _stored_files(store: Path) -> Iterator[Path]:
     return (p for p in _shard_files(store) if p.suffix != ".tmp")
 
 
-def _remove_temporary(store: Path, cutoff: float) -> int:
+def _remove_temporary(store: Path) -> int:
     # Upload copies in .incoming, and an import's half-copied "<name>.tmp" in a shard.
     copies = (p for p in _shard_files(store) if p.suffix == ".tmp")
     temporary = [*(store / INCOMING).glob("*.upload"), *copies]
     removed = 0
     for path in temporary:
         with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
+            path.unlink()
+            removed += 1
     return removed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from clipseek.catalog import Candidate, RegisterReport, register_batch
 from clipseek.db import Database
 from clipseek.encoder import Encoder
+from clipseek.image_store import writing_to
 from clipseek.indexing import IndexReport, index_images
 from clipseek.queueing import Enqueue, queue_for_indexing
 from clipseek.settings import Settings
@@ -92,7 +94,9 @@ def register_candidates(
     with tqdm(total=total, desc="Registering", unit="file", disable=not progress,
               leave=False) as bar:
         for chunk in _chunks(candidates, REGISTER_CHUNK):
-            with db.session() as session:
+            # A copying import places files in the store before their rows are committed.
+            writing = writing_to(settings.image_store) if copy else contextlib.nullcontext()
+            with db.session() as session, writing:
                 done = register_batch(session, chunk, max_pixels=settings.max_image_pixels,
                                       pool=pool, copy_to=settings.image_store if copy else None)
                 session.commit()

@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from clipseek.catalog import stored_path
+from clipseek.image_store import INCOMING, writing_to
 from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe
 from clipseek.models import Image
 from clipseek.queueing import Enqueue, queue_for_indexing
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_NAME_CHARS = 200
 # Uploads are copied here first, then moved into the store (same file system, so the move is atomic).
-INCOMING = ".incoming"
 
 
 @dataclass(frozen=True)
@@ -182,13 +182,14 @@ def accept_uploads(
     outcomes: list[UploadOutcome] = []
     placed: list[_Placed] = []
     try:
-        for name, stream in files:
-            outcome, where = _store_one(session, filename=name, stream=stream, store=store,
-                                        max_pixels=max_pixels, max_bytes=max_bytes)
-            outcomes.append(outcome)
-            if where is not None:
-                placed.append(where)
-        session.commit()
+        with writing_to(store):
+            for name, stream in files:
+                outcome, where = _store_one(session, filename=name, stream=stream, store=store,
+                                            max_pixels=max_pixels, max_bytes=max_bytes)
+                outcomes.append(outcome)
+                if where is not None:
+                    placed.append(where)
+            session.commit()
     except BaseException:
         # Their rows were never committed: the files go too, before a concurrent upload of
         # the same picture can take their place.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.recovery import SCHEDULER_LOCK
@@ -180,3 +182,88 @@ def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
         broker.stop()
         pg.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "clipseekdrill"
+    body = b""
+    for name, data in files:
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+                 f"filename=\"{name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
+    cli_env: dict[str, str], redis_url: str, db: Database, settings: Settings,
+    sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from sqlalchemy import func, select
+
+    from clipseek.models import Image
+
+    env = cli_env | {"REDIS_URL": redis_url}
+    first, second = (c.path.read_bytes() for c in sample_photos[:2])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(["clipseek", "up", "--port", str(port), "--no-samples", "--no-worker"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    # Another session holds an uncommitted row with the second picture's hash: the upload
+    # stores the first file, then waits on that row, with its own row not yet committed.
+    blocker = db.engine.connect()
+    try:
+        _wait_for(lambda: "ClipSeek is running" in log.read_text(), 120, "the web server")
+        blocker.execute(text("INSERT INTO images (sha256, path, original_name, source, file_size) "
+                             "VALUES (:sha, '/elsewhere.jpg', 'x.jpg', 'folder', 1)"),
+                        {"sha": hashlib.sha256(second).hexdigest()})
+        body, content_type = _multipart([("first.jpg", first), ("second.jpg", second)])
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/images", data=body, method="POST",
+                                         headers={"Content-Type": content_type,
+                                                  "X-Requested-With": "drill"})
+        threading.Thread(target=lambda: _get_quietly(request), daemon=True).start()
+
+        def stored() -> list[Path]:
+            return list(settings.image_store.rglob("*.jpg"))
+
+        _wait_for(lambda: len(stored()) == 1, 30, "the first file to be placed in the store")
+        server.kill()  # SIGKILL, mid-upload
+        server.wait(timeout=10)
+        killed = time.monotonic()
+    finally:
+        blocker.rollback()
+        blocker.close()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    (orphan,) = stored()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 0  # nothing was committed
+    # The next start settles the store: the orphan is registered and its worker indexes it.
+    with open(log, "a") as out:
+        again = subprocess.Popen(["clipseek", "up", "--port", str(port), "--no-samples"], env=env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def indexed() -> list[str]:
+            with db.session() as s:
+                return list(s.scalars(select(Image.path).where(Image.status == "indexed")))
+        _wait_for(lambda: indexed() == [str(orphan)], 120, "the orphan to be registered and indexed")
+        print(f"recovery: web server SIGKILLed mid-upload: {time.monotonic() - killed:.1f} s "
+              "(restart and model loading included)")
+        assert not list((settings.image_store / ".incoming").glob("*"))
+    finally:
+        again.send_signal(signal.SIGINT)
+        try:
+            again.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            again.kill()
+            again.wait()
+
+
+def _get_quietly(request: urllib.request.Request) -> None:
+    # The server dies under this request: no answer is the expected outcome.
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, timeout=60).close()

@@ -6,6 +6,8 @@ import fcntl
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlalchemy import insert, select
 
 from clipseek.catalog import stored_path
 from clipseek.db import Database
-from clipseek.image_store import reconcile_image_store
+from clipseek.image_store import LOCK_NAME, reconcile_image_store, writing_to
 from clipseek.models import Image
 from clipseek.settings import Settings
 from tests.images import photo_array
@@ -48,10 +50,8 @@ def test_orphans_of_a_killed_upload_are_registered_or_removed(db: Database, sett
     with_row = _in_store(store, _jpeg(2))
     copy_of_known = _in_store(store, _jpeg(3))
     known_elsewhere = _put(settings.home / "photos" / "three.jpg", _jpeg(3))
-    fresh = _in_store(store, _jpeg(4), age_s=0)  # an upload may be committing it right now
     stale_temp = _put(store / ".incoming" / "tmpa1b2.upload", b"partial")
     copying = _put(with_row.with_name(with_row.name + ".tmp"), b"partial copy")
-    fresh_temp = _put(store / ".incoming" / "tmpc3d4.upload", b"in flight", age_s=0)
     with db.session() as session:
         session.execute(insert(Image), [
             {"sha256": hashlib.sha256(_jpeg(2)).hexdigest(), "path": str(with_row),
@@ -69,7 +69,7 @@ def test_orphans_of_a_killed_upload_are_registered_or_removed(db: Database, sett
     assert sorted(repair.removed) == sorted([garbage, copy_of_known])
     assert not garbage.exists() and not copy_of_known.exists() and known_elsewhere.exists()
     assert not stale_temp.exists() and not copying.exists()
-    assert photo.exists() and with_row.exists() and fresh.exists() and fresh_temp.exists()
+    assert photo.exists() and with_row.exists()
     with db.session() as session:
         again = reconcile_image_store(session, store=store, max_pixels=settings.max_image_pixels)
     assert (again.registered_ids, again.removed, again.removed_temporary) == ([], [], 0)
@@ -89,11 +89,48 @@ def test_a_file_whose_rows_path_is_missing_is_kept(db: Database, settings: Setti
 
 def test_a_second_process_leaves_the_store_to_the_first(db: Database, settings: Settings) -> None:
     orphan = _in_store(settings.image_store, b"not a picture")
-    with open(settings.image_store / ".reconcile.lock", "w") as held, db.session() as session:
+    with open(settings.image_store / LOCK_NAME, "a") as held, db.session() as session:
         fcntl.flock(held, fcntl.LOCK_EX)
         repair = reconcile_image_store(session, store=settings.image_store,
                                        max_pixels=settings.max_image_pixels)
     assert repair.busy and orphan.exists()
+
+
+def test_files_of_an_upload_in_flight_are_left_alone(db: Database, settings: Settings) -> None:
+    placed = _in_store(settings.image_store, _jpeg(6), age_s=0)  # its row is not committed yet
+    temporary = _put(settings.image_store / ".incoming" / "tmpc3d4.upload", b"arriving", age_s=0)
+    with writing_to(settings.image_store), db.session() as session:
+        repair = reconcile_image_store(session, store=settings.image_store,
+                                       max_pixels=settings.max_image_pixels)
+    assert repair.busy and placed.exists() and temporary.exists()
+
+
+def test_a_killed_writer_leaves_its_files_to_the_next_start_at_once(db: Database, settings: Settings) -> None:
+    store = settings.image_store
+    left = _in_store(store, _jpeg(7), age_s=0)
+    writer = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from pathlib import Path\n"
+                               "from clipseek.image_store import writing_to\n"
+                               "with writing_to(Path(sys.argv[1])):\n"
+                               "    print('holding', flush=True); time.sleep(120)\n", str(store)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "holding"
+        with db.session() as session:
+            assert reconcile_image_store(session, store=store, max_pixels=settings.max_image_pixels).busy
+        writer.kill()  # the kernel drops its lock with it
+        writer.wait(timeout=10)
+        with db.session() as session:
+            repair = reconcile_image_store(session, store=store, max_pixels=settings.max_image_pixels)
+            session.commit()
+            paths = session.scalars(select(Image.path)).all()
+        assert not repair.busy and paths == [str(left)]
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
 
 
 def test_a_store_that_does_not_exist_yet_needs_nothing(db: Database, settings: Settings) -> None:
