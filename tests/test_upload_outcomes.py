@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select, text
 
 from clipseek.db import Database
+from clipseek.image_store import LOCK_NAME
 from clipseek.models import Image
 from clipseek.settings import Settings
 from tests.images import photo_array
@@ -65,8 +66,10 @@ def _jpeg(seed: int) -> bytes:
 
 
 def _store_files(settings: Settings) -> set[Path]:
+    """Every stored picture: not the upload area, not the store's lock file."""
     store = settings.image_store
-    return {p for p in store.rglob("*") if p.is_file() and ".incoming" not in p.relative_to(store).parts}
+    return {p for p in store.rglob("*") if p.is_file() and p.name != LOCK_NAME
+            and ".incoming" not in p.relative_to(store).parts}
 
 
 def _incoming(settings: Settings) -> list[Path]:

@@ -153,7 +153,7 @@ def test_a_database_that_goes_away_gives_503_with_a_sentence_then_recovers(
         upload = {"files": [(io.BytesIO(b"x"), "x.jpg")]}
         refused = _refused(client, "/api/images", 503, method="POST", data=upload, headers=API,
                            content_type="multipart/form-data")
-        assert "database is not reachable" in refused
+        assert "database is not reachable" in refused and "DATABASE_URL names is running" in refused
         doomed_server.ensure_running()
         assert client.get("/api/images/1").status_code == 404
     finally:

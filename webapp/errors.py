@@ -10,8 +10,11 @@ from werkzeug.wrappers import Response
 
 from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, WeightsError
 
-DATABASE_DOWN = ("The database is not reachable right now; try again in a minute, and if this "
-                 "goes on, check that PostgreSQL is running.")
+DATABASE_DOWN = "The database is not reachable right now; try again in a minute."
+# What to do if it goes on, by where the database is.
+EMBEDDED_ADVICE = (" If this goes on: `clipseek up` starts its embedded PostgreSQL again by itself "
+                   "within seconds; otherwise any clipseek command starts it (`clipseek db url`).")
+EXTERNAL_ADVICE = " If this goes on, check that the PostgreSQL server that DATABASE_URL names is running."
 # What the driver raises when the server is gone, restarting or refusing connections,
 # whether SQLAlchemy wraps it or not.
 DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
@@ -45,7 +48,10 @@ def _database_down(exc: Exception) -> tuple[Response | str, int]:
     reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
     current_app.logger.warning("%s %s: the database is not reachable: %s", request.method,
                                request.path, reason)
-    return error_response(503, DATABASE_DOWN)
+    from webapp.db_session import clipseek
+
+    advice = EXTERNAL_ADVICE if clipseek().settings.database_url else EMBEDDED_ADVICE
+    return error_response(503, DATABASE_DOWN + advice)
 
 
 def init_app(app: Flask) -> None:
