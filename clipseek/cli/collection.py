@@ -1,0 +1,210 @@
+"""Commands about the collection: ingest, ingest-coco, download-coco, samples, reindex and status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+from tqdm import tqdm
+
+from clipseek.broker import broker_client, queue_depth
+from clipseek.catalog import Candidate, discover_files
+from clipseek.cli.base import (
+    import_options,
+    pass_context,
+    pending_ids,
+    queue_errors,
+    random_warning,
+    report,
+)
+from clipseek.coco import COCO_BASE_URL, coco_candidates, download_coco
+from clipseek.context import Context
+from clipseek.encoder import parse_model_id
+from clipseek.errors import ClipSeekError
+from clipseek.indexing import pending_image_ids
+from clipseek.ingest import ingest_inline, ingest_queued
+from clipseek.models import Image
+from clipseek.queueing import ids_without, reset_failed, wait_until_indexed
+from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
+from clipseek.samples import write_sample_photos
+from clipseek.status import collection_status
+from clipseek.workers import worker_states
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--copy", is_flag=True, help="Copy the files into ClipSeek's image store.")
+@import_options
+@pass_context
+def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, inline: bool, wait: bool, timeout: float,
+           progress: bool) -> None:
+    """Register image files and folders (recursively) and index them."""
+    try:
+        files = list(discover_files(paths))
+    except FileNotFoundError as exc:
+        raise ClipSeekError(str(exc)) from None
+    candidates = [Candidate(path=p, source="folder", collection=str(p.parent)) for p in files]
+    import_candidates(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress,
+                      timeout=timeout)
+
+
+@click.command("ingest-coco")
+@click.option("--images", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of COCO images, e.g. train2017/.")
+@click.option("--annotations", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="captions_train2017.json or captions_val2017.json.")
+@import_options
+@pass_context
+def ingest_coco(ctx: Context, images: Path, annotations: Path, inline: bool, wait: bool, timeout: float,
+                progress: bool) -> None:
+    """Register MS-COCO 2017 images with their captions and index them."""
+    candidates, missing = coco_candidates(images, annotations)
+    if missing:
+        click.echo(f"{missing} annotated image(s) are not in {images}; they are skipped.", err=True)
+    import_candidates(ctx, candidates, inline=inline, wait=wait, progress=progress, timeout=timeout)
+
+
+@click.command("download-coco")
+@click.option("--split", type=click.Choice(["val2017", "train2017"]), default="val2017",
+              show_default=True)
+@click.option("--dest", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Target folder (default: CLIPSEEK_HOME/coco).")
+@click.option("--mirror", default=None, help="Base URL of a COCO mirror.")
+@click.option("--keep-archives", is_flag=True, help="Keep the zip files after extracting.")
+@pass_context
+def download_coco_command(ctx: Context, split: str, dest: Path | None, mirror: str | None,
+                          keep_archives: bool) -> None:
+    """Download MS-COCO 2017 images and captions (resumes after interruptions)."""
+    target = dest or ctx.settings.home / "coco"
+    images, captions = download_coco(split, target, base_url=mirror or COCO_BASE_URL,
+                                     keep_archives=keep_archives)
+    click.echo(f"Images in {images}, captions in {captions}.")
+    click.echo(f"Next: clipseek ingest-coco --images {images} --annotations {captions}")
+
+
+@click.command()
+@import_options
+@pass_context
+def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bool) -> None:
+    """Register and index the sample photos that ship with ClipSeek."""
+    candidates = write_sample_photos(ctx.settings.home / "samples")
+    import_candidates(ctx, candidates, inline=inline, wait=wait, progress=progress, timeout=timeout)
+
+
+@click.command()
+@click.option("--stale", is_flag=True,
+              help="Queue again every waiting image that no queued task and no live worker holds "
+                   "(after Redis lost its queue, say).")
+@click.option("--older-than", type=int, default=None,
+              help="With --stale: instead, every image waiting longer than this many seconds.")
+@click.option("--failed", is_flag=True, help="Try failed images again.")
+@click.option("--model", default=None, help="Embed every image with this model (e.g. ViT-B-16/openai).")
+@click.option("--wait", is_flag=True, help="Wait until the workers are done.")
+@pass_context
+def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
+            wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, or all of them for another model."""
+    if not (stale or failed or model):
+        raise ClipSeekError("Say what to re-index: --stale, --failed or --model MODEL.")
+    target = model or ctx.settings.model
+    parse_model_id(target)
+    ids: set[int] = set()
+    lost = Recovery()
+    with ctx.db.session() as session, queue_errors(ctx):
+        if stale and older_than is None:
+            client = broker_client(ctx.settings, timeout_s=5.0)
+            try:
+                lost = requeue_lost(session, client, model=target, batch_size=ctx.settings.batch_size,
+                                    enqueue=ctx.enqueue, grace_s=0)
+            finally:
+                client.close()
+        elif stale:
+            ids |= set(waiting_image_ids(session, model=target, older_than_s=older_than or 0))
+        if failed:
+            ids |= set(reset_failed(session))
+        if model:
+            ids |= set(ids_without(session, model=model))
+        ids -= set(lost.requeued)
+        tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
+                                     batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+    ids |= set(lost.requeued)
+    click.echo(f"Queued {len(ids)} image(s) in {tasks} task(s) for {target}.")
+    if wait and ids:
+        wait_for_indexing(ctx, sorted(ids), timeout=86400, progress=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Show counts per status and model, the queue, workers and recent failures."""
+    depth = queue_depth(ctx.settings)
+    with ctx.db.session() as session:
+        found = collection_status(session, model=ctx.settings.model, queue_depth=depth)
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2, default=str))
+        return
+    random_warning(ctx)
+    counts = ", ".join(f"{k} {v}" for k, v in found.by_status.items())
+    click.echo(f"Images: {found.images} ({counts})")
+    click.echo(f"Searchable with {found.model}: {found.searchable}")
+    for name, count in found.embeddings_by_model.items():
+        click.echo(f"  embeddings from {name}: {count}")
+    workers = ", ".join(w.name + (f" (indexing {len(w.image_ids)})" if w.image_ids else "")
+                        for w in found.live_workers)
+    click.echo(f"Queue: {found.queue_depth if found.queue_depth is not None else 'unreachable'}"
+               f" task(s) waiting; workers: {workers or 'none running'}")
+    for failure in found.recent_failures:
+        click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+
+
+def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,
+                      copy: bool = False, progress: bool = True, timeout: float = 86400) -> None:
+    """Register candidates, then index them here (inline) or through the workers."""
+    random_warning(ctx)
+    if inline:
+        report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
+                              total=len(candidates), progress=progress, extra_ids=pending_ids(ctx)))
+        return
+    with ctx.db.session() as session:
+        unsent = pending_image_ids(session, ctx.settings.model, statuses=("registered",))
+    if wait:
+        warn_without_workers(ctx)  # asked before queuing: a worker busy with a batch cannot answer
+    with queue_errors(ctx):
+        summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
+                                copy=copy, total=len(candidates), progress=progress, extra_ids=unsent)
+    report(summary)
+    ids = sorted(set(summary.registered.new_ids) | set(unsent))
+    if wait and ids:
+        wait_for_indexing(ctx, ids, timeout=timeout, progress=progress)
+    elif ids:
+        click.echo("Workers index them in the background: run `clipseek worker` if none is running; "
+                   "`clipseek status` shows progress.")
+
+
+def warn_without_workers(ctx: Context) -> None:
+    """Say so when no worker is alive to do what the command is about to wait for."""
+    with ctx.db.session() as session:
+        if not any(w.alive for w in worker_states(session)):
+            click.echo("No worker is running: start one with `clipseek worker` (waiting for it).", err=True)
+
+
+def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress: bool) -> None:
+    """Show a bar until the workers have indexed (or failed) these images; fail on timeout."""
+    with tqdm(total=len(ids), desc="Indexing", unit="img", disable=not progress, leave=False) as bar:
+        def update(done: int) -> None:
+            bar.n = done
+            bar.refresh()
+
+        remaining = wait_until_indexed(ctx.db, ids, model=ctx.settings.model, timeout_s=timeout,
+                                       on_progress=update)
+    with ctx.db.session() as session:
+        counts = dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
+                                      .group_by(Image.status)).all())
+    click.echo(f"Done: {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed"
+               + (f", {remaining} still waiting (timed out)." if remaining else "."))
+    if remaining:
+        raise ClipSeekError(f"{remaining} image(s) were not indexed within {timeout:.0f} s; "
+                            "check that a worker is running (`clipseek status`).")
