@@ -301,16 +301,3 @@ class ClipEncoder:
         pooled: torch.Tensor = text_global_pool(x, tokens, "argmax") @ model.text_projection
         return pooled
 
-
-_shared: dict[tuple[object, ...], ClipEncoder] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_encoder(settings: Settings) -> ClipEncoder:
-    """The process-wide encoder for these settings, so the model loads once per process."""
-    key = (settings.model, settings.weights, settings.weights_sha256, settings.model_cache,
-           settings.device, settings.precision, settings.offline)
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = ClipEncoder.from_settings(settings)
-        return _shared[key]

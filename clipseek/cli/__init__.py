@@ -10,14 +10,13 @@ import click
 from clipseek.cli import collection, database, run, search
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
-from clipseek.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(click_ctx: click.Context) -> None:
     """ClipSeek: semantic search over your own images."""
-    context = Context(Settings.from_env())
+    context = Context.from_env()
     click_ctx.obj = context
     click_ctx.call_on_close(context.close)
 
