@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -91,3 +92,14 @@ def count_pending(session: Session) -> int:
     """How many images are registered or queued: stored, but not yet indexed or failed."""
     return int(session.scalar(select(func.count()).select_from(Image)
                               .where(Image.status.in_(("registered", "queued")))) or 0)
+
+
+def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int]:
+    """How many of these images are in each status (statuses none of them is in are left out)."""
+    return dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(image_ids))
+                                .group_by(Image.status)).all())
+
+
+def count_images(session: Session) -> int:
+    """How many images ClipSeek knows, whatever their status."""
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 from tqdm import tqdm
 
-from clipseek.broker import broker_client, queue_depth
+from clipseek.broker import queue_depth
 from clipseek.catalog import Candidate, discover_files
 from clipseek.cli.base import (
     import_options,
@@ -25,11 +24,10 @@ from clipseek.encoder import parse_model_id
 from clipseek.errors import ClipSeekError
 from clipseek.indexing import pending_image_ids
 from clipseek.ingest import ingest_inline, ingest_queued
-from clipseek.models import Image
-from clipseek.queueing import ids_without, reset_failed, wait_until_indexed
-from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
+from clipseek.queueing import wait_until_indexed
+from clipseek.reindexing import reindex_images
 from clipseek.samples import write_sample_photos
-from clipseek.status import collection_status
+from clipseek.status import collection_status, count_by_status
 from clipseek.workers import worker_states
 
 
@@ -108,31 +106,13 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
     """Queue images again: lost ones, failed ones, or all of them for another model."""
     if not (stale or failed or model):
         raise ClipSeekError("Say what to re-index: --stale, --failed or --model MODEL.")
-    target = model or ctx.settings.model
-    parse_model_id(target)
-    ids: set[int] = set()
-    lost = Recovery()
+    parse_model_id(model or ctx.settings.model)
     with ctx.db.session() as session, queue_errors(ctx):
-        if stale and older_than is None:
-            client = broker_client(ctx.settings, timeout_s=5.0)
-            try:
-                lost = requeue_lost(session, client, model=target, batch_size=ctx.settings.batch_size,
-                                    enqueue=ctx.enqueue, grace_s=0)
-            finally:
-                client.close()
-        elif stale:
-            ids |= set(waiting_image_ids(session, model=target, older_than_s=older_than or 0))
-        if failed:
-            ids |= set(reset_failed(session))
-        if model:
-            ids |= set(ids_without(session, model=model))
-        ids -= set(lost.requeued)
-        tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
-                                     batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
-    ids |= set(lost.requeued)
-    click.echo(f"Queued {len(ids)} image(s) in {tasks} task(s) for {target}.")
-    if wait and ids:
-        wait_for_indexing(ctx, sorted(ids), timeout=86400, progress=True)
+        queued = reindex_images(session, settings=ctx.settings, enqueue=ctx.enqueue, stale=stale,
+                                older_than_s=older_than, failed=failed, model=model)
+    click.echo(f"Queued {len(queued.image_ids)} image(s) in {queued.tasks} task(s) for {queued.model}.")
+    if wait and queued.image_ids:
+        wait_for_indexing(ctx, queued.image_ids, timeout=86400, progress=True)
 
 
 @click.command()
@@ -201,8 +181,7 @@ def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress:
         remaining = wait_until_indexed(ctx.db, ids, model=ctx.settings.model, timeout_s=timeout,
                                        on_progress=update)
     with ctx.db.session() as session:
-        counts = dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
-                                      .group_by(Image.status)).all())
+        counts = count_by_status(session, ids)
     click.echo(f"Done: {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed"
                + (f", {remaining} still waiting (timed out)." if remaining else "."))
     if remaining:

@@ -7,25 +7,24 @@ import os
 import socket
 
 import click
-from sqlalchemy import func, select
 
 from clipseek.cli.base import pass_context, queue_errors, random_warning
 from clipseek.context import Context
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.encoder import parse_model_id
 from clipseek.ingest import ingest_queued
 from clipseek.launcher import (
     Services,
     Watchdog,
     check_port_free,
+    embedded_servers,
     serve_until_stopped,
+    server_name,
     start_worker,
     stop_process,
 )
-from clipseek.models import Image
 from clipseek.recovery import scheduler_for
 from clipseek.samples import write_sample_photos
+from clipseek.status import count_images
 from clipseek.weights import resolve_weights
 
 
@@ -96,7 +95,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     try:
         services.start(click.echo)
         with ctx.db.session() as session:
-            empty = not session.scalar(select(func.count()).select_from(Image))
+            empty = count_images(session) == 0
         if samples and empty:
             candidates = write_sample_photos(ctx.settings.home / "samples")
             with queue_errors(ctx):
@@ -123,11 +122,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
 @pass_context
 def stop_all(ctx: Context) -> None:
     """Stop the embedded PostgreSQL and Redis that earlier commands left running."""
-    servers: list[tuple[str, EmbeddedPostgres | EmbeddedRedis]] = []
-    if not ctx.settings.database_url:
-        servers.append(("PostgreSQL", EmbeddedPostgres(ctx.settings.pgdata)))
-    if not ctx.settings.redis_url:
-        servers.append(("Redis", EmbeddedRedis(ctx.settings.redis_folder)))
-    for name, server in servers:
+    for server in embedded_servers(ctx.settings):
+        name = server_name(server)
         stopped = server.stop()
         click.echo(f"Stopped the embedded {name}." if stopped else f"The embedded {name} was not running.")
