@@ -6,10 +6,12 @@ from typing import Any
 
 import click
 
+from clipseek.catalog import Candidate
+from clipseek.cli.progress import counting_bar, position_bar
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 from clipseek.indexing import pending_image_ids
-from clipseek.ingest import IngestSummary
+from clipseek.ingest import IngestSummary, ingest_inline
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -22,10 +24,15 @@ def random_warning(ctx: Context) -> None:
                     "search.", fg="yellow", err=True)
 
 
-def pending_ids(ctx: Context) -> list[int]:
-    """Ids of the images an earlier import left registered or queued without an embedding."""
+def index_here(ctx: Context, candidates: list[Candidate], *, copy: bool = False,
+               progress: bool = True) -> IngestSummary:
+    """Register and index candidates in this process, with what earlier imports left waiting."""
     with ctx.db.session() as session:
-        return pending_image_ids(session, ctx.encoder.model_id)
+        waiting = pending_image_ids(session, ctx.encoder.model_id)
+    with counting_bar("Registering", "file", total=len(candidates), show=progress) as registered, \
+            position_bar("Indexing", "img", total=0, show=progress) as indexed:
+        return ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
+                             extra_ids=waiting, on_registered=registered, on_indexed=indexed)
 
 
 def report(summary: IngestSummary) -> None:

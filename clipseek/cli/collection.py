@@ -6,24 +6,24 @@ import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from clipseek.broker import queue_depth
 from clipseek.catalog import Candidate, discover_files
 from clipseek.cli.base import (
     import_options,
+    index_here,
     pass_context,
-    pending_ids,
     queue_errors,
     random_warning,
     report,
 )
+from clipseek.cli.progress import StageBars, counting_bar, position_bar
 from clipseek.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.context import Context
 from clipseek.encoder import parse_model_id
 from clipseek.errors import ClipSeekError
 from clipseek.indexing import pending_image_ids
-from clipseek.ingest import ingest_inline, ingest_queued
+from clipseek.ingest import ingest_queued
 from clipseek.queueing import wait_until_indexed
 from clipseek.reindexing import reindex_images
 from clipseek.samples import write_sample_photos
@@ -76,8 +76,12 @@ def download_coco_command(ctx: Context, split: str, dest: Path | None, mirror: s
                           keep_archives: bool) -> None:
     """Download MS-COCO 2017 images and captions (resumes after interruptions)."""
     target = dest or ctx.settings.home / "coco"
-    images, captions = download_coco(split, target, base_url=mirror or COCO_BASE_URL,
-                                     keep_archives=keep_archives)
+    with StageBars() as bars:
+        images, captions = download_coco(
+            split, target, base_url=mirror or COCO_BASE_URL, keep_archives=keep_archives,
+            on_download=lambda name, got, size: bars.show(f"Downloading {name}", got, size, unit="B",
+                                                          unit_scale=True, unit_divisor=1024),
+            on_extract=lambda name, done, size: bars.show(f"Extracting {name}", done, size, unit="file"))
     click.echo(f"Images in {images}, captions in {captions}.")
     click.echo(f"Next: clipseek ingest-coco --images {images} --annotations {captions}")
 
@@ -145,16 +149,16 @@ def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool
     """Register candidates, then index them here (inline) or through the workers."""
     random_warning(ctx)
     if inline:
-        report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, copy=copy,
-                              total=len(candidates), progress=progress, extra_ids=pending_ids(ctx)))
+        report(index_here(ctx, candidates, copy=copy, progress=progress))
         return
     with ctx.db.session() as session:
         unsent = pending_image_ids(session, ctx.settings.model, statuses=("registered",))
     if wait:
         warn_without_workers(ctx)  # asked before queuing: a worker busy with a batch cannot answer
-    with queue_errors(ctx):
+    with queue_errors(ctx), counting_bar("Registering", "file", total=len(candidates),
+                                         show=progress) as registered:
         summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
-                                copy=copy, total=len(candidates), progress=progress, extra_ids=unsent)
+                                copy=copy, extra_ids=unsent, on_registered=registered)
     report(summary)
     ids = sorted(set(summary.registered.new_ids) | set(unsent))
     if wait and ids:
@@ -173,13 +177,9 @@ def warn_without_workers(ctx: Context) -> None:
 
 def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress: bool) -> None:
     """Show a bar until the workers have indexed (or failed) these images; fail on timeout."""
-    with tqdm(total=len(ids), desc="Indexing", unit="img", disable=not progress, leave=False) as bar:
-        def update(done: int) -> None:
-            bar.n = done
-            bar.refresh()
-
+    with position_bar("Indexing", "img", total=len(ids), show=progress) as move:
         remaining = wait_until_indexed(ctx.db, ids, model=ctx.settings.model, timeout_s=timeout,
-                                       on_progress=update)
+                                       on_progress=lambda done: move(done, None))
     with ctx.db.session() as session:
         counts = count_by_status(session, ids)
     click.echo(f"Done: {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed"

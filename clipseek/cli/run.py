@@ -99,8 +99,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
         if samples and empty:
             candidates = write_sample_photos(ctx.settings.home / "samples")
             with queue_errors(ctx):
-                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
-                                        total=len(candidates), progress=False)
+                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
             click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
         if with_worker:
             worker_process = start_worker()

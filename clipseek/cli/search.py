@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from clipseek.cli.base import pass_context, pending_ids, random_warning, report
+from clipseek.cli.base import index_here, pass_context, random_warning, report
 from clipseek.context import Context
 from clipseek.display import render_grid
-from clipseek.ingest import ingest_inline
 from clipseek.samples import write_sample_photos
 from clipseek.search import search_images
 
@@ -50,9 +49,7 @@ def demo(ctx: Context, query: str) -> None:
     """Index the sample photos and answer one search: a first look at ClipSeek."""
     ctx.encoder.load()  # stop at once, before any work, when the weights are missing
     random_warning(ctx)
-    candidates = write_sample_photos(ctx.settings.home / "samples")
-    report(ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings,
-                          total=len(candidates), extra_ids=pending_ids(ctx)))
+    report(index_here(ctx, write_sample_photos(ctx.settings.home / "samples")))
     with ctx.db.session() as session:
         results = search_images(session, ctx.encoder, query, per_page=5,
                                 ef_search=ctx.settings.ef_search)
