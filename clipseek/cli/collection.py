@@ -24,6 +24,7 @@ from clipseek.encoder import parse_model_id
 from clipseek.errors import ClipSeekError
 from clipseek.indexing import pending_image_ids
 from clipseek.ingest import ingest_queued
+from clipseek.models import ImageStatus
 from clipseek.queueing import wait_until_indexed
 from clipseek.reindexing import reindex_images
 from clipseek.samples import write_sample_photos
@@ -152,7 +153,7 @@ def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool
         report(index_here(ctx, candidates, copy=copy, progress=progress))
         return
     with ctx.db.session() as session:
-        unsent = pending_image_ids(session, ctx.settings.model, statuses=("registered",))
+        unsent = pending_image_ids(session, ctx.settings.model, statuses=(ImageStatus.REGISTERED,))
     if wait:
         warn_without_workers(ctx)  # asked before queuing: a worker busy with a batch cannot answer
     with queue_errors(ctx), counting_bar("Registering", "file", total=len(candidates),
@@ -182,7 +183,8 @@ def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress:
                                        on_progress=lambda done: move(done, None))
     with ctx.db.session() as session:
         counts = count_by_status(session, ids)
-    click.echo(f"Done: {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed"
+    indexed, failed = counts.get(ImageStatus.INDEXED, 0), counts.get(ImageStatus.FAILED, 0)
+    click.echo(f"Done: {indexed} indexed, {failed} failed"
                + (f", {remaining} still waiting (timed out)." if remaining else "."))
     if remaining:
         raise ClipSeekError(f"{remaining} image(s) were not indexed within {timeout:.0f} s; "

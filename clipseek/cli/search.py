@@ -35,9 +35,9 @@ def search(ctx: Context, query: str, top_k: int, page: int, as_json: bool,
         if not results.total:
             click.echo("No indexed images yet: add some with `clipseek ingest PATH`.")
         click.echo(f"Page {results.page} of {results.pages} ({results.total} images searched):")
-        for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
-            caption = f"  “{item['captions'][0]}”" if item["captions"] else ""
-            click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}{caption}")
+        for hit in results.hits:
+            caption = f"  “{hit.captions[0]}”" if hit.captions else ""
+            click.echo(f"{hit.rank:>4}. {hit.score:.4f}  {hit.path}{caption}")
     if save:
         click.echo(f"Saved {render_grid(results, save_to=save)}", err=True)
 
@@ -54,6 +54,6 @@ def demo(ctx: Context, query: str) -> None:
         results = search_images(session, ctx.encoder, query, per_page=5,
                                 ef_search=ctx.settings.ef_search)
     click.echo(f"Top 5 of {results.total} for “{results.query}”:")
-    for item in results.to_dict()["results"]:  # type: ignore[attr-defined]
-        click.echo(f"{item['rank']:>4}. {item['score']:.4f}  {item['path']}")
+    for hit in results.hits:
+        click.echo(f"{hit.rank:>4}. {hit.score:.4f}  {hit.path}")
     click.echo(f"Database: {ctx.db.url}  (try: clipseek search \"a rocket\")")
