@@ -10,7 +10,6 @@ import click
 
 from clipseek.cli.base import pass_context, queue_errors, random_warning
 from clipseek.context import Context
-from clipseek.encoder import parse_model_id
 from clipseek.ingest import ingest_queued
 from clipseek.launcher import (
     Services,
@@ -22,10 +21,10 @@ from clipseek.launcher import (
     start_worker,
     stop_process,
 )
+from clipseek.model_loading import checkpoint_path
 from clipseek.recovery import scheduler_for
 from clipseek.samples import write_sample_photos
 from clipseek.status import count_images
-from clipseek.weights import resolve_weights
 
 
 @click.command()
@@ -64,14 +63,10 @@ def beat(ctx: Context) -> None:
 @pass_context
 def fetch_weights(ctx: Context) -> None:
     """Download and verify the configured model's weights now (e.g. while building an image)."""
-    arch, kind = parse_model_id(ctx.settings.model)
-    if kind == "random":
+    if ctx.encoder.is_random:
         click.echo(f"{ctx.settings.model} needs no weights.")
         return
-    path = resolve_weights(arch, weights=ctx.settings.weights,
-                           expected_sha256=ctx.settings.weights_sha256,
-                           cache_dir=ctx.settings.model_cache, allow_download=not ctx.settings.offline)
-    click.echo(f"Verified weights: {path}")
+    click.echo(f"Verified weights: {checkpoint_path(ctx.encoder.policy)}")
 
 
 @click.command()
