@@ -81,7 +81,7 @@ def inline_path(ctx: Context, candidates: list[Candidate]) -> float:
     _reset(ctx)
     ctx.encoder.load()
     started = time.perf_counter()
-    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings, progress=False)
+    summary = ingest_inline(ctx.db, ctx.encoder, candidates, settings=ctx.settings)
     elapsed = time.perf_counter() - started
     assert len(summary.indexed.indexed) == len(candidates), summary.lines()
     return len(candidates) / elapsed
@@ -94,13 +94,11 @@ def worker_path(ctx: Context, candidates: list[Candidate], warmup: Candidate, en
                                "--loglevel", "WARNING"], env=env)
     try:
         # Warm the worker (model load) on one image that is not part of the measurement.
-        first = ingest_queued(ctx.db, [warmup], settings=ctx.settings, enqueue=ctx.enqueue,
-                              progress=False)
+        first = ingest_queued(ctx.db, [warmup], settings=ctx.settings, enqueue=ctx.enqueue)
         assert wait_until_indexed(ctx.db, first.registered.new_ids, model=ctx.settings.model,
                                   timeout_s=600, poll_s=0.05) == 0
         started = time.perf_counter()
-        summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue,
-                                progress=False)
+        summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
         left = wait_until_indexed(ctx.db, summary.registered.new_ids, model=ctx.settings.model,
                                   timeout_s=3600, poll_s=0.05)
         elapsed = time.perf_counter() - started

@@ -67,7 +67,7 @@ def main() -> None:
             profiler = cProfile.Profile()
             started = time.perf_counter()
             summary = profiler.runcall(ingest_inline, ctx.db, ctx.encoder, candidates,
-                                       settings=settings, progress=False)
+                                       settings=settings)
             index_wall = time.perf_counter() - started
             index_rows = _shares(pstats.Stats(profiler), INDEXING_PARTS, index_wall)
 

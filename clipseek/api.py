@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipseek.context import Context
+from clipseek.context import Context, shared_context
 from clipseek.display import render_grid
 from clipseek.search import SearchPage, search_images
-
-_context: Context | None = None
-
-
-def _default_context() -> Context:
-    # Built on first call, not at import: importing clipseek starts nothing.
-    global _context
-    if _context is None:
-        _context = Context.from_env()
-    return _context
+from clipseek.settings import Settings
 
 
 def search(text: str, top_k: int = 5, page: int = 1, *, context: Context | None = None) -> SearchPage:
     """Rank the stored images against `text`; `top_k` results per page."""
-    ctx = context or _default_context()
+    # The environment's context is built on the first call (importing clipseek starts nothing), then reused.
+    ctx = context or shared_context(Settings.from_env())
     with ctx.db.session() as session:
         return search_images(session, ctx.encoder, text, page=page, per_page=top_k,
                              ef_search=ctx.settings.ef_search)

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.imaging import ImageDecodeError, is_image_name, probe
-from clipseek.models import Caption, Image
+from clipseek.models import Caption, Image, ImageStatus
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def discover_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def sha256_of(path: Path) -> str:
-    """Content hash that identifies an image across names and folders."""
+    """Hex SHA-256 of a file's content (read 1 MiB at a time): an image's identity, a download's check."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -155,7 +155,7 @@ def _insert_image(session: Session, item: _Inspected, copy_to: Path | None) -> i
         "width": item.width,
         "height": item.height,
         "format": item.format,
-        "status": "failed" if item.error else "registered",
+        "status": ImageStatus.FAILED if item.error else ImageStatus.REGISTERED,
         "error": item.error,
     }
     # ON CONFLICT keeps two concurrent imports of the same picture from failing each other.

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-
-from tqdm import tqdm
 
 from clipseek.catalog import Candidate
 from clipseek.download import download_file
@@ -16,6 +15,11 @@ from clipseek.errors import ClipSeekError, DownloadError
 COCO_BASE_URL = "http://images.cocodataset.org"
 SPLITS = ("val2017", "train2017")
 ANNOTATIONS_ZIP = "annotations/annotations_trainval2017.zip"
+
+# Progress: the archive's name, bytes received so far and its size (None until known).
+OnDownload = Callable[[str, int, int | None], None]
+# Progress: the archive's name, members extracted (or found in place) so far, and how many it has.
+OnExtract = Callable[[str, int, int], None]
 
 
 def read_captions(annotations: Path) -> dict[str, list[str]]:
@@ -49,18 +53,6 @@ def coco_candidates(images: Path, annotations: Path) -> tuple[list[Candidate], i
     return found, missing
 
 
-def _progress_bar(desc: str) -> tuple[tqdm, Callable[[int, int | None], None]]:
-    bar = tqdm(desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
-
-    def update(received: int, total: int | None) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.n = received
-        bar.refresh()
-
-    return bar, update
-
-
 def verify_zip(path: Path) -> None:
     """Check every member's CRC; raise DownloadError (and delete the file) if one is bad."""
     try:
@@ -74,22 +66,24 @@ def verify_zip(path: Path) -> None:
                             "command again to download it afresh.")
 
 
-def _extract(archive_path: Path, dest: Path) -> int:
+def _extract(archive_path: Path, dest: Path, on_extract: OnExtract | None) -> int:
     """Extract members not yet present with the right size; return how many were written."""
     written = 0
     with zipfile.ZipFile(archive_path) as archive:
-        for member in tqdm(archive.infolist(), desc=f"Extracting {archive_path.name}",
-                           unit="file", leave=False):
+        members = archive.infolist()
+        for done, member in enumerate(members, start=1):
             target = dest / member.filename
-            if member.is_dir() or (target.exists() and target.stat().st_size == member.file_size):
-                continue
-            archive.extract(member, dest)
-            written += 1
+            if not (member.is_dir() or (target.exists() and target.stat().st_size == member.file_size)):
+                archive.extract(member, dest)
+                written += 1
+            if on_extract:
+                on_extract(archive_path.name, done, len(members))
     return written
 
 
-def download_coco(split: str, dest: Path, *, base_url: str = COCO_BASE_URL,
-                  keep_archives: bool = False) -> tuple[Path, Path]:
+def download_coco(split: str, dest: Path, *, base_url: str = COCO_BASE_URL, keep_archives: bool = False,
+                  on_download: OnDownload | None = None,
+                  on_extract: OnExtract | None = None) -> tuple[Path, Path]:
     """Fetch, verify and extract a COCO split and its captions; return (images, captions)."""
     if split not in SPLITS:
         raise ClipSeekError(f"COCO split must be one of {', '.join(SPLITS)}, not {split!r}.")
@@ -103,11 +97,10 @@ def download_coco(split: str, dest: Path, *, base_url: str = COCO_BASE_URL,
         if images_done or notes_done:
             continue
         if not archive.exists():
-            bar, update = _progress_bar(f"Downloading {archive.name}")
-            with bar:
-                download_file(f"{base_url.rstrip('/')}/{relative}", archive, progress=update)
+            download_file(f"{base_url.rstrip('/')}/{relative}", archive,
+                          progress=partial(on_download, archive.name) if on_download else None)
         verify_zip(archive)
-        _extract(archive, dest)
+        _extract(archive, dest, on_extract)
         if relative.startswith("zips/"):
             (dest / f".{split}.complete").touch()
         if not keep_archives:

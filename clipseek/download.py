@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import time
 import urllib.error
@@ -10,19 +9,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from clipseek.catalog import sha256_of
 from clipseek.errors import DownloadError
 
 CHUNK = 1 << 20
 ProgressFn = Callable[[int, int | None], None]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _total_size(response: urllib.response.addinfourl, offset: int) -> int | None:
@@ -94,7 +85,7 @@ def download_file(
             )
         time.sleep(backoff * min(2 ** (failures - 1), 30))
     if expected_sha256:
-        actual = sha256_file(part)
+        actual = sha256_of(part)
         if actual != expected_sha256:
             part.unlink()
             raise DownloadError(

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from clipseek.errors import ConfigError, WeightsError
+from clipseek.errors import ConfigError
 from clipseek.imaging import clip_pixels
+from clipseek.model_loading import LoadPolicy, build_network, choose_precision, pick_device
 from clipseek.settings import Settings
 
 if TYPE_CHECKING:
     import torch
 
-# The random model's weights come from this seed, so every process (CLI, worker, web)
-# builds the same network and their embeddings stay comparable.
-RANDOM_SEED = 20240101
-# bf16 is used only when it keeps embeddings this close (cosine) to fp32 ones.
-BF16_MIN_COSINE = 0.999
 # Query embeddings remembered per process (2 KiB each).
 QUERY_CACHE_SIZE = 4096
 
@@ -69,17 +62,6 @@ def is_random_model(model_id: str) -> bool:
     return model_id.endswith("/random")
 
 
-@contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(previous)
-
-
 def _normalise(features: torch.Tensor) -> np.ndarray:
     out = features.float()
     out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -87,7 +69,11 @@ def _normalise(features: torch.Tensor) -> np.ndarray:
 
 
 class ClipEncoder:
-    """CLIP through open_clip; the network loads on first use, once per process."""
+    """CLIP through open_clip; the network loads on first use, once per process.
+
+    How it loads (checkpoint, device, precision) is clipseek.model_loading's business; this
+    class encodes, and remembers recent text queries.
+    """
 
     def __init__(
         self,
@@ -101,14 +87,11 @@ class ClipEncoder:
         allow_download: bool = True,
     ) -> None:
         self.model_id = model_id
-        self.arch, self.weights_kind = parse_model_id(model_id)
+        arch, weights_kind = parse_model_id(model_id)
+        self.policy = LoadPolicy(arch=arch, random=weights_kind == "random", weights=weights,
+                                 weights_sha256=weights_sha256, cache_dir=cache_dir, device=device,
+                                 precision=precision, allow_download=allow_download)
         self.dim = 512
-        self._weights = weights
-        self._weights_sha256 = weights_sha256
-        self._cache_dir = cache_dir or Path.home() / ".cache" / "clipseek"
-        self._device_setting = device
-        self._precision_setting = precision
-        self._allow_download = allow_download
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -133,7 +116,7 @@ class ClipEncoder:
     @property
     def is_random(self) -> bool:
         """Whether this encoder's results are meaningless (random weights)."""
-        return self.weights_kind == "random"
+        return self.policy.random
 
     def load(self) -> None:
         """Load the network now rather than on first use (idempotent, thread-safe)."""
@@ -142,98 +125,13 @@ class ClipEncoder:
                 self._load()
 
     def _load(self) -> None:
-        import open_clip
-        import torch
-
-        self.device = self._pick_device(torch)
-        if self.is_random:
-            with torch.random.fork_rng(devices=[]), _quiet_root_logger():
-                torch.manual_seed(RANDOM_SEED)
-                # open_clip warns that no weights were loaded: that is the point here.
-                model = open_clip.create_model(f"{self.arch}-quickgelu", pretrained=None)
-        else:
-            model = self._load_checkpoint(torch, open_clip)
-        model = model.eval().to(self.device)
-        self._tokenizer = open_clip.get_tokenizer(self.arch)
-        self._model = model
-        self._apply_precision(torch)
+        device = pick_device(self.policy.device)
+        model, self._tokenizer = build_network(self.policy, device)
+        self.device, self._model = device, model
+        # The probe that judges a lower precision runs through this encoder's own forward pass.
+        self.precision, self.bf16_cosine = choose_precision(model, device, self.policy.precision,
+                                                            self._encode_tensor)
         self.dim = int(model.text_projection.shape[1])
-
-    def _pick_device(self, torch: Any) -> str:
-        if self._device_setting == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("CLIPSEEK_DEVICE=cuda, but PyTorch sees no CUDA GPU; use auto or cpu.")
-        if self._device_setting == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self._device_setting
-
-    def _load_checkpoint(self, torch: Any, open_clip: Any) -> Any:
-        from open_clip.model import build_model_from_openai_state_dict
-
-        from clipseek.weights import resolve_weights
-
-        path = resolve_weights(
-            self.arch,
-            weights=self._weights,
-            expected_sha256=self._weights_sha256,
-            cache_dir=self._cache_dir,
-            allow_download=self._allow_download,
-        )
-        try:
-            # OpenAI ships TorchScript archives; a plain state dict is accepted too.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
-                state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except RuntimeError:
-            try:
-                state = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise WeightsError(f"{path} is not a CLIP checkpoint PyTorch can read ({exc}).") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
-        try:
-            model = build_model_from_openai_state_dict(state)
-        except (KeyError, RuntimeError, AttributeError) as exc:
-            raise WeightsError(
-                f"{path} does not hold CLIP {self.arch} weights in OpenAI's layout ({exc})."
-            ) from None
-        return model.float()
-
-    def _apply_precision(self, torch: Any) -> None:
-        wanted = self._precision_setting
-        if wanted == "auto":
-            if self.device == "cuda":
-                wanted = "fp16"
-            elif torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                wanted = "bf16"
-            else:
-                wanted = "fp32"
-        if wanted == "fp32":
-            return
-        dtype = torch.bfloat16 if wanted == "bf16" else torch.float16
-        probe = self._precision_probe()
-        reference = self._encode_tensor(probe)
-        self._to_low_precision(torch, dtype)
-        self.bf16_cosine = float((self._encode_tensor(probe) * reference).sum(axis=1).min())
-        if self.bf16_cosine < BF16_MIN_COSINE and self._precision_setting == "auto":
-            # Not close enough to fp32: the speed is not worth worse rankings.
-            self._model.float()
-            self.precision = "fp32"
-            return
-        self.precision = wanted
-
-    def _to_low_precision(self, torch: Any, dtype: Any) -> None:
-        from open_clip.transformer import LayerNormFp32
-
-        self._model.to(dtype)
-        for module in self._model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                # LayerNorm statistics lose too much in 8 mantissa bits; keep them in fp32.
-                module.float()
-                module.__class__ = LayerNormFp32
-
-    def _precision_probe(self) -> np.ndarray:
-        rng = np.random.default_rng(0)
-        return rng.standard_normal((4, 3, 224, 224)).astype(np.float32)
 
     def _encode_tensor(self, pixels: np.ndarray) -> np.ndarray:
         import torch
@@ -301,16 +199,3 @@ class ClipEncoder:
         pooled: torch.Tensor = text_global_pool(x, tokens, "argmax") @ model.text_projection
         return pooled
 
-
-_shared: dict[tuple[object, ...], ClipEncoder] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_encoder(settings: Settings) -> ClipEncoder:
-    """The process-wide encoder for these settings, so the model loads once per process."""
-    key = (settings.model, settings.weights, settings.weights_sha256, settings.model_cache,
-           settings.device, settings.precision, settings.offline)
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = ClipEncoder.from_settings(settings)
-        return _shared[key]

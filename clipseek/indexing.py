@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.encoder import Encoder
 from clipseek.imaging import ImageDecodeError, clip_pixels, load_rgb
-from clipseek.models import Embedding, Image
+from clipseek.models import WAITING, Embedding, Image, ImageStatus
+from clipseek.queueing import lacks_embedding
 
 
 @dataclass
@@ -47,21 +48,19 @@ def decode_for_clip(image_id: int, path: str, max_pixels: int) -> Decoded:
 
 def images_needing(session: Session, model_id: str, image_ids: Sequence[int]) -> list[tuple[int, str]]:
     """Of these ids, the (id, path) of images that still lack an embedding from `model_id`."""
-    has_embedding = exists().where(Embedding.image_id == Image.id, Embedding.model == model_id)
     rows = session.execute(
         select(Image.id, Image.path)
-        .where(Image.id.in_(image_ids), Image.status != "failed", ~has_embedding)
+        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, lacks_embedding(model_id))
         .order_by(Image.id)
     )
     return [(row.id, row.path) for row in rows]
 
 
-def pending_image_ids(session: Session, model_id: str, *, statuses: Sequence[str] = ("registered",
-                      "queued")) -> list[int]:
+def pending_image_ids(session: Session, model_id: str, *,
+                      statuses: Sequence[ImageStatus] = WAITING) -> list[int]:
     """Ids of images in the given statuses that have no embedding from `model_id` yet."""
-    has_embedding = exists().where(Embedding.image_id == Image.id, Embedding.model == model_id)
     return list(session.scalars(
-        select(Image.id).where(Image.status.in_(statuses), ~has_embedding).order_by(Image.id)
+        select(Image.id).where(Image.status.in_(statuses), lacks_embedding(model_id)).order_by(Image.id)
     ))
 
 
@@ -77,13 +76,13 @@ def record_results(session: Session, model_id: str, ids: Sequence[int], vectors:
         )
         session.execute(
             update(Image).where(Image.id.in_(ids))
-            .values(status="indexed", error=None, indexed_at=func.now(),
+            .values(status=ImageStatus.INDEXED, error=None, indexed_at=func.now(),
                     attempts=Image.attempts + 1)
         )
     for image_id, reason in failures.items():
         session.execute(
             update(Image).where(Image.id == image_id)
-            .values(status="failed", error=reason, attempts=Image.attempts + 1)
+            .values(status=ImageStatus.FAILED, error=reason, attempts=Image.attempts + 1)
         )
 
 

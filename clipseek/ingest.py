@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
-from tqdm import tqdm
 
 from clipseek.catalog import Candidate, RegisterReport, register_batch
 from clipseek.db import Database
@@ -32,6 +31,10 @@ class RegistrationStopped(Exception):
 
 # Called with the session after each registered chunk is committed.
 OnChunk = Callable[[Session, RegisterReport], None]
+# Progress: how many files one more registered chunk held.
+OnRegistered = Callable[[int], None]
+# Progress: images indexed (or failed) so far, of those handed to the model so far.
+OnIndexed = Callable[[int, int], None]
 
 
 @dataclass
@@ -85,57 +88,62 @@ def register_candidates(
     settings: Settings,
     pool: ThreadPoolExecutor,
     copy: bool = False,
-    total: int | None = None,
-    progress: bool = True,
     on_chunk: OnChunk | None = None,
+    on_registered: OnRegistered | None = None,
 ) -> RegisterReport:
     """Register files in chunks, committing each, so an interrupted import resumes."""
     report = RegisterReport()
-    with tqdm(total=total, desc="Registering", unit="file", disable=not progress,
-              leave=False) as bar:
-        for chunk in _chunks(candidates, REGISTER_CHUNK):
-            # A copying import places files in the store before their rows are committed.
-            writing = writing_to(settings.image_store) if copy else contextlib.nullcontext()
-            with db.session() as session, writing:
-                done = register_batch(session, chunk, max_pixels=settings.max_image_pixels,
-                                      pool=pool, copy_to=settings.image_store if copy else None)
-                session.commit()
-                if on_chunk:
-                    on_chunk(session, done)
-            report.merge(done)
-            bar.update(len(chunk))
+    for chunk in _chunks(candidates, REGISTER_CHUNK):
+        # A copying import places files in the store before their rows are committed.
+        writing = writing_to(settings.image_store) if copy else contextlib.nullcontext()
+        with db.session() as session, writing:
+            done = register_batch(session, chunk, max_pixels=settings.max_image_pixels,
+                                  pool=pool, copy_to=settings.image_store if copy else None)
+            session.commit()
+            if on_chunk:
+                on_chunk(session, done)
+        report.merge(done)
+        if on_registered:
+            on_registered(len(chunk))
     return report
 
 
 def _index_as_registered(db: Database, encoder: Encoder, ready: queue.Queue[list[int] | None], *,
                          settings: Settings, pool: ThreadPoolExecutor,
-                         progress: bool) -> tuple[IndexReport, float]:
+                         on_indexed: OnIndexed | None) -> tuple[IndexReport, float]:
     """Embed each list of ids from `ready` until None; return the report and indexing seconds."""
     report = IndexReport()
     started: float | None = None
-    with tqdm(total=0, desc="Indexing", unit="img", disable=not progress,
-              leave=False) as bar, db.session() as session:
+    handed = indexed = 0
+
+    def batch_done(batch: IndexReport) -> None:
+        nonlocal indexed
+        indexed += len(batch.indexed) + len(batch.failed)
+        if on_indexed:
+            on_indexed(indexed, handed)
+
+    with db.session() as session:
         while (ids := ready.get()) is not None:
             if not ids:
                 continue
             if started is None:
                 encoder.load()  # so that the throughput measures indexing, not loading
                 started = time.perf_counter()
-            bar.total += len(ids)
-            bar.refresh()
+            handed += len(ids)
+            if on_indexed:
+                on_indexed(indexed, handed)
             report.merge(index_images(session, encoder, ids, pool=pool, batch_size=settings.batch_size,
-                                      max_pixels=settings.max_image_pixels,
-                                      on_batch=lambda r: bar.update(len(r.indexed) + len(r.failed))))
+                                      max_pixels=settings.max_image_pixels, on_batch=batch_done))
     return report, (time.perf_counter() - started if started is not None else 0.0)
 
 
 def _register(summary: IngestSummary, db: Database, candidates: Iterable[Candidate], *,
-              settings: Settings, pool: ThreadPoolExecutor, copy: bool, total: int | None,
-              progress: bool, on_chunk: OnChunk) -> None:
+              settings: Settings, pool: ThreadPoolExecutor, copy: bool, on_chunk: OnChunk,
+              on_registered: OnRegistered | None) -> None:
     """Register into `summary`, handing each committed chunk to `on_chunk`."""
     started = time.perf_counter()
     summary.registered = register_candidates(db, candidates, settings=settings, pool=pool, copy=copy,
-                                             total=total, progress=progress, on_chunk=on_chunk)
+                                             on_chunk=on_chunk, on_registered=on_registered)
     summary.seconds_registering = time.perf_counter() - started
 
 
@@ -146,14 +154,15 @@ def ingest_inline(
     *,
     settings: Settings,
     copy: bool = False,
-    total: int | None = None,
-    progress: bool = True,
     extra_ids: Sequence[int] = (),
+    on_registered: OnRegistered | None = None,
+    on_indexed: OnIndexed | None = None,
 ) -> IngestSummary:
     """Register `candidates` and embed them (and `extra_ids`) in this process.
 
     Registration runs in a thread of its own and hands over each committed chunk, so the
     model embeds the first chunk while the next ones are hashed, probed and inserted.
+    `on_registered` is called from that thread.
     """
     summary = IngestSummary()
     ready: queue.Queue[list[int] | None] = queue.Queue()
@@ -168,8 +177,8 @@ def ingest_inline(
 
     def register() -> None:
         try:
-            _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                      progress=progress, on_chunk=hand_over)
+            _register(summary, db, candidates, settings=settings, pool=pool, copy=copy,
+                      on_chunk=hand_over, on_registered=on_registered)
         finally:
             ready.put(None)
 
@@ -178,7 +187,7 @@ def ingest_inline(
         registering = registrar.submit(register)
         try:
             summary.indexed, summary.seconds_indexing = _index_as_registered(
-                db, encoder, ready, settings=settings, pool=pool, progress=progress)
+                db, encoder, ready, settings=settings, pool=pool, on_indexed=on_indexed)
         finally:
             stop.set()
         registering.result()
@@ -192,9 +201,8 @@ def ingest_queued(
     settings: Settings,
     enqueue: Enqueue,
     copy: bool = False,
-    total: int | None = None,
-    progress: bool = True,
     extra_ids: Sequence[int] = (),
+    on_registered: OnRegistered | None = None,
 ) -> IngestSummary:
     """Register `candidates` and queue them (and `extra_ids`) for the workers.
 
@@ -210,8 +218,8 @@ def ingest_queued(
         queued.update(ids)
 
     with decode_pool(settings) as pool:
-        _register(summary, db, candidates, settings=settings, pool=pool, copy=copy, total=total,
-                  progress=progress, on_chunk=lambda session, done: send(session, done.new_ids))
+        _register(summary, db, candidates, settings=settings, pool=pool, copy=copy,
+                  on_chunk=lambda session, done: send(session, done.new_ids), on_registered=on_registered)
     with db.session() as session:
         send(session, sorted(set(extra_ids) - queued))
     summary.queued = len(queued)

@@ -18,8 +18,25 @@ from clipseek.context import Context
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.errors import ClipSeekError
+from clipseek.settings import Settings
 
 Say = Callable[[str], None]
+EmbeddedServer = EmbeddedPostgres | EmbeddedRedis
+
+
+def embedded_servers(settings: Settings) -> list[EmbeddedServer]:
+    """The embedded servers these settings use: PostgreSQL unless DATABASE_URL, Redis unless REDIS_URL."""
+    servers: list[EmbeddedServer] = []
+    if not settings.database_url:
+        servers.append(EmbeddedPostgres(settings.pgdata))
+    if not settings.redis_url:
+        servers.append(EmbeddedRedis(settings.redis_folder))
+    return servers
+
+
+def server_name(server: EmbeddedServer) -> str:
+    """What a person calls the server: PostgreSQL or Redis."""
+    return "PostgreSQL" if isinstance(server, EmbeddedPostgres) else "Redis"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -127,7 +144,7 @@ class Watchdog:
         """One round: restart whatever died."""
         for server in self.servers:
             if not server.is_running() and not self._stop.is_set():
-                name = "PostgreSQL" if isinstance(server, EmbeddedPostgres) else "Redis"
+                name = server_name(server)
                 self.say(f"The embedded {name} stopped; starting it again.")
                 try:
                     server.ensure_running()

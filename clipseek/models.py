@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
@@ -24,7 +25,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 # index needs one fixed dimension per column.
 EMBEDDING_DIM = 512
 
-STATUSES = ("registered", "queued", "indexed", "failed")
+
+
+class ImageStatus(StrEnum):
+    """Where an image stands: registered, then queued, then indexed; or failed, with a reason."""
+
+    REGISTERED = "registered"
+    QUEUED = "queued"
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+# Stored but neither indexed nor failed yet: waiting for the model.
+WAITING = (ImageStatus.REGISTERED, ImageStatus.QUEUED)
 
 
 class Base(DeclarativeBase):
@@ -46,7 +59,7 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), server_default="registered")
+    status: Mapped[str] = mapped_column(String(16), server_default=ImageStatus.REGISTERED.value)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -61,7 +74,7 @@ class Image(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('registered', 'queued', 'indexed', 'failed')", name="images_status_valid"
+            "status IN (" + ", ".join(f"'{s}'" for s in ImageStatus) + ")", name="images_status_valid"
         ),
         Index("images_status_idx", "status"),
         # Re-running an import skips files already registered without hashing them again.

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.db import Database
-from clipseek.models import Embedding, Image
+from clipseek.models import WAITING, Embedding, Image, ImageStatus
 
 # A task carries several model batches, so that inside it the worker decodes the next batch
 # and writes the last one while the model runs (one batch per task left the model idle
@@ -28,8 +28,8 @@ def queue_for_indexing(session: Session, image_ids: Sequence[int], *, model: str
     """
     ids = sorted(image_ids)
     if mark and ids:
-        session.execute(update(Image).where(Image.id.in_(ids), Image.status.in_(("registered", "queued")))
-                        .values(status="queued"))
+        session.execute(update(Image).where(Image.id.in_(ids), Image.status.in_(WAITING))
+                        .values(status=ImageStatus.QUEUED))
     session.commit()
     per_task = batch_size * BATCHES_PER_TASK
     tasks = [ids[i:i + per_task] for i in range(0, len(ids), per_task)]
@@ -50,22 +50,23 @@ def touch(session: Session, image_ids: Sequence[int]) -> None:
 
 def reset_failed(session: Session) -> list[int]:
     """Move every failed image back to registered so it is tried again; return their ids."""
-    ids = list(session.scalars(select(Image.id).where(Image.status == "failed").order_by(Image.id)))
-    session.execute(update(Image).where(Image.id.in_(ids)).values(status="registered", error=None))
+    ids = list(session.scalars(select(Image.id).where(Image.status == ImageStatus.FAILED).order_by(Image.id)))
+    session.execute(update(Image).where(Image.id.in_(ids)).values(status=ImageStatus.REGISTERED, error=None))
     return ids
 
 
 def ids_without(session: Session, *, model: str) -> list[int]:
     """Every usable image that has no embedding from `model` yet."""
     return list(session.scalars(
-        select(Image.id).where(Image.status != "failed", lacks_embedding(model)).order_by(Image.id)))
+        select(Image.id).where(Image.status != ImageStatus.FAILED, lacks_embedding(model))
+        .order_by(Image.id)))
 
 
 def outstanding(session: Session, image_ids: Sequence[int], *, model: str) -> int:
     """How many of these images are neither failed nor embedded by `model`."""
     return int(session.scalar(
         select(func.count()).select_from(Image)
-        .where(Image.id.in_(image_ids), Image.status != "failed", lacks_embedding(model))) or 0)
+        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, lacks_embedding(model))) or 0)
 
 
 def wait_until_indexed(db: Database, image_ids: Sequence[int], *, model: str, timeout_s: float,

@@ -25,8 +25,9 @@ MAX_EF_SEARCH = 1000
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One ranked image."""
+    """One ranked image; `rank` counts from 1 across pages."""
 
+    rank: int
     image_id: int
     path: str
     score: float
@@ -70,10 +71,10 @@ class SearchPage:
             "total": self.total,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "results": [
-                {"rank": (self.page - 1) * self.per_page + n + 1, "image_id": h.image_id,
+                {"rank": h.rank, "image_id": h.image_id,
                  "path": h.path, "score": round(h.score, 6), "captions": h.captions,
                  "width": h.width, "height": h.height, "source": h.source}
-                for n, h in enumerate(self.hits)
+                for h in self.hits
             ],
         }
 
@@ -135,8 +136,8 @@ def count_searchable(session: Session, model: str) -> int:
     return int(session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0)
 
 
-def hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[SearchHit]:
-    """Attach paths, sizes and captions to ranked ids, keeping their order."""
+def hydrate(session: Session, ranked: list[tuple[int, float]], *, first_rank: int = 1) -> list[SearchHit]:
+    """Attach ranks, paths, sizes and captions to ranked ids, keeping their order."""
     ids = [image_id for image_id, _ in ranked]
     images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
     captions: dict[int, list[str]] = {}
@@ -144,10 +145,12 @@ def hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[SearchHit
         select(Caption.image_id, Caption.text).where(Caption.image_id.in_(ids)).order_by(Caption.id)
     ):
         captions.setdefault(image_id, []).append(caption)
+    present = [(i, score) for i, score in ranked if i in images]
     return [
-        SearchHit(image_id=i, path=images[i].path, score=score, captions=captions.get(i, []),
-                  width=images[i].width, height=images[i].height, source=images[i].source)
-        for i, score in ranked if i in images
+        SearchHit(rank=first_rank + n, image_id=i, path=images[i].path, score=score,
+                  captions=captions.get(i, []), width=images[i].width, height=images[i].height,
+                  source=images[i].source)
+        for n, (i, score) in enumerate(present)
     ]
 
 
@@ -169,7 +172,7 @@ def _ranked_page(session: Session, vector: np.ndarray, label: str, model: str, p
     started = time.perf_counter()
     ranked, total = rank_by_vector(session, vector, model=model, page=page, per_page=per_page,
                                    ef_search=ef_search)
-    hits = hydrate(session, ranked)
+    hits = hydrate(session, ranked, first_rank=(page - 1) * per_page + 1)
     return SearchPage(query=label, model=model, page=page, per_page=per_page, total=total, hits=hits,
                       timings_ms={"encode": encode_ms, "query": (time.perf_counter() - started) * 1000})
 
@@ -188,7 +191,7 @@ def similar_images(
     ranked, total = rank_by_vector(session, np.asarray(vector, dtype=np.float32),
                                    model=model, page=page, per_page=per_page, exclude_id=image_id,
                                    ef_search=ef_search)
-    hits = hydrate(session, ranked)
+    hits = hydrate(session, ranked, first_rank=(page - 1) * per_page + 1)
     return SearchPage(query=f"similar to image {image_id}", model=model, page=page,
                       per_page=per_page, total=total, hits=hits,
                       timings_ms={"query": (time.perf_counter() - started) * 1000})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clipseek.models import STATUSES, EmbeddingCount, Image
+from clipseek.models import WAITING, EmbeddingCount, Image, ImageStatus
 from clipseek.workers import WorkerState, worker_states
 
 
@@ -72,14 +73,14 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
     The queue depth is measured by the caller before the session is used, so that no
     database connection is held while the broker is asked (clipseek.broker.queue_depth).
     """
-    by_status = dict.fromkeys(STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
     for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
         by_status[status] = count
     per_model = {row.model: row.images for row in session.execute(
         select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
         .order_by(EmbeddingCount.model))}
     failures = session.execute(
-        select(Image.id, Image.path, Image.error, Image.updated_at).where(Image.status == "failed")
+        select(Image.id, Image.path, Image.error, Image.updated_at).where(Image.status == ImageStatus.FAILED)
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
     return StatusReport(
         model=model, by_status=by_status, embeddings_by_model=per_model,
@@ -90,4 +91,15 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
 def count_pending(session: Session) -> int:
     """How many images are registered or queued: stored, but not yet indexed or failed."""
     return int(session.scalar(select(func.count()).select_from(Image)
-                              .where(Image.status.in_(("registered", "queued")))) or 0)
+                              .where(Image.status.in_(WAITING))) or 0)
+
+
+def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int]:
+    """How many of these images are in each status (statuses none of them is in are left out)."""
+    return dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(image_ids))
+                                .group_by(Image.status)).all())
+
+
+def count_images(session: Session) -> int:
+    """How many images ClipSeek knows, whatever their status."""
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipseek.download import download_file, sha256_file
+from clipseek.catalog import sha256_of
+from clipseek.download import download_file
 from clipseek.errors import DownloadError, WeightsError
 
 
@@ -50,7 +51,7 @@ def _verified(path: Path, expected: str) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    if sha256_file(path) != expected:
+    if sha256_of(path) != expected:
         return False
     # A read-only folder only costs a re-hash next time.
     with contextlib.suppress(OSError):

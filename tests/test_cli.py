@@ -76,7 +76,7 @@ def test_python_api_search_and_display(settings: Settings, sample_photos: list[C
 
     ctx = Context(settings)
     try:
-        ingest_inline(ctx.db, ctx.encoder, sample_photos[:5], settings=settings, progress=False)
+        ingest_inline(ctx.db, ctx.encoder, sample_photos[:5], settings=settings)
         page = search("an astronaut", top_k=3, context=ctx)
         assert len(page.hits) == 3 and page.total == 5
         png = display_results("an astronaut", top_k=3, save_to=tmp_path / "grid.png",

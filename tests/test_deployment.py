@@ -108,7 +108,7 @@ def test_migration_command_builds_the_schema_on_an_empty_database(
 
 def test_gunicorn_serves_a_search(cli_env: dict[str, str], redis_url: str, db: Database,
                                   settings: Settings, sample_photos: list[Candidate], encoder: Any) -> None:
-    ingest_inline(db, encoder, sample_photos[:5], settings=settings, progress=False)
+    ingest_inline(db, encoder, sample_photos[:5], settings=settings)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

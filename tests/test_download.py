@@ -78,3 +78,18 @@ def test_damaged_archive_is_deleted_and_reported(tmp_path: Path) -> None:
     with serve(files) as base, pytest.raises(DownloadError, match="damaged"):
         download_coco("val2017", tmp_path, base_url=base)
     assert not (tmp_path / "val2017.zip").exists()
+
+
+def test_download_coco_reports_each_archive_s_progress_through_callbacks(tmp_path: Path) -> None:
+    images = _zip({f"val2017/{n}.jpg": os.urandom(4000) for n in range(3)})
+    files = Files({"/zips/val2017.zip": images, "/annotations/annotations_trainval2017.zip":
+                   _zip({"annotations/captions_val2017.json": b"{}"})})
+    downloaded: dict[str, tuple[int, int | None]] = {}
+    extracted: dict[str, list[tuple[int, int]]] = {}
+    with serve(files) as base:
+        download_coco("val2017", tmp_path, base_url=base,
+                      on_download=lambda name, got, size: downloaded.__setitem__(name, (got, size)),
+                      on_extract=lambda name, done, size: extracted.setdefault(name, []).append((done, size)))
+    assert downloaded["val2017.zip"] == (len(images), len(images))
+    assert set(downloaded) == set(extracted) == {"val2017.zip", "annotations_trainval2017.zip"}
+    assert extracted["val2017.zip"] == [(1, 3), (2, 3), (3, 3)]

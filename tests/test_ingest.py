@@ -41,7 +41,7 @@ def test_corrupt_files_are_marked_failed_and_good_ones_indexed(
     tmp_path: Path,
 ) -> None:
     folder = _folder_with_photos_and_bad_files(tmp_path, sample_photos)
-    summary = ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
+    summary = ingest_inline(db, encoder, _candidates(folder), settings=settings)
     with db.session() as s:
         rows = {Path(i.path).name: i for i in s.scalars(select(Image))}
         embedded = s.scalar(select(func.count()).select_from(Embedding))
@@ -61,8 +61,8 @@ def test_second_run_skips_everything_already_done(
     tmp_path: Path,
 ) -> None:
     folder = _folder_with_photos_and_bad_files(tmp_path, sample_photos)
-    ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
-    again = ingest_inline(db, encoder, _candidates(folder), settings=settings, progress=False)
+    ingest_inline(db, encoder, _candidates(folder), settings=settings)
+    again = ingest_inline(db, encoder, _candidates(folder), settings=settings)
     assert again.registered.already_known == 12
     assert again.registered.new_ids == [] and again.indexed.indexed == []
 
@@ -73,9 +73,9 @@ def test_same_picture_under_another_name_is_a_duplicate(
 ) -> None:
     copy = tmp_path / "copy-of-cat.jpg"
     shutil.copy(sample_photos[2].path, copy)
-    first = ingest_inline(db, encoder, [sample_photos[2]], settings=settings, progress=False)
+    first = ingest_inline(db, encoder, [sample_photos[2]], settings=settings)
     second = ingest_inline(db, encoder, [Candidate(path=copy, source="folder")],
-                           settings=settings, progress=False)
+                           settings=settings)
     assert second.registered.duplicate_ids == first.registered.new_ids
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == 1
@@ -88,11 +88,11 @@ def test_interrupted_indexing_is_finished_by_the_next_run(
     from clipseek.ingest import decode_pool, register_candidates
 
     with decode_pool(settings) as pool:
-        register_candidates(db, sample_photos[:5], settings=settings, pool=pool, progress=False)
+        register_candidates(db, sample_photos[:5], settings=settings, pool=pool)
     with db.session() as s:
         pending = pending_image_ids(s, encoder.model_id)
     assert len(pending) == 5
-    summary = ingest_inline(db, encoder, sample_photos[:5], settings=settings, progress=False,
+    summary = ingest_inline(db, encoder, sample_photos[:5], settings=settings,
                             extra_ids=pending)
     assert sorted(summary.indexed.indexed) == sorted(pending)
 
@@ -100,8 +100,7 @@ def test_interrupted_indexing_is_finished_by_the_next_run(
 def test_copy_keeps_the_file_in_the_image_store(
     db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
 ) -> None:
-    summary = ingest_inline(db, encoder, sample_photos[:1], settings=settings, copy=True,
-                            progress=False)
+    summary = ingest_inline(db, encoder, sample_photos[:1], settings=settings, copy=True)
     with db.session() as s:
         image = s.get(Image, summary.registered.new_ids[0])
         assert image is not None
@@ -130,7 +129,7 @@ def test_coco_images_are_ingested_with_their_five_captions(
     path.write_text(json.dumps(annotations))
     candidates, missing = coco_candidates(images, path)
     assert missing == 1
-    summary = ingest_inline(db, encoder, candidates, settings=settings, progress=False)
+    summary = ingest_inline(db, encoder, candidates, settings=settings)
     assert len(summary.indexed.indexed) == 3
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Caption)) == 15
@@ -157,12 +156,28 @@ def test_a_large_import_is_queued_chunk_by_chunk_while_it_registers(
         assert visible == set(ids) and model == settings.model
         sent.extend(ids)
 
-    summary = ingest_queued(db, _candidates(folder), settings=settings, enqueue=enqueue, progress=False)
+    summary = ingest_queued(db, _candidates(folder), settings=settings, enqueue=enqueue)
     assert summary.queued == count and sorted(sent) == sorted(summary.registered.new_ids)
     assert len(sent) == len(set(sent)) == count
     assert registered_when_sent[0] == REGISTER_CHUNK  # the first chunk left before the rest was read
     per_task = settings.batch_size * BATCHES_PER_TASK
     assert len(registered_when_sent) == -(-REGISTER_CHUNK // per_task) + -(-44 // per_task)
+
+
+def test_an_import_reports_its_progress_through_callbacks(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+) -> None:
+    registered: list[int] = []
+    indexed: list[tuple[int, int]] = []
+    ingest_inline(db, encoder, sample_photos[:10], settings=settings, on_registered=registered.append,
+                  on_indexed=lambda done, total: indexed.append((done, total)))
+    assert sum(registered) == 10
+    assert indexed[-1] == (10, 10)
+    assert [done for done, _ in indexed] == sorted(done for done, _ in indexed)
+    queued: list[int] = []
+    ingest_queued(db, sample_photos[10:15], settings=settings, enqueue=lambda ids, model: None,
+                  on_registered=queued.append)
+    assert sum(queued) == 5
 
 
 class _BrokenModel(ClipEncoder):
@@ -181,7 +196,7 @@ def test_a_failing_model_stops_registration_at_the_next_chunk(
     broken = _BrokenModel(RANDOM_MODEL, allow_download=False)
     broken.load()
     with pytest.raises(RuntimeError, match="the model failed"):
-        ingest_inline(db, broken, _candidates(folder), settings=settings, progress=False)
+        ingest_inline(db, broken, _candidates(folder), settings=settings)
     with db.session() as s:
         registered = int(s.scalar(select(func.count()).select_from(Image)) or 0)
         statuses = set(s.scalars(select(Image.status).distinct()))

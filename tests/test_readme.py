@@ -23,7 +23,7 @@ def _sql_blocks() -> list[str]:
 
 def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = _sql_blocks()
     assert len(blocks) == 3
     results = []
@@ -44,7 +44,7 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
 def test_readme_index_rebuild_keeps_search_on_the_bigger_graph(
     db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate]
 ) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = re.findall(r"```postgresql\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) == 1
     statements = [" ".join(s.split()) for s in blocks[0].split(";") if s.strip()]

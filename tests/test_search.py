@@ -20,7 +20,7 @@ from tests.ranking import SCORE_TOLERANCE, assert_ranking_agrees, assert_scores_
 @pytest.fixture
 def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
             sample_photos: list[Candidate]) -> dict[int, np.ndarray]:
-    ingest_inline(db, encoder, sample_photos, settings=settings, progress=False)
+    ingest_inline(db, encoder, sample_photos, settings=settings)
     with db.session() as s:
         rows = s.execute(select(Embedding.image_id, Embedding.embedding)).all()
     return {i: np.asarray(v, dtype=np.float32) for i, v in rows}

@@ -40,7 +40,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def indexed(app: Flask, encoder: ClipEncoder, sample_photos: list[Candidate]) -> list[int]:
     ctx = app.extensions["clipseek"]
-    summary = ingest_inline(ctx.db, encoder, sample_photos, settings=ctx.settings, progress=False)
+    summary = ingest_inline(ctx.db, encoder, sample_photos, settings=ctx.settings)
     return sorted(summary.indexed.indexed)
 
 
@@ -89,12 +89,12 @@ def test_pictures_still_being_indexed_are_announced_not_hidden(
 ) -> None:
     ctx = app.extensions["clipseek"]
     with decode_pool(ctx.settings) as pool:
-        register_candidates(ctx.db, sample_photos[3:], settings=ctx.settings, pool=pool, progress=False)
+        register_candidates(ctx.db, sample_photos[3:], settings=ctx.settings, pool=pool)
     for waiting in (client.get("/"), client.get("/?q=a+cat")):
         html = waiting.get_data(as_text=True)
         assert "No pictures are searchable yet: 19 are still being indexed" in html
         assert "No images are indexed yet" not in html
-    ingest_inline(ctx.db, encoder, sample_photos[:3], settings=ctx.settings, progress=False)
+    ingest_inline(ctx.db, encoder, sample_photos[:3], settings=ctx.settings)
     first_screen = client.get("/").get_data(as_text=True)
     assert "3 of 22 pictures are searchable; 19 are still being indexed" in first_screen
     results = client.get("/?q=a+cat").get_data(as_text=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from clipseek.context import Context
+from clipseek.models import ImageStatus
 from clipseek.settings import Settings
 
 
@@ -42,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     if test_config:
         app.config.update(test_config)
     app.extensions["clipseek"] = Context(settings)
+    app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
 
     from clipseek.encoder import is_random_model
 
@@ -60,8 +61,3 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(uploads.bp)
     app.register_blueprint(api.bp)
     return app
-
-
-def static_folder() -> Path:
-    """Folder of the app's static files."""
-    return Path(__file__).parent / "static"

@@ -10,10 +10,10 @@ from clipseek.models import Image
 from clipseek.search import SearchHit, SearchPage
 
 
-def hit_dict(hit: SearchHit, rank: int) -> dict[str, Any]:
+def hit_dict(hit: SearchHit) -> dict[str, Any]:
     """One ranked result with the URLs of its thumbnail, file and page."""
     return {
-        "rank": rank, "image_id": hit.image_id, "score": round(hit.score, 6),
+        "rank": hit.rank, "image_id": hit.image_id, "score": round(hit.score, 6),
         "captions": hit.captions, "path": hit.path, "width": hit.width, "height": hit.height,
         "source": hit.source,
         "thumbnail_url": url_for("files.thumbnail", image_id=hit.image_id),
@@ -25,8 +25,7 @@ def hit_dict(hit: SearchHit, rank: int) -> dict[str, Any]:
 def page_dict(page: SearchPage) -> dict[str, Any]:
     """A page of results as the API returns it."""
     data = page.to_dict()
-    first = (page.page - 1) * page.per_page + 1
-    data["results"] = [hit_dict(h, first + n) for n, h in enumerate(page.hits)]
+    data["results"] = [hit_dict(h) for h in page.hits]
     return data
 
 

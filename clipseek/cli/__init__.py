@@ -1,0 +1,42 @@
+"""The `clipseek` command line: the group and its entry point; each concern's commands in a module."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from clipseek.cli import collection, database, run, search
+from clipseek.context import Context
+from clipseek.errors import ClipSeekError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(click_ctx: click.Context) -> None:
+    """ClipSeek: semantic search over your own images."""
+    context = Context.from_env()
+    click_ctx.obj = context
+    click_ctx.call_on_close(context.close)
+
+
+for _command in (collection.ingest, collection.ingest_coco, collection.download_coco_command,
+                 collection.samples, collection.reindex, collection.status, search.search, search.demo,
+                 run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db):
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn ClipSeek errors into one readable line."""
+    try:
+        return cli.main(args=argv, prog_name="clipseek", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClipSeekError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        sys.exit(1)

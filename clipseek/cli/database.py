@@ -1,0 +1,47 @@
+"""The `clipseek db` commands: migrate the schema, print the URL, stop the embedded server."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.engine import make_url
+
+from clipseek.cli.base import pass_context
+from clipseek.context import Context
+from clipseek.db import database_url, upgrade_schema
+from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.errors import ClipSeekError
+
+
+@click.group()
+def db() -> None:
+    """Manage the database."""
+
+
+@db.command()
+@pass_context
+def upgrade(ctx: Context) -> None:
+    """Apply pending schema migrations."""
+    upgrade_schema(database_url(ctx.settings))
+    click.echo("The database schema is up to date.")
+
+
+@db.command()
+@click.option("--psql", is_flag=True, help="Print it in libpq form, for psql.")
+@pass_context
+def url(ctx: Context, psql: bool) -> None:
+    """Print the database URL (start the embedded server if needed)."""
+    address = database_url(ctx.settings)
+    if psql:
+        address = make_url(address).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+    click.echo(address)
+
+
+@db.command()
+@pass_context
+def stop(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL server."""
+    if ctx.settings.database_url:
+        raise ClipSeekError("DATABASE_URL is set: ClipSeek does not manage that server.")
+    was_running = EmbeddedPostgres(ctx.settings.pgdata).stop()
+    click.echo("Stopped the embedded PostgreSQL." if was_running else "It was not running.")

@@ -1,0 +1,126 @@
+"""Commands that run ClipSeek's processes: up, worker, beat, stop, and fetch-weights to prepare them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import click
+
+from clipseek.cli.base import pass_context, queue_errors, random_warning, recover_image_store
+from clipseek.context import Context
+from clipseek.ingest import ingest_queued
+from clipseek.launcher import (
+    Services,
+    Watchdog,
+    check_port_free,
+    embedded_servers,
+    serve_until_stopped,
+    server_name,
+    start_worker,
+    stop_process,
+)
+from clipseek.model_loading import checkpoint_path
+from clipseek.recovery import scheduler_for
+from clipseek.samples import write_sample_photos
+from clipseek.status import count_images
+
+
+@click.command()
+@click.option("--beat/--no-beat", default=True,
+              help="Also run the recovery checks that queue lost work again (any number of workers "
+                   "may; one at a time does).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_context
+def worker(ctx: Context, beat: bool, loglevel: str) -> None:
+    """Run a background worker that indexes queued images (run several to go faster)."""
+    # Here, not at the top: Celery takes a second to import, which other commands need not pay.
+    from worker.app import run_worker
+
+    ctx.settings.home.mkdir(parents=True, exist_ok=True)
+    ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
+    recover_image_store(ctx)
+    run_worker(ctx, beat=beat, loglevel=loglevel)
+
+
+@click.command()
+@pass_context
+def beat(ctx: Context) -> None:
+    """Run only the recovery checks (when every worker runs with --no-beat); Ctrl-C stops."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ctx.db.ping()
+    scheduler = scheduler_for(ctx, name=f"scheduler-{os.getpid()}@{socket.gethostname()}")
+    click.echo("Checking for lost work every few seconds (one scheduler at a time acts).")
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.stop()
+
+
+@click.command("fetch-weights")
+@pass_context
+def fetch_weights(ctx: Context) -> None:
+    """Download and verify the configured model's weights now (e.g. while building an image)."""
+    if ctx.encoder.is_random:
+        click.echo(f"{ctx.settings.model} needs no weights.")
+        return
+    click.echo(f"Verified weights: {checkpoint_path(ctx.encoder.policy)}")
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default CLIPSEEK_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default CLIPSEEK_PORT, 8000).")
+@click.option("--samples/--no-samples", default=True,
+              help="Register the bundled sample photos when the collection is empty.")
+@click.option("--worker/--no-worker", "with_worker", default=True,
+              help="Start a background worker too.")
+@pass_context
+def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_worker: bool) -> None:
+    """Run everything: database, queue, a worker and the web app; Ctrl-C stops it all."""
+    host = host or ctx.settings.web_host
+    port = port or ctx.settings.web_port
+    # The web app decides from the address it is served on which Host names it answers to.
+    ctx.settings = ctx.settings.with_changes(web_host=host, web_port=port)
+    check_port_free(host, port)
+    ctx.encoder.load()  # stop at once, before starting anything, when the weights are missing
+    random_warning(ctx)
+    services = Services(ctx)
+    worker_process = None
+    watchdog: Watchdog | None = None
+    try:
+        services.start(click.echo)
+        recover_image_store(ctx)
+        with ctx.db.session() as session:
+            empty = count_images(session) == 0
+        if samples and empty:
+            candidates = write_sample_photos(ctx.settings.home / "samples")
+            with queue_errors(ctx):
+                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
+            click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
+        if with_worker:
+            worker_process = start_worker()
+        watchdog = Watchdog(services.embedded, click.echo, worker=worker_process)
+        watchdog.start()
+        serve_until_stopped(ctx, host, port, click.echo)
+    finally:
+        click.echo("Stopping…")
+        if watchdog is not None:
+            watchdog.stop()
+            worker_process = watchdog.worker
+        if worker_process is not None:
+            stop_process(worker_process)
+        services.stop()
+        click.echo("Stopped.")
+
+
+@click.command("stop")
+@pass_context
+def stop_all(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL and Redis that earlier commands left running."""
+    for server in embedded_servers(ctx.settings):
+        name = server_name(server)
+        stopped = server.stop()
+        click.echo(f"Stopped the embedded {name}." if stopped else f"The embedded {name} was not running.")

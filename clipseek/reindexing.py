@@ -1,0 +1,54 @@
+"""Queueing images again on request: lost ones, failed ones, or every image for another model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from clipseek.broker import broker_client
+from clipseek.queueing import Enqueue, ids_without, reset_failed
+from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
+from clipseek.settings import Settings
+
+# Seconds the broker may take to list what it holds before `--stale` gives up.
+BROKER_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What a re-index queued: the images, the tasks that carry them, and for which model."""
+
+    image_ids: list[int]
+    tasks: int
+    model: str
+
+
+def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, stale: bool = False,
+            older_than_s: int | None = None, failed: bool = False, model: str | None = None) -> Requeued:
+    """Queue images again for `model` (the configured one by default).
+
+    `stale` queues every waiting image that nothing holds any more (the broker is asked), or,
+    with `older_than_s`, every image waiting longer than that; `failed` tries failed images
+    again; `model` embeds every usable image with that model, leaving their status alone.
+    """
+    target = model or settings.model
+    ids: set[int] = set()
+    lost = Recovery()
+    if stale and older_than_s is None:
+        client = broker_client(settings, timeout_s=BROKER_TIMEOUT_S)
+        try:
+            lost = requeue_lost(session, client, model=target, batch_size=settings.batch_size,
+                                enqueue=enqueue, grace_s=0)
+        finally:
+            client.close()
+    elif stale:
+        ids |= set(waiting_image_ids(session, model=target, older_than_s=older_than_s or 0))
+    if failed:
+        ids |= set(reset_failed(session))
+    if model:
+        ids |= set(ids_without(session, model=model))
+    ids -= set(lost.requeued)
+    tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
+                                 batch_size=settings.batch_size, enqueue=enqueue)
+    return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
