@@ -133,5 +133,5 @@ class Settings:
 
     @property
     def thumbnails(self) -> Path:
-        """Folder of cached thumbnails."""
+        """Folder of cached derivatives: thumbnails and display copies."""
         return self.home / "thumbnails"
