@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from clipseek.broker import broker_client, forget_deliveries, ids_in_broker
 from clipseek.context import Context
 from clipseek.db import Database
-from clipseek.models import Image
+from clipseek.models import WAITING, Image
 from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
 from clipseek.workers import forget_workers, worker_states
 
@@ -52,7 +52,7 @@ def waiting_image_ids(session: Session, *, model: str, older_than_s: float) -> l
     """Images registered or queued for longer than `older_than_s` that still lack `model`'s embedding."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
     return list(session.scalars(
-        select(Image.id).where(Image.status.in_(("registered", "queued")), Image.updated_at <= cutoff,
+        select(Image.id).where(Image.status.in_(WAITING), Image.updated_at <= cutoff,
                                lacks_embedding(model)).order_by(Image.id)))
 
 
@@ -105,11 +105,6 @@ class Scheduler:
         self._lock_conn: Connection | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def leading(self) -> bool:
-        """Whether this scheduler holds the lock right now."""
-        return self._lock_conn is not None
 
     def start(self) -> None:
         """Run in a background thread (a worker's), which ends with its process."""
