@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -28,7 +29,7 @@ def _photos(tmp_path: Path, sample_photos: list[Candidate], name: str, count: in
     return folder
 
 
-def _collections(env: dict[str, str]) -> dict[str | None, dict[str, object]]:
+def _collections(env: dict[str, str]) -> dict[str | None, dict[str, Any]]:
     out = _run(env, "collections", "--json")
     assert out.returncode == 0, out.stderr
     return {c["name"]: c for c in json.loads(out.stdout)["collections"]}
