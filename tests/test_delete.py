@@ -13,6 +13,7 @@ from clipseek.db import Database
 from clipseek.deletion import Deletion, Selection, count_selected, delete_images
 from clipseek.derivatives import ensure_thumbnail
 from clipseek.encoder import ClipEncoder
+from clipseek.image_store import reconcile_image_store
 from clipseek.indexing import record_results
 from clipseek.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
@@ -84,6 +85,10 @@ def test_copies_in_the_image_store_are_removed_and_originals_only_when_asked(
     assert len(deletion.image_ids) == 2 and len(deletion.removed_files) == 2
     assert all(p.is_relative_to(settings.image_store) and not p.exists() for p in deletion.removed_files)
     assert all(c.path.exists() for c in copied)
+    with db.session() as session:  # nothing left in the store for a start-up repair to revive
+        repair = reconcile_image_store(session, store=settings.image_store,
+                                       max_pixels=settings.max_image_pixels)
+        assert repair.registered_ids == [] and repair.removed == [] and not repair.busy
 
     in_place = _folder(tmp_path, sample_photos[2:], "in-place", 2)
     ingest_inline(db, encoder, in_place, settings=settings)
