@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +47,14 @@ class Deletion:
     removed_files: list[Path] = field(default_factory=list)
     removed_derived: int = 0
     kept_originals: int = 0
+    # Files that could not be removed (a read-only folder, say), with the reason.
+    not_removed: dict[Path, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON form for the API."""
         return {"deleted": self.image_ids, "removed_files": [str(p) for p in self.removed_files],
-                "removed_derived_files": self.removed_derived, "kept_originals": self.kept_originals}
+                "removed_derived_files": self.removed_derived, "kept_originals": self.kept_originals,
+                "not_removed": {str(p): why for p, why in self.not_removed.items()}}
 
 
 def count_selected(session: Session, selection: Selection) -> int:
@@ -78,11 +80,11 @@ def delete_images(session: Session, selection: Selection, *, store: Path, thumbn
         for row in sorted(rows):
             deletion.image_ids.append(row.id)
             derived = (thumbnail_path(thumbnails, row.sha256), display_copy_path(thumbnails, row.sha256))
-            deletion.removed_derived += sum(_unlink(p) for p in derived)
+            deletion.removed_derived += sum(_unlink(p, deletion) for p in derived)
             path = Path(row.path)
             if not (path.is_relative_to(store) or delete_files):
                 deletion.kept_originals += 1
-            elif not _named_again(session, row.path) and _unlink(path):
+            elif not _named_again(session, row.path) and _unlink(path, deletion):
                 deletion.removed_files.append(path)
     session.commit()  # ends the read transaction of the checks above
     if rows:
@@ -95,9 +97,15 @@ def _named_again(session: Session, path: str) -> bool:
     return session.scalar(select(Image.id).where(Image.path == path).limit(1)) is not None
 
 
-def _unlink(path: Path) -> int:
-    with contextlib.suppress(FileNotFoundError):
+def _unlink(path: Path, deletion: Deletion) -> int:
+    try:
         path.unlink()
-        return 1
-    return 0
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        # The rows are gone already: one stubborn file must not hide what was done.
+        deletion.not_removed[path] = exc.strerror or str(exc)
+        log.warning("Could not remove %s: %s", path, exc)
+        return 0
+    return 1
 

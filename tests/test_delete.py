@@ -109,3 +109,18 @@ def test_a_path_prefix_is_a_folder_not_a_string_prefix(
         assert count_selected(s, Selection(path_prefix=tmp_path / "2019")) == 2
     assert len(_delete(db, settings, Selection(path_prefix=tmp_path / "2019")).image_ids) == 2
     assert _counts(db)[0] == 1 and beside[0].path.exists()
+
+
+def test_a_file_that_cannot_be_removed_is_reported_and_the_rest_done(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    stubborn = _folder(tmp_path, sample_photos, "stubborn", 2)
+    with decode_pool(settings) as pool:
+        register_candidates(db, stubborn, settings=settings, pool=pool)
+    # Something unlink cannot remove, whoever runs the test (root ignores permissions).
+    stubborn[0].path.unlink()
+    stubborn[0].path.mkdir()
+    deletion = _delete(db, settings, Selection(collection="stubborn"), delete_files=True)
+    assert len(deletion.image_ids) == 2 and deletion.removed_files == [stubborn[1].path]
+    assert list(deletion.not_removed) == [stubborn[0].path]
+    assert _counts(db)[0] == 0

@@ -90,7 +90,7 @@ def test_api_delete_removes_an_upload_and_its_stored_file(client: FlaskClient, a
     answer = client.delete(f"/api/images/{ids[0]}", headers=API)
     assert answer.status_code == 200
     assert answer.get_json() == {"deleted": [ids[0]], "removed_files": [str(stored)],
-                                 "removed_derived_files": 0, "kept_originals": 0}
+                                 "removed_derived_files": 0, "kept_originals": 0, "not_removed": {}}
     assert not stored.exists()
     gone = client.delete(f"/api/images/{ids[0]}", headers=API)
     assert gone.status_code == 404 and gone.get_json()["error"] == f"There is no image {ids[0]}."

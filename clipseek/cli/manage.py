@@ -55,6 +55,8 @@ def delete_selected(ctx: Context, selection: Selection, *, delete_files: bool, y
     click.echo(f"Deleted {len(deletion.image_ids)} image(s); removed {len(deletion.removed_files)} "
                f"stored or original file(s) and {deletion.removed_derived} thumbnail(s); "
                f"kept {deletion.kept_originals} original file(s).")
+    for path, why in deletion.not_removed.items():
+        click.echo(f"Could not remove {path} ({why}); delete it by hand.", err=True)
 
 
 @click.group(invoke_without_command=True)
