@@ -51,6 +51,9 @@ def test_ingest_names_the_collection_after_the_folder_unless_told(
     assert found["Family"]["by_status"]["queued"] == 2
     text = _run(cli_env, "collections").stdout
     assert "trips: 4 image(s) (indexed 4)" in text and "Family: 2 image(s) (queued 2)" in text
+    lone = _photos(tmp_path / "deep", sample_photos[6:], "loose", 1)
+    assert _run(cli_env, "ingest", str(next(lone.iterdir())), "--no-progress").returncode == 0
+    assert _collections(cli_env)["loose"]["images"] == 1  # a file named alone: its folder's name
     bad = _run(cli_env, "ingest", str(other), "--collection", " ")
     assert bad.returncode == 1 and bad.stderr.strip() == "Error: A collection name cannot be empty."
 
