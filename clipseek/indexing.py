@@ -66,12 +66,21 @@ def pending_image_ids(session: Session, model_id: str, *,
 
 def record_results(session: Session, model_id: str, ids: Sequence[int], vectors: np.ndarray,
                    failures: dict[int, str]) -> None:
-    """Store embeddings and move images to indexed, or to failed with their reasons."""
-    if len(ids):
+    """Store embeddings and move images to indexed, or to failed with their reasons.
+
+    Images deleted while they were being encoded are left out: their results are dropped.
+    """
+    # The rows still there are locked against deletion until the commit; a deletion that
+    # won the race leaves its id out, so the insert cannot violate the foreign key (which
+    # the task would retry, in vain, fifty times).
+    present = set(session.scalars(
+        select(Image.id).where(Image.id.in_(ids)).order_by(Image.id).with_for_update(key_share=True)))
+    rows = [{"image_id": i, "model": model_id, "embedding": v}
+            for i, v in zip(ids, vectors, strict=True) if i in present]
+    if rows:
         session.execute(
             pg_insert(Embedding)
-            .values([{"image_id": i, "model": model_id, "embedding": v}
-                     for i, v in zip(ids, vectors, strict=True)])
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["image_id", "model"])
         )
         session.execute(

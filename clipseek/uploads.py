@@ -22,6 +22,7 @@ from clipseek.catalog import stored_path
 from clipseek.image_store import INCOMING, writing_to
 from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe
 from clipseek.models import Image
+from clipseek.named_collections import UPLOADS
 from clipseek.queueing import Enqueue, queue_for_indexing
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def clean_upload_name(filename: str) -> str:
 
 def _store_one(
     session: Session, *, filename: str, stream: IO[bytes], store: Path, max_pixels: int, max_bytes: int,
+    collection: str,
 ) -> tuple[UploadOutcome, _Placed | None]:
     """Keep one uploaded file if it is a usable image; the caller commits, or removes what was placed."""
     name = clean_upload_name(filename)
@@ -107,13 +109,14 @@ def _store_one(
                              f"larger than the {max_bytes // (1024 * 1024)} MB limit"), None
     tmp, sha, size = saved
     try:
-        return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels)
+        return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels,
+                         collection=collection)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
-              max_pixels: int) -> tuple[UploadOutcome, _Placed | None]:
+              max_pixels: int, collection: str) -> tuple[UploadOutcome, _Placed | None]:
     existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
     if existing is not None:
         return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
@@ -132,7 +135,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
             image_id = session.scalar(
                 pg_insert(Image).values(
                     sha256=sha, path=str(target), original_name=name, source="upload",
-                    collection="uploads", file_size=size, width=info.width, height=info.height,
+                    collection=collection, file_size=size, width=info.width, height=info.height,
                     format=info.format, status="registered",
                 ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
             )
@@ -171,6 +174,7 @@ def accept_uploads(
     batch_size: int,
     enqueue: Enqueue,
     max_bytes: int = MAX_UPLOAD_BYTES,
+    collection: str = UPLOADS,
 ) -> list[UploadOutcome]:
     """Store every usable file, commit, and queue the new ones for the workers.
 
@@ -185,7 +189,8 @@ def accept_uploads(
         with writing_to(store):
             for name, stream in files:
                 outcome, where = _store_one(session, filename=name, stream=stream, store=store,
-                                            max_pixels=max_pixels, max_bytes=max_bytes)
+                                            max_pixels=max_pixels, max_bytes=max_bytes,
+                                            collection=collection)
                 outcomes.append(outcome)
                 if where is not None:
                     placed.append(where)

@@ -141,3 +141,15 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     expect(page.locator(".hit")).to_have_count(25)
     for image_id in uploaded:
         expect(page.locator(f'.hit a[href="/image/{image_id}"]')).to_have_count(1)
+
+    # Deleting from the image page asks first: dismissed, nothing happens; accepted, it goes.
+    page.goto(f"{live_server}/image/{uploaded[0]}")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("form.delete button")
+    expect(page.locator("h2")).to_have_text("Similar images")
+    assert page.url.endswith(f"/image/{uploaded[0]}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form.delete button")
+    expect(page.locator(".flash")).to_contain_text(f"(image {uploaded[0]})")
+    assert page.url.rstrip("/") == live_server
+    assert _get_json(f"{live_server}/api/status")["searchable"] == 24

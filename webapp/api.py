@@ -8,7 +8,9 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from clipseek.broker import queue_depth
+from clipseek.deletion import Selection, delete_images
 from clipseek.models import Image
+from clipseek.named_collections import collection_counts
 from clipseek.search import search_images, similar_images
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session, image_or_404
@@ -55,9 +57,27 @@ def similar(image_id: int) -> Response:
     return jsonify(page_dict(results))
 
 
+@bp.delete("/images/<int:image_id>")
+def delete(image_id: int) -> Response:
+    """DELETE /api/images/<id> : delete an image, its thumbnails and ClipSeek's own copy of it."""
+    image_or_404(image_id)
+    settings = clipseek().settings
+    deletion = delete_images(get_session(), Selection(image_ids=(image_id,)), store=settings.image_store,
+                             thumbnails=settings.thumbnails)
+    if not deletion.image_ids:
+        abort(404, description=f"There is no image {image_id}.")  # deleted by someone else meanwhile
+    return jsonify(deletion.to_dict())
+
+
+@bp.get("/collections")
+def collections() -> Response:
+    """GET /api/collections : every collection with its images per status."""
+    return jsonify({"collections": [c.to_dict() for c in collection_counts(get_session())]})
+
+
 @bp.post("/images")
 def upload() -> tuple[Response, int]:
-    """POST /api/images (multipart, field "files") : store and queue pictures."""
+    """POST /api/images (multipart, field "files", optional "collection") : store and queue pictures."""
     outcomes = save_uploads(request.files.getlist("files"))
     return jsonify({"uploads": [o.to_dict() for o in outcomes]}), 202
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
 
 from clipseek.broker import queue_depth
+from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
 from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.search import (
@@ -68,6 +70,17 @@ def image(image_id: int) -> str:
     similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12,
                              ef_search=clipseek().settings.ef_search)
     return render_template("image.html", image=picture, similar=similar)
+
+
+@bp.post("/image/<int:image_id>/delete")
+def delete(image_id: int) -> Response:
+    """Delete an image (the page's button asks first), then go back to the search page."""
+    picture = image_or_404(image_id)
+    name, settings = picture.original_name, clipseek().settings
+    delete_images(get_session(), Selection(image_ids=(image_id,)), store=settings.image_store,
+                  thumbnails=settings.thumbnails)
+    flash(f"Deleted {name} (image {image_id}).", "info")
+    return redirect(url_for("pages.search"))
 
 
 @bp.get("/image/<int:image_id>/similar")

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from clipseek.errors import BadQuery
 from clipseek.models import Image
+from clipseek.named_collections import UPLOADS, collection_name
 from clipseek.uploads import UploadOutcome, accept_uploads
 from webapp.db_session import clipseek, get_session
 from webapp.params import parse_ids
@@ -18,7 +19,9 @@ bp = Blueprint("uploads", __name__)
 
 
 def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
-    """Store, register and queue uploaded files (shared by the page and the API)."""
+    """Store, register and queue uploaded files in the form's collection (for the page and the API)."""
+    raw = request.form.get("collection", "")
+    collection = collection_name(raw) if raw.strip() else UPLOADS
     chosen = [f for f in files if f.filename]
     if not chosen:
         raise BadQuery("Choose one or more pictures to upload.")
@@ -28,7 +31,8 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     settings = ctx.settings
     return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
                           store=settings.image_store, max_pixels=settings.max_image_pixels,
-                          model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue)
+                          model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue,
+                          collection=collection)
 
 
 @bp.get("/upload")

@@ -25,6 +25,7 @@ from clipseek.errors import ClipSeekError
 from clipseek.indexing import pending_image_ids
 from clipseek.ingest import ingest_queued
 from clipseek.models import ImageStatus
+from clipseek.named_collections import collection_name, folder_collection
 from clipseek.queueing import wait_until_indexed
 from clipseek.reindexing import reindex_images
 from clipseek.samples import write_sample_photos
@@ -35,16 +36,22 @@ from clipseek.workers import worker_states
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--copy", is_flag=True, help="Copy the files into ClipSeek's image store.")
+@click.option("--collection", "collection_option", default=None,
+              help="Put the images in this collection (default: the name of each folder given).")
 @import_options
 @pass_context
-def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, inline: bool, wait: bool, timeout: float,
-           progress: bool) -> None:
+def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option: str | None,
+           inline: bool, wait: bool, timeout: float, progress: bool) -> None:
     """Register image files and folders (recursively) and index them."""
-    try:
-        files = list(discover_files(paths))
-    except FileNotFoundError as exc:
-        raise ClipSeekError(str(exc)) from None
-    candidates = [Candidate(path=p, source="folder", collection=str(p.parent)) for p in files]
+    chosen = None if collection_option is None else collection_name(collection_option)
+    candidates = []
+    for path in paths:
+        try:
+            files = list(discover_files([path]))
+        except FileNotFoundError as exc:
+            raise ClipSeekError(str(exc)) from None
+        name = chosen or folder_collection(path)
+        candidates += [Candidate(path=p, source="folder", collection=name) for p in files]
     import_candidates(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress,
                       timeout=timeout)
 

@@ -1,0 +1,68 @@
+"""Collections: the names images are grouped under, their counts per status, and renaming them."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from clipseek.errors import BadQuery
+from clipseek.models import Image, ImageStatus
+
+UPLOADS = "uploads"
+MAX_NAME_CHARS = 200
+
+
+@dataclass(frozen=True)
+class CollectionCounts:
+    """One collection's name (None for images without one) and its images per status."""
+
+    name: str | None
+    by_status: dict[str, int]
+
+    @property
+    def images(self) -> int:
+        """Every image in the collection, whatever its status."""
+        return sum(self.by_status.values())
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for the API and `clipseek collections --json`."""
+        return {"name": self.name, "images": self.images, "by_status": self.by_status}
+
+
+def collection_name(raw: str) -> str:
+    """A collection name as typed, trimmed; BadQuery when it is empty, too long or has control characters."""
+    name = raw.strip()
+    if not name:
+        raise BadQuery("A collection name cannot be empty.")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadQuery(f"A collection name has at most {MAX_NAME_CHARS} characters, not {len(name)}.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
+        raise BadQuery("A collection name cannot contain control characters.")
+    return name
+
+
+def folder_collection(path: Path) -> str:
+    """The default collection of an import: a folder's own name, or a lone file's folder's name."""
+    folder = path.absolute() if path.is_dir() else path.absolute().parent
+    return folder.name or str(folder)
+
+
+def collection_counts(session: Session) -> list[CollectionCounts]:
+    """Every collection with its images per status, by name (images without one last)."""
+    found: dict[str | None, dict[str, int]] = {}
+    rows = session.execute(select(Image.collection, Image.status, func.count())
+                           .group_by(Image.collection, Image.status))
+    for name, status, count in rows:
+        found.setdefault(name, dict.fromkeys(ImageStatus, 0))[status] = count
+    names = sorted(found, key=lambda n: (n is None, n or ""))
+    return [CollectionCounts(n, {str(k): v for k, v in found[n].items()}) for n in names]
+
+
+def rename_collection(session: Session, *, old: str, new: str) -> int:
+    """Move every image of collection `old` into `new` (merging when it exists); the caller commits."""
+    result = session.execute(update(Image).where(Image.collection == old).values(collection=new))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
