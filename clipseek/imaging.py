@@ -12,6 +12,8 @@ from typing import IO, cast
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from clipseek.metadata import PhotoFacts, read_facts
+
 # CLIP's input normalisation (the statistics OpenAI trained with).
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -76,11 +78,17 @@ def _open(source: Path | IO[bytes]) -> Image.Image:
 
 def probe(path: Path, *, max_pixels: int) -> ImageInfo:
     """Read only the header: dimensions and format, or a reason the file is unusable."""
+    return probe_with_facts(path, max_pixels=max_pixels)[0]
+
+
+def probe_with_facts(path: Path, *, max_pixels: int) -> tuple[ImageInfo, PhotoFacts]:
+    """Like `probe`, also reading the photo's EXIF facts from the same open file."""
     with _open(path) as img:
         width, height = img.size
         fmt = img.format or "unknown"
+        facts = read_facts(img)
     _check_size(width, height, fmt, max_pixels)
-    return ImageInfo(width=width, height=height, format=fmt)
+    return ImageInfo(width=width, height=height, format=fmt), facts
 
 
 def _check_size(width: int, height: int, fmt: str, max_pixels: int) -> None:
