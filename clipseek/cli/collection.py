@@ -50,7 +50,7 @@ def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, all_files: bool, i
     with ctx.db.session() as session:
         known = tuple(p for p in paths if not copy and p.is_dir() and is_known_folder(session, p))
     if known:
-        queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False)
+        queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline)
         if wait and queued:
             wait_for_indexing(ctx, queued, timeout=timeout, progress=progress)
         paths = tuple(p for p in paths if p not in known)

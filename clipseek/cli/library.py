@@ -8,6 +8,7 @@ import click
 
 from clipseek.cli.base import pass_context, queue_errors, random_warning
 from clipseek.context import Context
+from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
 from clipseek.queueing import queue_for_indexing
 from clipseek.sync import SyncReport, prune_missing, sync_folder
@@ -29,8 +30,11 @@ def sync_lines(folder: Path, found: SyncReport) -> list[str]:
 
 
 def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
-               allow_missing_root: bool) -> list[int]:
-    """Sync each folder, committing each, queue what needs the model; return the queued ids."""
+               allow_missing_root: bool, inline: bool = False) -> list[int]:
+    """Sync each folder, committing each, then queue (or index here) what needs the model.
+
+    Returns the ids handed to the workers.
+    """
     settings = ctx.settings
     queued: list[int] = []
     with decode_pool(settings) as pool:
@@ -42,7 +46,12 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
                 session.commit()
                 for line in sync_lines(folder, found):
                     click.echo(line)
-                if found.to_queue:
+                if found.to_queue and inline:
+                    done = index_images(session, ctx.encoder, found.to_queue, pool=pool,
+                                        batch_size=settings.batch_size,
+                                        max_pixels=settings.max_image_pixels)
+                    click.echo(f"  Indexed {len(done.indexed)} image(s); {len(done.failed)} failed.")
+                elif found.to_queue:
                     with queue_errors(ctx):
                         queue_for_indexing(session, found.to_queue, model=settings.model,
                                            batch_size=settings.batch_size, enqueue=ctx.enqueue)
@@ -55,11 +64,14 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
 @click.option("--all-files", is_flag=True, help="Read every file, whatever its name says.")
 @click.option("--allow-missing-root", is_flag=True,
               help="Mark everything missing when a folder itself is gone (not just unmounted).")
+@click.option("--inline", is_flag=True, help="Index in this process instead of through the workers.")
 @pass_context
-def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_root: bool) -> None:
+def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_root: bool,
+         inline: bool) -> None:
     """Bring folders and the database in step: new, changed, moved, missing and returned files."""
     random_warning(ctx)
-    queued = sync_paths(ctx, paths, all_files=all_files, allow_missing_root=allow_missing_root)
+    queued = sync_paths(ctx, paths, all_files=all_files, allow_missing_root=allow_missing_root,
+                        inline=inline)
     if queued:
         click.echo(f"Queued {len(queued)} image(s) for the workers: run `clipseek worker` if none "
                    "is running; `clipseek status` shows progress.")
