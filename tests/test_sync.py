@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
+from clipseek.catalog import Candidate, Inspected, inspect_file
 from clipseek.db import Database
 from clipseek.derivatives import thumbnail_path
 from clipseek.encoder import ClipEncoder
@@ -32,11 +32,12 @@ def _folder(tmp_path: Path, samples: list[Candidate], count: int = 4) -> Path:
     return folder
 
 
-def _sync(db: Database, settings: Settings, folder: Path, encoder: ClipEncoder | None = None,
-          **options: bool) -> SyncReport:
+def _sync(db: Database, settings: Settings, folder: Path, encoder: ClipEncoder | None = None, *,
+          allow_missing_root: bool = False) -> SyncReport:
     with db.session() as session, decode_pool(settings) as pool:
         found = sync_folder(session, folder, model=settings.model,
-                            max_pixels=settings.max_image_pixels, pool=pool, **options)
+                            max_pixels=settings.max_image_pixels, pool=pool,
+                            allow_missing_root=allow_missing_root)
         session.commit()
         if encoder is not None and found.to_queue:
             index_images(session, encoder, found.to_queue, pool=pool, batch_size=8,
@@ -190,16 +191,13 @@ def test_link_loops_vanishing_and_unlisted_files_are_reported_and_nothing_is_los
     (folder / "self.jpg").symlink_to(folder / "self.jpg")  # a link to itself
     shutil.copy(sample_photos[5].path, folder / "fleeting.jpg")
     (folder / "notes.txt").write_text("not a picture")
-    import clipseek.sync as sync_module
 
-    real = sync_module.inspect_file
-
-    def vanish_first(candidate: Candidate, max_pixels: int):  # type: ignore[no-untyped-def]
+    def vanish_first(candidate: Candidate, max_pixels: int) -> Inspected:
         if candidate.path.name == "fleeting.jpg":
             candidate.path.unlink()
-        return real(candidate, max_pixels)
+        return inspect_file(candidate, max_pixels)
 
-    monkeypatch.setattr(sync_module, "inspect_file", vanish_first)
+    monkeypatch.setattr("clipseek.sync.inspect_file", vanish_first)
     found = _sync(db, settings, folder)
     assert "cannot read the file" in found.failed[str(folder / "self.jpg")]
     assert found.failed[str(folder / "fleeting.jpg")] == "the file vanished while it was being read"
