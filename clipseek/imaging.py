@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from clipseek.metadata import PhotoFacts, read_facts
@@ -19,8 +20,13 @@ CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 CLIP_SIZE = 224
 
+# Phones save HEIC: pillow-heif teaches Pillow to open it (Pillow reads AVIF itself). Only an
+# opener is registered here, which is cheap; a library decoder loads on the first such file.
+pillow_heif.register_heif_opener()
+
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif",
+     ".heic", ".heif", ".avif"}
 )
 DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 EXIF_TRANSPOSE = {
