@@ -18,6 +18,7 @@ from clipseek.encoder import ClipEncoder
 from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
 from clipseek.models import Caption, Embedding, Image, ImageStatus
+from clipseek.queueing import ids_without
 from clipseek.search import count_searchable, search_images
 from clipseek.settings import Settings
 from clipseek.status import collection_status
@@ -244,3 +245,15 @@ def test_prune_forgets_missing_images_but_never_touches_files(
         assert session.scalar(select(func.count()).select_from(Caption)) == 0
     assert name not in _rows(db) and len(_rows(db)) == 3
     assert not thumb.exists() and (tmp_path / name).exists()
+
+
+def test_a_missing_image_is_not_queued_for_another_model(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, sample_photos)
+    _sync(db, settings, folder)
+    (folder / "2024" / sample_photos[0].path.name).unlink()
+    missing = _sync(db, settings, folder).missing_ids
+    with db.session() as session:
+        waiting = ids_without(session, model="ViT-B-16/openai")
+    assert len(waiting) == 3 and missing[0] not in waiting
