@@ -86,7 +86,9 @@ def _check_root(session: Session, root: Path, allow_missing_root: bool) -> bool:
     if root.exists():
         raise SyncRefused(f"{root} is a file, not a folder: sync keeps folders in step "
                           "(use `clipseek ingest` for single files).")
-    if not allow_missing_root and is_known_folder(session, root):
+    if not is_known_folder(session, root):
+        raise SyncRefused(f"{root} does not exist.")
+    if not allow_missing_root:
         raise SyncRefused(f"The folder {root} does not exist (an unmounted drive?); mount it, or "
                           "pass --allow-missing-root to mark everything in it missing.")
     return False
@@ -144,7 +146,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     _place_new(session, fresh, gone, model, report)
     _mark_missing(session, [row for row in gone.values() if row.status != ImageStatus.MISSING],
                   report)
-    report.to_queue = sorted(set(report.new_ids) | set(report.changed_ids) | set(report.to_queue))
+    report.to_queue = sorted(set(report.new_ids) | set(report.to_queue))
     return report
 
 
@@ -190,6 +192,10 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
         **item.file_columns(), missing_since=None, attempts=0, indexed_at=None,
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
     report.changed_ids.append(row.id)
+    if item.error:
+        report.failed[path] = item.error
+    else:
+        report.to_queue.append(row.id)
 
 
 def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known], model: str,

@@ -19,7 +19,7 @@ from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
 from clipseek.models import Caption, Embedding, Image, ImageStatus
 from clipseek.queueing import ids_without
-from clipseek.search import count_searchable, search_images
+from clipseek.search import count_searchable, search_images, similar_images
 from clipseek.settings import Settings
 from clipseek.status import collection_status
 from clipseek.sync import SyncRefused, SyncReport, prune_missing, sync_folder
@@ -92,6 +92,10 @@ def test_a_deleted_file_is_missing_and_out_of_search_counts_and_status(
         assert row.id not in [hit.image_id for hit in page.hits]
         assert page.total == 3 and count_searchable(session, settings.model) == 3
         assert collection_status(session, model=settings.model).searchable == 3
+        other = _rows(db)[sample_photos[0].path.name].id
+        similar = similar_images(session, other, model=settings.model)
+        assert similar is not None and similar.total == 2
+        assert row.id not in [hit.image_id for hit in similar.hits]
     assert _embeddings(db) == 4  # kept, in case the file comes back
 
 
@@ -175,11 +179,26 @@ def test_a_vanished_folder_is_refused_unless_allowed(
     assert len(_sync(db, settings, folder, allow_missing_root=True).missing_ids) == 4
 
 
-def test_a_file_given_as_the_folder_is_refused_in_one_sentence(
-    db: Database, settings: Settings, sample_photos: list[Candidate],
+def test_a_file_or_an_unknown_missing_folder_is_refused_in_one_sentence(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
 ) -> None:
     with pytest.raises(SyncRefused, match="is a file, not a folder"):
         _sync(db, settings, sample_photos[0].path)
+    with pytest.raises(SyncRefused, match="nowhere does not exist"):
+        _sync(db, settings, tmp_path / "nowhere")
+
+
+def test_a_file_replaced_by_a_broken_one_is_failed_with_its_reason_not_queued(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, sample_photos)
+    _sync(db, settings, folder)
+    broken = folder / "2024" / sample_photos[0].path.name
+    broken.write_bytes(broken.read_bytes()[:200])
+    found = _sync(db, settings, folder)
+    row = _rows(db)[broken.name]
+    assert found.changed_ids == [row.id] and not found.to_queue
+    assert row.status == ImageStatus.FAILED and found.failed[str(broken)] == row.error
 
 
 def test_link_loops_vanishing_and_unlisted_files_are_reported_and_nothing_is_lost(
