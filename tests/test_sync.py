@@ -276,3 +276,37 @@ def test_a_missing_image_is_not_queued_for_another_model(
     with db.session() as session:
         waiting = ids_without(session, model="ViT-B-16/openai")
     assert len(waiting) == 3 and missing[0] not in waiting
+
+
+def _too_deep(folder: Path) -> Path:
+    """A real folder whose path is longer than the system allows: it cannot be listed."""
+    fd = os.open(folder, os.O_RDONLY)
+    name = "d" * 250
+    try:
+        for _ in range(18):
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+    return folder / "/".join([name] * 18)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_what_it_held_is_not_missing(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, sample_photos)
+    _sync(db, settings, folder)
+    deep = _too_deep(folder)
+    with db.session() as session:
+        session.add(Image(sha256="f" * 64, path=str(deep / "kept.jpg"), original_name="kept.jpg",
+                          source="folder", file_size=1, status=ImageStatus.INDEXED))
+        session.commit()
+    try:
+        found = _sync(db, settings, folder)
+    finally:
+        shutil.rmtree(folder / ("d" * 250))
+    assert any("cannot list the folder" in reason for reason in found.failed.values())
+    assert found.unchanged == 4 and not found.missing_ids
+    assert _rows(db)["kept.jpg"].status == ImageStatus.INDEXED
