@@ -101,6 +101,23 @@ class Image(Base):
     )
 
 
+class DuplicateFile(Base):
+    """A file in a synced folder whose content is already stored as another image.
+
+    Remembered with its size and mtime so that the next sync need not read it again, and so
+    that the image can take this path if its own file goes.
+    """
+
+    __tablename__ = "duplicate_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    file_mtime: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (Index("duplicate_files_image_id_idx", "image_id"),)
+
+
 class Caption(Base):
     """A sentence describing an image (MS-COCO gives five per image)."""
 

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspected
 from clipseek.derivatives import display_copy_path, thumbnail_path
 from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
-from clipseek.models import Embedding, Image, ImageStatus
+from clipseek.models import DuplicateFile, Embedding, Image, ImageStatus
 
 # Progress: what the sync is doing now ("scanning", "reading", "recording") and how many files.
 OnStage = Callable[[str, int], None]
@@ -115,15 +116,24 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     known = {row.path: _Known(*row) for row in session.execute(
         select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status)
         .where(Image.path.startswith(_prefix(root), autoescape=True)))}
+    copies = {dup.path: dup for dup in session.scalars(
+        select(DuplicateFile).where(DuplicateFile.path.startswith(_prefix(root), autoescape=True)))}
     to_read: list[str] = []
     for path, stat in scan.files.items():
         row = known.get(path)
-        if row is None or row.size != stat.size or row.mtime != stat.mtime:
+        copy = copies.pop(path, None)
+        if row is None and copy is not None and (copy.file_size, copy.file_mtime) == (stat.size, stat.mtime):
+            report.unchanged += 1  # a second copy of a stored picture, already read once
+        elif row is None or row.size != stat.size or row.mtime != stat.mtime:
             to_read.append(path)
         elif row.status == ImageStatus.MISSING:
             _return(session, row.id, path, stat, model, report)
         else:
             report.unchanged += 1
+    # Copies that are gone or changed are forgotten; changed ones are read again below.
+    stale_copies = [path for path in copies if not scan.under_unlisted(path)]
+    if stale_copies:
+        session.execute(delete(DuplicateFile).where(DuplicateFile.path.in_(stale_copies)))
     gone = {path: row for path, row in known.items() if path not in scan.files
             and path not in scan.unreadable and not scan.under_unlisted(path)}
     if on_stage:
@@ -144,6 +154,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     if on_stage:
         on_stage("recording", len(fresh))
     _place_new(session, fresh, gone, model, report)
+    _move_to_copies(session, gone, report)
     _mark_missing(session, [row for row in gone.values() if row.status != ImageStatus.MISSING],
                   report)
     report.to_queue = sorted(set(report.new_ids) | set(report.to_queue))
@@ -214,7 +225,8 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
             continue
         if row.path not in gone and row.status != ImageStatus.MISSING \
                 and os.path.lexists(row.path):
-            report.duplicate_ids.append(row.id)  # the same picture in two places
+            _remember_copy(session, item, row.id)  # the same picture in two places
+            report.duplicate_ids.append(row.id)
             continue
         gone.pop(row.path, None)
         if row.status == ImageStatus.MISSING:
@@ -229,8 +241,39 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
     registered = register_inspected(session, unknown)
     report.new_ids += registered.new_ids
     report.duplicate_ids += registered.duplicate_ids
+    if registered.duplicate_ids:  # two copies among the new files: the one not stored is remembered
+        stored = {sha: (image_id, path) for image_id, sha, path in session.execute(
+            select(Image.id, Image.sha256, Image.path).where(Image.id.in_(registered.duplicate_ids)))}
+        for item in unknown:
+            image_id, path = stored.get(item.sha256, (0, ""))
+            if image_id and path != str(item.candidate.path):
+                _remember_copy(session, item, image_id)
     # Recorded as failed images with their reasons, as an import does.
     report.failed.update({str(item.candidate.path): item.error for item in unknown if item.error})
+
+
+def _remember_copy(session: Session, item: Inspected, image_id: int) -> None:
+    values = {"path": str(item.candidate.path), "image_id": image_id, "file_size": item.size,
+              "file_mtime": item.mtime or 0.0}
+    session.execute(pg_insert(DuplicateFile).values(**values).on_conflict_do_update(
+        index_elements=["path"], set_=values))
+
+
+def _move_to_copies(session: Session, gone: dict[str, _Known], report: SyncReport) -> None:
+    """Images whose file is gone but whose copy is still there take the copy's path."""
+    by_id = {row.id: path for path, row in gone.items() if row.status != ImageStatus.MISSING}
+    if not by_id:
+        return
+    for copy in session.scalars(select(DuplicateFile).where(DuplicateFile.image_id.in_(by_id))):
+        if copy.image_id not in by_id or not os.path.lexists(copy.path):
+            continue
+        row = gone.pop(by_id.pop(copy.image_id))
+        session.execute(update(Image).where(Image.id == row.id).values(
+            path=copy.path, original_name=Path(copy.path).name,
+            collection=str(Path(copy.path).parent), file_size=copy.file_size,
+            file_mtime=copy.file_mtime))
+        session.delete(copy)
+        report.moved_ids.append(row.id)
 
 
 def _mark_missing(session: Session, rows: Sequence[_Known], report: SyncReport) -> None:

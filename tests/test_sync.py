@@ -17,7 +17,7 @@ from clipseek.derivatives import thumbnail_path
 from clipseek.encoder import ClipEncoder
 from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
-from clipseek.models import Caption, Embedding, Image, ImageStatus
+from clipseek.models import Caption, DuplicateFile, Embedding, Image, ImageStatus
 from clipseek.queueing import ids_without
 from clipseek.search import count_searchable, search_images, similar_images
 from clipseek.settings import Settings
@@ -310,3 +310,27 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_what_it_held_is_not_miss
     assert any("cannot list the folder" in reason for reason in found.failed.values())
     assert found.unchanged == 4 and not found.missing_ids
     assert _rows(db)["kept.jpg"].status == ImageStatus.INDEXED
+
+
+def test_a_second_copy_is_read_once_and_takes_over_when_the_original_goes(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = _folder(tmp_path, sample_photos)
+    name = sample_photos[0].path.name
+    shutil.copy(folder / "2024" / name, folder / f"copy-{name}")
+    first = _sync(db, settings, folder)
+    assert len(first.new_ids) == 4 and len(first.duplicate_ids) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr("clipseek.sync.inspect_file", lambda *args: pytest.fail("a file was read"))
+        again = _sync(db, settings, folder)
+    assert again.unchanged == 5 and not again.duplicate_ids
+    copies = {str(folder / "2024" / name), str(folder / f"copy-{name}")}
+    (original,) = [r for r in _rows(db).values() if r.path in copies]
+    Path(original.path).unlink()
+    found = _sync(db, settings, folder)
+    (row,) = [r for r in _rows(db).values() if r.id == original.id]
+    assert found.moved_ids == [row.id] and not found.missing_ids
+    assert row.path == (copies - {original.path}).pop()
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DuplicateFile)) == 0

@@ -1,4 +1,4 @@
-"""A living library: the missing status, file size and mtime for re-syncs, and EXIF facts.
+"""A living library: the missing status, mtimes and known duplicates for re-syncs, EXIF facts.
 
 Revision ID: 0004
 Revises: 0003
@@ -38,15 +38,26 @@ def _status_check(statuses: Sequence[str]) -> None:
 
 
 def upgrade() -> None:
-    """Allow the missing status and add the sync and metadata columns."""
+    """Allow the missing status; add the sync and metadata columns and the duplicates' table."""
     _status_check(STATUSES)
     for name, kind in COLUMNS:
         op.add_column("images", sa.Column(name, kind, nullable=True))
     op.create_index("images_taken_at_idx", "images", ["taken_at"])
+    op.create_table(
+        "duplicate_files",
+        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("image_id", sa.BigInteger(), nullable=False),
+        sa.Column("file_size", sa.BigInteger(), nullable=False),
+        sa.Column("file_mtime", sa.Double(), nullable=False),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("path"),
+    )
+    op.create_index("duplicate_files_image_id_idx", "duplicate_files", ["image_id"])
 
 
 def downgrade() -> None:
-    """Drop the columns; missing images become failed so the old constraint holds."""
+    """Drop the table and columns; missing images become failed so the old constraint holds."""
+    op.drop_table("duplicate_files")
     op.drop_index("images_taken_at_idx", table_name="images")
     for name, _ in reversed(COLUMNS):
         op.drop_column("images", name)
