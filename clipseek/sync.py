@@ -121,8 +121,9 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     to_read: list[str] = []
     for path, stat in scan.files.items():
         row = known.get(path)
-        copy = copies.pop(path, None)
+        copy = copies.get(path)
         if row is None and copy is not None and (copy.file_size, copy.file_mtime) == (stat.size, stat.mtime):
+            del copies[path]
             report.unchanged += 1  # a second copy of a stored picture, already read once
         elif row is None or row.size != stat.size or row.mtime != stat.mtime:
             to_read.append(path)

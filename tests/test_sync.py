@@ -325,6 +325,12 @@ def test_a_second_copy_is_read_once_and_takes_over_when_the_original_goes(
         patched.setattr("clipseek.sync.inspect_file", lambda *args: pytest.fail("a file was read"))
         again = _sync(db, settings, folder)
     assert again.unchanged == 5 and not again.duplicate_ids
+    edited = folder / "edited.jpg"
+    shutil.copy(folder / "2024" / sample_photos[1].path.name, edited)
+    assert len(_sync(db, settings, folder).duplicate_ids) == 1
+    with PILImage.open(edited) as img:
+        img.convert("RGB").rotate(180).save(edited, format="JPEG")
+    assert len(_sync(db, settings, folder).new_ids) == 1  # no longer a copy: a picture of its own
     copies = {str(folder / "2024" / name), str(folder / f"copy-{name}")}
     (original,) = [r for r in _rows(db).values() if r.path in copies]
     Path(original.path).unlink()
@@ -333,4 +339,4 @@ def test_a_second_copy_is_read_once_and_takes_over_when_the_original_goes(
     assert found.moved_ids == [row.id] and not found.missing_ids
     assert row.path == (copies - {original.path}).pop()
     with db.session() as session:
-        assert session.scalar(select(func.count()).select_from(DuplicateFile)) == 0
+        assert session.scalar(select(func.count()).select_from(DuplicateFile)) == 0  # none left
