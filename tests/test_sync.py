@@ -34,11 +34,11 @@ def _folder(tmp_path: Path, samples: list[Candidate], count: int = 4) -> Path:
 
 
 def _sync(db: Database, settings: Settings, folder: Path, encoder: ClipEncoder | None = None, *,
-          allow_missing_root: bool = False) -> SyncReport:
+          allow_missing_root: bool = False, all_files: bool = False) -> SyncReport:
     with db.session() as session, decode_pool(settings) as pool:
         found = sync_folder(session, folder, model=settings.model,
                             max_pixels=settings.max_image_pixels, pool=pool,
-                            allow_missing_root=allow_missing_root)
+                            allow_missing_root=allow_missing_root, all_files=all_files)
         session.commit()
         if encoder is not None and found.to_queue:
             index_images(session, encoder, found.to_queue, pool=pool, batch_size=8,
@@ -340,3 +340,17 @@ def test_a_second_copy_is_read_once_and_takes_over_when_the_original_goes(
     assert row.path == (copies - {original.path}).pop()
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(DuplicateFile)) == 0  # none left
+
+
+def test_files_named_otherwise_are_counted_and_all_files_reads_them(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, sample_photos, count=1)
+    shutil.copy(sample_photos[1].path, folder / "DSC0001.raw-export")
+    (folder / "notes.txt").write_text("not a picture")
+    found = _sync(db, settings, folder)
+    assert found.skipped_by_extension == 2 and len(found.new_ids) == 1
+    found = _sync(db, settings, folder, all_files=True)
+    assert found.skipped_by_extension == 0 and len(found.new_ids) == 1
+    assert list(found.failed) == [str(folder / "notes.txt")]
+    assert _rows(db)["DSC0001.raw-export"].status == ImageStatus.REGISTERED
