@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from clipseek.imaging import ImageDecodeError, is_image_name, probe
+from clipseek.imaging import ImageDecodeError, is_image_name, probe_with_facts
+from clipseek.metadata import PhotoFacts
 from clipseek.models import Caption, Image, ImageStatus
 
 
@@ -45,13 +46,22 @@ class RegisterReport:
         self.already_known += other.already_known
 
 
-def discover_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Yield image files under the given folders (recursively, sorted) and the given files."""
+def discover_files(paths: Iterable[Path], *, all_files: bool = False,
+                   on_skipped: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield image files under the given folders (recursively, sorted) and the given files.
+
+    Files in folders not named like images are handed to `on_skipped`, or yielded too with
+    `all_files` (their content then decides).
+    """
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and is_image_name(child) and not child.name.startswith("."):
+                if not child.is_file() or child.name.startswith("."):
+                    continue
+                if all_files or is_image_name(child):
                     yield child.absolute()
+                elif on_skipped:
+                    on_skipped(child.absolute())
         elif path.exists():
             # A file named explicitly is registered whatever its name, so that a bad one is
             # reported as failed rather than silently ignored.
@@ -70,7 +80,9 @@ def sha256_of(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class _Inspected:
+class Inspected:
+    """One file as read: its hash, size, mtime, pixels, EXIF facts, or why it is unusable."""
+
     candidate: Candidate
     sha256: str
     size: int
@@ -78,20 +90,31 @@ class _Inspected:
     height: int | None
     format: str | None
     error: str | None
+    mtime: float | None = None
+    facts: PhotoFacts = field(default_factory=PhotoFacts)
+
+    def file_columns(self) -> dict[str, object]:
+        """What the images table records of the file's content: hash, size, pixels, EXIF."""
+        return {"sha256": self.sha256, "file_size": self.size, "file_mtime": self.mtime,
+                "width": self.width, "height": self.height, "format": self.format,
+                "error": self.error, **self.facts.columns()}
 
 
-def _inspect(candidate: Candidate, max_pixels: int) -> _Inspected:
+def inspect_file(candidate: Candidate, max_pixels: int) -> Inspected:
+    """Hash, stat and probe one file (reading its EXIF too); an unusable one carries the reason."""
     path = candidate.path
     try:
-        sha, size = sha256_of(path), path.stat().st_size
+        # Stat before hashing: a file edited meanwhile then looks changed to the next sync.
+        stat = path.stat()
+        sha, size, mtime = sha256_of(path), stat.st_size, stat.st_mtime
     except OSError as exc:
-        return _Inspected(candidate, hashlib.sha256(str(path).encode()).hexdigest(), 0,
+        return Inspected(candidate, hashlib.sha256(str(path).encode()).hexdigest(), 0,
                           None, None, None, f"cannot read the file ({exc.strerror or exc})")
     try:
-        info = probe(path, max_pixels=max_pixels)
+        info, facts = probe_with_facts(path, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        return _Inspected(candidate, sha, size, None, None, None, str(exc))
-    return _Inspected(candidate, sha, size, info.width, info.height, info.format, None)
+        return Inspected(candidate, sha, size, None, None, None, str(exc), mtime)
+    return Inspected(candidate, sha, size, info.width, info.height, info.format, None, mtime, facts)
 
 
 def stored_path(store: Path, sha256: str, suffix: str) -> Path:
@@ -118,7 +141,15 @@ def register_batch(
     known = set(session.scalars(select(Image.path).where(Image.path.in_(paths))))
     fresh = [c for c in candidates if str(c.path) not in known]
     report.already_known = len(candidates) - len(fresh)
-    inspected = list(pool.map(lambda c: _inspect(c, max_pixels), fresh))
+    inspected = list(pool.map(lambda c: inspect_file(c, max_pixels), fresh))
+    report.merge(register_inspected(session, inspected, copy_to=copy_to))
+    return report
+
+
+def register_inspected(session: Session, inspected: Sequence[Inspected], *,
+                       copy_to: Path | None = None) -> RegisterReport:
+    """Record files already read as images; known contents count as duplicates. The caller commits."""
+    report = RegisterReport()
     for item in inspected:
         image_id = _insert_image(session, item, copy_to)
         if image_id is None:
@@ -135,7 +166,7 @@ def register_batch(
     return report
 
 
-def _insert_image(session: Session, item: _Inspected, copy_to: Path | None) -> int | None:
+def _insert_image(session: Session, item: Inspected, copy_to: Path | None) -> int | None:
     path = item.candidate.path
     if copy_to is not None and item.error is None:
         target = stored_path(copy_to, item.sha256, path.suffix or ".img")
@@ -146,17 +177,12 @@ def _insert_image(session: Session, item: _Inspected, copy_to: Path | None) -> i
             tmp.replace(target)
         path = target
     values = {
-        "sha256": item.sha256,
+        **item.file_columns(),
         "path": str(path),
         "original_name": item.candidate.original_name or item.candidate.path.name,
         "source": item.candidate.source,
         "collection": item.candidate.collection,
-        "file_size": item.size,
-        "width": item.width,
-        "height": item.height,
-        "format": item.format,
         "status": ImageStatus.FAILED if item.error else ImageStatus.REGISTERED,
-        "error": item.error,
     }
     # ON CONFLICT keeps two concurrent imports of the same picture from failing each other.
     statement = (

@@ -10,15 +10,23 @@ from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+from clipseek.metadata import PhotoFacts, read_facts
 
 # CLIP's input normalisation (the statistics OpenAI trained with).
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 CLIP_SIZE = 224
 
+# Phones save HEIC: pillow-heif teaches Pillow to open it (Pillow reads AVIF itself). Only an
+# opener is registered here, which is cheap; a library decoder loads on the first such file.
+pillow_heif.register_heif_opener()
+
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif",
+     ".heic", ".heif", ".avif"}
 )
 DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 EXIF_TRANSPOSE = {
@@ -76,11 +84,17 @@ def _open(source: Path | IO[bytes]) -> Image.Image:
 
 def probe(path: Path, *, max_pixels: int) -> ImageInfo:
     """Read only the header: dimensions and format, or a reason the file is unusable."""
+    return probe_with_facts(path, max_pixels=max_pixels)[0]
+
+
+def probe_with_facts(path: Path, *, max_pixels: int) -> tuple[ImageInfo, PhotoFacts]:
+    """Like `probe`, also reading the photo's EXIF facts from the same open file."""
     with _open(path) as img:
         width, height = img.size
         fmt = img.format or "unknown"
+        facts = read_facts(img)
     _check_size(width, height, fmt, max_pixels)
-    return ImageInfo(width=width, height=height, format=fmt)
+    return ImageInfo(width=width, height=height, format=fmt), facts
 
 
 def _check_size(width: int, height: int, fmt: str, max_pixels: int) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -34,6 +35,9 @@ class ImageStatus(StrEnum):
     QUEUED = "queued"
     INDEXED = "indexed"
     FAILED = "failed"
+    # Its file is gone from the folder it was synced from: kept (with its embedding) in case
+    # it comes back, but out of every search until then.
+    MISSING = "missing"
 
 
 # Stored but neither indexed nor failed yet: waiting for the model.
@@ -67,6 +71,20 @@ class Image(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Seconds since the epoch as the file system reported them: a re-sync compares size and
+    # mtime with these instead of reading the file again.
+    file_mtime: Mapped[float | None] = mapped_column(Double)
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # From the photo's EXIF (clipseek.metadata): the camera's wall-clock time, without a zone,
+    # and its offset from UTC where the camera recorded one.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    taken_offset_minutes: Mapped[int | None] = mapped_column(Integer)
+    camera_make: Mapped[str | None] = mapped_column(Text)
+    camera_model: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Double)
+    longitude: Mapped[float | None] = mapped_column(Double)
+    display_width: Mapped[int | None] = mapped_column(Integer)
+    display_height: Mapped[int | None] = mapped_column(Integer)
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -79,7 +97,25 @@ class Image(Base):
         Index("images_status_idx", "status"),
         # Re-running an import skips files already registered without hashing them again.
         Index("images_path_idx", "path"),
+        Index("images_taken_at_idx", "taken_at"),
     )
+
+
+class DuplicateFile(Base):
+    """A file in a synced folder whose content is already stored as another image.
+
+    Remembered with its size and mtime so that the next sync need not read it again, and so
+    that the image can take this path if its own file goes.
+    """
+
+    __tablename__ = "duplicate_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    file_mtime: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (Index("duplicate_files_image_id_idx", "image_id"),)
 
 
 class Caption(Base):

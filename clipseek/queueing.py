@@ -56,9 +56,10 @@ def reset_failed(session: Session) -> list[int]:
 
 
 def ids_without(session: Session, *, model: str) -> list[int]:
-    """Every usable image that has no embedding from `model` yet."""
+    """Every usable image that has no embedding from `model` yet (a missing one has no file to read)."""
     return list(session.scalars(
-        select(Image.id).where(Image.status != ImageStatus.FAILED, lacks_embedding(model))
+        select(Image.id).where(Image.status.not_in((ImageStatus.FAILED, ImageStatus.MISSING)),
+                               lacks_embedding(model))
         .order_by(Image.id)))
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clipseek.broker import broker_client
+from clipseek.metadata import read_facts_from
+from clipseek.models import Image, ImageStatus
 from clipseek.queueing import Enqueue, ids_without, reset_failed
 from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 from clipseek.settings import Settings
@@ -52,3 +57,33 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
                                  batch_size=settings.batch_size, enqueue=enqueue)
     return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
+
+
+# Called after each committed batch with how many images have been read so far.
+OnFacts = Callable[[int], None]
+FACTS_BATCH = 200
+
+
+def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> int:
+    """Read EXIF facts into the rows registered before ClipSeek read them; return how many.
+
+    Rows without a display size have never been read (every readable picture has one);
+    missing files are left alone. Commits after each batch, so an interruption keeps the work.
+    """
+    done = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.path).where(Image.display_width.is_(None), Image.id > last_id,
+                                               Image.status != ImageStatus.MISSING)
+            .order_by(Image.id).limit(FACTS_BATCH)).all()
+        if not rows:
+            return done
+        for image_id, path in rows:
+            facts = read_facts_from(Path(path))
+            session.execute(update(Image).where(Image.id == image_id).values(**facts.columns()))
+        session.commit()
+        done += len(rows)
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(done)

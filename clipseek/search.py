@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from clipseek.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
-from clipseek.models import Caption, Embedding, EmbeddingCount, Image
+from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
 from clipseek.settings import DEFAULT_EF_SEARCH
 
 MAX_QUERY_CHARS = 1000
@@ -121,7 +121,8 @@ def rank_by_vector(
     session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
                          "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
     distance = Embedding.embedding.cosine_distance(vector)
-    statement = select(Embedding.image_id, distance.label("distance")).where(Embedding.model == model)
+    statement = select(Embedding.image_id, distance.label("distance")).where(
+        Embedding.model == model, Embedding.image_id.not_in(_missing_ids()))
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()
@@ -131,9 +132,22 @@ def rank_by_vector(
     return [(row.image_id, 1.0 - float(row.distance)) for row in rows], total
 
 
+def _missing_ids() -> Select[int]:
+    # Missing images keep their embeddings, so a file that comes back needs no model, but
+    # no search may show them: few are missing at a time, so this set is small and hashed once.
+    return select(Image.id).where(Image.status == ImageStatus.MISSING)
+
+
 def count_searchable(session: Session, model: str) -> int:
-    """How many images have an embedding from `model` (the number a search ranks)."""
-    return int(session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0)
+    """How many images have an embedding from `model` and a file (the number a search ranks).
+
+    The triggers' count includes missing images' embeddings; those few are counted and
+    taken off rather than counting the whole table.
+    """
+    embedded = session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0
+    missing = session.scalar(select(func.count()).select_from(Embedding).where(
+        Embedding.model == model, Embedding.image_id.in_(_missing_ids()))) or 0
+    return int(embedded) - int(missing)
 
 
 def hydrate(session: Session, ranked: list[tuple[int, float]], *, first_rank: int = 1) -> list[SearchHit]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.models import WAITING, EmbeddingCount, Image, ImageStatus
+from clipseek.search import count_searchable
 from clipseek.workers import WorkerState, worker_states
 
 
@@ -34,16 +35,13 @@ class StatusReport:
     workers: list[WorkerState] = field(default_factory=list)
     # Tasks waiting in the broker; None when it did not answer in time.
     queue_depth: int | None = None
+    # Images the active model has embedded and whose file is there (missing ones are not searched).
+    searchable: int = 0
 
     @property
     def images(self) -> int:
         """Every image ClipSeek knows, whatever its status."""
         return sum(self.by_status.values())
-
-    @property
-    def searchable(self) -> int:
-        """Images the active model has embedded."""
-        return self.embeddings_by_model.get(self.model, 0)
 
     @property
     def live_workers(self) -> list[WorkerState]:
@@ -85,7 +83,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
     return StatusReport(
         model=model, by_status=by_status, embeddings_by_model=per_model,
         recent_failures=[Failure(f.id, f.path, f.error, f.updated_at) for f in failures],
-        workers=worker_states(session), queue_depth=queue_depth)
+        workers=worker_states(session), queue_depth=queue_depth,
+        searchable=count_searchable(session, model))
 
 
 def count_pending(session: Session) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, manage, run, search
+from clipseek.cli import collection, database, library, manage, run, search
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -22,7 +22,8 @@ def cli(click_ctx: click.Context) -> None:
 
 
 for _command in (collection.ingest, collection.ingest_coco, collection.download_coco_command,
-                 collection.samples, collection.reindex, collection.status, search.search, search.demo,
+                 collection.samples, collection.reindex, collection.status, library.sync, library.prune,
+                 search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections):
     cli.add_command(_command)

@@ -17,6 +17,7 @@ from clipseek.cli.base import (
     random_warning,
     report,
 )
+from clipseek.cli.library import sync_paths
 from clipseek.cli.progress import StageBars, counting_bar, position_bar
 from clipseek.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.context import Context
@@ -27,9 +28,10 @@ from clipseek.ingest import ingest_queued
 from clipseek.models import ImageStatus
 from clipseek.named_collections import collection_name, folder_collection
 from clipseek.queueing import wait_until_indexed
-from clipseek.reindexing import reindex_images
+from clipseek.reindexing import backfill_metadata, reindex_images
 from clipseek.samples import write_sample_photos
 from clipseek.status import collection_status, count_by_status
+from clipseek.sync import is_known_folder
 from clipseek.workers import worker_states
 
 
@@ -38,20 +40,38 @@ from clipseek.workers import worker_states
 @click.option("--copy", is_flag=True, help="Copy the files into ClipSeek's image store.")
 @click.option("--collection", "collection_option", default=None,
               help="Put the images in this collection (default: the name of each folder given).")
+@click.option("--all-files", is_flag=True, help="Read every file in the folders, whatever its name says.")
 @import_options
 @pass_context
 def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option: str | None,
-           inline: bool, wait: bool, timeout: float, progress: bool) -> None:
-    """Register image files and folders (recursively) and index them."""
+           all_files: bool, inline: bool, wait: bool, timeout: float, progress: bool) -> None:
+    """Register image files and folders (recursively) and index them.
+
+    A folder imported before (and not copied) is synced instead: moved, changed and deleted
+    files are recognised as such, not registered again.
+    """
     chosen = None if collection_option is None else collection_name(collection_option)
+    with ctx.db.session() as session:
+        known = tuple(p for p in paths if not copy and p.is_dir() and is_known_folder(session, p))
+    if known:
+        queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline)
+        if wait and queued:
+            wait_for_indexing(ctx, queued, timeout=timeout, progress=progress)
+        paths = tuple(p for p in paths if p not in known)
+        if not paths:
+            return
+    skipped: list[Path] = []
     candidates = []
     for path in paths:
         try:
-            files = list(discover_files([path]))
+            files = list(discover_files([path], all_files=all_files, on_skipped=skipped.append))
         except FileNotFoundError as exc:
             raise ClipSeekError(str(exc)) from None
         name = chosen or folder_collection(path)
         candidates += [Candidate(path=p, source="folder", collection=name) for p in files]
+    if skipped:
+        click.echo(f"Skipped {len(skipped)} file(s) not named like images, e.g. "
+                   + ", ".join(p.name for p in skipped[:5]) + " (--all-files reads them all).")
     import_candidates(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress,
                       timeout=timeout)
 
@@ -111,13 +131,21 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="With --stale: instead, every image waiting longer than this many seconds.")
 @click.option("--failed", is_flag=True, help="Try failed images again.")
 @click.option("--model", default=None, help="Embed every image with this model (e.g. ViT-B-16/openai).")
+@click.option("--metadata", is_flag=True,
+              help="Read EXIF facts (date, camera, place) into images registered without them.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            wait: bool) -> None:
+            metadata: bool, wait: bool) -> None:
     """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model):
-        raise ClipSeekError("Say what to re-index: --stale, --failed or --model MODEL.")
+    if not (stale or failed or model or metadata):
+        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL or --metadata.")
+    if metadata:
+        with ctx.db.session() as session:
+            read = backfill_metadata(session)
+        click.echo(f"Read the EXIF facts of {read} image(s).")
+        if not (stale or failed or model):
+            return
     parse_model_id(model or ctx.settings.model)
     with ctx.db.session() as session, queue_errors(ctx):
         queued = reindex_images(session, settings=ctx.settings, enqueue=ctx.enqueue, stale=stale,

@@ -1,0 +1,89 @@
+"""Commands that keep folders and the database in step: sync and prune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clipseek.cli.base import pass_context, queue_errors, random_warning
+from clipseek.context import Context
+from clipseek.indexing import index_images
+from clipseek.ingest import decode_pool
+from clipseek.queueing import queue_for_indexing
+from clipseek.sync import SyncReport, prune_missing, sync_folder
+
+
+def sync_lines(folder: Path, found: SyncReport) -> list[str]:
+    """What one folder's sync did, as lines for a person."""
+    counts = found.counts()
+    lines = [f"{folder}: " + ", ".join(f"{n} {name}" for name, n in counts.items()) + "."]
+    if found.skipped_by_extension:
+        lines.append(f"  Skipped {found.skipped_by_extension} file(s) not named like images, e.g. "
+                     + ", ".join(Path(p).name for p in found.skipped_names)
+                     + " (--all-files reads them all).")
+    for path, reason in sorted(found.failed.items())[:10]:
+        lines.append(f"  failed {path}: {reason}")
+    if len(found.failed) > 10:
+        lines.append(f"  ... and {len(found.failed) - 10} more failure(s).")
+    return lines
+
+
+def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
+               allow_missing_root: bool, inline: bool = False) -> list[int]:
+    """Sync each folder, committing each, then queue (or index here) what needs the model.
+
+    Returns the ids handed to the workers.
+    """
+    settings = ctx.settings
+    queued: list[int] = []
+    with decode_pool(settings) as pool:
+        for folder in folders:
+            with ctx.db.session() as session:
+                found = sync_folder(session, folder, model=settings.model,
+                                    max_pixels=settings.max_image_pixels, pool=pool,
+                                    all_files=all_files, allow_missing_root=allow_missing_root)
+                session.commit()
+                for line in sync_lines(folder, found):
+                    click.echo(line)
+                if found.to_queue and inline:
+                    done = index_images(session, ctx.encoder, found.to_queue, pool=pool,
+                                        batch_size=settings.batch_size,
+                                        max_pixels=settings.max_image_pixels)
+                    click.echo(f"  Indexed {len(done.indexed)} image(s); {len(done.failed)} failed.")
+                elif found.to_queue:
+                    with queue_errors(ctx):
+                        queue_for_indexing(session, found.to_queue, model=settings.model,
+                                           batch_size=settings.batch_size, enqueue=ctx.enqueue)
+                    queued += found.to_queue
+    return queued
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--all-files", is_flag=True, help="Read every file, whatever its name says.")
+@click.option("--allow-missing-root", is_flag=True,
+              help="Mark everything missing when a folder itself is gone (not just unmounted).")
+@click.option("--inline", is_flag=True, help="Index in this process instead of through the workers.")
+@pass_context
+def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_root: bool,
+         inline: bool) -> None:
+    """Bring folders and the database in step: new, changed, moved, missing and returned files."""
+    random_warning(ctx)
+    queued = sync_paths(ctx, paths, all_files=all_files, allow_missing_root=allow_missing_root,
+                        inline=inline)
+    if queued:
+        click.echo(f"Queued {len(queued)} image(s) for the workers: run `clipseek worker` if none "
+                   "is running; `clipseek status` shows progress.")
+
+
+@click.command()
+@click.option("--older-than", type=click.IntRange(min=0), default=None, metavar="DAYS",
+              help="Only images missing for longer than this many days.")
+@pass_context
+def prune(ctx: Context, older_than: int | None) -> None:
+    """Forget missing images for good: their rows, embeddings and thumbnails (never your files)."""
+    with ctx.db.session() as session:
+        removed = prune_missing(session, thumbnails=ctx.settings.thumbnails, older_than_days=older_than)
+        session.commit()
+    click.echo(f"Removed {removed} missing image(s).")
