@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspected
-from clipseek.derivatives import display_copy_path, thumbnail_path
+from clipseek.deletion import Selection, delete_images
 from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
 from clipseek.models import DuplicateFile, Embedding, Image, ImageStatus
@@ -285,25 +285,18 @@ def _mark_missing(session: Session, rows: Sequence[_Known], report: SyncReport) 
     report.missing_ids += ids
 
 
-def remove_images(session: Session, image_ids: Sequence[int], *, thumbnails: Path) -> None:
-    """Delete images' rows (captions and embeddings go with them) and their cached derivatives.
+def prune_missing(session: Session, *, store: Path, thumbnails: Path,
+                  older_than_days: int | None = None) -> int:
+    """Remove for good the images missing for longer than `older_than_days` (all by default).
 
-    Never touches the files the images were read from. The caller commits.
+    Through the one deletion service, which commits: rows, captions, embeddings and derived
+    pictures go; the user's files are never touched.
     """
-    hashes = list(session.scalars(select(Image.sha256).where(Image.id.in_(image_ids))))
-    session.execute(delete(Image).where(Image.id.in_(image_ids)))
-    for sha in hashes:
-        thumbnail_path(thumbnails, sha).unlink(missing_ok=True)
-        display_copy_path(thumbnails, sha).unlink(missing_ok=True)
-
-
-def prune_missing(session: Session, *, thumbnails: Path, older_than_days: int | None = None) -> int:
-    """Remove for good the images missing for longer than `older_than_days` (all by default)."""
     statement = select(Image.id).where(Image.status == ImageStatus.MISSING)
     if older_than_days is not None:
         cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
         statement = statement.where(Image.missing_since < cutoff)
     ids = list(session.scalars(statement))
     if ids:
-        remove_images(session, ids, thumbnails=thumbnails)
+        delete_images(session, Selection(image_ids=tuple(ids)), store=store, thumbnails=thumbnails)
     return len(ids)

@@ -258,8 +258,9 @@ def test_prune_forgets_missing_images_but_never_touches_files(
     (folder / "2024" / name).rename(tmp_path / name)
     _sync(db, settings, folder)
     with db.session() as session:
-        assert prune_missing(session, thumbnails=settings.thumbnails, older_than_days=30) == 0
-        assert prune_missing(session, thumbnails=settings.thumbnails) == 1
+        store, thumbnails = settings.image_store, settings.thumbnails
+        assert prune_missing(session, store=store, thumbnails=thumbnails, older_than_days=30) == 0
+        assert prune_missing(session, store=store, thumbnails=thumbnails) == 1
         session.commit()
         assert session.scalar(select(func.count()).select_from(Caption)) == 0
     assert name not in _rows(db) and len(_rows(db)) == 3

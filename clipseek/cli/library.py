@@ -84,6 +84,7 @@ def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_r
 def prune(ctx: Context, older_than: int | None) -> None:
     """Forget missing images for good: their rows, embeddings and thumbnails (never your files)."""
     with ctx.db.session() as session:
-        removed = prune_missing(session, thumbnails=ctx.settings.thumbnails, older_than_days=older_than)
+        removed = prune_missing(session, store=ctx.settings.image_store, thumbnails=ctx.settings.thumbnails,
+                                older_than_days=older_than)
         session.commit()
     click.echo(f"Removed {removed} missing image(s).")
