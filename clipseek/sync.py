@@ -19,6 +19,7 @@ from clipseek.deletion import Selection, delete_images
 from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
 from clipseek.models import DuplicateFile, Embedding, Image, ImageStatus
+from clipseek.named_collections import folder_collection
 
 # Progress: what the sync is doing now ("scanning", "reading", "recording") and how many files.
 OnStage = Callable[[str, int], None]
@@ -97,8 +98,11 @@ def _check_root(session: Session, root: Path, allow_missing_root: bool) -> bool:
 
 def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
                 pool: ThreadPoolExecutor, all_files: bool = False, allow_missing_root: bool = False,
-                on_stage: OnStage | None = None) -> SyncReport:
+                collection: str | None = None, on_stage: OnStage | None = None) -> SyncReport:
     """Compare a folder with the database in one pass and record what changed. The caller commits.
+
+    New files go in `collection` (by default the folder's name, as an import names it); a
+    moved or returning image keeps the collection it has.
 
     Unchanged files (same size and mtime) are not read; new and changed ones are hashed and
     probed, so moves are recognised by content and keep their embeddings. Files that are
@@ -106,6 +110,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     the transaction ends, so two syncs of one folder run one after the other.
     """
     root = root.absolute()
+    new_collection = collection or folder_collection(root)
     lock_folder(session, root)
     walkable = _check_root(session, root, allow_missing_root)
     scan = scan_folder(root, all_files=all_files) if walkable else FolderScan()
@@ -139,7 +144,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
             and path not in scan.unreadable and not scan.under_unlisted(path)}
     if on_stage:
         on_stage("reading", len(to_read))
-    read = list(pool.map(lambda p: inspect_file(Candidate(Path(p), "folder", str(Path(p).parent)),
+    read = list(pool.map(lambda p: inspect_file(Candidate(Path(p), "folder", new_collection),
                                                 max_pixels), to_read))
     fresh: list[Inspected] = []
     for item in read:
@@ -172,7 +177,7 @@ def _return(session: Session, image_id: int, path: str, stat: FileStat, model: s
     """A missing image whose file is back: indexed again at once if it has its embedding."""
     embedded = _has_embedding(session, image_id, model)
     session.execute(update(Image).where(Image.id == image_id).values(
-        path=path, original_name=Path(path).name, collection=str(Path(path).parent),
+        path=path, original_name=Path(path).name,
         file_size=stat.size, file_mtime=stat.mtime, missing_since=None,
         status=ImageStatus.INDEXED if embedded else ImageStatus.REGISTERED))
     report.returned_ids.append(image_id)
@@ -234,7 +239,7 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
             _return(session, row.id, path, FileStat(item.size, item.mtime or 0.0), model, report)
         else:
             session.execute(update(Image).where(Image.id == row.id).values(
-                path=path, original_name=Path(path).name, collection=str(Path(path).parent),
+                path=path, original_name=Path(path).name,
                 file_size=item.size, file_mtime=item.mtime))
             report.moved_ids.append(row.id)
         # A second copy at another new path is then a duplicate of this one.
@@ -270,8 +275,7 @@ def _move_to_copies(session: Session, gone: dict[str, _Known], report: SyncRepor
             continue
         row = gone.pop(by_id.pop(copy.image_id))
         session.execute(update(Image).where(Image.id == row.id).values(
-            path=copy.path, original_name=Path(copy.path).name,
-            collection=str(Path(copy.path).parent), file_size=copy.file_size,
+            path=copy.path, original_name=Path(copy.path).name, file_size=copy.file_size,
             file_mtime=copy.file_mtime))
         session.delete(copy)
         report.moved_ids.append(row.id)

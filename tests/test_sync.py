@@ -34,11 +34,13 @@ def _folder(tmp_path: Path, samples: list[Candidate], count: int = 4) -> Path:
 
 
 def _sync(db: Database, settings: Settings, folder: Path, encoder: ClipEncoder | None = None, *,
-          allow_missing_root: bool = False, all_files: bool = False) -> SyncReport:
+          allow_missing_root: bool = False, all_files: bool = False,
+          collection: str | None = None) -> SyncReport:
     with db.session() as session, decode_pool(settings) as pool:
         found = sync_folder(session, folder, model=settings.model,
                             max_pixels=settings.max_image_pixels, pool=pool,
-                            allow_missing_root=allow_missing_root, all_files=all_files)
+                            allow_missing_root=allow_missing_root, all_files=all_files,
+                            collection=collection)
         session.commit()
         if encoder is not None and found.to_queue:
             index_images(session, encoder, found.to_queue, pool=pool, batch_size=8,
@@ -355,3 +357,16 @@ def test_files_named_otherwise_are_counted_and_all_files_reads_them(
     assert found.skipped_by_extension == 0 and len(found.new_ids) == 1
     assert list(found.failed) == [str(folder / "notes.txt")]
     assert _rows(db)["DSC0001.raw-export"].status == ImageStatus.REGISTERED
+
+
+def test_new_files_join_the_folders_collection_and_moved_ones_keep_theirs(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path, sample_photos, count=2)
+    _sync(db, settings, folder, collection="Holidays")
+    shutil.copy(sample_photos[2].path, folder / "2024" / "new.png")
+    (folder / "2024" / sample_photos[0].path.name).rename(folder / "moved.png")
+    _sync(db, settings, folder)
+    collections = {Path(path).name: row.collection for path, row in _rows(db).items()}
+    assert collections == {"moved.png": "Holidays", sample_photos[1].path.name: "Holidays",
+                           "new.png": "photos"}

@@ -54,7 +54,8 @@ def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option:
     with ctx.db.session() as session:
         known = tuple(p for p in paths if not copy and p.is_dir() and is_known_folder(session, p))
     if known:
-        queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline)
+        queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline,
+                            collection=chosen)
         if wait and queued:
             wait_for_indexing(ctx, queued, timeout=timeout, progress=progress)
         paths = tuple(p for p in paths if p not in known)

@@ -10,6 +10,7 @@ from clipseek.cli.base import pass_context, queue_errors, random_warning
 from clipseek.context import Context
 from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
+from clipseek.named_collections import collection_name
 from clipseek.queueing import queue_for_indexing
 from clipseek.sync import SyncReport, prune_missing, sync_folder
 
@@ -30,7 +31,7 @@ def sync_lines(folder: Path, found: SyncReport) -> list[str]:
 
 
 def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
-               allow_missing_root: bool, inline: bool = False) -> list[int]:
+               allow_missing_root: bool, inline: bool = False, collection: str | None = None) -> list[int]:
     """Sync each folder, committing each, then queue (or index here) what needs the model.
 
     Returns the ids handed to the workers.
@@ -42,7 +43,8 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
             with ctx.db.session() as session:
                 found = sync_folder(session, folder, model=settings.model,
                                     max_pixels=settings.max_image_pixels, pool=pool,
-                                    all_files=all_files, allow_missing_root=allow_missing_root)
+                                    all_files=all_files, allow_missing_root=allow_missing_root,
+                                    collection=collection)
                 session.commit()
                 for line in sync_lines(folder, found):
                     click.echo(line)
@@ -65,13 +67,16 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
 @click.option("--allow-missing-root", is_flag=True,
               help="Mark everything missing when a folder itself is gone (not just unmounted).")
 @click.option("--inline", is_flag=True, help="Index in this process instead of through the workers.")
+@click.option("--collection", "collection_option", default=None,
+              help="Put new images in this collection (default: the name of each folder given).")
 @pass_context
 def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_root: bool,
-         inline: bool) -> None:
+         inline: bool, collection_option: str | None) -> None:
     """Bring folders and the database in step: new, changed, moved, missing and returned files."""
     random_warning(ctx)
+    chosen = None if collection_option is None else collection_name(collection_option)
     queued = sync_paths(ctx, paths, all_files=all_files, allow_missing_root=allow_missing_root,
-                        inline=inline)
+                        inline=inline, collection=chosen)
     if queued:
         click.echo(f"Queued {len(queued)} image(s) for the workers: run `clipseek worker` if none "
                    "is running; `clipseek status` shows progress.")
