@@ -47,7 +47,7 @@ def test_ingest_names_the_collection_after_the_folder_unless_told(
     found = _collections(cli_env)
     assert set(found) == {"trips", "Family"}
     assert found["trips"]["images"] == 4 and found["trips"]["by_status"] == {
-        "registered": 0, "queued": 0, "indexed": 4, "failed": 0}
+        "registered": 0, "queued": 0, "indexed": 4, "failed": 0, "missing": 0}
     assert found["Family"]["by_status"]["queued"] == 2
     text = _run(cli_env, "collections").stdout
     assert "trips: 4 image(s) (indexed 4)" in text and "Family: 2 image(s) (queued 2)" in text
