@@ -105,8 +105,12 @@ def sample_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Candidate]:
 
 
 @pytest.fixture
-def cli_env(settings: Settings) -> dict[str, str]:
-    """Environment for running the `clipseek` command against the test's database."""
+def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment for running the `clipseek` command against the test's database.
+
+    A command run without REDIS_URL starts the embedded Redis in the test's home and leaves
+    it running, as it does for a user; the test's end stops it.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_",
                                                                       "REDIS_"))}
     env.update({
@@ -116,7 +120,8 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "CLIPSEEK_OFFLINE": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     })
-    return env
+    yield env
+    EmbeddedRedis(settings.home / "redis").stop()
 
 
 @pytest.fixture(scope="session")
