@@ -152,7 +152,10 @@ class Watchdog:
                 except ClipSeekError as exc:
                     self.say(f"The embedded {name} could not be started again: {exc}")
         worker = self.worker
-        if (worker is not None and worker.poll() is not None and not self._stop.is_set()
+        # Exit status 0 is a warm shutdown someone asked for (Ctrl-C reaches the whole process
+        # group): only a worker that crashed or was killed is replaced.
+        if (worker is not None and worker.poll() is not None and worker.returncode != 0
+                and not self._stop.is_set()
                 and time.monotonic() - self._last_worker_start >= self.worker_backoff_s):
             self.say(f"The worker stopped (exit status {worker.returncode}); starting another.")
             self._last_worker_start = time.monotonic()

@@ -174,8 +174,12 @@ def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
         pg.stop(mode="immediate")
         os.kill(int(broker.pidfile.read_text()), signal.SIGKILL)
         _wait_for(lambda: not broker.is_running(), 10, "Redis to die")
-        Watchdog([pg, broker], said.append).check()
+        stopped_on_purpose = subprocess.Popen(["true"])
+        stopped_on_purpose.wait()
+        watchdog = Watchdog([pg, broker], said.append, worker=stopped_on_purpose, worker_backoff_s=0)
+        watchdog.check()
         assert pg.is_running() and broker.is_running()
+        assert watchdog.worker is stopped_on_purpose  # a clean exit is not replaced
         assert "The embedded PostgreSQL is running again." in said
         assert "The embedded Redis is running again." in said
     finally:
