@@ -96,7 +96,8 @@ def test_api_delete_removes_an_upload_and_its_stored_file(client: FlaskClient, a
     assert gone.status_code == 404 and gone.get_json()["error"] == f"There is no image {ids[0]}."
     assert client.get("/api/collections").get_json() == {"collections": [
         {"name": "Garden", "images": 1,
-         "by_status": {"registered": 0, "queued": 1, "indexed": 0, "failed": 0}}]}
+         "by_status": {"registered": 0, "queued": 1, "indexed": 0, "failed": 0,
+                       "missing": 0}}]}
 
 
 def test_uploads_go_to_the_uploads_collection_unless_the_form_names_one(

@@ -114,7 +114,8 @@ def test_worker_indexes_good_images_once_and_fails_bad_ones(
     assert "No worker is running" not in out.stderr
     _assert_all_indexed_once(db)
     status = json.loads(_cli(worker_env, "status", "--json").stdout)
-    assert status["by_status"] == {"registered": 0, "queued": 0, "indexed": GOOD, "failed": 3}
+    assert status["by_status"] == {"registered": 0, "queued": 0, "indexed": GOOD, "failed": 3,
+                                   "missing": 0}
     assert status["queue_depth"] == 0 and len(status["workers"]) == 1
     assert {f["path"].rsplit("/", 1)[1] for f in status["recent_failures"]} == {
         "garbage.png", "notes.jpg", "truncated.jpg"}
