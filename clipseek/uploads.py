@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from clipseek.catalog import stored_path
 from clipseek.image_store import INCOMING, writing_to
-from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe
-from clipseek.models import Image
+from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe_with_facts
+from clipseek.models import Image, ImageStatus
 from clipseek.named_collections import UPLOADS
 from clipseek.queueing import Enqueue, queue_for_indexing
 
@@ -121,7 +121,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
     if existing is not None:
         return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
     try:
-        info = probe(tmp, max_pixels=max_pixels)
+        info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         return UploadOutcome(name, None, "rejected", f"not accepted: {exc}"), None
     suffix = Path(name).suffix.lower()
@@ -136,7 +136,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
                 pg_insert(Image).values(
                     sha256=sha, path=str(target), original_name=name, source="upload",
                     collection=collection, file_size=size, width=info.width, height=info.height,
-                    format=info.format, status="registered",
+                    format=info.format, status=ImageStatus.REGISTERED, **facts.columns(),
                 ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
             )
             if image_id is None:

@@ -142,3 +142,18 @@ def test_a_failed_commit_leaves_no_stored_file_behind(
     assert _rows(refusing_db) == {}
     assert _store_files(settings) == set()
     assert _incoming(settings) == []
+
+
+def test_an_upload_records_what_its_exif_says(client: FlaskClient, db: Database) -> None:
+    exif = PILImage.Exif()
+    exif[271], exif[272], exif[274] = "Apple", "iPhone 15", 6
+    exif.get_ifd(0x8769)[36867] = "2024:07:14 18:30:05"
+    out = io.BytesIO()
+    PILImage.fromarray(photo_array(4, (120, 160))).save(out, format="JPEG", exif=exif)
+    files = {"files": [(io.BytesIO(out.getvalue()), "phone.jpg")]}
+    response = client.post("/api/images", data=files, headers=API, content_type="multipart/form-data")
+    assert response.status_code == 202
+    row = _rows(db)["phone.jpg"]
+    assert (row.camera_make, row.camera_model) == ("Apple", "iPhone 15")
+    assert row.taken_at is not None and row.taken_at.isoformat() == "2024-07-14T18:30:05"
+    assert (row.width, row.height, row.display_width, row.display_height) == (160, 120, 120, 160)
