@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -13,6 +16,7 @@ from clipseek.ingest import decode_pool
 from clipseek.named_collections import collection_name
 from clipseek.queueing import queue_for_indexing
 from clipseek.sync import SyncReport, prune_missing, sync_folder
+from clipseek.watching import FolderWatcher
 
 
 def sync_lines(folder: Path, found: SyncReport) -> list[str]:
@@ -80,6 +84,47 @@ def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_r
     if queued:
         click.echo(f"Queued {len(queued)} image(s) for the workers: run `clipseek worker` if none "
                    "is running; `clipseek status` shows progress.")
+
+
+def start_watching(ctx: Context, folders: tuple[Path, ...], *, all_files: bool = False,
+                   inline: bool = False, collection: str | None = None) -> FolderWatcher:
+    """Sync the folders now, then again after each burst of changes in them, in a thread."""
+    sync_paths(ctx, folders, all_files=all_files, allow_missing_root=False, inline=inline,
+               collection=collection)
+
+    def changed(folder: Path) -> None:
+        sync_paths(ctx, (folder,), all_files=all_files, allow_missing_root=False, inline=inline,
+                   collection=collection)
+
+    watcher = FolderWatcher(folders, changed)
+    watcher.start()
+    click.echo("Watching " + ", ".join(str(f) for f in watcher.folders) + " for changes.")
+    return watcher
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--all-files", is_flag=True, help="Read every file, whatever its name says.")
+@click.option("--inline", is_flag=True, help="Index in this process instead of through the workers.")
+@click.option("--collection", "collection_option", default=None,
+              help="Put new images in this collection (default: the name of each folder given).")
+@pass_context
+def watch(ctx: Context, paths: tuple[Path, ...], all_files: bool, inline: bool,
+          collection_option: str | None) -> None:
+    """Keep folders in sync as files arrive, change, move or go; Ctrl-C stops."""
+    random_warning(ctx)
+    chosen = None if collection_option is None else collection_name(collection_option)
+    watcher = start_watching(ctx, paths, all_files=all_files, inline=inline, collection=chosen)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    stop.wait()
+    watcher.stop()
+    click.echo("Stopped watching.")
 
 
 @click.command()

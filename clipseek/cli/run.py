@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 
 import click
 
 from clipseek.cli.base import pass_context, queue_errors, random_warning, recover_image_store
+from clipseek.cli.library import start_watching
 from clipseek.context import Context
 from clipseek.ingest import ingest_queued
 from clipseek.launcher import (
@@ -25,6 +27,7 @@ from clipseek.model_loading import checkpoint_path
 from clipseek.recovery import scheduler_for
 from clipseek.samples import write_sample_photos
 from clipseek.status import count_images
+from clipseek.watching import FolderWatcher
 
 
 @click.command()
@@ -77,8 +80,11 @@ def fetch_weights(ctx: Context) -> None:
               help="Register the bundled sample photos when the collection is empty.")
 @click.option("--worker/--no-worker", "with_worker", default=True,
               help="Start a background worker too.")
+@click.option("--watch", "watched", multiple=True, type=click.Path(path_type=Path),
+              help="Keep this folder in sync while running (repeat for several).")
 @pass_context
-def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_worker: bool) -> None:
+def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_worker: bool,
+       watched: tuple[Path, ...]) -> None:
     """Run everything: database, queue, a worker and the web app; Ctrl-C stops it all."""
     host = host or ctx.settings.web_host
     port = port or ctx.settings.web_port
@@ -90,6 +96,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     services = Services(ctx)
     worker_process = None
     watchdog: Watchdog | None = None
+    watcher: FolderWatcher | None = None
     try:
         services.start(click.echo)
         recover_image_store(ctx)
@@ -104,9 +111,13 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
             worker_process = start_worker()
         watchdog = Watchdog(services.embedded, click.echo, worker=worker_process)
         watchdog.start()
+        if watched:
+            watcher = start_watching(ctx, watched)
         serve_until_stopped(ctx, host, port, click.echo)
     finally:
         click.echo("Stopping…")
+        if watcher is not None:
+            watcher.stop()
         if watchdog is not None:
             watchdog.stop()
             worker_process = watchdog.worker

@@ -1,0 +1,85 @@
+"""Watching folders: real file events, gathered into a few syncs, with `clipseek watch` end to end."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.models import Image, ImageStatus
+from clipseek.watching import FolderWatcher
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_burst_of_copies_becomes_a_few_syncs(sample_photos: list[Candidate], tmp_path: Path) -> None:
+    folder = tmp_path / "watched"
+    (folder / "deep").mkdir(parents=True)
+    calls: list[Path] = []
+    lock = threading.Lock()
+
+    def changed(where: Path) -> None:
+        with lock:
+            calls.append(where)
+
+    watcher = FolderWatcher([folder], changed, quiet_s=1.0, max_wait_s=30.0)
+    watcher.start()
+    try:
+        for n in range(60):
+            shutil.copy(sample_photos[n % len(sample_photos)].path, folder / "deep" / f"{n}.img")
+        _wait_for(lambda: bool(calls), 30, "the first sync")
+        time.sleep(2)  # quiet: nothing more is due
+        assert calls and len(calls) <= 3 and set(calls) == {folder}
+        before = len(calls)
+        (folder / "deep" / "0.img").unlink()
+        _wait_for(lambda: len(calls) > before, 30, "a sync after a deletion")
+    finally:
+        watcher.stop()
+
+
+def test_clipseek_watch_indexes_what_arrives_and_notices_what_goes(
+    cli_env: dict[str, str], db: Database, sample_photos: list[Candidate], tmp_path: Path
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(sample_photos[0].path, folder)
+    log = tmp_path / "watch.log"
+    with open(log, "w") as out:
+        watch = subprocess.Popen(["clipseek", "watch", str(folder), "--inline"], env=cli_env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+
+    def statuses() -> dict[str, str]:
+        with db.session() as s:
+            return {Path(i.path).name: i.status for i in s.scalars(select(Image))}
+
+    try:
+        _wait_for(lambda: "Watching" in log.read_text(), 120, "the watch to start")
+        assert statuses() == {sample_photos[0].path.name: ImageStatus.INDEXED}
+        arrived = sample_photos[1].path.name
+        shutil.copy(sample_photos[1].path, folder / arrived)
+        landed = time.monotonic()
+        _wait_for(lambda: statuses().get(arrived) == ImageStatus.INDEXED, 60, "the new photo to be indexed")
+        print(f"watch: landed to searchable in {time.monotonic() - landed:.1f} s (inline)")
+        (folder / arrived).unlink()
+        _wait_for(lambda: statuses().get(arrived) == ImageStatus.MISSING, 60, "the photo to be missing")
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=60) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert "Stopped watching." in log.read_text()
