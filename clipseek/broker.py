@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from clipseek.embedded_redis import EmbeddedRedis
+from clipseek.errors import ClipSeekError
 from clipseek.settings import Settings
 
 if TYPE_CHECKING:
@@ -130,13 +131,7 @@ def queue_depth(settings: Settings) -> int | None:
                 depth = int(client.llen(QUEUE))
             finally:
                 client.close()
-        except (redis.RedisError, OSError):
-            depth = None
-        except Exception as exc:  # the embedded Redis failing to start, say
-            from clipseek.errors import ClipSeekError
-
-            if not isinstance(exc, ClipSeekError):
-                raise
+        except (redis.RedisError, OSError, ClipSeekError):  # ClipSeekError: the embedded one cannot start
             depth = None
         _depth_cache[key] = (time.monotonic(), depth)
         return depth

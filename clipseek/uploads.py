@@ -181,7 +181,7 @@ def accept_uploads(
     One bad file never costs the others: each gets its own outcome. Every file in the store
     has its committed row: a file whose row cannot be written, or a whole upload whose commit
     fails, is removed again. If the queue cannot be reached, the images stay registered (the
-    periodic stale check queues them later).
+    recovery check of a worker started with --beat queues them within seconds of the broker coming back).
     """
     outcomes: list[UploadOutcome] = []
     placed: list[_Placed] = []
@@ -214,6 +214,6 @@ def accept_uploads(
     queue_for_indexing(session, registered_ids(outcomes), model=model, batch_size=batch_size,
                        enqueue=send)
     if unsent:
-        # Still recorded as queued: the workers' periodic stale check sends them again.
-        log.warning("uploads stored but not queued (%s); the stale check will queue them", unsent[0])
+        # Still recorded as queued: the recovery check sends them again once the broker answers.
+        log.warning("uploads stored but not queued (%s); the recovery check will queue them", unsent[0])
     return outcomes

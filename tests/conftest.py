@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from clipseek.catalog import Candidate
 from clipseek.db import Database, upgrade_schema
@@ -20,6 +22,7 @@ from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.encoder import ClipEncoder
 from clipseek.samples import write_sample_photos
 from clipseek.settings import RANDOM_MODEL, Settings
+from webapp import create_app
 
 TEMPLATE = "clipseek_template"
 _counter = itertools.count()
@@ -145,3 +148,17 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     client.flushall()
     client.close()
     return redis_server.url()
+
+
+@pytest.fixture
+def app(settings: Settings, redis_url: str) -> Iterator[Flask]:
+    """The web app on the test's database and Redis, in testing mode."""
+    application = create_app({"TESTING": True}, settings=settings.with_changes(redis_url=redis_url))
+    yield application
+    application.extensions["clipseek"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of `app`."""
+    return app.test_client()

@@ -1,4 +1,4 @@
-"""A local HTTP server with range support that can break connections midway."""
+"""Local HTTP servers: one with range support that can break connections midway, and the web app."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from werkzeug.serving import make_server
+
+from clipseek.settings import Settings
+from webapp import create_app
 
 
 @dataclass
@@ -67,3 +72,19 @@ def serve(files: Files) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def serve_app(settings: Settings) -> Iterator[int]:
+    """The web app for `settings` on werkzeug's threaded server (as `clipseek up` runs it); yield its port."""
+    app = create_app(settings=settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        app.extensions["clipseek"].close()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from clipseek.db import Database
 from clipseek.deletion import Selection, delete_images
 from clipseek.models import Embedding, Image, ImageStatus, WorkerBeat
 from clipseek.settings import Settings
+from tests.waiting import wait_for
 from tests.workers import WorkerProcess
 
 
@@ -26,14 +26,6 @@ def worker(cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iterator[
                             tmp_path / "worker.log")
     yield process
     process.stop()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _held(db: Database) -> list[int]:
@@ -64,7 +56,7 @@ def test_images_deleted_while_the_worker_embeds_them_leave_no_orphans_and_no_ret
 
     # Every other image of the task the worker holds right now, while it embeds them (the
     # import is one task; the worker writes its results 4 images at a time).
-    _wait_for(lambda: bool(_held(db)), 120, "the worker to take a task")
+    wait_for(lambda: bool(_held(db)), 120, "the worker to take a task")
     held = sorted(_held(db))
     delete(held[::2])
     assert deleted
@@ -76,7 +68,7 @@ def test_images_deleted_while_the_worker_embeds_them_leave_no_orphans_and_no_ret
             assert "Retry in" not in log, f"the worker retries a batch in vain:\n{log[-3000:]}"
             return (queue.llen("clipseek") == 0 and not _held(db)
                     and log.count(" received") == log.count("batch of "))
-        _wait_for(drained, 180, "the worker to finish every task")
+        wait_for(drained, 180, "the worker to finish every task")
     finally:
         queue.close()
 

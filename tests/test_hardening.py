@@ -12,22 +12,21 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from werkzeug.serving import make_server
 
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.recovery import SCHEDULER_LOCK
 from clipseek.settings import Settings
+from tests.httpserver import serve_app
+from tests.waiting import wait_for
 from tests.workers import WorkerProcess
-from webapp import create_app
 
 
 def _get(url: str, timeout: float) -> tuple[int, bytes]:
@@ -47,25 +46,12 @@ def hung_broker() -> Iterator[str]:
         yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
 
 
-@contextmanager
-def _serve(settings: Settings) -> Iterator[str]:
-    app = create_app(settings=settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        app.extensions["clipseek"].close()
-
-
 def test_a_burst_of_status_requests_against_a_hung_broker_leaves_search_working(
     settings: Settings, db: Database, hung_broker: str
 ) -> None:
-    with _serve(settings.with_changes(redis_url=hung_broker)) as base, \
+    with serve_app(settings.with_changes(redis_url=hung_broker)) as port, \
             ThreadPoolExecutor(max_workers=64) as pool:
+        base = f"http://127.0.0.1:{port}"
         statuses = [pool.submit(_get, f"{base}/api/status", 60) for _ in range(64)]
         time.sleep(0.5)  # the burst is in flight
         # Before: every status request held a database connection while it waited on the
@@ -85,14 +71,6 @@ def _advisory_holders(db: Database) -> int:
             {"hi": SCHEDULER_LOCK >> 32, "lo": SCHEDULER_LOCK & 0xFFFFFFFF}) or 0)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(p) for p in found.stdout.split()]
@@ -107,7 +85,7 @@ def test_workers_with_beat_elect_one_scheduler_and_leave_no_process_behind(
     try:
         first.wait_ready()
         second.wait_ready()
-        _wait_for(lambda: _advisory_holders(db) == 1, 30, "a scheduler to take the lock")
+        wait_for(lambda: _advisory_holders(db) == 1, 30, "a scheduler to take the lock")
         time.sleep(2)
         assert _advisory_holders(db) == 1  # never two
         # The scheduler is a thread: no process of its own to outlive the worker.
@@ -115,7 +93,7 @@ def test_workers_with_beat_elect_one_scheduler_and_leave_no_process_behind(
         leader, other = (first, second) if "now runs the recovery" in first.log.read_text() \
             else (second, first)
         leader.kill()
-        _wait_for(lambda: "now runs the recovery" in other.log.read_text(), 30,
+        wait_for(lambda: "now runs the recovery" in other.log.read_text(), 30,
                   "the other worker to take over the checks")
         assert _advisory_holders(db) == 1
     finally:
@@ -137,15 +115,15 @@ def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
                               stdout=out, stderr=subprocess.STDOUT)
     redis_server = EmbeddedRedis(home / "redis")
     try:
-        _wait_for(lambda: _get(f"http://127.0.0.1:{port}/api/status", 5)[0] == 200
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/api/status", 5)[0] == 200
                   if "ClipSeek is running" in log.read_text() else False, 120, "clipseek up")
-        _wait_for(lambda: len(_children(up.pid)) == 1, 30, "the worker")
+        wait_for(lambda: len(_children(up.pid)) == 1, 30, "the worker")
         (worker,) = _children(up.pid)
 
         pid = int(redis_server.pidfile.read_text())
         os.kill(pid, signal.SIGKILL)
         # The watchdog, or the worker's next call to the broker, starts it again.
-        _wait_for(lambda: redis_server.is_running() and int(redis_server.pidfile.read_text()) != pid,
+        wait_for(lambda: redis_server.is_running() and int(redis_server.pidfile.read_text()) != pid,
                   30, "Redis to run again")
         code, body = _get(f"http://127.0.0.1:{port}/api/status", 10)
         assert code == 200 and b'"queue_depth":0' in body.replace(b" ", b"")
@@ -153,7 +131,7 @@ def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
         os.kill(up.pid, signal.SIGKILL)
         up.wait(timeout=10)
         # Before: the worker went on running without its parent.
-        _wait_for(lambda: not Path(f"/proc/{worker}").exists(), 60, "the orphaned worker to stop")
+        wait_for(lambda: not Path(f"/proc/{worker}").exists(), 60, "the orphaned worker to stop")
     finally:
         if up.poll() is None:
             up.kill()
@@ -173,7 +151,7 @@ def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
         broker.ensure_running()
         pg.stop(mode="immediate")
         os.kill(int(broker.pidfile.read_text()), signal.SIGKILL)
-        _wait_for(lambda: not broker.is_running(), 10, "Redis to die")
+        wait_for(lambda: not broker.is_running(), 10, "Redis to die")
         stopped_on_purpose = subprocess.Popen(["true"])
         stopped_on_purpose.wait()
         watchdog = Watchdog([pg, broker], said.append, worker=stopped_on_purpose, worker_backoff_s=0)
@@ -220,7 +198,7 @@ def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
     # stores the first file, then waits on that row, with its own row not yet committed.
     blocker = db.engine.connect()
     try:
-        _wait_for(lambda: "ClipSeek is running" in log.read_text(), 120, "the web server")
+        wait_for(lambda: "ClipSeek is running" in log.read_text(), 120, "the web server")
         blocker.execute(text("INSERT INTO images (sha256, path, original_name, source, file_size) "
                              "VALUES (:sha, '/elsewhere.jpg', 'x.jpg', 'folder', 1)"),
                         {"sha": hashlib.sha256(second).hexdigest()})
@@ -233,7 +211,7 @@ def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
         def stored() -> list[Path]:
             return list(settings.image_store.rglob("*.jpg"))
 
-        _wait_for(lambda: len(stored()) == 1, 30, "the first file to be placed in the store")
+        wait_for(lambda: len(stored()) == 1, 30, "the first file to be placed in the store")
         server.kill()  # SIGKILL, mid-upload
         server.wait(timeout=10)
         killed = time.monotonic()
@@ -254,7 +232,7 @@ def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
         def indexed() -> list[str]:
             with db.session() as s:
                 return list(s.scalars(select(Image.path).where(Image.status == "indexed")))
-        _wait_for(lambda: indexed() == [str(orphan)], 120, "the orphan to be registered and indexed")
+        wait_for(lambda: indexed() == [str(orphan)], 120, "the orphan to be registered and indexed")
         print(f"recovery: web server SIGKILLed mid-upload: {time.monotonic() - killed:.1f} s "
               "(restart and model loading included)")
         assert not list((settings.image_store / ".incoming").glob("*"))

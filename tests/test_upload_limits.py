@@ -9,7 +9,6 @@ import select
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from clipseek.settings import Settings
+from tests.httpserver import serve_app
 from webapp import create_app
 
 MB = 1 << 20
@@ -54,15 +53,8 @@ def server_port(request: pytest.FixtureRequest, settings: Settings, redis_url: s
                 cli_env: dict[str, str]) -> Iterator[int]:
     """The web app on a loopback port: as `clipseek up` serves it, or as the container does."""
     if request.param == "werkzeug":
-        app = create_app(settings=settings.with_changes(redis_url=redis_url))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield int(server.server_address[1])
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        app.extensions["clipseek"].close()
+        with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+            yield port
         return
     port = _free_port()
     process = subprocess.Popen(

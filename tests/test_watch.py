@@ -7,7 +7,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,14 +15,7 @@ from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.models import Image, ImageStatus
 from clipseek.watching import FolderWatcher
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from tests.waiting import wait_for
 
 
 def test_a_burst_of_copies_becomes_a_few_syncs(sample_photos: list[Candidate], tmp_path: Path) -> None:
@@ -41,12 +33,12 @@ def test_a_burst_of_copies_becomes_a_few_syncs(sample_photos: list[Candidate], t
     try:
         for n in range(60):
             shutil.copy(sample_photos[n % len(sample_photos)].path, folder / "deep" / f"{n}.img")
-        _wait_for(lambda: bool(calls), 30, "the first sync")
+        wait_for(lambda: bool(calls), 30, "the first sync")
         time.sleep(2)  # quiet: nothing more is due
         assert calls and len(calls) <= 3 and set(calls) == {folder}
         before = len(calls)
         (folder / "deep" / "0.img").unlink()
-        _wait_for(lambda: len(calls) > before, 30, "a sync after a deletion")
+        wait_for(lambda: len(calls) > before, 30, "a sync after a deletion")
     finally:
         watcher.stop()
 
@@ -67,15 +59,15 @@ def test_clipseek_watch_indexes_what_arrives_and_notices_what_goes(
             return {Path(i.path).name: i.status for i in s.scalars(select(Image))}
 
     try:
-        _wait_for(lambda: "Watching" in log.read_text(), 120, "the watch to start")
+        wait_for(lambda: "Watching" in log.read_text(), 120, "the watch to start")
         assert statuses() == {sample_photos[0].path.name: ImageStatus.INDEXED}
         arrived = sample_photos[1].path.name
         shutil.copy(sample_photos[1].path, folder / arrived)
         landed = time.monotonic()
-        _wait_for(lambda: statuses().get(arrived) == ImageStatus.INDEXED, 60, "the new photo to be indexed")
+        wait_for(lambda: statuses().get(arrived) == ImageStatus.INDEXED, 60, "the new photo to be indexed")
         print(f"watch: landed to searchable in {time.monotonic() - landed:.1f} s (inline)")
         (folder / arrived).unlink()
-        _wait_for(lambda: statuses().get(arrived) == ImageStatus.MISSING, 60, "the photo to be missing")
+        wait_for(lambda: statuses().get(arrived) == ImageStatus.MISSING, 60, "the photo to be missing")
         watch.send_signal(signal.SIGINT)
         assert watch.wait(timeout=60) == 0
     finally:

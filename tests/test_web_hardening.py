@@ -31,18 +31,6 @@ _servers = itertools.count()
 
 
 @pytest.fixture
-def app(settings: Settings, redis_url: str) -> Iterator[Flask]:
-    application = create_app({"TESTING": True}, settings=settings.with_changes(redis_url=redis_url))
-    yield application
-    application.extensions["clipseek"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
 def image_id(db: Database) -> int:
     """A registered image (not indexed): enough for routes that check the id first."""
     with db.session() as session:

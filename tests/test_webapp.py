@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,8 @@ from clipseek.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.models import Image
 from clipseek.settings import Settings
 from tests.images import photo_array
-from webapp import create_app
 
 API = {"X-Requested-With": "test"}
-
-
-@pytest.fixture
-def app(settings: Settings, redis_url: str) -> Iterator[Flask]:
-    application = create_app({"TESTING": True}, settings=settings.with_changes(redis_url=redis_url))
-    yield application
-    application.extensions["clipseek"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture

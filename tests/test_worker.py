@@ -25,6 +25,7 @@ from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.models import Embedding, Image
 from clipseek.settings import Settings
 from tests.images import write_bad_files
+from tests.waiting import wait_for
 from tests.workers import WorkerProcess
 
 GOOD = 30
@@ -82,14 +83,6 @@ def _count(db: Database, *conditions: object) -> int:
         return int(s.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0)  # type: ignore[arg-type]
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _assert_all_indexed_once(db: Database) -> None:
     with db.session() as s:
         images = s.scalars(select(Image).where(Image.status != "failed")).all()
@@ -136,12 +129,12 @@ def test_worker_killed_mid_batch_is_recovered_long_before_the_visibility_timeout
     assert "Queued 31 image(s)" in out.stdout
     assert _count(db, Image.status == "queued") == 31
     first = start_worker(env=env)
-    _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+    wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
     first.kill()
     killed = time.monotonic()
     assert _count(db, Image.status == "indexed") < GOOD, "the kill came too late to test anything"
     start_worker(env=env, beat=True)
-    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+    wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
               "the killed worker's images to be indexed by the other one")
     _recovery_time("worker SIGKILLed mid-batch", time.monotonic() - killed)
     _assert_all_indexed_once(db)
@@ -173,7 +166,7 @@ def test_batch_survives_an_immediate_database_stop(
 ) -> None:
     worker = start_worker(beat=True)
     _cli(worker_env, "ingest", str(photo_folder), "--no-progress")
-    _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+    wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
     pg_server.stop(mode="immediate")  # no clean shutdown: crash recovery at the next start
     try:
         time.sleep(3)  # the worker's next write fails and its task is retried with backoff
@@ -181,7 +174,7 @@ def test_batch_survives_an_immediate_database_stop(
         pg_server.ensure_running()
     back = time.monotonic()
     db.engine.dispose()
-    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+    wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
               "the batch to be retried")
     _recovery_time("PostgreSQL stopped -m immediate mid-indexing", time.monotonic() - back)
     _assert_all_indexed_once(db)
@@ -197,14 +190,14 @@ def test_redis_killed_mid_indexing_and_its_queue_lost_is_recovered(
     try:
         start_worker(env=env, beat=True)
         _cli(env, "ingest", str(photo_folder), "--no-progress")
-        _wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
+        wait_for(lambda: _count(db, Image.status == "indexed") >= 4, 180, "a first batch")
         os.kill(int(broker.pidfile.read_text()), signal.SIGKILL)
         shutil.rmtree(broker.folder / "appendonlydir", ignore_errors=True)  # and its queue with it
         assert _count(db, Image.status == "indexed") < GOOD, "the kill came too late to test anything"
         time.sleep(3)
         broker.ensure_running()
         back = time.monotonic()
-        _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+        wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
                   "the lost queue to be refilled and indexed")
         _recovery_time("Redis SIGKILLed mid-indexing, queue lost", time.monotonic() - back)
         _assert_all_indexed_once(db)
@@ -234,7 +227,7 @@ def test_a_worker_with_beat_requeues_a_lost_queue_by_itself(
     client.close()
     lost = time.monotonic()
     worker = start_worker(beat=True)
-    _wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+    wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
               "the scheduler to queue the lost images again and the worker to index them")
     _recovery_time("queue flushed", time.monotonic() - lost)
     _assert_all_indexed_once(db)
@@ -256,7 +249,7 @@ def test_a_starting_worker_registers_and_indexes_files_a_killed_upload_left(
     for path in (left, temporary):
         os.utime(path, (hours_ago, hours_ago))
     start_worker()
-    _wait_for(lambda: _count(db, Image.status == "indexed") == 1, 120, "the recovered file to be indexed")
+    wait_for(lambda: _count(db, Image.status == "indexed") == 1, 120, "the recovered file to be indexed")
     with db.session() as s:
         assert s.scalars(select(Image.path)).all() == [str(left)]
     assert not temporary.exists()

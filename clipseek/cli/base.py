@@ -58,7 +58,7 @@ def recover_image_store(ctx: Context) -> None:
                                batch_size=settings.batch_size, enqueue=ctx.enqueue)
         except (BrokerError, OSError) as exc:
             click.echo(f"The recovered images are registered but not queued ({exc}); the "
-                       "periodic stale check will queue them.", err=True)
+                       "recovery check queues them once the broker answers.", err=True)
 
 
 class queue_errors:
