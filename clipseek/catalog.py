@@ -79,6 +79,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def unread_key(path: Path) -> str:
+    """What stands in for the content hash of a file that could not be read: its path's hash.
+
+    Unique like a content hash, so the failed file still gets its row and its reason.
+    """
+    return hashlib.sha256(str(path).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Inspected:
     """One file as read: its hash, size, mtime, pixels, EXIF facts, or why it is unusable."""
@@ -108,7 +116,7 @@ def inspect_file(candidate: Candidate, max_pixels: int) -> Inspected:
         stat = path.stat()
         sha, size, mtime = sha256_of(path), stat.st_size, stat.st_mtime
     except OSError as exc:
-        return Inspected(candidate, hashlib.sha256(str(path).encode()).hexdigest(), 0,
+        return Inspected(candidate, unread_key(path), 0,
                           None, None, None, f"cannot read the file ({exc.strerror or exc})")
     try:
         info, facts = probe_with_facts(path, max_pixels=max_pixels)

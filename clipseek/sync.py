@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspected
+from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
@@ -188,7 +188,7 @@ def _return(session: Session, image_id: int, path: str, stat: FileStat, model: s
 def _reread(session: Session, row: _Known, item: Inspected, model: str, report: SyncReport) -> None:
     """A known path whose size or mtime changed: same content, or a new picture to index."""
     path = str(item.candidate.path)
-    if item.error and item.sha256 == hashlib.sha256(path.encode()).hexdigest():
+    if item.error and item.sha256 == unread_key(Path(path)):
         report.failed[path] = item.error  # unreadable now: keep what is recorded
         return
     if item.sha256 == row.sha256:
