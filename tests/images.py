@@ -49,3 +49,61 @@ def encoded(img: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     img.save(out, format=fmt)
     return out.getvalue()
+
+
+XMP_TEMPLATE = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Image::ExifTool 12.76">'
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">{}</rdf:Description>'
+    "</rdf:RDF></x:xmpmeta>"
+    '<?xpacket end="w"?>'
+)
+
+
+def xmp_packet(title: str | None = None, description: str | None = None,
+               keywords: tuple[str, ...] = ()) -> bytes:
+    """An XMP packet laid out as exiftool writes one, with Dublin Core title, description, subject."""
+    from xml.sax.saxutils import escape
+
+    parts = []
+    for name, value in (("title", title), ("description", description)):
+        if value is not None:
+            parts.append(f'<dc:{name}><rdf:Alt><rdf:li xml:lang="x-default">{escape(value)}</rdf:li>'
+                         f"</rdf:Alt></dc:{name}>")
+    if keywords:
+        items = "".join(f"<rdf:li>{escape(k)}</rdf:li>" for k in keywords)
+        parts.append(f"<dc:subject><rdf:Bag>{items}</rdf:Bag></dc:subject>")
+    return XMP_TEMPLATE.format("".join(parts)).encode("utf-8")
+
+
+def photo_with_text(path: Path, *, seed: int = 0, description: str | bytes | None = None,
+                    xp: dict[int, str] | None = None, user_comment: bytes | None = None,
+                    make: str | None = None, model: str | None = None, xmp: bytes | None = None) -> Path:
+    """A real photo (JPEG, PNG, WebP or TIFF by its suffix) whose EXIF and XMP carry the given text.
+
+    `xp` maps Windows XP tag numbers (0x9C9B title, ...) to their text, stored as UTF-16LE.
+    """
+    img = Image.fromarray(photo_array(seed, (120, 160)))
+    exif = Image.Exif()
+    if description is not None:
+        exif[270] = description
+    for tag, text in (xp or {}).items():
+        exif[tag] = text.encode("utf-16-le") + b"\0\0"
+    if make:
+        exif[271] = make
+    if model:
+        exif[272] = model
+    if user_comment is not None:
+        exif.get_ifd(0x8769)[0x9286] = user_comment
+    options: dict[str, object] = {"exif": exif.tobytes()}
+    if xmp is not None and path.suffix.lower() == ".png":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+        options["pnginfo"] = info
+    elif xmp is not None:
+        options["xmp"] = xmp
+    img.save(path, **options)
+    return path
