@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -96,7 +97,7 @@ def photo_with_text(path: Path, *, seed: int = 0, description: str | bytes | Non
         exif[272] = model
     if user_comment is not None:
         exif.get_ifd(0x8769)[0x9286] = user_comment
-    options: dict[str, object] = {"exif": exif.tobytes()}
+    options: dict[str, Any] = {"exif": exif.tobytes()}
     if xmp is not None and path.suffix.lower() == ".png":
         from PIL import PngImagePlugin
 
