@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from clipseek.captions import add_derived_captions
 from clipseek.imaging import ImageDecodeError, is_image_name, probe_with_facts
 from clipseek.metadata import PhotoFacts
 from clipseek.models import Caption, Image, ImageStatus
@@ -170,8 +171,16 @@ def register_inspected(session: Session, inspected: Sequence[Inspected], *,
                 {"image_id": image_id, "text": text, "source": item.candidate.source}
                 for text in item.candidate.captions
             ])
+        elif item.error is None:
+            # Pictures that arrive without captions (folders, uploads) speak through their
+            # name and their own EXIF/XMP text; those with captions (COCO) keep only theirs.
+            add_derived_captions(session, image_id, name=_name(item), text=item.facts.text)
         (report.failed_ids if item.error else report.new_ids).append(image_id)
     return report
+
+
+def _name(item: Inspected) -> str:
+    return item.candidate.original_name or item.candidate.path.name
 
 
 def _insert_image(session: Session, item: Inspected, copy_to: Path | None) -> int | None:
@@ -187,7 +196,7 @@ def _insert_image(session: Session, item: Inspected, copy_to: Path | None) -> in
     values = {
         **item.file_columns(),
         "path": str(path),
-        "original_name": item.candidate.original_name or item.candidate.path.name,
+        "original_name": _name(item),
         "source": item.candidate.source,
         "collection": item.candidate.collection,
         "status": ImageStatus.FAILED if item.error else ImageStatus.REGISTERED,

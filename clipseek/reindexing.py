@@ -6,12 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.broker import broker_client
+from clipseek.captions import add_derived_captions
 from clipseek.metadata import read_facts_from
-from clipseek.models import Image, ImageStatus
+from clipseek.models import Caption, Image, ImageStatus
 from clipseek.queueing import Enqueue, ids_without, reset_failed
 from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 from clipseek.settings import Settings
@@ -87,3 +88,32 @@ def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> i
         last_id = rows[-1].id
         if on_batch:
             on_batch(done)
+
+
+def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> tuple[int, int]:
+    """Derive captions (file name, EXIF and XMP text) for images that have none; return (read, captioned).
+
+    An image with any caption, derived or written, is left alone, so a second run reads
+    only the pictures that say nothing. Missing and failed files are skipped. Commits after
+    each batch, so an interruption keeps the work.
+    """
+    read = captioned = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.path, Image.original_name)
+            .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
+                   ~exists().where(Caption.image_id == Image.id))
+            .order_by(Image.id).limit(FACTS_BATCH)).all()
+        if not rows:
+            return read, captioned
+        for image_id, path, name in rows:
+            facts = read_facts_from(Path(path))
+            add_derived_captions(session, image_id, name=name, text=facts.text)
+        session.commit()
+        read += len(rows)
+        captioned += len(set(session.scalars(select(Caption.image_id).where(
+            Caption.image_id.in_([row.id for row in rows])))))
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(read)

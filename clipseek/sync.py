@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from clipseek.captions import replace_derived_captions
 from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import ClipSeekError
@@ -208,6 +209,7 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
     session.execute(update(Image).where(Image.id == row.id).values(
         **item.file_columns(), missing_since=None, attempts=0, indexed_at=None,
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
+    replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
     report.changed_ids.append(row.id)
     if item.error:
         report.failed[path] = item.error
@@ -242,6 +244,8 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
                 path=path, original_name=Path(path).name,
                 file_size=item.size, file_mtime=item.mtime))
             report.moved_ids.append(row.id)
+        if Path(row.path).name != Path(path).name:  # renamed: its name may say something else now
+            replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
         # A second copy at another new path is then a duplicate of this one.
         by_hash[item.sha256] = _Known(row.id, path, row.sha256, item.size, item.mtime, "moved")
     registered = register_inspected(session, unknown)
@@ -277,6 +281,8 @@ def _move_to_copies(session: Session, gone: dict[str, _Known], report: SyncRepor
         session.execute(update(Image).where(Image.id == row.id).values(
             path=copy.path, original_name=Path(copy.path).name, file_size=copy.file_size,
             file_mtime=copy.file_mtime))
+        if Path(row.path).name != Path(copy.path).name:
+            replace_derived_captions(session, row.id, name=Path(copy.path).name, text=None)
         session.delete(copy)
         report.moved_ids.append(row.id)
 

@@ -28,7 +28,7 @@ from clipseek.ingest import ingest_queued
 from clipseek.models import ImageStatus
 from clipseek.named_collections import collection_name, folder_collection
 from clipseek.queueing import wait_until_indexed
-from clipseek.reindexing import backfill_metadata, reindex_images
+from clipseek.reindexing import backfill_captions, backfill_metadata, reindex_images
 from clipseek.samples import write_sample_photos
 from clipseek.status import collection_status, count_by_status
 from clipseek.sync import is_known_folder
@@ -134,19 +134,27 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
 @click.option("--model", default=None, help="Embed every image with this model (e.g. ViT-B-16/openai).")
 @click.option("--metadata", is_flag=True,
               help="Read EXIF facts (date, camera, place) into images registered without them.")
+@click.option("--captions", is_flag=True,
+              help="Give images without captions those of their file name and EXIF/XMP text.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, wait: bool) -> None:
+            metadata: bool, captions: bool, wait: bool) -> None:
     """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata):
-        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL or --metadata.")
+    if not (stale or failed or model or metadata or captions):
+        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata "
+                            "or --captions.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
         click.echo(f"Read the EXIF facts of {read} image(s).")
-        if not (stale or failed or model):
-            return
+    if captions:
+        with ctx.db.session() as session:
+            read, captioned = backfill_captions(session)
+        click.echo(f"Read the caption text of {read} image(s) without captions; "
+                   f"{captioned} have captions now.")
+    if not (stale or failed or model):
+        return
     parse_model_id(model or ctx.settings.model)
     with ctx.db.session() as session, queue_errors(ctx):
         queued = reindex_images(session, settings=ctx.settings, enqueue=ctx.enqueue, stale=stale,
