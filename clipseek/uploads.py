@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from clipseek.captions import add_derived_captions
 from clipseek.catalog import stored_path
 from clipseek.image_store import INCOMING, writing_to
 from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe_with_facts
@@ -142,6 +143,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
             if image_id is None:
                 return UploadOutcome(name, session.scalar(select(Image.id).where(Image.sha256 == sha)),
                                      "duplicate", "already in the collection"), None
+            add_derived_captions(session, image_id, name=name, text=facts.text)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp.replace(target)
             placed = _Placed(target, target.stat().st_ino)

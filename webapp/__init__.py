@@ -26,7 +26,19 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the Flask app for `settings` (from the environment by default)."""
-    from webapp import api, csrf, db_session, errors, files, pages, params, security, upload_limits, uploads
+    from webapp import (
+        api,
+        captions,
+        csrf,
+        db_session,
+        errors,
+        files,
+        pages,
+        params,
+        security,
+        upload_limits,
+        uploads,
+    )
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -60,4 +72,5 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(files.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(captions.bp)
     return app

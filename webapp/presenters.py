@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import url_for
 
+from clipseek.captions import caption_dict
 from clipseek.models import Image
 from clipseek.search import SearchHit, SearchPage
 
@@ -37,6 +38,8 @@ def image_dict(image: Image) -> dict[str, Any]:
         "collection": image.collection, "width": image.width, "height": image.height,
         "format": image.format, "file_size": image.file_size, "sha256": image.sha256,
         "captions": [c.text for c in image.captions],
+        # The same captions with their ids and where each came from, for editing them.
+        "caption_details": [caption_dict(c) for c in image.captions],
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "thumbnail_url": url_for("files.thumbnail", image_id=image.id),

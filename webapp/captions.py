@@ -1,0 +1,94 @@
+"""Adding, editing and deleting captions: forms on the image page, and the JSON API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from clipseek.captions import (
+    CaptionText,
+    add_caption,
+    caption_dict,
+    delete_caption,
+    edit_caption,
+    parse_caption_text,
+)
+from clipseek.models import Caption
+from webapp.db_session import get_session
+
+bp = Blueprint("captions", __name__)
+
+
+def _json_text() -> CaptionText:
+    """The "text" of a JSON body; anything else is answered with one sentence."""
+    body = request.get_json(silent=True)
+    return parse_caption_text(body.get("text") if isinstance(body, dict) else None)
+
+
+def _found(caption: Caption | None, caption_id: int) -> Caption:
+    if caption is None:
+        abort(404, description=f"There is no caption {caption_id}.")
+    return caption
+
+
+def _back_to(image_id: int) -> Response:
+    # 303: the browser shows the image page with GET, so reloading it sends nothing again.
+    return redirect(url_for("pages.image", image_id=image_id, _anchor="captions"), code=303)
+
+
+@bp.post("/api/images/<int:image_id>/captions")
+def api_add(image_id: int) -> tuple[Response, int]:
+    """POST /api/images/<id>/captions {"text": ...} : add a person's caption; 201 with it."""
+    text = _json_text()
+    caption = add_caption(get_session(), image_id=image_id, text=text)
+    if caption is None:
+        abort(404, description=f"There is no image {image_id}.")
+    get_session().commit()
+    return jsonify(caption_dict(caption)), 201
+
+
+@bp.put("/api/captions/<int:caption_id>")
+def api_edit(caption_id: int) -> Response:
+    """PUT /api/captions/<id> {"text": ...} : change a caption's text (it becomes the user's)."""
+    text = _json_text()
+    caption = _found(edit_caption(get_session(), caption_id=caption_id, text=text), caption_id)
+    get_session().commit()
+    return jsonify(caption_dict(caption))
+
+
+@bp.delete("/api/captions/<int:caption_id>")
+def api_delete(caption_id: int) -> Response:
+    """DELETE /api/captions/<id> : remove a caption; answers with the removed one."""
+    caption = _found(delete_caption(get_session(), caption_id=caption_id), caption_id)
+    removed = caption_dict(caption)
+    get_session().commit()
+    return jsonify(removed)
+
+
+@bp.post("/image/<int:image_id>/captions")
+def add(image_id: int) -> Response:
+    """The image page's "Add caption" form."""
+    text = parse_caption_text(request.form.get("text", ""))
+    if add_caption(get_session(), image_id=image_id, text=text) is None:
+        abort(404, description=f"There is no image {image_id}.")
+    get_session().commit()
+    return _back_to(image_id)
+
+
+@bp.post("/captions/<int:caption_id>/edit")
+def edit(caption_id: int) -> Response:
+    """A caption's "Save" form on the image page."""
+    text = parse_caption_text(request.form.get("text", ""))
+    caption = _found(edit_caption(get_session(), caption_id=caption_id, text=text), caption_id)
+    image_id = caption.image_id
+    get_session().commit()
+    return _back_to(image_id)
+
+
+@bp.post("/captions/<int:caption_id>/delete")
+def delete(caption_id: int) -> Response:
+    """A caption's "Delete" button on the image page."""
+    caption = _found(delete_caption(get_session(), caption_id=caption_id), caption_id)
+    image_id = caption.image_id
+    get_session().commit()
+    return _back_to(image_id)
