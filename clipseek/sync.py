@@ -209,7 +209,8 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
     session.execute(update(Image).where(Image.id == row.id).values(
         **item.file_columns(), missing_since=None, attempts=0, indexed_at=None,
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
-    replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
+    if not item.error:  # a broken file says nothing new; it is read again once mended
+        replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
     report.changed_ids.append(row.id)
     if item.error:
         report.failed[path] = item.error

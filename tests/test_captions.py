@@ -3,7 +3,9 @@ after an edit or a rename, and for images registered before ClipSeek read them."
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -68,10 +70,17 @@ def test_a_folder_import_takes_captions_from_names_and_the_photos_own_text(
 
 
 def test_pictures_that_arrive_with_captions_keep_only_theirs(
-    db: Database, settings: Settings, sample_photos: list[Candidate],
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
 ) -> None:
-    _register(db, settings, sample_photos[1:2])
-    assert _captions(db) == {"coffee.jpg": [("samples", "a cup of coffee on a saucer with a spoon")]}
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    coffee = Path(shutil.copy(sample_photos[1].path, folder))
+    _register(db, settings, [replace(sample_photos[1], path=coffee)])
+    expected = {"coffee.jpg": [("samples", "a cup of coffee on a saucer with a spoon")]}
+    assert _captions(db) == expected
+    photo_with_text(coffee, description="Espresso")  # edited, then synced: still only its own
+    _sync(db, settings, folder)
+    assert _captions(db) == expected
 
 
 def test_a_sync_after_an_edit_replaces_derived_captions_but_keeps_peoples(
