@@ -97,6 +97,8 @@ def test_bad_caption_requests_get_one_sentence(client: FlaskClient, image_id: in
         (client.put("/api/captions/999999", headers=API, json={"text": "hi"}), 404,
          "There is no caption 999999."),
         (client.delete("/api/captions/999999", headers=API), 404, "There is no caption 999999."),
+        (client.delete("/api/captions/99999999999999999999", headers=API), 404,
+         "There is no caption 99999999999999999999."),
         (client.post(url, json={"text": "hi"}), 400,
          "The form expired or came from another site; reload the page and try again."),
     ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, redirect, request, url_for
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
 from clipseek.captions import (
@@ -15,8 +17,27 @@ from clipseek.captions import (
 )
 from clipseek.models import Caption
 from webapp.db_session import get_session
+from webapp.params import MAX_IMAGE_ID
 
 bp = Blueprint("captions", __name__)
+
+
+class CaptionIdConverter(BaseConverter):
+    """A caption id in a URL (a bigint like image ids), or a 404 that says it is no caption."""
+
+    regex = r"[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        """The id, or a 404 for a number no caption can have."""
+        if len(value) > len(str(MAX_IMAGE_ID)) or int(value) > MAX_IMAGE_ID:
+            abort(404, description=f"There is no caption {value[:20]}.")
+        return int(value)
+
+
+@bp.record_once
+def _add_converter(state: BlueprintSetupState) -> None:
+    # Recorded before the routes below, so the converter exists when they are added.
+    state.app.url_map.converters["caption_id"] = CaptionIdConverter
 
 
 def _json_text() -> CaptionText:
@@ -47,7 +68,7 @@ def api_add(image_id: int) -> tuple[Response, int]:
     return jsonify(caption_dict(caption)), 201
 
 
-@bp.put("/api/captions/<int:caption_id>")
+@bp.put("/api/captions/<caption_id:caption_id>")
 def api_edit(caption_id: int) -> Response:
     """PUT /api/captions/<id> {"text": ...} : change a caption's text (it becomes the user's)."""
     text = _json_text()
@@ -56,7 +77,7 @@ def api_edit(caption_id: int) -> Response:
     return jsonify(caption_dict(caption))
 
 
-@bp.delete("/api/captions/<int:caption_id>")
+@bp.delete("/api/captions/<caption_id:caption_id>")
 def api_delete(caption_id: int) -> Response:
     """DELETE /api/captions/<id> : remove a caption; answers with the removed one."""
     caption = _found(delete_caption(get_session(), caption_id=caption_id), caption_id)
@@ -75,7 +96,7 @@ def add(image_id: int) -> Response:
     return _back_to(image_id)
 
 
-@bp.post("/captions/<int:caption_id>/edit")
+@bp.post("/captions/<caption_id:caption_id>/edit")
 def edit(caption_id: int) -> Response:
     """A caption's "Save" form on the image page."""
     text = parse_caption_text(request.form.get("text", ""))
@@ -85,7 +106,7 @@ def edit(caption_id: int) -> Response:
     return _back_to(image_id)
 
 
-@bp.post("/captions/<int:caption_id>/delete")
+@bp.post("/captions/<caption_id:caption_id>/delete")
 def delete(caption_id: int) -> Response:
     """A caption's "Delete" button on the image page."""
     caption = _found(delete_caption(get_session(), caption_id=caption_id), caption_id)
