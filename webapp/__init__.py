@@ -26,7 +26,20 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the Flask app for `settings` (from the environment by default)."""
-    from webapp import api, csrf, db_session, errors, files, pages, params, security, upload_limits, uploads
+    from webapp import (
+        api,
+        collections,
+        csrf,
+        db_session,
+        errors,
+        files,
+        pages,
+        params,
+        presenters,
+        security,
+        upload_limits,
+        uploads,
+    )
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -43,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         app.config.update(test_config)
     app.extensions["clipseek"] = Context(settings)
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
+    app.jinja_env.globals["missing_notice"] = presenters.missing_notice
 
     from clipseek.encoder import is_random_model
 
@@ -60,4 +74,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(files.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(collections.bp)
+    app.register_blueprint(collections.api_bp)
     return app

@@ -27,7 +27,7 @@ def _check() -> None:
         return
     # Scripts may call the API without a session: a custom header cannot be sent by a
     # cross-site form, and no cross-origin request is allowed to add one.
-    if request.blueprint == "api" and request.headers.get(API_HEADER):
+    if request.path.startswith("/api/") and request.headers.get(API_HEADER):
         return
     abort(400, description="The form expired or came from another site; reload the page and "
                            "try again.")
