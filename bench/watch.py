@@ -49,7 +49,7 @@ class Phase:
 
 
 FULL = (Phase("trickle", 20, 3.0), Phase("steady", 200, 0.5), Phase("burst", 50, 0.0))
-TINY = (Phase("trickle", 2, 3.0), Phase("steady", 6, 0.5), Phase("burst", 3, 0.0))
+TINY = (Phase("trickle", 2, 3.0), Phase("steady", 4, 0.5), Phase("burst", 3, 0.0))
 
 
 def _cli(env: dict[str, str], *args: str) -> None:
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args()
     phases = TINY if args.tiny else FULL
+    began = time.monotonic()
     with scratch_home() as home:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("CLIPSEEK_", "DATABASE_URL", "REDIS_URL"))}
@@ -125,6 +126,7 @@ def main() -> None:
         folder.mkdir()
         photos[0].rename(folder / photos[0].name)  # the warm-up: the worker has loaded the model
         _cli(env, "status")  # starts the embedded PostgreSQL and Redis once, before two processes race
+        print(f"photos written, services up: {time.monotonic() - began:.1f} s", flush=True)
         logs = {name: open(home / f"{name}.log", "w") for name in ("worker", "watch")}  # noqa: SIM115
         processes = {
             "worker": subprocess.Popen([sys.executable, "-m", "clipseek", "worker", "--no-beat"], env=env,
@@ -142,13 +144,13 @@ def main() -> None:
                     raise SystemExit("the first photo was never indexed:\n"
                                      + "".join((home / f"{n}.log").read_text()[-2000:] for n in logs))
                 time.sleep(0.2)
+            print(f"worker and watcher ready: {time.monotonic() - began:.1f} s", flush=True)
             rest = photos[1:]
             for phase in phases:
                 batch, rest = rest[:phase.count], rest[phase.count:]
                 result = summary(phase, run_phase(db, settings.model, phase, batch, folder))
                 print(result, flush=True)
                 results.append(result)
-                time.sleep(QUIET_S + 1)  # the last sync of a phase is done before the next starts
             with db.session() as session:
                 searchable = count_searchable(session, settings.model)
         finally:
@@ -163,6 +165,7 @@ def main() -> None:
             for log in logs.values():
                 log.close()
             _cli(env, "stop")
+    print(f"stopped: {time.monotonic() - began:.1f} s", flush=True)
     if searchable != len(photos):
         raise SystemExit(f"search finds {searchable} of the {len(photos)} photos")
     rows = [[r["phase"], r["photos"], f"every {r['every_s']} s ({r['per_s']}/s)" if r["every_s"]
