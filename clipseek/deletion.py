@@ -62,6 +62,11 @@ def count_selected(session: Session, selection: Selection) -> int:
     return int(session.scalar(select(func.count()).select_from(Image).where(selection.condition())) or 0)
 
 
+def selected_ids(session: Session, selection: Selection) -> list[int]:
+    """The ids of the images a deletion of `selection` would remove, in order."""
+    return list(session.scalars(select(Image.id).where(selection.condition()).order_by(Image.id)))
+
+
 def delete_images(session: Session, selection: Selection, *, store: Path, thumbnails: Path,
                   delete_files: bool = False) -> Deletion:
     """Delete the selected images, commit, then remove their thumbnails and stored copies.

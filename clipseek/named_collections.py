@@ -62,6 +62,16 @@ def collection_counts(session: Session) -> list[CollectionCounts]:
     return [CollectionCounts(n, {str(k): v for k, v in found[n].items()}) for n in names]
 
 
+def collection_images(session: Session, name: str, *, page: int,
+                      per_page: int) -> tuple[int, list[Image]]:
+    """How many images collection `name` holds, and one page of them, newest first."""
+    total = int(session.scalar(select(func.count()).select_from(Image)
+                               .where(Image.collection == name)) or 0)
+    images = session.scalars(select(Image).where(Image.collection == name)
+                             .order_by(Image.id.desc()).offset((page - 1) * per_page).limit(per_page))
+    return total, list(images)
+
+
 def rename_collection(session: Session, *, old: str, new: str) -> int:
     """Move every image of collection `old` into `new` (merging when it exists); the caller commits."""
     result = session.execute(update(Image).where(Image.collection == old).values(collection=new))

@@ -69,11 +69,22 @@ def _prefix(root: Path) -> str:
     return str(root).rstrip(os.sep) + os.sep
 
 
+def _lock_key(folder: Path) -> int:
+    return int.from_bytes(hashlib.sha256(f"clipseek-sync:{folder}".encode()).digest()[:8], "big",
+                          signed=True)
+
+
 def lock_folder(session: Session, root: Path) -> None:
-    """Wait for any other sync of this folder to finish; held until the transaction ends."""
-    key = int.from_bytes(hashlib.sha256(f"clipseek-sync:{root}".encode()).digest()[:8], "big",
-                         signed=True)
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    """Wait for syncs of this folder and of folders in or around it; held until the transaction ends.
+
+    Each folder above `root` is locked shared and `root` itself exclusively, so a sync of
+    /a waits for one of /a/b and the other way round, while /a/b and /a/c run at once. The
+    locks are taken from the top down, in the same order by every sync, so no two syncs
+    can each hold what the other waits for.
+    """
+    for folder in reversed(root.parents):
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _lock_key(folder)})
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(root)})
 
 
 def is_known_folder(session: Session, root: Path) -> bool:
@@ -108,7 +119,8 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     Unchanged files (same size and mtime) are not read; new and changed ones are hashed and
     probed, so moves are recognised by content and keep their embeddings. Files that are
     gone become missing (out of search until they return). Holds the folder's lock until
-    the transaction ends, so two syncs of one folder run one after the other.
+    the transaction ends, so two syncs of one folder, or of a folder and one inside it, run
+    one after the other.
     """
     root = root.absolute()
     new_collection = collection or folder_collection(root)

@@ -29,12 +29,14 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     from webapp import (
         api,
         captions,
+        collections,
         csrf,
         db_session,
         errors,
         files,
         pages,
         params,
+        presenters,
         security,
         upload_limits,
         uploads,
@@ -55,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         app.config.update(test_config)
     app.extensions["clipseek"] = Context(settings)
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
+    app.jinja_env.globals["missing_notice"] = presenters.missing_notice
 
     from clipseek.encoder import is_random_model
 
@@ -73,4 +76,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(uploads.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(captions.bp)
+    app.register_blueprint(collections.bp)
+    app.register_blueprint(collections.api_bp)
     return app

@@ -25,8 +25,9 @@ def _check() -> None:
     given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     if expected and given and hmac.compare_digest(expected, given):
         return
-    # Scripts may call the API without a session: a custom header cannot be sent by a
-    # cross-site form, and no cross-origin request is allowed to add one.
+    # Scripts may call the API (every route under /api/, whichever module serves it) without
+    # a session: a custom header cannot be sent by a cross-site form, and no cross-origin
+    # request is allowed to add one.
     if request.path.startswith("/api/") and request.headers.get(API_HEADER):
         return
     abort(400, description="The form expired or came from another site; reload the page and "

@@ -11,6 +11,7 @@ from clipseek.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumb
 from clipseek.imaging import ImageDecodeError
 from clipseek.models import Image
 from webapp.db_session import clipseek, get_session
+from webapp.presenters import missing_notice
 
 bp = Blueprint("files", __name__)
 
@@ -25,6 +26,9 @@ def _image(image_id: int) -> Image:
     image = get_session().get(Image, image_id)
     if image is None or (image.status == "failed" and image.format is None):
         abort(404, description=f"There is no picture for image {image_id}.")
+    notice = missing_notice(image, f"image {image_id}")
+    if notice:
+        abort(410, description=notice)  # gone until a sync finds the file again
     return image
 
 

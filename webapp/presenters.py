@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from flask import url_for
 
 from clipseek.captions import caption_dict
-from clipseek.models import Image
+from clipseek.models import Image, ImageStatus
 from clipseek.search import SearchHit, SearchPage
 
 
@@ -42,10 +43,21 @@ def image_dict(image: Image) -> dict[str, Any]:
         "caption_details": [caption_dict(c) for c in image.captions],
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
+        "missing_since": image.missing_since.isoformat() if image.missing_since else None,
         "thumbnail_url": url_for("files.thumbnail", image_id=image.id),
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
     }
+
+
+def missing_notice(image: Image, subject: str = "this image") -> str | None:
+    """The sentence that says since when an image's file is missing (None while it is there)."""
+    if image.status != ImageStatus.MISSING:
+        return None
+    since = (image.missing_since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+             if image.missing_since else "the last sync")
+    return (f"The file of {subject} has been missing since {since} (it was at {image.path}); put "
+            "it back or mount its drive and sync the folder again, or delete the image.")
 
 
 def server_timing(page: SearchPage | None) -> dict[str, str]:
