@@ -55,7 +55,7 @@ def test_scores_are_sorted_and_equal_one_minus_cosine_distance(
     # Random weights score some images within 1e-5 of each other; the order is checked only
     # where scores differ by more than PostgreSQL's float32 arithmetic, and most pairs here do.
     assert max(expected.values()) - min(expected.values()) > 20 * SCORE_TOLERANCE
-    scores = [h.score for h in page.hits]
+    scores = [h.score or 0.0 for h in page.hits]
     assert len(scores) == 22
     assert_scores_descend(scores)
     for hit in page.hits:
