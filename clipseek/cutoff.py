@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from clipseek.encoder import Encoder
+from clipseek.encoder import Encoder, is_random_model
 from clipseek.models import Embedding, EmbeddingCount, ScoreCutoff
 
 GENERIC_PROMPTS = (
@@ -62,3 +62,14 @@ def calibrate(session: Session, encoder: Encoder) -> float | None:
                                            set_={"cutoff": cutoff, "images": images,
                                                  "computed_at": func.now()}))
     return cutoff
+
+
+def calibrate_if_due(session: Session, encoder: Encoder) -> float | None:
+    """Calibrate when the model has no cutoff or the collection grew by half; the new cutoff or None.
+
+    Never for a model with random weights: its scores mean nothing, so a cutoff would hide
+    arbitrary pictures.
+    """
+    if is_random_model(encoder.model_id) or not needs_calibration(session, encoder.model_id):
+        return None
+    return calibrate(session, encoder)

@@ -24,7 +24,7 @@ E = TypeVar("E", bound=StrEnum)
 # How each way in marks its images (clipseek.catalog.Candidate.source).
 SOURCES = ("coco", "folder", "samples", "upload")
 # Pillow's names of the formats ClipSeek reads, and the file extensions people type instead.
-FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF", "MPO")
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF", "MPO", "PPM")
 FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
 
 

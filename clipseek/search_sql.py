@@ -74,10 +74,15 @@ def filter_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     return out
 
 
-def count_candidates(filters: Filters, *, model: str, cap: int) -> Select[Any]:
-    """How many embedded images the filters keep, counting no further than `cap`."""
-    kept = (select(literal(1)).select_from(Embedding).join(Image, Image.id == Embedding.image_id)
-            .where(Embedding.model == model, *filter_conditions(filters)).limit(cap).subquery())
+def count_candidates(filters: Filters, *, cap: int) -> Select[Any]:
+    """How many indexed images the filters keep, counting no further than `cap`.
+
+    Indexed images are those with an embedding from the active model (bar the moments after a
+    model change), and counting them needs no join with the embeddings.
+    """
+    kept = (select(literal(1)).select_from(Image)
+            .where(Image.status == ImageStatus.INDEXED, *filter_conditions(filters))
+            .limit(cap).subquery())
     return select(func.count()).select_from(kept)
 
 

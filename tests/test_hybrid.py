@@ -111,6 +111,8 @@ def test_calibration_stores_a_cutoff_from_generic_prompts(db: Database, encoder:
         s.commit()
         assert value is not None and cutoff.stored_cutoff(s, encoder.model_id) == pytest.approx(value)
         assert not cutoff.needs_calibration(s, encoder.model_id)
+        # The background pass never calibrates the random-weights model: its scores mean nothing.
+        assert cutoff.calibrate_if_due(s, encoder) is None
         stored = np.asarray(s.scalars(select(Embedding.embedding)).all(), dtype=np.float32)
     generic = stored @ encoder.encode_texts(list(cutoff.GENERIC_PROMPTS)).T
     assert np.mean(generic <= value + 1e-3) >= 0.98
