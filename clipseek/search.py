@@ -70,6 +70,8 @@ class SearchPage:
     # True when `total` (or `hidden`) counted up to a cap and stopped: "1,000+".
     total_capped: bool = False
     hidden_capped: bool = False
+    # How the CLIP ranking was found: "index" (HNSW walk) or "exact" (a scan of the kept rows).
+    scan: str | None = None
     # The request's parameters, so that links to other pages repeat it.
     params: dict[str, str] = field(default_factory=dict)
 
@@ -100,6 +102,7 @@ class SearchPage:
             "cutoff": None if self.cutoff is None else round(self.cutoff, 6),
             "hidden": self.hidden,
             "hidden_capped": self.hidden_capped,
+            "scan": self.scan,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "results": [
                 {"rank": h.rank, "image_id": h.image_id,
@@ -277,6 +280,7 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
         # The matches must be one fixed set for every page: counted (and date-sorted) in full.
         window = max(window, COUNT_CAP)
     exact = filters.active and candidates < EXACT_BELOW
+    result.scan = "exact" if exact else "index"
     depth = max(window, HYBRID_DEPTH) if mode is Mode.HYBRID else window
     if not exact:
         _walk_index(session, depth, ef_search)
@@ -316,7 +320,8 @@ def _mode(session: Session, request: SearchRequest) -> Mode:
             raise BadQuery(f"The {request.mode.value} mode searches caption words: type some words "
                            "to look for, or choose the semantic mode.")
         return request.mode
-    if request.terms and session.scalar(search_sql.any_captions()):
+    # Caption words join in only where something is asked for, not merely taken away.
+    if any(t.sign > 0 for t in request.terms) and session.scalar(search_sql.any_captions()):
         return Mode.HYBRID
     return Mode.SEMANTIC
 

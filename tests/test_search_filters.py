@@ -115,13 +115,17 @@ def test_exact_scan_and_index_walk_give_the_same_results(
     db: Database, encoder: ClipEncoder, varied: dict[int, dict[str, object]],
     monkeypatch: pytest.MonkeyPatch, mode: str,
 ) -> None:
+    with db.session() as s:  # 22 images: a filter keeps fewer than EXACT_BELOW, no filter walks the index
+        assert _run(s, encoder, q="a cat", mode=mode, collection="home").scan == "exact"
+        assert _run(s, encoder, q="a cat", mode=mode).scan == "index"
     answers = []
     for exact_below in (0, 10**9):  # never exact, always exact
         monkeypatch.setattr(search, "EXACT_BELOW", exact_below)
         with db.session() as s:
             page = _run(s, encoder, q="a cat on a sofa", mode=mode, collection="home", per_page="8")
-        answers.append([(h.image_id, round(h.score or 0, 3)) for h in page.hits])
-    assert answers[0] == answers[1] and len(answers[0]) == 8
+        answers.append((page.scan, [(h.image_id, round(h.score or 0, 3)) for h in page.hits]))
+    assert [scan for scan, _ in answers] == ["index", "exact"]
+    assert answers[0][1] == answers[1][1] and len(answers[0][1]) == 8
 
 
 def test_date_order_sorts_matches_by_capture_date_else_added_date(
