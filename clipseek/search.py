@@ -283,6 +283,11 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
     result.scan = "exact" if exact else "index"
     depth = max(window, HYBRID_DEPTH) if mode is Mode.HYBRID else window
     if not exact:
+        if filters.active and candidates < CANDIDATE_CAP:
+            # The walk passes over the images a filter drops: widen it in proportion, so that
+            # about as many kept images are compared as an unfiltered search compares.
+            searchable = max(candidates, count_searchable(session, model))
+            ef_search = round(ef_search * searchable / max(candidates, 1))
         _walk_index(session, depth, ef_search)
     semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact)
     if mode is Mode.HYBRID:

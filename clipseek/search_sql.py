@@ -93,20 +93,20 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
     `exact` computes every kept image's distance (for filters that keep few images); else
     the HNSW index is walked, with iterative scans filling the depth despite the filters.
     """
-    conditions = [Embedding.model == model, *filter_conditions(filters)]
     if exact:
-        # Materialized, so the planner cannot push the ORDER BY into the HNSW index.
-        pool = (select(Embedding.image_id, Embedding.embedding)
-                .join(Image, Image.id == Embedding.image_id).where(*conditions)
-                .cte("pool").prefix_with("MATERIALIZED"))
-        distance = pool.c.embedding.cosine_distance(vector)
-        ranked = select(pool.c.image_id, (1 - distance).label("score"),
-                        func.row_number().over(order_by=distance).label("position"))
+        # The kept ids first (through the images' own indexes), then their embeddings by
+        # primary key; "+ 0" keeps the planner from ordering through the HNSW index instead.
+        kept = select(Image.id).where(*filter_conditions(filters)).cte("filtered").prefix_with("MATERIALIZED")
+        distance = Embedding.embedding.cosine_distance(vector) + 0
+        ranked = (select(Embedding.image_id, (1 - distance).label("score"),
+                         func.row_number().over(order_by=distance).label("position"))
+                  .join(kept, kept.c.id == Embedding.image_id).where(Embedding.model == model))
     else:
         distance = Embedding.embedding.cosine_distance(vector)
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
-                  .join(Image, Image.id == Embedding.image_id).where(*conditions))
+                  .join(Image, Image.id == Embedding.image_id)
+                  .where(Embedding.model == model, *filter_conditions(filters)))
     return ranked.order_by(distance).limit(depth).cte("semantic")
 
 
