@@ -17,10 +17,11 @@ from clipseek.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
 from clipseek.examples import example_vector, image_vector
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
-from clipseek.query import MAX_PAGE, MAX_PER_PAGE, MAX_QUERY_CHARS, Mode, SearchRequest, Sort, Term
+from clipseek.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
+from clipseek.query import MAX_PER_PAGE as MAX_PER_PAGE
+from clipseek.query import MAX_QUERY_CHARS, Mode, SearchRequest, Sort, Term
 from clipseek.settings import DEFAULT_EF_SEARCH
 
-__all__ = ["MAX_PAGE", "MAX_PER_PAGE", "MAX_QUERY_CHARS"]
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
 MAX_EF_SEARCH = 1000
 # A filter that keeps fewer embedded images than this is searched by an exact scan of those
