@@ -43,6 +43,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.watch --out bench/results/epyc-avx512-bf16
+	$(BIN)/python -m bench.filtered
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 bench-tiny: $(VENV)/.bench-installed
@@ -53,6 +54,7 @@ bench-tiny: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.load --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.sync --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.watch --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
+	$(BIN)/python -m bench.filtered --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

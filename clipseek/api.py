@@ -6,17 +6,27 @@ from pathlib import Path
 
 from clipseek.context import Context, shared_context
 from clipseek.display import render_grid
-from clipseek.search import SearchPage, search_images
+from clipseek.query import parse_request
+from clipseek.search import SearchPage, run_search
 from clipseek.settings import Settings
 
 
-def search(text: str, top_k: int = 5, page: int = 1, *, context: Context | None = None) -> SearchPage:
-    """Rank the stored images against `text`; `top_k` results per page."""
+def search(text: str = "", top_k: int = 5, page: int = 1, *, context: Context | None = None,
+           **filters: str | list[str]) -> SearchPage:
+    """Rank the stored images against `text` (newest first without it); `top_k` results per page.
+
+    Keyword arguments are the search parameters of /api/search: collection, source, folder,
+    taken_from, taken_to, added_from, added_to, format, orientation, min_size, mode, sort,
+    min_score, like, example and all; e.g. search("a beach", orientation="portrait").
+    """
+    params = {name: [value] if isinstance(value, str) else list(value) for name, value in filters.items()}
+    request = parse_request(params | {"q": [text], "page": [str(page)], "per_page": [str(top_k)]})
     # The environment's context is built on the first call (importing clipseek starts nothing), then reused.
     ctx = context or shared_context(Settings.from_env())
     with ctx.db.session() as session:
-        return search_images(session, ctx.encoder, text, page=page, per_page=top_k,
-                             ef_search=ctx.settings.ef_search)
+        page_ = run_search(session, ctx.encoder, request, ef_search=ctx.settings.ef_search)
+        session.commit()  # an example's last use
+        return page_
 
 
 def display_results(text: str, top_k: int = 5, *, save_to: str | Path | None = None,

@@ -10,6 +10,7 @@ from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     Double,
     ForeignKey,
@@ -18,8 +19,9 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Every model ClipSeek ships produces 512-d vectors (ViT-B/32 and ViT-B/16); pgvector's HNSW
@@ -42,6 +44,12 @@ class ImageStatus(StrEnum):
 
 # Stored but neither indexed nor failed yet: waiting for the model.
 WAITING = (ImageStatus.REGISTERED, ImageStatus.QUEUED)
+
+
+# An image's date for date filters and date order: when it was taken, else when it was added
+# (in UTC, like capture times without a zone). Written once here so the index and the
+# queries use the same expression.
+SHOWN_AT_SQL = "COALESCE(taken_at, (created_at AT TIME ZONE 'UTC'))"
 
 
 class Base(DeclarativeBase):
@@ -98,6 +106,11 @@ class Image(Base):
         # Re-running an import skips files already registered without hashing them again.
         Index("images_path_idx", "path"),
         Index("images_taken_at_idx", "taken_at"),
+        # For the search filters (clipseek.query.Filters) and browsing newest first.
+        Index("images_created_at_idx", "created_at"),
+        Index("images_collection_idx", "collection"),
+        Index("images_path_prefix_idx", "path", postgresql_ops={"path": "text_pattern_ops"}),
+        Index("images_shown_at_idx", text(SHOWN_AT_SQL)),
     )
 
 
@@ -127,10 +140,16 @@ class Caption(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
+    # Kept by PostgreSQL itself, so every way a caption is written is searchable at once.
+    words: Mapped[str | None] = mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)",
+                                                          persisted=True))
 
     image: Mapped[Image] = relationship(back_populates="captions")
 
-    __table_args__ = (Index("captions_image_id_idx", "image_id"),)
+    __table_args__ = (
+        Index("captions_image_id_idx", "image_id"),
+        Index("captions_words_idx", "words", postgresql_using="gin"),
+    )
 
 
 class Embedding(Base):
@@ -197,3 +216,33 @@ class WorkerBeat(Base):
     # The broker's delivery tag of the task in hand and the image ids it carries.
     task_id: Mapped[str | None] = mapped_column(Text)
     image_ids: Mapped[list[int] | None] = mapped_column(JSONB)
+
+
+class QueryExample(Base):
+    """An example picture's embedding, kept so its search pages, reloads and shares by URL.
+
+    Named by the SHA-256 of the picture; short-lived: unused ones are dropped after a while.
+    """
+
+    __tablename__ = "query_examples"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC(EMBEDDING_DIM))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("query_examples_last_used_at_idx", "last_used_at"),)
+
+
+class ScoreCutoff(Base):
+    """The score below which a model's matches are hidden, calibrated on the stored collection."""
+
+    __tablename__ = "score_cutoffs"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cutoff: Mapped[float] = mapped_column(Double)
+    # How many images the model had embedded when it was calibrated: a collection that has
+    # grown much since is calibrated again.
+    images: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.broker import broker_client, forget_deliveries, ids_in_broker
 from clipseek.context import Context
+from clipseek.cutoff import calibrate_if_due
 from clipseek.db import Database
 from clipseek.models import WAITING, Image
 from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
@@ -189,9 +190,13 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
     def one_pass(session: Session) -> Recovery:
         client = broker_client(settings, timeout_s=5.0)
         try:
-            return requeue_lost(session, client, model=settings.model, batch_size=settings.batch_size,
-                                enqueue=ctx.enqueue)
+            found = requeue_lost(session, client, model=settings.model, batch_size=settings.batch_size,
+                                 enqueue=ctx.enqueue)
         finally:
             client.close()
+        # The search's relevance cutoff follows the collection as it grows (clipseek.cutoff).
+        if calibrate_if_due(session, ctx.encoder) is not None:
+            session.commit()
+        return found
 
     return Scheduler(ctx.db, one_pass, name=name)

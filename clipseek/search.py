@@ -1,26 +1,39 @@
-"""Ranking stored images against a query vector with pgvector's cosine distance."""
+"""Searching the stored images: by text, example or stored image, fused with caption text, filtered."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
+from clipseek import search_sql
+from clipseek.cutoff import stored_cutoff
 from clipseek.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
+from clipseek.examples import example_vector, image_vector
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
+from clipseek.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
+from clipseek.query import MAX_PER_PAGE as MAX_PER_PAGE
+from clipseek.query import MAX_QUERY_CHARS, Mode, SearchRequest, Sort, Term
 from clipseek.settings import DEFAULT_EF_SEARCH
 
-MAX_QUERY_CHARS = 1000
-MAX_PER_PAGE = 100
-# Nobody reads further, and it keeps the row offset far inside PostgreSQL's bigint.
-MAX_PAGE = 100_000
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
 MAX_EF_SEARCH = 1000
+# A filter that keeps fewer embedded images than this is searched by an exact scan of those
+# images: at this size it costs a few milliseconds and cannot miss (bench/filtered.py).
+EXACT_BELOW = 2_000
+# Counts of matches stop here ("1,000+"): counting further costs as much as ranking everything.
+COUNT_CAP = 1_000
+# The images a filter keeps are counted up to here ("10,000+"); counting is what decides
+# between the exact scan and the index, and a broad filter reaches the cap within a few ms.
+CANDIDATE_CAP = 10_000
+# How deep each list of a hybrid search goes before fusion.
+HYBRID_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,8 @@ class SearchHit:
     rank: int
     image_id: int
     path: str
-    score: float
+    # Cosine similarity (semantic, hybrid), caption text rank (text), None when browsing.
+    score: float | None
     captions: list[str]
     width: int | None
     height: int | None
@@ -48,6 +62,19 @@ class SearchPage:
     total: int
     hits: list[SearchHit]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: str = Mode.SEMANTIC.value
+    sort: str = Sort.RELEVANCE.value
+    filters: dict[str, object] = field(default_factory=dict)
+    # Matches below the cutoff, left out unless asked for (the count may be capped, see below).
+    hidden: int = 0
+    cutoff: float | None = None
+    # True when `total` (or `hidden`) counted up to a cap and stopped: "1,000+".
+    total_capped: bool = False
+    hidden_capped: bool = False
+    # How the CLIP ranking was found: "index" (HNSW walk) or "exact" (a scan of the kept rows).
+    scan: str | None = None
+    # The request's parameters, so that links to other pages repeat it.
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def meaningless(self) -> bool:
@@ -69,10 +96,19 @@ class SearchPage:
             "per_page": self.per_page,
             "pages": self.pages,
             "total": self.total,
+            "total_capped": self.total_capped,
+            "mode": self.mode,
+            "sort": self.sort,
+            "filters": self.filters,
+            "cutoff": None if self.cutoff is None else round(self.cutoff, 6),
+            "hidden": self.hidden,
+            "hidden_capped": self.hidden_capped,
+            "scan": self.scan,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "results": [
                 {"rank": h.rank, "image_id": h.image_id,
-                 "path": h.path, "score": round(h.score, 6), "captions": h.captions,
+                 "path": h.path, "score": None if h.score is None else round(h.score, 6),
+                 "captions": h.captions,
                  "width": h.width, "height": h.height, "source": h.source}
                 for h in self.hits
             ],
@@ -150,7 +186,8 @@ def count_searchable(session: Session, model: str) -> int:
     return int(embedded) - int(missing)
 
 
-def hydrate(session: Session, ranked: list[tuple[int, float]], *, first_rank: int = 1) -> list[SearchHit]:
+def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
+            first_rank: int = 1) -> list[SearchHit]:
     """Attach ranks, paths, sizes and captions to ranked ids, keeping their order."""
     ids = [image_id for image_id, _ in ranked]
     images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
@@ -170,25 +207,168 @@ def hydrate(session: Session, ranked: list[tuple[int, float]], *, first_rank: in
 
 def search_images(
     session: Session, encoder: Encoder, query: str, *, page: int = 1, per_page: int = 10,
-    ef_search: int = DEFAULT_EF_SEARCH,
+    ef_search: int = DEFAULT_EF_SEARCH, mode: Mode | None = None,
 ) -> SearchPage:
     """Embed a text query and return one page of the images that match it best."""
     cleaned = check_query(query)
     check_paging(page, per_page)
-    started = time.perf_counter()
-    vector = encoder.encode_texts([cleaned])[0]
-    return _ranked_page(session, vector, cleaned, encoder.model_id, page, per_page,
-                        encode_ms=(time.perf_counter() - started) * 1000, ef_search=ef_search)
+    request = SearchRequest(query=cleaned, terms=(Term(cleaned),), mode=mode, page=page,
+                            per_page=per_page)
+    return run_search(session, encoder, request, ef_search=ef_search)
 
 
-def _ranked_page(session: Session, vector: np.ndarray, label: str, model: str, page: int,
-                 per_page: int, *, encode_ms: float, ef_search: int) -> SearchPage:
+def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
+               ef_search: int = DEFAULT_EF_SEARCH, vector: np.ndarray | None = None) -> SearchPage:
+    """Answer one search request: rank (or browse), filter, cut off and page, in one statement.
+
+    `vector` stands in for the request's own query embedding (the benchmarks plant one).
+    """
+    check_paging(request.page, request.per_page)
+    model = encoder.model_id
     started = time.perf_counter()
-    ranked, total = rank_by_vector(session, vector, model=model, page=page, per_page=per_page,
-                                   ef_search=ef_search)
-    hits = hydrate(session, ranked, first_rank=(page - 1) * per_page + 1)
-    return SearchPage(query=label, model=model, page=page, per_page=per_page, total=total, hits=hits,
-                      timings_ms={"encode": encode_ms, "query": (time.perf_counter() - started) * 1000})
+    if vector is None and not request.browsing:
+        vector = query_vector(session, encoder, request)
+    encoded = time.perf_counter()
+    mode = _mode(session, request)
+    offset = (request.page - 1) * request.per_page
+    result = SearchPage(query=_label(request), model=model, page=request.page,
+                        per_page=request.per_page, total=0, hits=[], mode=mode.value,
+                        sort=request.sort.value, filters=request.filters.to_dict(),
+                        params=request.params())
+    if vector is None and mode is not Mode.TEXT:
+        statement = search_sql.browse_page(request.filters, offset=offset, limit=request.per_page,
+                                           cap=CANDIDATE_CAP)
+        result.mode = "browse"
+        rows = session.execute(statement).all()
+        result.total, result.total_capped = rows[0].ranked, rows[0].ranked >= CANDIDATE_CAP
+    else:
+        rows = _ranked_rows(session, request, vector, mode, result, offset=offset,
+                            ef_search=ef_search)
+    ranked = [(row.image_id, row.score) for row in rows if row.image_id is not None]
+    result.hits = hydrate(session, ranked, first_rank=offset + 1)
+    result.timings_ms = {"encode": (encoded - started) * 1000,
+                         "query": (time.perf_counter() - encoded) * 1000}
+    return result
+
+
+def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | None, mode: Mode,
+                 result: SearchPage, *, offset: int, ef_search: int) -> Sequence[Any]:
+    filters, model = request.filters, result.model
+    words = text_words(request.terms)
+    if mode is not Mode.SEMANTIC and not words:
+        raise BadQuery(f"The {mode.value} mode searches caption words: type some words, "
+                       "or choose the semantic mode.")
+    if mode is Mode.TEXT:
+        if session.scalar(search_sql.only_stop_words(words)):
+            raise BadQuery("The query has only common words such as 'the' or 'of', which captions "
+                           "are not searched for; add a word that describes the pictures.")
+        statement = search_sql.page_of(search_sql.text_ranking(words, filters, depth=None), cutoff=None,
+                                       sort=request.sort, offset=offset, limit=request.per_page)
+        rows = session.execute(statement).all()
+        result.total = rows[0].matches
+        return rows
+    assert vector is not None
+    if filters.active:
+        candidates = int(session.scalar(search_sql.count_candidates(filters, cap=CANDIDATE_CAP)) or 0)
+    else:
+        candidates = count_searchable(session, model)
+    cutoff = request.min_score
+    if cutoff is None and not request.show_all:
+        cutoff = stored_cutoff(session, model)
+    result.cutoff = cutoff
+    window = offset + request.per_page
+    if cutoff is not None or request.sort is Sort.DATE:
+        # The matches must be one fixed set for every page: counted (and date-sorted) in full.
+        window = max(window, COUNT_CAP)
+    exact = filters.active and candidates < EXACT_BELOW
+    result.scan = "exact" if exact else "index"
+    depth = max(window, HYBRID_DEPTH) if mode is Mode.HYBRID else window
+    if not exact:
+        if filters.active and candidates < CANDIDATE_CAP:
+            # The walk passes over the images a filter drops: widen it in proportion, so that
+            # about as many kept images are compared as an unfiltered search compares.
+            searchable = max(candidates, count_searchable(session, model))
+            ef_search = round(ef_search * searchable / max(candidates, 1))
+        _walk_index(session, depth, ef_search)
+    semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact)
+    if mode is Mode.HYBRID:
+        ranking = search_sql.fused_ranking(
+            semantic, search_sql.text_ranking(words, filters, depth=depth), vector, model=model)
+    else:
+        ranking = semantic
+    rows = session.execute(search_sql.page_of(ranking, cutoff=cutoff, sort=request.sort, offset=offset,
+                                              limit=request.per_page,
+                                              fused=mode is Mode.HYBRID)).all()
+    matches, seen = rows[0].matches, rows[0].ranked
+    if cutoff is None and request.sort is Sort.RELEVANCE:
+        result.total, result.total_capped = candidates, candidates >= CANDIDATE_CAP
+    else:
+        result.total = min(matches, window)
+        result.total_capped = matches >= window and seen >= depth
+    if cutoff is not None:
+        result.hidden = max(0, candidates - matches)
+        result.hidden_capped = candidates >= CANDIDATE_CAP or result.total_capped
+    return rows
+
+
+def _walk_index(session: Session, depth: int, ef_search: int) -> None:
+    # Transaction-local settings (is_local=true), so pooled connections stay clean. Iterative
+    # scans keep filters (and the model column) from emptying a page; strict order keeps the
+    # ranking exact in the order the index returns it.
+    ef = min(MAX_EF_SEARCH, max(ef_search, depth + 1))
+    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
+                         "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
+
+
+def _mode(session: Session, request: SearchRequest) -> Mode:
+    if request.mode is not None:
+        if request.mode is not Mode.SEMANTIC and not request.terms:
+            raise BadQuery(f"The {request.mode.value} mode searches caption words: type some words "
+                           "to look for, or choose the semantic mode.")
+        return request.mode
+    # Caption words join in only where something is asked for, not merely taken away.
+    if any(t.sign > 0 for t in request.terms) and session.scalar(search_sql.any_captions()):
+        return Mode.HYBRID
+    return Mode.SEMANTIC
+
+
+def text_words(terms: Sequence[Term]) -> str:
+    """A combined query as web-search syntax for the captions: added terms required, others excluded."""
+    parts = []
+    for term in terms:
+        if term.sign > 0:
+            parts.append(term.text)
+        else:
+            parts.append("-" + (term.text if term.text.startswith('"') else f'"{term.text}"'))
+    return " ".join(parts)
+
+
+def query_vector(session: Session, encoder: Encoder, request: SearchRequest) -> np.ndarray:
+    """The request's query embedding: the example or image, plus and minus each text term."""
+    model = encoder.model_id
+    total = np.zeros(0, dtype=np.float32)
+    if request.example is not None:
+        total = example_vector(session, request.example, model=model)
+    elif request.like is not None:
+        total = image_vector(session, request.like, model=model)
+    if request.terms:
+        texts = encoder.encode_texts([t.text.strip('"') or t.text for t in request.terms])
+        signs = np.array([t.sign for t in request.terms], dtype=np.float32)[:, None]
+        combined = (texts * signs).sum(axis=0)
+        total = combined if total.size == 0 else total / np.linalg.norm(total) + combined
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-3:
+        raise BadQuery("Nothing is left of the query once its parts are taken away from each "
+                       "other; remove a '-' term.")
+    return (total / norm).astype(np.float32)
+
+
+def _label(request: SearchRequest) -> str:
+    if request.example is not None:
+        return "pictures like the example" + (f" {request.query}" if request.query else "")
+    if request.like is not None:
+        return f"pictures like image {request.like}" + (f" {request.query}" if request.query else "")
+    return request.query
 
 
 def similar_images(
@@ -209,15 +389,3 @@ def similar_images(
     return SearchPage(query=f"similar to image {image_id}", model=model, page=page,
                       per_page=per_page, total=total, hits=hits,
                       timings_ms={"query": (time.perf_counter() - started) * 1000})
-
-
-def search_by_image(
-    session: Session, encoder: Encoder, image: PILImage.Image, *, page: int = 1, per_page: int = 10,
-    ef_search: int = DEFAULT_EF_SEARCH,
-) -> SearchPage:
-    """Rank the stored images by similarity to an example picture (which is not stored)."""
-    check_paging(page, per_page)
-    started = time.perf_counter()
-    vector = encoder.encode_images([image])[0]
-    return _ranked_page(session, vector, "pictures like the example", encoder.model_id, page, per_page,
-                        encode_ms=(time.perf_counter() - started) * 1000, ef_search=ef_search)

@@ -25,18 +25,20 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = _sql_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     results = []
     with db.engine.connect() as conn:
         for block in blocks:
             for statement in filter(None, (s.strip() for s in block.split(";"))):
                 sql = statement.replace("ViT-B-32/openai", "ViT-B-32/random")
                 results.append(conn.execute(text(sql)).all())
-    neighbours, cats, statuses, failures = results
+    neighbours, cats, hybrid, statuses, failures = results
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
     assert_scores_descend(scores)
     assert [r.text for r in cats] == ["a tabby cat looking to the side"]
+    # The only cat caption is in both lists, so the fusion ranks its image first.
+    assert hybrid[0].id == cats[0].id and len(hybrid) == 10
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
 

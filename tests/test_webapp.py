@@ -57,8 +57,8 @@ def test_search_page_shows_ranked_thumbnails_with_scores(client: FlaskClient, in
 
 
 def test_search_page_explains_bad_queries(client: FlaskClient, indexed: list[int]) -> None:
-    empty = client.get("/?q=++")
-    assert empty.status_code == 400 and "Type a description" in empty.get_data(as_text=True)
+    empty = client.get("/?q=++")  # no query: the collection, newest first
+    assert empty.status_code == 200 and "Newest first" in empty.get_data(as_text=True)
     long = client.get("/?q=" + "a" * 1200)
     assert long.status_code == 400 and "keep it under 1000" in long.get_data(as_text=True)
     bad_page = client.get("/?q=cat&page=x")
@@ -180,7 +180,8 @@ def test_api_search_image_similar_status(client: FlaskClient, indexed: list[int]
     status = client.get("/api/status").get_json()
     assert status["by_status"]["indexed"] == 22 and status["queue_depth"] == 0
     assert client.get("/api/images/999999").get_json()["error"] == "There is no image 999999."
-    assert client.get("/api/search?q=").status_code == 400
+    assert client.get("/api/search?q=").get_json()["mode"] == "browse"  # no query: newest first
+    assert client.get("/api/search?q=cat&colour=red").status_code == 400
 
 
 def test_api_upload_returns_each_files_outcome(client: FlaskClient) -> None:
@@ -201,8 +202,11 @@ def test_search_by_example_image(client: FlaskClient, indexed: list[int],
     picture = io.BytesIO(sample_photos[2].path.read_bytes())
     data = {"csrf_token": _csrf(client), "per_page": "12", "image": (picture, "cat.jpg")}
     response = client.post("/search/by-image", data=data, content_type="multipart/form-data")
-    html = response.get_data(as_text=True)
-    assert "Pictures like <em>cat.jpg</em>" in html and html.count('class="hit"') == 12
+    assert response.status_code == 303 and "example=" in response.headers["Location"]
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Pictures like your example" in html and html.count('class="hit"') == 12
+    second = client.get(response.headers["Location"] + "&page=2").get_data(as_text=True)
+    assert second.count('class="hit"') == 10 and 'start="13"' in second
     # the same picture is in the collection, so it ranks first with a score of about 1
     first = re.search(r'class="rank">#1</span>\s*<span class="score"[^>]*>([0-9.]+)<', html)
     assert first and float(first.group(1)) > 0.99

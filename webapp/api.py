@@ -11,10 +11,10 @@ from clipseek.broker import queue_depth
 from clipseek.deletion import Selection, delete_images
 from clipseek.models import Image
 from clipseek.named_collections import collection_counts
-from clipseek.search import search_images, similar_images
+from clipseek.search import run_search, similar_images
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session, image_or_404
-from webapp.params import paging, parse_ids
+from webapp.params import paging, parse_ids, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
 
@@ -23,10 +23,10 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 @bp.get("/search")
 def search() -> tuple[Response, int, dict[str, str]]:
-    """GET /api/search?q=&page=&per_page= : one page of ranked results."""
-    page, per_page = paging()
-    results = search_images(get_session(), clipseek().encoder, request.args.get("q", ""), page=page,
-                            per_page=per_page, ef_search=clipseek().settings.ef_search)
+    """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ."""
+    results = run_search(get_session(), clipseek().encoder, search_request(request.args),
+                         ef_search=clipseek().settings.ef_search)
+    get_session().commit()  # an example's last use
     return jsonify(page_dict(results)), 200, server_timing(results)
 
 

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import io
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from clipseek.broker import queue_depth
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
+from clipseek.examples import store_example
 from clipseek.imaging import ImageDecodeError, read_rgb
-from clipseek.search import (
-    MAX_PER_PAGE,
-    SearchPage,
-    count_searchable,
-    search_by_image,
-    search_images,
-    similar_images,
-)
+from clipseek.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
+from clipseek.search import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
 from clipseek.status import collection_status, count_pending
 from webapp.db_session import clipseek, get_session, image_or_404
-from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging
+from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request
 from webapp.presenters import server_timing
 
 bp = Blueprint("pages", __name__)
@@ -27,40 +24,42 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def search() -> tuple[str, int, dict[str, str]]:
-    """The search form and, with a query, one page of results."""
-    query = request.args.get("q", "")
-    page, per_page = paging()
+    """The search form with its filters and a page of results (without a query: newest first)."""
     results: SearchPage | None = None
+    request_: SearchRequest | None = None
     error = None
-    if query.strip() or "q" in request.args:
-        try:
-            results = search_images(get_session(), clipseek().encoder, query, page=page,
-                                    per_page=per_page, ef_search=clipseek().settings.ef_search)
-        except BadQuery as exc:
-            error = str(exc)
-    searchable = results.total if results else count_searchable(get_session(), clipseek().settings.model)
-    return render_template("search.html", query=query, results=results, error=error,
-                           per_page=per_page, page_sizes=PAGE_SIZES, searchable=searchable,
-                           pending=count_pending(get_session()),
-                           endpoint="pages.search"), 400 if error else 200, server_timing(results)
+    try:
+        request_ = search_request(request.args)
+        results = run_search(get_session(), clipseek().encoder, request_,
+                             ef_search=clipseek().settings.ef_search)
+        get_session().commit()  # an example's last use
+    except BadQuery as exc:
+        error = str(exc)
+    searchable = count_searchable(get_session(), clipseek().settings.model)
+    return render_template(
+        "search.html", query=request.args.get("q", ""), results=results, error=error,
+        request=request_ or SearchRequest(per_page=DEFAULT_PAGE_SIZE), args=request.args,
+        per_page=request_.per_page if request_ else DEFAULT_PAGE_SIZE, page_sizes=PAGE_SIZES,
+        searchable=searchable, pending=count_pending(get_session()), modes=list(Mode),
+        sorts=list(Sort), orientations=list(Orientation), sources=SOURCES, formats=FORMATS,
+        endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
 
 @bp.post("/search/by-image")
-def by_image() -> tuple[str, int]:
-    """Rank the collection against an uploaded example picture (not stored)."""
+def by_image() -> Response:
+    """Store an example picture's embedding and show its search at a URL that pages and shares."""
     per_page = int_arg("per_page", DEFAULT_PAGE_SIZE, low=1, high=MAX_PER_PAGE, source=request.form)
     upload = request.files.get("image")
     if upload is None or not upload.filename:
         raise BadQuery("Choose a picture to search with.")
+    data = upload.stream.read()
     try:
-        example = read_rgb(upload.stream, max_pixels=clipseek().settings.max_image_pixels)
+        example = read_rgb(io.BytesIO(data), max_pixels=clipseek().settings.max_image_pixels)
     except ImageDecodeError as exc:
         raise BadQuery(f"{upload.filename} cannot be used: {exc}.") from None
-    results = search_by_image(get_session(), clipseek().encoder, example, per_page=per_page,
-                              ef_search=clipseek().settings.ef_search)
-    return render_template("search.html", query="", results=results, error=None, per_page=per_page,
-                           page_sizes=PAGE_SIZES, searchable=results.total, example=upload.filename,
-                           endpoint=None), 200
+    example_id = store_example(get_session(), clipseek().encoder, example, data)
+    get_session().commit()
+    return redirect(url_for("pages.search", example=example_id, per_page=per_page), code=303)
 
 
 @bp.get("/image/<int:image_id>")

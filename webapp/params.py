@@ -6,9 +6,11 @@ import re
 from collections.abc import Mapping
 
 from flask import Flask, abort, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BaseConverter
 
 from clipseek.errors import BadQuery
+from clipseek.query import SearchRequest, parse_request
 from clipseek.search import MAX_PAGE, MAX_PER_PAGE
 
 PAGE_SIZES = (12, 24, 48, 96)
@@ -55,6 +57,11 @@ def paging(source: Mapping[str, str] | None = None) -> tuple[int, int]:
     """The requested page and page size."""
     return (int_arg("page", 1, low=1, high=MAX_PAGE, source=source),
             int_arg("per_page", DEFAULT_PAGE_SIZE, low=1, high=MAX_PER_PAGE, source=source))
+
+
+def search_request(args: MultiDict[str, str]) -> SearchRequest:
+    """The search the query string asks for (every parameter of the form and of /api/search)."""
+    return parse_request(args.to_dict(flat=False), default_per_page=DEFAULT_PAGE_SIZE)
 
 
 def parse_ids(raw: str) -> list[int]:

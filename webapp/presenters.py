@@ -15,7 +15,8 @@ from clipseek.search import SearchHit, SearchPage
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
     """One ranked result with the URLs of its thumbnail, file and page."""
     return {
-        "rank": hit.rank, "image_id": hit.image_id, "score": round(hit.score, 6),
+        "rank": hit.rank, "image_id": hit.image_id,
+        "score": None if hit.score is None else round(hit.score, 6),
         "captions": hit.captions, "path": hit.path, "width": hit.width, "height": hit.height,
         "source": hit.source,
         "thumbnail_url": url_for("files.thumbnail", image_id=hit.image_id),

@@ -10,34 +10,71 @@ import click
 from clipseek.cli.base import index_here, pass_context, random_warning, report
 from clipseek.context import Context
 from clipseek.display import render_grid
+from clipseek.query import parse_request
 from clipseek.samples import write_sample_photos
-from clipseek.search import search_images
+from clipseek.search import run_search, search_images
 
 
 @click.command()
-@click.argument("query")
+@click.argument("query", default="")
 @click.option("--top-k", "-k", default=5, show_default=True, help="Results per page.")
 @click.option("--page", "-p", default=1, show_default=True)
+@click.option("--collection", multiple=True, help="Only this collection (repeat for several).")
+@click.option("--source", multiple=True, help="Only images from coco, folder, samples or upload.")
+@click.option("--folder", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Only images under this folder.")
+@click.option("--taken-from", default="", help="Taken on or after YYYY-MM-DD (else added then).")
+@click.option("--taken-to", default="", help="Taken on or before YYYY-MM-DD (else added then).")
+@click.option("--added-from", default="", help="Added on or after YYYY-MM-DD.")
+@click.option("--added-to", default="", help="Added on or before YYYY-MM-DD.")
+@click.option("--format", "formats", multiple=True, help="Only this file format, e.g. jpeg, png.")
+@click.option("--orientation", default="", help="portrait, landscape or square.")
+@click.option("--min-size", default="", help="At least WIDTHxHEIGHT pixels, or megapixels (2mp).")
+@click.option("--mode", default="", help="semantic, hybrid or text (default: hybrid once captions exist).")
+@click.option("--sort", default="", help="relevance (default) or date (newest first).")
+@click.option("--min-score", default="", help="Show matches from this score up, instead of the cutoff.")
+@click.option("--like", default="", help="Rank by similarity to this stored image id.")
+@click.option("--all", "show_all", is_flag=True, help="Also show matches below the relevance cutoff.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--save", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw the results into this PNG file.")
 @pass_context
-def search(ctx: Context, query: str, top_k: int, page: int, as_json: bool,
-           save: Path | None) -> None:
-    """Find the stored images that best match a description."""
+def search(ctx: Context, query: str, top_k: int, page: int, collection: tuple[str, ...],
+           source: tuple[str, ...], folder: Path | None, taken_from: str, taken_to: str,
+           added_from: str, added_to: str, formats: tuple[str, ...], orientation: str,
+           min_size: str, mode: str, sort: str, min_score: str, like: str, show_all: bool,
+           as_json: bool, save: Path | None) -> None:
+    """Find the stored images that best match a description (with no description: newest first).
+
+    Combine descriptions as in: beach + "sunset" - "people".
+    """
+    params = {"q": [query], "page": [str(page)], "per_page": [str(top_k)],
+              "collection": list(collection), "source": list(source), "format": list(formats),
+              "folder": [str(folder.absolute())] if folder else [], "taken_from": [taken_from],
+              "taken_to": [taken_to], "added_from": [added_from], "added_to": [added_to],
+              "orientation": [orientation], "min_size": [min_size], "mode": [mode], "sort": [sort],
+              "min_score": [min_score], "like": [like], "all": ["1" if show_all else ""]}
+    request = parse_request(params)
     with ctx.db.session() as session:
-        results = search_images(session, ctx.encoder, query, page=page, per_page=top_k,
-                                ef_search=ctx.settings.ef_search)
+        results = run_search(session, ctx.encoder, request, ef_search=ctx.settings.ef_search)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2, ensure_ascii=False))
     else:
         random_warning(ctx)
-        if not results.total:
+        if not results.total and not results.filters and results.mode != "text":
             click.echo("No indexed images yet: add some with `clipseek ingest PATH`.")
-        click.echo(f"Page {results.page} of {results.pages} ({results.total} images searched):")
+        elif not results.total:
+            click.echo("Nothing matches: loosen the filters, or try other words.")
+        counted = "images searched" if results.cutoff is None else "matches"
+        total = f"{results.total:,}{'+' if results.total_capped else ''}"
+        click.echo(f"Page {results.page} of {results.pages} ({total} {counted}), {results.mode} search:")
         for hit in results.hits:
             caption = f"  “{hit.captions[0]}”" if hit.captions else ""
-            click.echo(f"{hit.rank:>4}. {hit.score:.4f}  {hit.path}{caption}")
+            score = "" if hit.score is None else f"{hit.score:.4f}  "
+            click.echo(f"{hit.rank:>4}. {score}{hit.path}{caption}")
+        if results.hidden:
+            click.echo(f"{results.hidden:,}{'+' if results.hidden_capped else ''} weaker matches "
+                       "hidden: add --all to show them.")
     if save:
         click.echo(f"Saved {render_grid(results, save_to=save)}", err=True)
 

@@ -64,4 +64,31 @@
     };
     poll();
   }
+  // Search page: a picture dropped or pasted on the search box searches by example, through
+  // the same form as "Find pictures like one of yours" (which works without JavaScript).
+  const searchForm = document.getElementById("search-form");
+  const byImage = document.getElementById("by-image");
+  if (searchForm && byImage) {
+    const fileInput = byImage.querySelector('input[type="file"]');
+    const sendPicture = (files) => {
+      const pictures = Array.from(files || []).filter((f) => f.type.startsWith("image/"));
+      if (!pictures.length || !fileInput) return false;
+      const chosenFiles = new DataTransfer();
+      chosenFiles.items.add(pictures[0]);
+      fileInput.files = chosenFiles.files;
+      byImage.submit();
+      return true;
+    };
+    ["dragenter", "dragover"].forEach((name) =>
+      searchForm.addEventListener(name, (event) => { event.preventDefault(); searchForm.classList.add("over"); }));
+    searchForm.addEventListener("dragleave", () => searchForm.classList.remove("over"));
+    searchForm.addEventListener("drop", (event) => {
+      event.preventDefault();
+      searchForm.classList.remove("over");
+      sendPicture(event.dataTransfer.files);
+    });
+    searchForm.addEventListener("paste", (event) => {
+      if (sendPicture(event.clipboardData && event.clipboardData.files)) event.preventDefault();
+    });
+  }
 })();

@@ -1,0 +1,158 @@
+"""The search form, /api/search, the CLI and Python search() with filters, modes, examples and cutoffs."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import select, update
+
+from clipseek.api import search
+from clipseek.catalog import Candidate
+from clipseek.context import Context
+from clipseek.db import Database
+from clipseek.encoder import ClipEncoder
+from clipseek.ingest import ingest_inline
+from clipseek.models import Image, ScoreCutoff
+from clipseek.settings import Settings
+from tests.httpserver import serve_app
+
+
+@pytest.fixture
+def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
+            sample_photos: list[Candidate]) -> list[int]:
+    """The sample photos indexed; the first eight in the collection "trips"."""
+    ingest_inline(db, encoder, sample_photos, settings=settings)
+    with db.session() as s:
+        ids = sorted(s.scalars(select(Image.id)))
+        s.execute(update(Image).where(Image.id.in_(ids[:8])).values(collection="trips"))
+        s.commit()
+    return ids
+
+
+def _csrf(client: FlaskClient) -> str:
+    page = client.get("/upload").get_data(as_text=True)
+    return page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("q=cat&colour=red", "There is no search parameter &#39;colour&#39;"),
+    ("q=cat&orientation=round", "must be one of portrait, landscape, square"),
+    ("q=cat&taken_from=2024-02-01&taken_to=2024-01-01", "swap the two dates"),
+    ("example=" + "a" * 64, "That example has expired, drop the picture again."),
+    ("q=cat+-+cat", "Nothing is left of the query"),
+    ("q=the&mode=text", "only common words"),
+])
+def test_bad_search_parameters_are_a_400_with_one_sentence(client: FlaskClient, indexed: list[int],
+                                                           query: str, message: str) -> None:
+    page = client.get(f"/?{query}")
+    assert page.status_code == 400 and message in page.get_data(as_text=True)
+    api = client.get(f"/api/search?{query}")
+    assert api.status_code == 400 and message.replace("&#39;", "'") in api.get_json()["error"]
+
+
+def test_api_search_reports_mode_sort_filters_cutoff_and_hidden(client: FlaskClient, app: Flask,
+                                                                indexed: list[int]) -> None:
+    data = client.get("/api/search?q=a+cat&collection=trips&mode=semantic&per_page=3").get_json()
+    assert data["total"] == 8 and data["pages"] == 3 and data["mode"] == "semantic"
+    assert data["filters"] == {"collections": ["trips"]} and data["cutoff"] is None
+    assert all(r["image_id"] in indexed[:8] for r in data["results"])
+    scores = [r["score"] for r in client.get(
+        "/api/search?q=a+cat&collection=trips&mode=semantic&per_page=8").get_json()["results"]]
+    with app.extensions["clipseek"].db.session() as s:
+        s.add(ScoreCutoff(model="ViT-B-32/random", cutoff=(scores[1] + scores[2]) / 2, images=22))
+        s.commit()
+    cut = client.get("/api/search?q=a+cat&collection=trips&mode=semantic").get_json()
+    assert cut["total"] == 2 and cut["hidden"] == 6 and cut["cutoff"] == pytest.approx(cut["cutoff"])
+    html = client.get("/?q=a+cat&collection=trips&mode=semantic").get_data(as_text=True)
+    assert "6 weaker matches hidden" in html and "all=1" in html
+    shown = client.get("/?q=a+cat&collection=trips&mode=semantic&all=1").get_data(as_text=True)
+    assert shown.count('class="hit"') == 8 and "weaker matches hidden" not in shown
+
+
+def test_an_empty_result_says_why(client: FlaskClient, indexed: list[int]) -> None:
+    html = client.get("/?q=a+cat&collection=nowhere").get_data(as_text=True)
+    assert "No pictures match these filters" in html
+
+
+def test_example_search_pages_by_url_and_more_like_this_links(client: FlaskClient, indexed: list[int],
+                                                             sample_photos: list[Candidate]) -> None:
+    data = {"csrf_token": _csrf(client), "per_page": "12",
+            "image": (io.BytesIO(sample_photos[2].path.read_bytes()), "cat.jpg")}
+    posted = client.post("/search/by-image", data=data, content_type="multipart/form-data")
+    url = posted.headers["Location"]
+    api = client.get("/api" + url.replace("/?", "/search?") + "&collection=trips").get_json()
+    assert api["total"] == 8 and api["filters"] == {"collections": ["trips"]}
+    image_page = client.get(f"/image/{indexed[0]}").get_data(as_text=True)
+    assert f'href="/?like={indexed[0]}"' in image_page
+    like = client.get(f"/?like={indexed[0]}&per_page=12").get_data(as_text=True)
+    assert "Pictures like" in like and like.count('class="hit"') == 12
+
+
+def test_cli_search_takes_filter_flags_and_explains_bad_ones(cli_env: dict[str, str],
+                                                             indexed: list[int]) -> None:
+    ok = subprocess.run(["clipseek", "search", "a cat", "--collection", "trips", "--mode", "semantic",
+                         "--sort", "date", "--json", "-k", "20"], env=cli_env, capture_output=True,
+                        text=True, timeout=300, check=False)
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["sort"] == "date" and {r["image_id"] for r in data["results"]} == set(indexed[:8])
+    bad = subprocess.run(["clipseek", "search", "a cat", "--orientation", "round"], env=cli_env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "must be one of portrait, landscape, square" in bad.stderr
+
+
+def test_python_search_takes_the_same_parameters(settings: Settings, indexed: list[int]) -> None:
+    ctx = Context(settings)
+    try:
+        page = search("a cat", top_k=20, context=ctx, collection="trips", mode="semantic")
+        browse = search(context=ctx, top_k=3)
+    finally:
+        ctx.close()
+    assert {h.image_id for h in page.hits} == set(indexed[:8])
+    assert browse.mode == "browse" and browse.total == 22
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser tests need Debian's chromium: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        yield browser.new_page(viewport={"width": 1280, "height": 900})
+        browser.close()
+
+
+def test_the_form_pages_through_results_keeping_every_filter(settings: Settings, redis_url: str,
+                                                             indexed: list[int],
+                                                             browser_page: object) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(browser_page, Page)
+    page = browser_page
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.fill('input[name="q"]', "a cat")
+        page.click("details.filters summary")
+        page.fill('input[name="collection"]', "trips")
+        page.select_option('select[name="mode"]', "semantic")
+        page.select_option('select[name="per_page"]', "12")
+        page.click('form.search button[type="submit"]')
+        expect(page.locator(".hit")).to_have_count(8)
+        page.goto(page.url.replace("per_page=12", "per_page=3"))
+        expect(page.locator(".hit")).to_have_count(3)
+        page.click('nav.pager a[rel="next"]')
+        expect(page.locator(".hit")).to_have_count(3)
+        assert "collection=trips" in page.url and "mode=semantic" in page.url and "page=2" in page.url
+        expect(page.locator('input[name="collection"]')).to_have_value("trips")
+        hrefs = [page.locator(".hit a").nth(i).get_attribute("href") for i in range(3)]
+        assert all(h and int(h.rsplit("/", 1)[1]) in indexed[:8] for h in hrefs)
