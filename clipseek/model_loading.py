@@ -7,7 +7,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,8 @@ from clipseek.weights import resolve_weights
 # builds the same network and their embeddings stay comparable.
 RANDOM_SEED = 20240101
 
-# `auto` spends about this long timing the candidate precisions (plus one warm-up pass each).
+# `auto` times the candidate precisions for at least this long, and at least two passes each
+# (plus one untimed warm-up pass each).
 PROBE_BUDGET_S = 1.0
 # Real photos bundled with scikit-image (no download), and queries like a user's.
 PROBE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -35,9 +36,6 @@ PROBE_QUERIES = ("a dog running on the beach", "a red motorcycle parked in a roo
 
 # torch and open_clip are imported inside the functions that need them: importing them takes
 # seconds, which a process that never encodes (most commands, the status page) should not pay.
-
-# Embeds a preprocessed batch (N, 3, 224, 224) with the network as it is at the time of the call.
-EncodePixels = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -241,27 +239,9 @@ def probe_pixels() -> np.ndarray:
     return np.stack([clip_pixels(photo.convert("RGB")) for photo in photos])
 
 
-def _fastest_run(run: Callable[[], np.ndarray], budget_s: float) -> tuple[float, np.ndarray]:
-    """Seconds of the fastest of the runs that fit the budget (at least one, after a warm-up)."""
-    out = run()  # the first call allocates and picks kernels
-    best, started = math.inf, time.perf_counter()
-    while best == math.inf or time.perf_counter() - started < budget_s:
-        begun = time.perf_counter()
-        out = run()
-        best = min(best, time.perf_counter() - begun)
-    return best, out
-
-
-def _measure_one(candidate: Any, precision: str, device: str, probe: tuple[np.ndarray, Any, Any],
-                 reference: np.ndarray | None, budget_s: float) -> tuple[Measurement, np.ndarray]:
-    pixels, tokens, one_query = probe
-    seconds, images = _fastest_run(lambda: embed_pixels(candidate, pixels, device), budget_s)
-    query_s, _ = _fastest_run(lambda: embed_tokens(candidate, one_query), 0.0)
-    vectors = np.vstack([images, embed_tokens(candidate, tokens)])
-    agreement = (vectors * (vectors if reference is None else reference)).sum(axis=1)
-    return Measurement(precision=precision, images_per_s=round(len(pixels) / seconds, 2),
-                       query_ms=round(query_s * 1000, 2), mean_cosine=round(float(agreement.mean()), 6),
-                       min_cosine=round(float(agreement.min()), 6)), vectors
+def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    cosines = (vectors * reference).sum(axis=1)
+    return round(float(cosines.mean()), 6), round(float(cosines.min()), 6)
 
 
 def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequence[str],
@@ -270,15 +250,25 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
 
     `precisions` starts with fp32, the reference; the others run on copies, so `model` stays fp32.
     """
-    probe = (probe_pixels(), tokenizer(list(PROBE_QUERIES)).to(device),
-             tokenizer([PROBE_QUERIES[0]]).to(device))
-    results: list[Measurement] = []
-    reference: np.ndarray | None = None
-    for precision in precisions:
-        candidate = model if precision == "fp32" else convert(copy.deepcopy(model), precision)
-        measured, vectors = _measure_one(candidate, precision, device, probe, reference,
-                                         budget_s / len(precisions))
-        reference = vectors if reference is None else reference
-        results.append(measured)
-        del candidate
-    return results
+    pixels = probe_pixels()
+    queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
+    candidates = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+    # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.
+    vectors = {p: np.vstack([embed_pixels(c, pixels, device), embed_tokens(c, queries)])
+               for p, c in candidates.items()}
+    image_s, query_s = dict.fromkeys(precisions, math.inf), dict.fromkeys(precisions, math.inf)
+    started, rounds = time.perf_counter(), 0
+    # Round robin, keeping each one's fastest pass: a neighbour's load on a shared machine then
+    # slows every candidate alike instead of whichever happened to run at the time.
+    while rounds < 2 or time.perf_counter() - started < budget_s:
+        for precision, candidate in candidates.items():
+            begun = time.perf_counter()
+            embed_pixels(candidate, pixels, device)
+            middle = time.perf_counter()
+            embed_tokens(candidate, one_query)
+            image_s[precision] = min(image_s[precision], middle - begun)
+            query_s[precision] = min(query_s[precision], time.perf_counter() - middle)
+        rounds += 1
+    reference = vectors[precisions[0]]
+    return [Measurement(p, round(len(pixels) / image_s[p], 2), round(1000 * query_s[p], 2),
+                        *_agreement(vectors[p], reference)) for p in precisions]

@@ -145,7 +145,11 @@ def test_batch_and_single_images_agree(encoder: ClipEncoder) -> None:
     imgs = [Image.fromarray(photo_array(s)) for s in range(3)]
     batch = encoder.encode_images(imgs)
     single = encoder.encode_images(imgs[1:2])
-    np.testing.assert_allclose(batch[1], single[0], atol=1e-4)
+    if encoder.precision == "int8":
+        # Dynamic int8 scales activations per batch, so batch-mates move a row by rounding only.
+        assert float(batch[1] @ single[0]) > 0.999
+    else:
+        np.testing.assert_allclose(batch[1], single[0], atol=1e-4)
 
 
 def test_bad_model_id_is_a_config_error() -> None:
