@@ -8,10 +8,11 @@ later starts on the same machine are instant and a home moved to another CPU mea
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,26 +153,46 @@ def remember_choice(path: Path, choice: PrecisionChoice) -> None:
     os.replace(partial, path)
 
 
+@contextmanager
+def _exclusive(path: Path | None) -> Iterator[None]:
+    """Hold a lock beside the cache file, so processes that start together measure once."""
+    if path is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        yield  # a read-only home: measure without the lock
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def resolve_auto(path: Path | None, key: str, measure: Callable[[], list[Measurement]],
                  runnable: Sequence[str]) -> tuple[PrecisionChoice, bool]:
     """The remembered choice for `key`, or a new one measured now (and remembered); and whether cached.
 
     Without a cache file (an encoder built outside any CLIPSEEK_HOME) the choice is measured
-    and kept for this process only.
+    and kept for this process only. `clipseek up` loads the model in the web server and the
+    worker at once: the second waits for the first's measurement and takes its choice, so
+    queries and images run in the same precision.
     """
-    found = cached_choice(path, key) if path is not None else None
-    if found is not None and found.precision in runnable:
-        return found, True
-    measurements = measure()
-    precision, reason = choose_fastest_accurate(measurements)
-    choice = PrecisionChoice(key=key, precision=precision, reason=reason,
-                             measurements=tuple(measurements),
-                             measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    if path is not None:
-        # A read-only home measures again at the next start; the choice itself stands.
-        with suppress(OSError):
-            remember_choice(path, choice)
-    return choice, False
+    with _exclusive(path):
+        found = cached_choice(path, key) if path is not None else None
+        if found is not None and found.precision in runnable:
+            return found, True
+        measurements = measure()
+        precision, reason = choose_fastest_accurate(measurements)
+        choice = PrecisionChoice(key=key, precision=precision, reason=reason,
+                                 measurements=tuple(measurements),
+                                 measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        if path is not None:
+            # A read-only home measures again at the next start; the choice itself stands.
+            with suppress(OSError):
+                remember_choice(path, choice)
+        return choice, False
 
 
 def report_lines(*, cpu: Cpu, cores: int | None, device: str, runnable: Sequence[str], setting: str,

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,24 @@ def test_the_choice_is_remembered_for_the_same_machine_and_redone_on_another(tmp
     assert (cached, len(calls)) == (False, 2)
     # Both machines' choices stay, so a home shared between them does not flip-flop.
     assert cached_choice(cache, "cpu A") == first and cached_choice(cache, "cpu B") == other
+
+
+def test_processes_that_start_together_measure_once_and_share_the_choice(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    calls: list[int] = []
+
+    def slow_measure() -> list[Measurement]:
+        calls.append(1)
+        time.sleep(1)  # the other caller arrives while this one is still measuring
+        return WITHOUT_AMX
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(resolve_auto, cache, "cpu A", slow_measure, ("fp32", "bf16", "int8"))
+                   for _ in range(2)]
+        outcomes = [f.result(timeout=30) for f in futures]
+    assert len(calls) == 1
+    assert sorted(cached for _, cached in outcomes) == [False, True]
+    assert outcomes[0][0] == outcomes[1][0]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"choices": {"cpu A": {"precision": 3}}}', ""])
