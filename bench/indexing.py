@@ -1,12 +1,13 @@
-"""Indexing throughput, end to end, against the model-alone ceiling and the original design.
+"""Indexing throughput per precision, end to end, against the model-alone ceiling and the original design.
 
-    python -m bench.indexing --images 512            # CPU, the configured precision
-    python -m bench.indexing --device cuda --precision fp16
-    python -m bench.indexing --tiny                  # a few images: checks the script runs
+    python -m bench.indexing --images 512                 # CPU: fp32, bf16, int8 where runnable
+    python -m bench.indexing --precisions fp32,int8       # some of them
+    python -m bench.indexing --device cuda --precisions fp32,fp16
+    python -m bench.indexing --tiny                       # a few images: checks the script runs
 
-All four approaches run in one process on the same generated photos, so their ratios are
-comparable even on a noisy machine. The model has random weights (speed does not depend
-on weight values).
+Every precision, the original design and the worker (with what `auto` chose) run in one
+process on the same generated photos, so their ratios are comparable even on a noisy
+machine. The model has random weights (speed does not depend on weight values).
 """
 
 from __future__ import annotations
@@ -29,18 +30,46 @@ from clipseek.catalog import Candidate
 from clipseek.context import Context
 from clipseek.encoder import ClipEncoder
 from clipseek.ingest import ingest_inline, ingest_queued
+from clipseek.model_loading import pick_device, runnable_precisions
+from clipseek.precision import accurate_enough, read_cpu
 from clipseek.queueing import wait_until_indexed
 from clipseek.settings import RANDOM_MODEL, Settings
 
+# Distinct queries (the encoder remembers ones it has seen), of a user's length.
+QUERIES = [f"a photo of {n} {thing} on a {place}" for n, (thing, place) in enumerate(
+    [("dogs", "beach"), ("red cars", "street"), ("cups", "table"), ("birds", "wire"),
+     ("bicycles", "bridge"), ("boats", "lake"), ("horses", "field"), ("trains", "platform")] * 3)]
 
-def model_ceiling(encoder: ClipEncoder, batch_size: int, batches: int) -> float:
-    """Images/s of the model alone on already-preprocessed batches."""
+
+def model_alone(encoders: dict[str, ClipEncoder], batch_size: int, rounds: int) -> dict[str, float]:
+    """Images/s of each precision's model alone on preprocessed batches, taking turns batch by batch.
+
+    Taking turns exposes every precision to the same background load on a shared machine;
+    each one's fastest batch counts.
+    """
     pixels = np.random.default_rng(0).standard_normal((batch_size, 3, 224, 224)).astype(np.float32)
-    encoder.encode_pixels(pixels)  # warm-up: first calls allocate and pick kernels
-    started = time.perf_counter()
-    for _ in range(batches):
-        encoder.encode_pixels(pixels)
-    return batch_size * batches / (time.perf_counter() - started)
+    for encoder in encoders.values():
+        encoder.encode_pixels(pixels)  # warm-up: first calls allocate and pick kernels
+    best = dict.fromkeys(encoders, float("inf"))
+    for _ in range(rounds):
+        for precision, encoder in encoders.items():
+            started = time.perf_counter()
+            encoder.encode_pixels(pixels)
+            best[precision] = min(best[precision], time.perf_counter() - started)
+    return {precision: batch_size / seconds for precision, seconds in best.items()}
+
+
+def query_ms(encoders: dict[str, ClipEncoder]) -> dict[str, float]:
+    """Median milliseconds to encode one new text query (what a fresh search pays), taking turns."""
+    times: dict[str, list[float]] = {precision: [] for precision in encoders}
+    for encoder in encoders.values():
+        encoder.encode_texts(["warm-up query"])
+    for query in QUERIES:
+        for precision, encoder in encoders.items():
+            started = time.perf_counter()
+            encoder.encode_texts([query])
+            times[precision].append(1000 * (time.perf_counter() - started))
+    return {precision: float(np.median(values)) for precision, values in times.items()}
 
 
 def original_design(paths: list[Path], device: str) -> float:
@@ -109,26 +138,69 @@ def worker_path(ctx: Context, candidates: list[Candidate], warmup: Candidate, en
     return len(candidates) / elapsed
 
 
+def inline_rates(settings: Settings, precisions: list[str], candidates: list[Candidate],
+                 rounds: int = 4) -> dict[str, float]:
+    """Images/s of the `ingest --inline` path in each precision, taking turns a slice at a time.
+
+    Each round indexes a slice of the photos in every precision in turn (from an empty table),
+    so a burst of background load on a shared machine falls on all precisions alike.
+    """
+    contexts = {p: Context(settings.with_changes(precision=p)) for p in precisions}
+    seconds = dict.fromkeys(precisions, 0.0)
+    size = -(-len(candidates) // rounds)
+    try:
+        for start in range(0, len(candidates), size):
+            chunk = candidates[start:start + size]
+            for precision, ctx in contexts.items():
+                seconds[precision] += len(chunk) / inline_path(ctx, chunk)
+    finally:
+        for ctx in contexts.values():
+            ctx.close()
+    return {precision: len(candidates) / total for precision, total in seconds.items()}
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    config, rows, auto = results["config"], results["precisions"], results["auto"]
+    baseline = results["original_design"]
+    fastest = max(r["model_alone"] for p, r in rows.items() if p in auto["accurate"])
+    table = markdown_table(
+        ["precision", "model alone, images/s", "in-process (--inline), images/s", "vs original",
+         "of fastest accurate model alone", "new text query, ms", "agreement with fp32 (mean / min)"],
+        [[p, f"{r['model_alone']:.1f}", f"{r['inline']:.1f}", f"{r['inline'] / baseline:.2f}x",
+          f"{100 * r['inline'] / fastest:.0f}%", f"{r['query_ms']:.1f}", auto["agreement"].get(p, "-")]
+         for p, r in rows.items()]
+        + [["original design (1 image/call, fp32, threads)", "-", f"{baseline:.1f}", "1.00x", "-", "-", "-"],
+           [f"ClipSeek worker (auto: {auto['precision']})", "-", f"{results['worker']:.1f}",
+            f"{results['worker'] / baseline:.2f}x", f"{100 * results['worker'] / fastest:.0f}%", "-", "-"]])
+    return (f"Indexing throughput, {config['images']} COCO-like JPEGs, batch {config['batch_size']}, "
+            f"{config['device']}, CPU flags {' '.join(results['cpu_flags']) or 'none'}:\n\n{table}\n\n"
+            f"`auto` chose {auto['precision']}: {auto['reason']}")
+
+
 def main() -> None:
-    """Run the four measurements and write bench/results/indexing.{json,md}."""
+    """Run the measurements and write bench/results/indexing-<device>.{json,md}."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--baseline-images", type=int, default=128,
                         help="images for the (slow) original-design baseline")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precisions", default="",
+                        help="comma-separated; default every precision this machine can run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="a quick run that checks the script works")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args()
     if args.tiny:
         args.images, args.baseline_images, args.batch_size = 12, 4, 4
+    device = pick_device(args.device)
+    runnable = runnable_precisions(device)
+    precisions = [p for p in args.precisions.split(",") if p] or list(runnable)
 
     with scratch_home() as home:
         env = {**os.environ, "CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
-               "CLIPSEEK_BATCH_SIZE": str(args.batch_size), "CLIPSEEK_PRECISION": args.precision,
-               "CLIPSEEK_DEVICE": args.device, "CLIPSEEK_OFFLINE": "1"}
+               "CLIPSEEK_BATCH_SIZE": str(args.batch_size), "CLIPSEEK_PRECISION": "auto",
+               "CLIPSEEK_DEVICE": device, "CLIPSEEK_OFFLINE": "1"}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         settings = Settings.from_env(env)
@@ -136,23 +208,34 @@ def main() -> None:
         candidates = [Candidate(path=p, source="folder") for p in paths[1:]]
         ctx = Context(settings)
         try:
+            # `auto` first, in a fresh home: it measures and remembers, and the worker reuses it.
             ctx.encoder.load()
+            choice = ctx.encoder.precision_choice
+            assert choice is not None
+            auto = {"precision": ctx.encoder.precision, "reason": choice.reason,
+                    "measurements": [vars(m) for m in choice.measurements],
+                    "accurate": [m.precision for m in choice.measurements
+                                 if m.precision == "fp32" or accurate_enough(m)],
+                    "agreement": {m.precision: f"{m.mean_cosine:.5f} / {m.min_cosine:.5f}"
+                                  for m in choice.measurements}}
             results: dict[str, Any] = {
-                "config": {"images": args.images, "batch_size": args.batch_size,
-                           "device": ctx.encoder.device, "precision": ctx.encoder.precision,
+                "config": {"images": args.images, "batch_size": args.batch_size, "device": device,
                            "baseline_images": args.baseline_images},
+                "cpu_flags": list(read_cpu().flags), "auto": auto,
             }
-            print("model alone, by batch size…", flush=True)
-            sweep = [1, 4] if args.tiny else [1, 8, 16, 32, 64]
-            by_batch = {bs: model_ceiling(ctx.encoder, bs, max(2, 128 // bs)) for bs in sweep}
-            results["model_alone_by_batch_size"] = {bs: round(r, 2) for bs, r in by_batch.items()}
-            ceiling = model_ceiling(ctx.encoder, args.batch_size, max(2, args.images // args.batch_size // 2))
+            print("model alone and text queries, the precisions taking turns…", flush=True)
+            encoders = {p: Context(settings.with_changes(precision=p)).encoder for p in precisions}
+            alone = model_alone(encoders, args.batch_size, max(2, args.images // args.batch_size))
+            queries = query_ms(encoders)
+            inline = inline_rates(settings, precisions, candidates)
+            results["precisions"] = {p: {"model_alone": round(alone[p], 2), "query_ms": round(queries[p], 2),
+                                         "inline": round(inline[p], 2)} for p in precisions}
             print("original design…", flush=True)
-            baseline = original_design(paths[1:args.baseline_images + 1], ctx.encoder.device)
-            print("in-process path…", flush=True)
-            inline = inline_path(ctx, candidates)
+            results["original_design"] = round(
+                original_design(paths[1:args.baseline_images + 1], device), 2)
             print("worker path…", flush=True)
-            worker = worker_path(ctx, candidates, Candidate(path=paths[0], source="folder"), env)
+            results["worker"] = round(
+                worker_path(ctx, candidates, Candidate(path=paths[0], source="folder"), env), 2)
         finally:
             ctx.close()
             from clipseek.embedded_db import EmbeddedPostgres
@@ -161,19 +244,8 @@ def main() -> None:
             EmbeddedRedis(settings.redis_folder).stop()
             EmbeddedPostgres(settings.pgdata).stop()
 
-    rates = {"model alone (ceiling)": ceiling, "original design (1 image/call, fp32, threads)": baseline,
-             "ClipSeek in-process (--inline)": inline, "ClipSeek worker": worker}
-    results["images_per_second"] = {k: round(v, 2) for k, v in rates.items()}
-    rows = [[name, f"{rate:.1f}", f"{rate / baseline:.2f}x", f"{100 * rate / ceiling:.0f}%"]
-            for name, rate in rates.items()]
-    table = markdown_table(["approach", "images/s", "vs original", "of ceiling"], rows)
-    config = results["config"]
-    batches = markdown_table(["batch size", *results["model_alone_by_batch_size"]],
-                             [["model alone, images/s", *results["model_alone_by_batch_size"].values()]])
-    md = (f"Indexing throughput, {config['images']} COCO-like JPEGs, batch {config['batch_size']}, "
-          f"{config['device']} {config['precision']}:\n\n{table}\n\nThe model alone by batch size:\n\n"
-          f"{batches}")
-    write_results("indexing-tiny" if args.tiny else f"indexing-{config['device']}", results, md, args.out)
+    md = _markdown(results)
+    write_results("indexing-tiny" if args.tiny else f"indexing-{device}", results, md, args.out)
     print(md)
 
 

@@ -6,18 +6,33 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from clipseek.errors import ConfigError
 from clipseek.imaging import clip_pixels
-from clipseek.model_loading import LoadPolicy, build_network, choose_precision, pick_device
+from clipseek.model_loading import (
+    LoadPolicy,
+    build_network,
+    convert,
+    embed_pixels,
+    embed_tokens,
+    measure_precisions,
+    pick_device,
+    runnable_precisions,
+    text_features,
+)
+from clipseek.precision import (
+    CACHE_FILE,
+    PrecisionChoice,
+    check_runnable,
+    machine_key,
+    read_cpu,
+    resolve_auto,
+)
 from clipseek.settings import Settings
-
-if TYPE_CHECKING:
-    import torch
 
 # Query embeddings remembered per process (2 KiB each).
 QUERY_CACHE_SIZE = 4096
@@ -62,12 +77,6 @@ def is_random_model(model_id: str) -> bool:
     return model_id.endswith("/random")
 
 
-def _normalise(features: torch.Tensor) -> np.ndarray:
-    out = features.float()
-    out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
-
-
 class ClipEncoder:
     """CLIP through open_clip; the network loads on first use, once per process.
 
@@ -85,19 +94,26 @@ class ClipEncoder:
         device: str = "auto",
         precision: str = "auto",
         allow_download: bool = True,
+        precision_cache: Path | None = None,
     ) -> None:
         self.model_id = model_id
         arch, weights_kind = parse_model_id(model_id)
         self.policy = LoadPolicy(arch=arch, random=weights_kind == "random", weights=weights,
                                  weights_sha256=weights_sha256, cache_dir=cache_dir, device=device,
                                  precision=precision, allow_download=allow_download)
+        # Where `auto` remembers its choice; None: measured at every load, remembered nowhere.
+        self.precision_cache = precision_cache
         self.dim = 512
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
         self.device = "cpu"
         self.precision = "fp32"
-        self.bf16_cosine: float | None = None
+        # What `auto` chose and why (None for an explicit CLIPSEEK_PRECISION), and whether the
+        # choice came from the cache rather than a measurement in this process.
+        self.precision_choice: PrecisionChoice | None = None
+        self.precision_from_cache = False
+        self.runnable_precisions: tuple[str, ...] = ()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
@@ -111,6 +127,7 @@ class ClipEncoder:
             device=settings.device,
             precision=settings.precision,
             allow_download=not settings.offline,
+            precision_cache=settings.home / CACHE_FILE,
         )
 
     @property
@@ -125,21 +142,27 @@ class ClipEncoder:
                 self._load()
 
     def _load(self) -> None:
+        import torch
+
         device = pick_device(self.policy.device)
+        runnable = runnable_precisions(device)
+        check_runnable(self.policy.precision, device, runnable)
         model, self._tokenizer = build_network(self.policy, device)
-        self.device, self._model = device, model
-        # The probe that judges a lower precision runs through this encoder's own forward pass.
-        self.precision, self.bf16_cosine = choose_precision(model, device, self.policy.precision,
-                                                            self._encode_tensor)
+        precision = self.policy.precision
+        if precision == "auto":
+            key = machine_key(read_cpu(), torch_version=torch.__version__, model_id=self.model_id,
+                              device=device)
+            tokenizer = self._tokenizer
+            self.precision_choice, self.precision_from_cache = resolve_auto(
+                self.precision_cache, key,
+                lambda: measure_precisions(model, tokenizer, device, runnable), runnable)
+            precision = self.precision_choice.precision
+        self.device, self.precision, self.runnable_precisions = device, precision, runnable
+        self._model = convert(model, precision)
         self.dim = int(model.text_projection.shape[1])
 
     def _encode_tensor(self, pixels: np.ndarray) -> np.ndarray:
-        import torch
-
-        dtype = next(self._model.parameters()).dtype
-        batch = torch.from_numpy(pixels).to(self.device, dtype=dtype)
-        with torch.inference_mode():
-            return _normalise(self._model.encode_image(batch))
+        return embed_pixels(self._model, pixels, self.device)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embed a preprocessed batch (N, 3, 224, 224) in one forward pass."""
@@ -155,21 +178,17 @@ class ClipEncoder:
         return self.encode_pixels(np.stack([clip_pixels(img) for img in images]))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed text queries (each cut to CLIP's 77-token context).
+        """Embed text queries (each cut to CLIP's 77-token context), in the loaded precision.
 
         The latest 4,096 single queries are remembered, so paging through results or reloading a
         shared result page does not run the text encoder again.
         """
-        import torch
-
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) == 1 and (cached := self._query_cache.get(texts[0])) is not None:
             return cached.copy()
-        tokens = self._tokenizer(list(texts)).to(self.device)
-        with torch.inference_mode():
-            vectors = _normalise(self._encode_tokens(tokens))
+        vectors = embed_tokens(self._model, self._tokenizer(list(texts)).to(self.device))
         if len(texts) == 1:
             with self._lock:
                 self._query_cache[texts[0]] = vectors.copy()
@@ -177,25 +196,6 @@ class ClipEncoder:
                     self._query_cache.popitem(last=False)
         return vectors
 
-    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """CLIP's text tower, run only up to the longest query's end-of-text token.
-
-        The text transformer is causal and pools the end-of-text position, so the padding
-        after it cannot change the result: cutting it off gives the same embedding for a
-        fraction of the work (a 10-token query does 8x fewer token steps than 77).
-        """
-        from open_clip.transformer import text_global_pool
-
-        model = self._model
-        if getattr(model, "text_pool_type", None) != "argmax" or getattr(model, "attn_mask", None) is None:
-            full: torch.Tensor = model.encode_text(tokens)
-            return full
-        length = int(tokens.argmax(dim=-1).max()) + 1
-        tokens = tokens[:, :length]
-        cast = model.transformer.get_cast_dtype()
-        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-        x = model.ln_final(x)
-        pooled: torch.Tensor = text_global_pool(x, tokens, "argmax") @ model.text_projection
-        return pooled
-
+    def _encode_tokens(self, tokens: Any) -> Any:
+        """CLIP's text tower in the loaded precision, cut at the longest query's end of text."""
+        return text_features(self._model, tokens)

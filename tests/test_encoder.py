@@ -145,7 +145,11 @@ def test_batch_and_single_images_agree(encoder: ClipEncoder) -> None:
     imgs = [Image.fromarray(photo_array(s)) for s in range(3)]
     batch = encoder.encode_images(imgs)
     single = encoder.encode_images(imgs[1:2])
-    np.testing.assert_allclose(batch[1], single[0], atol=1e-4)
+    if encoder.precision == "int8":
+        # Dynamic int8 scales activations per batch, so batch-mates move a row by rounding only.
+        assert float(batch[1] @ single[0]) > 0.999
+    else:
+        np.testing.assert_allclose(batch[1], single[0], atol=1e-4)
 
 
 def test_bad_model_id_is_a_config_error() -> None:
@@ -189,10 +193,10 @@ def test_weights_are_downloaded_verified_and_cached(checkpoints: dict[str, Path]
     assert len(files.requests) == 2  # one broken response, one resumed range request
 
 
-def test_bf16_keeps_layernorm_in_fp32_and_reports_its_agreement_with_fp32() -> None:
+def test_bf16_keeps_layernorm_in_fp32_and_returns_float32() -> None:
     enc = ClipEncoder("ViT-B-32/random", allow_download=False, precision="bf16")
     enc.load()
     norms = [m for m in enc._model.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert norms and all(m.weight.dtype == torch.float32 for m in norms)
-    assert enc.precision == "bf16" and enc.bf16_cosine is not None and enc.bf16_cosine > 0.99
+    assert enc.precision == "bf16" and enc.precision_choice is None
     assert enc.encode_texts(["a cat"]).dtype == np.float32

@@ -1,0 +1,24 @@
+"""`clipseek doctor`: the CPU the model runs on, and the precision it runs in and why."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from clipseek.cli.base import pass_context
+from clipseek.context import Context
+from clipseek.precision import read_cpu, report_lines
+
+
+@click.command()
+@pass_context
+def doctor(ctx: Context) -> None:
+    """Show the CPU, the flags that matter, and the model's precision with the measured rates."""
+    encoder = ctx.encoder
+    encoder.load()
+    for line in report_lines(cpu=read_cpu(), cores=os.cpu_count(), device=encoder.device,
+                             runnable=encoder.runnable_precisions, setting=ctx.settings.precision,
+                             precision=encoder.precision, choice=encoder.precision_choice,
+                             from_cache=encoder.precision_from_cache):
+        click.echo(line)

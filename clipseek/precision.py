@@ -1,0 +1,232 @@
+"""Which precision the model runs in: what this machine can run, and for `auto` the fastest accurate one.
+
+`auto` times each precision the machine can run on a real batch, keeps those whose embeddings
+agree with fp32, takes the fastest, and remembers the choice in CLIPSEEK_HOME under a key made
+of the CPU model, the CPU flags that decide the kernels, the PyTorch version and the model, so
+later starts on the same machine are instant and a home moved to another CPU measures again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clipseek.errors import ConfigError
+
+CACHE_FILE = "precision.json"
+# bf16 and fp16 keep the int8-free network and only round: their embeddings must stay this
+# close (cosine, every row) to fp32 ones, which keeps rankings the same in practice.
+HALF_MIN_COSINE = 0.999
+# int8 rounds every linear layer's weights and activations to 256 levels, so its error is
+# larger and spread unevenly: the mean over the probe guards the ranking as a whole, the
+# minimum the worst photo. 0.995 on average and 0.99 at worst keeps a photo's neighbours in
+# a CLIP space where related photos sit 0.2-0.3 apart in cosine; random weights measure
+# 0.9998, and real weights with outlier activations may fall below it, which is the point.
+INT8_MIN_MEAN_COSINE = 0.995
+INT8_MIN_COSINE = 0.99
+# The flags that decide which kernels PyTorch uses for fp32, bf16 and int8 matrix work.
+RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512_fp16",
+                  "amx_tile", "amx_bf16", "amx_int8")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """The processor as /proc/cpuinfo names it, with the flags in RELEVANT_FLAGS it has."""
+
+    model: str
+    flags: tuple[str, ...]
+
+
+def read_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> Cpu:
+    """This machine's processor name and relevant flags ('unknown' where /proc is not there)."""
+    model, flags = "unknown", set[str]()
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif name.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return Cpu(model=model, flags=tuple(f for f in RELEVANT_FLAGS if f in flags))
+
+
+def machine_key(cpu: Cpu, *, torch_version: str, model_id: str, device: str) -> str:
+    """The key a remembered choice is valid for: same CPU, flags, PyTorch, model and device."""
+    return f"{cpu.model} [{' '.join(cpu.flags)}] torch {torch_version} {model_id} {device}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One precision on the probe: its speed, and how close its embeddings are to fp32's."""
+
+    precision: str
+    images_per_s: float
+    query_ms: float
+    mean_cosine: float
+    min_cosine: float
+
+
+def accurate_enough(m: Measurement) -> bool:
+    """Whether a precision's embeddings agree with fp32's closely enough to be used."""
+    if m.precision == "int8":
+        return m.mean_cosine >= INT8_MIN_MEAN_COSINE and m.min_cosine >= INT8_MIN_COSINE
+    return m.min_cosine >= HALF_MIN_COSINE
+
+
+def _bar(precision: str) -> str:
+    if precision == "int8":
+        return f"mean {INT8_MIN_MEAN_COSINE}, min {INT8_MIN_COSINE}"
+    return f"min {HALF_MIN_COSINE}"
+
+
+def choose_fastest_accurate(measurements: Sequence[Measurement]) -> tuple[str, str]:
+    """The fastest precision whose embeddings agree with fp32, and a sentence saying why."""
+    accurate = [m for m in measurements if m.precision == "fp32" or accurate_enough(m)]
+    if not accurate:
+        return "fp32", "fp32 is the reference; nothing else was measured."
+    best = max(accurate, key=lambda m: m.images_per_s)
+    others = ", ".join(f"{m.precision} {m.images_per_s:.1f}" for m in accurate if m is not best)
+    reason = f"{best.precision} was the fastest accurate precision at {best.images_per_s:.1f} images/s"
+    reason += f" (against {others})" if others else ""
+    rejected = [m for m in measurements if m not in accurate]
+    for m in rejected:
+        reason += (f"; {m.precision} ran {m.images_per_s:.1f} images/s but its embeddings agreed with "
+                   f"fp32 only to cosine mean {m.mean_cosine:.4f}, min {m.min_cosine:.4f} "
+                   f"(needs {_bar(m.precision)})")
+    return best.precision, reason + "."
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What `auto` chose on one machine, why, and the measurements it chose from."""
+
+    key: str
+    precision: str
+    reason: str
+    measurements: tuple[Measurement, ...]
+    measured_at: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> PrecisionChoice:
+        """Rebuild a choice from its JSON form (KeyError/TypeError/ValueError when malformed)."""
+        return cls(key=str(data["key"]), precision=str(data["precision"]), reason=str(data["reason"]),
+                   measurements=tuple(Measurement(**m) for m in data["measurements"]),
+                   measured_at=str(data["measured_at"]))
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return choices if isinstance(choices, dict) else {}
+
+
+def cached_choice(path: Path, key: str) -> PrecisionChoice | None:
+    """The choice remembered for this machine key, or None (also for a damaged file)."""
+    entry = _read_cache(path).get(key)
+    try:
+        choice = PrecisionChoice.from_json(entry)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return choice if choice.key == key else None
+
+
+def remember_choice(path: Path, choice: PrecisionChoice) -> None:
+    """Add the choice to the cache file, keeping other machines' entries (written atomically)."""
+    choices = _read_cache(path)
+    choices[choice.key] = asdict(choice)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"choices": choices}, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+@contextmanager
+def _exclusive(path: Path | None) -> Iterator[None]:
+    """Hold a lock beside the cache file, so processes that start together measure once."""
+    if path is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        yield  # a read-only home: measure without the lock
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def resolve_auto(path: Path | None, key: str, measure: Callable[[], list[Measurement]],
+                 runnable: Sequence[str]) -> tuple[PrecisionChoice, bool]:
+    """The remembered choice for `key`, or a new one measured now (and remembered); and whether cached.
+
+    Without a cache file (an encoder built outside any CLIPSEEK_HOME) the choice is measured
+    and kept for this process only. `clipseek up` loads the model in the web server and the
+    worker at once: the second waits for the first's measurement and takes its choice, so
+    queries and images run in the same precision.
+    """
+    with _exclusive(path):
+        found = cached_choice(path, key) if path is not None else None
+        if found is not None and found.precision in runnable:
+            return found, True
+        measurements = measure()
+        precision, reason = choose_fastest_accurate(measurements)
+        choice = PrecisionChoice(key=key, precision=precision, reason=reason,
+                                 measurements=tuple(measurements),
+                                 measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        if path is not None:
+            # A read-only home measures again at the next start; the choice itself stands.
+            with suppress(OSError):
+                remember_choice(path, choice)
+        return choice, False
+
+
+def report_lines(*, cpu: Cpu, cores: int | None, device: str, runnable: Sequence[str], setting: str,
+                 precision: str, choice: PrecisionChoice | None, from_cache: bool) -> list[str]:
+    """What `clipseek doctor` prints: the CPU, its flags, and the precision with why and the rates."""
+    missing = [f for f in RELEVANT_FLAGS if f not in cpu.flags]
+    lines = [f"CPU: {cpu.model} ({cores or '?'} cores), device {device}",
+             f"Flags that matter: {' '.join(cpu.flags) or 'none'}"
+             + (f" (absent: {' '.join(missing)})" if missing else ""),
+             f"This machine can run: {', '.join(runnable)}"]
+    if choice is None:
+        lines.append(f"Precision: {precision}, set by CLIPSEEK_PRECISION={setting} (nothing measured).")
+        return lines
+    source = f"remembered from {choice.measured_at}" if from_cache else "measured now"
+    lines += [f"Precision: {precision}, chosen by CLIPSEEK_PRECISION=auto ({source}).",
+              f"Why: {choice.reason}",
+              "Measured on 8 real photos and 4 queries:",
+              "  precision  images/s  query ms  cosine mean  cosine min  accurate enough"]
+    for m in choice.measurements:
+        verdict = "reference" if m.precision == "fp32" else ("yes" if accurate_enough(m) else "no")
+        lines.append(f"  {m.precision:<9}  {m.images_per_s:>8.1f}  {m.query_ms:>8.1f}  "
+                     f"{m.mean_cosine:>11.6f}  {m.min_cosine:>10.6f}  {verdict}")
+    return lines
+
+
+def check_runnable(setting: str, device: str, runnable: Sequence[str]) -> None:
+    """Refuse a CLIPSEEK_PRECISION this machine cannot run, in one sentence listing what it can."""
+    if setting == "auto" or setting in runnable:
+        return
+    why = {
+        "bf16": "this CPU has no bf16 support (AVX-512 BF16 or AMX)",
+        "fp16": "fp16 needs a CUDA GPU",
+        "int8": ("int8 runs on the CPU only" if device == "cuda"
+                 else "this PyTorch build has no int8 engine for this CPU"),
+    }.get(setting, f"{setting} is not a precision ClipSeek knows")
+    raise ConfigError(f"CLIPSEEK_PRECISION={setting} cannot run here because {why}; this machine "
+                      f"can run {', '.join(['auto', *runnable])}.")

@@ -1,0 +1,214 @@
+"""Precision: `auto` takes the fastest accurate one and remembers it per machine; int8 agrees with fp32."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipseek.catalog import Candidate
+from clipseek.encoder import ClipEncoder
+from clipseek.errors import ConfigError
+from clipseek.imaging import load_rgb
+from clipseek.precision import (
+    INT8_MIN_COSINE,
+    INT8_MIN_MEAN_COSINE,
+    Cpu,
+    Measurement,
+    cached_choice,
+    check_runnable,
+    choose_fastest_accurate,
+    machine_key,
+    read_cpu,
+    resolve_auto,
+)
+from clipseek.settings import RANDOM_MODEL, Settings
+
+ROOT = Path(__file__).parents[1]
+
+
+def _m(precision: str, rate: float, mean: float = 1.0, worst: float | None = None) -> Measurement:
+    return Measurement(precision=precision, images_per_s=rate, query_ms=20.0, mean_cosine=mean,
+                       min_cosine=mean if worst is None else worst)
+
+
+# The rates the report measured on an AVX-512 BF16 CPU without AMX: bf16 slower than fp32.
+WITHOUT_AMX = [_m("fp32", 25.2), _m("bf16", 15.7, 0.99995), _m("int8", 39.0, 0.9998, 0.9995)]
+
+
+def test_the_fastest_accurate_precision_is_chosen() -> None:
+    precision, reason = choose_fastest_accurate(WITHOUT_AMX)
+    assert precision == "int8"
+    assert "39.0 images/s" in reason and "fp32 25.2" in reason and "bf16 15.7" in reason
+
+
+def test_bf16_slower_than_fp32_is_not_chosen() -> None:
+    precision, _ = choose_fastest_accurate(WITHOUT_AMX[:2])
+    assert precision == "fp32"
+
+
+def test_a_faster_precision_that_moves_embeddings_is_rejected_with_the_reason() -> None:
+    precision, reason = choose_fastest_accurate(
+        [_m("fp32", 25.0), _m("bf16", 120.0, 0.9995, 0.9985), _m("int8", 39.0, 0.997, 0.992)])
+    assert precision == "int8"
+    assert "bf16 ran 120.0 images/s" in reason and "needs min 0.999" in reason
+
+
+@pytest.mark.parametrize(("mean", "worst", "accepted"), [
+    (0.9998, 0.9995, True),
+    (INT8_MIN_MEAN_COSINE, INT8_MIN_COSINE, True),
+    (0.994, 0.993, False),   # the average moved too far
+    (0.998, 0.985, False),   # one photo moved too far
+])
+def test_int8_must_meet_its_mean_and_worst_case_bar(mean: float, worst: float, accepted: bool) -> None:
+    precision, _ = choose_fastest_accurate([_m("fp32", 25.0), _m("int8", 39.0, mean, worst)])
+    assert precision == ("int8" if accepted else "fp32")
+
+
+def test_the_choice_is_remembered_for_the_same_machine_and_redone_on_another(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    calls: list[int] = []
+
+    def measure() -> list[Measurement]:
+        calls.append(1)
+        return WITHOUT_AMX
+
+    runnable = ("fp32", "bf16", "int8")
+    first, cached = resolve_auto(cache, "cpu A", measure, runnable)
+    assert (first.precision, cached, len(calls)) == ("int8", False, 1)
+    again, cached = resolve_auto(cache, "cpu A", measure, runnable)
+    assert (again, cached, len(calls)) == (first, True, 1)
+    other, cached = resolve_auto(cache, "cpu B", measure, runnable)
+    assert (cached, len(calls)) == (False, 2)
+    # Both machines' choices stay, so a home shared between them does not flip-flop.
+    assert cached_choice(cache, "cpu A") == first and cached_choice(cache, "cpu B") == other
+
+
+def test_processes_that_start_together_measure_once_and_share_the_choice(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    calls: list[int] = []
+
+    def slow_measure() -> list[Measurement]:
+        calls.append(1)
+        time.sleep(1)  # the other caller arrives while this one is still measuring
+        return WITHOUT_AMX
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(resolve_auto, cache, "cpu A", slow_measure, ("fp32", "bf16", "int8"))
+                   for _ in range(2)]
+        outcomes = [f.result(timeout=30) for f in futures]
+    assert len(calls) == 1
+    assert sorted(cached for _, cached in outcomes) == [False, True]
+    assert outcomes[0][0] == outcomes[1][0]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"choices": {"cpu A": {"precision": 3}}}', ""])
+def test_a_damaged_cache_file_is_measured_again_and_rewritten(tmp_path: Path, content: str) -> None:
+    cache = tmp_path / "precision.json"
+    cache.write_text(content)
+    choice, cached = resolve_auto(cache, "cpu A", lambda: WITHOUT_AMX, ("fp32", "bf16", "int8"))
+    assert not cached and choice.precision == "int8"
+    assert json.loads(cache.read_text())["choices"]["cpu A"]["precision"] == "int8"
+
+
+def test_a_remembered_precision_this_machine_cannot_run_is_measured_again(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    resolve_auto(cache, "cpu A", lambda: WITHOUT_AMX, ("fp32", "bf16", "int8"))
+    choice, cached = resolve_auto(cache, "cpu A", lambda: WITHOUT_AMX[:2], ("fp32", "bf16"))
+    assert not cached and choice.precision == "fp32"
+
+
+def test_the_machine_key_names_the_cpu_its_flags_torch_and_the_model(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx2 avx512f "
+                       "avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14\n")
+    cpu = read_cpu(cpuinfo)
+    assert cpu == Cpu("AMD EPYC 9R14", ("avx2", "avx512f", "avx512_bf16", "avx512_vnni"))
+    key = machine_key(cpu, torch_version="2.14.1", model_id=RANDOM_MODEL, device="cpu")
+    with_amx = machine_key(Cpu(cpu.model, (*cpu.flags, "amx_bf16")), torch_version="2.14.1",
+                           model_id=RANDOM_MODEL, device="cpu")
+    assert "AMD EPYC 9R14" in key and "2.14.1" in key and RANDOM_MODEL in key and key != with_amx
+
+
+@pytest.mark.parametrize(("setting", "device", "runnable", "why"), [
+    ("bf16", "cpu", ("fp32", "int8"), "this CPU has no bf16 support"),
+    ("fp16", "cpu", ("fp32", "bf16", "int8"), "fp16 needs a CUDA GPU"),
+    ("int8", "cpu", ("fp32",), "no int8 engine"),
+    ("int8", "cuda", ("fp32", "fp16"), "int8 runs on the CPU only"),
+])
+def test_a_precision_the_machine_cannot_run_is_one_sentence_listing_what_it_can(
+        setting: str, device: str, runnable: tuple[str, ...], why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_runnable(setting, device, runnable)
+    message = str(info.value)
+    assert message.startswith(f"CLIPSEEK_PRECISION={setting} cannot run here") and why in message
+    assert message.endswith(f"this machine can run {', '.join(['auto', *runnable])}.")
+    assert message.count(". ") == 0
+
+
+def test_an_unknown_precision_is_refused_by_the_settings() -> None:
+    with pytest.raises(ConfigError, match="CLIPSEEK_PRECISION must be one of auto, fp32, bf16, fp16, int8"):
+        Settings.from_env({"CLIPSEEK_PRECISION": "int4", "CLIPSEEK_HOME": "/tmp/x"})
+
+
+def test_int8_agrees_with_fp32_on_real_photos_in_both_towers(sample_photos: list[Candidate]) -> None:
+    fp32 = ClipEncoder(RANDOM_MODEL, allow_download=False, precision="fp32")
+    int8 = ClipEncoder(RANDOM_MODEL, allow_download=False, precision="int8")
+    images = [load_rgb(c.path, max_pixels=100_000_000) for c in sample_photos]
+    queries = ["an astronaut", "a cup of coffee on a saucer", "a red motorcycle parked in a room"]
+    agreement = np.concatenate([
+        (fp32.encode_images(images) * int8.encode_images(images)).sum(axis=1),
+        (fp32.encode_texts(queries) * int8.encode_texts(queries)).sum(axis=1)])
+    assert agreement.mean() >= INT8_MIN_MEAN_COSINE and agreement.min() >= INT8_MIN_COSINE, agreement
+    quantised = {name.split(".")[0] for name, module in int8._model.named_modules()
+                 if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)}
+    assert {"visual", "transformer"} <= quantised  # the image and the text tower
+
+
+def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    first = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    first.load()
+    choice = first.precision_choice
+    assert choice is not None and not first.precision_from_cache
+    assert [m.precision for m in choice.measurements] == list(first.runnable_precisions)
+    assert first.precision == choice.precision and choice.precision in first.runnable_precisions
+    second = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    second.load()
+    assert second.precision_from_cache and second.precision_choice == choice
+    assert second.precision == first.precision
+
+
+def _clipseek(home: Path, *args: str, precision: str = "auto") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
+    env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
+                "CLIPSEEK_PRECISION": precision, "PYTHONPATH": str(ROOT)})
+    return subprocess.run([sys.executable, "-m", "clipseek", *args], env=env, capture_output=True,
+                          text=True, check=False, cwd=ROOT)
+
+
+def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path) -> None:
+    done = _clipseek(tmp_path, "doctor")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"CPU: {read_cpu().model}" in out and "Flags that matter:" in out
+    assert "chosen by CLIPSEEK_PRECISION=auto (measured now)" in out and "Why: " in out
+    assert "images/s" in out and "fp32" in out and "reference" in out
+    again = _clipseek(tmp_path, "doctor")
+    assert "(remembered from " in again.stdout
+
+
+def test_a_precision_this_cpu_cannot_run_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    done = _clipseek(tmp_path, "doctor", precision="fp16")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("Error: CLIPSEEK_PRECISION=fp16 cannot run here because fp16 "
+                                          "needs a CUDA GPU; this machine can run auto, fp32")
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
