@@ -20,12 +20,19 @@ from clipseek.db import Database, upgrade_schema
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.embedded_redis import EmbeddedRedis
 from clipseek.encoder import ClipEncoder
+from clipseek.model_loading import runnable_precisions
 from clipseek.samples import write_sample_photos
 from clipseek.settings import RANDOM_MODEL, Settings
 from webapp import create_app
 
 TEMPLATE = "clipseek_template"
 _counter = itertools.count()
+
+# One precision for every process of a run. `auto` picks the fastest accurate precision by
+# timing it, and on a busy machine a worker and the test's own encoder could pick bf16 and
+# int8 and rank the same images a hair apart; test_precision.py covers `auto` itself.
+TEST_PRECISION = "bf16" if "bf16" in runnable_precisions("cpu") else "fp32"
+os.environ["CLIPSEEK_PRECISION"] = TEST_PRECISION
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +89,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         "CLIPSEEK_MODEL": RANDOM_MODEL,
         "CLIPSEEK_OFFLINE": "1",
         "CLIPSEEK_BATCH_SIZE": "8",
+        "CLIPSEEK_PRECISION": TEST_PRECISION,
     })
 
 
@@ -96,7 +104,7 @@ def db(settings: Settings) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def encoder() -> ClipEncoder:
     """The real ViT-B/32 architecture with seeded random weights, loaded once per run."""
-    enc = ClipEncoder(RANDOM_MODEL, allow_download=False)
+    enc = ClipEncoder(RANDOM_MODEL, allow_download=False, precision=TEST_PRECISION)
     enc.load()
     return enc
 
@@ -121,6 +129,7 @@ def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
         "DATABASE_URL": settings.database_url or "",
         "CLIPSEEK_MODEL": RANDOM_MODEL,
         "CLIPSEEK_OFFLINE": "1",
+        "CLIPSEEK_PRECISION": TEST_PRECISION,
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     })
     yield env

@@ -135,7 +135,7 @@ def test_cached_checkpoint_is_used_when_it_verifies(checkpoints: dict[str, Path]
 
 
 def test_random_model_is_identical_in_every_process(encoder: ClipEncoder) -> None:
-    other = ClipEncoder("ViT-B-32/random", allow_download=False)
+    other = ClipEncoder("ViT-B-32/random", allow_download=False, precision=encoder.precision)
     np.testing.assert_allclose(other.encode_texts(["a cat"]), encoder.encode_texts(["a cat"]),
                                atol=1e-6)
     assert other.is_random
