@@ -19,7 +19,7 @@ from clipseek.examples import example_vector, image_vector
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
 from clipseek.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
 from clipseek.query import MAX_PER_PAGE as MAX_PER_PAGE
-from clipseek.query import MAX_QUERY_CHARS, Mode, SearchRequest, Sort, Term
+from clipseek.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
 from clipseek.settings import DEFAULT_EF_SEARCH
 
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
@@ -284,11 +284,15 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
     result.scan = "exact" if exact else "index"
     depth = max(window, HYBRID_DEPTH) if mode is Mode.HYBRID else window
     if not exact:
-        if filters.active and candidates < CANDIDATE_CAP:
+        if filters.active:
             # The walk passes over the images a filter drops: widen it in proportion, so that
-            # about as many kept images are compared as an unfiltered search compares.
-            searchable = max(candidates, count_searchable(session, model))
-            ef_search = round(ef_search * searchable / max(candidates, 1))
+            # about as many kept images are compared as an unfiltered search compares. Past
+            # the count's cap the planner's estimate says how many are kept: left at the
+            # default, a filter keeping 10% of 118,000 images had recall@10 0.77
+            # (bench/filtered.py).
+            kept = candidates if candidates < CANDIDATE_CAP else _estimated_kept(session, filters)
+            searchable = max(kept, count_searchable(session, model))
+            ef_search = round(ef_search * searchable / max(kept, 1))
         _walk_index(session, depth, ef_search)
     semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact)
     if mode is Mode.HYBRID:
@@ -309,6 +313,17 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
         result.hidden = max(0, candidates - matches)
         result.hidden_capped = candidates >= CANDIDATE_CAP or result.total_capped
     return rows
+
+
+def _estimated_kept(session: Session, filters: Filters) -> int:
+    """The planner's estimate of how many indexed images the filters keep (costs no scan)."""
+    compiled = search_sql.kept_images(filters).compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+    # The statement's own bound parameters, passed to the driver as they are: no value is
+    # ever written into the SQL text.
+    plan = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}",
+                                                compiled.params).scalar_one()
+    return max(1, int(plan[0]["Plan"]["Plan Rows"]))
 
 
 def _walk_index(session: Session, depth: int, ef_search: int) -> None:

@@ -80,10 +80,13 @@ def count_candidates(filters: Filters, *, cap: int) -> Select[Any]:
     Indexed images are those with an embedding from the active model (bar the moments after a
     model change), and counting them needs no join with the embeddings.
     """
-    kept = (select(literal(1)).select_from(Image)
-            .where(Image.status == ImageStatus.INDEXED, *filter_conditions(filters))
-            .limit(cap).subquery())
-    return select(func.count()).select_from(kept)
+    return select(func.count()).select_from(kept_images(filters).limit(cap).subquery())
+
+
+def kept_images(filters: Filters) -> Select[Any]:
+    """The indexed images the filters keep (uncounted: for the planner's estimate of their number)."""
+    return select(literal(1)).select_from(Image).where(Image.status == ImageStatus.INDEXED,
+                                                       *filter_conditions(filters))
 
 
 def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth: int,

@@ -128,6 +128,29 @@ def test_exact_scan_and_index_walk_give_the_same_results(
     assert answers[0][1] == answers[1][1] and len(answers[0][1]) == 8
 
 
+def test_filters_past_the_count_cap_widen_the_walk_by_the_planners_estimate(
+    db: Database, encoder: ClipEncoder, varied: dict[int, dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    everything = {"collection": "home", "source": "folder", "folder": "/photos/2024/",
+                  "format": "jpeg", "taken_from": "2019-01-01", "taken_to": "2024-12-31",
+                  "added_from": "2023-01-01", "added_to": "2023-12-31", "orientation": "landscape",
+                  "min_size": "0.1mp"}
+    cases = [params for params, _ in FILTERS] + [everything]
+    with db.session() as s:  # counted exactly: 22 images are far below the cap
+        exact = [{h.image_id for h in _run(s, encoder, q="photo", mode="semantic", **params,
+                                           per_page="100").hits} for params in cases]
+    # With the cap at 1 every filter's count is capped, so the walk asks the planner how many
+    # images each filter keeps: every kind of filter must survive being estimated.
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 1)
+    monkeypatch.setattr(search, "EXACT_BELOW", 0)
+    for params, expected in zip(cases, exact, strict=True):
+        with db.session() as s:
+            page = _run(s, encoder, q="photo", mode="semantic", **params, per_page="100")
+        assert page.scan == "index" and page.total_capped, params
+        assert {h.image_id for h in page.hits} == expected and expected, params
+
+
 def test_date_order_sorts_matches_by_capture_date_else_added_date(
     db: Database, encoder: ClipEncoder, varied: dict[int, dict[str, object]],
 ) -> None:
