@@ -44,6 +44,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.watch --out bench/results/epyc-avx512-bf16
 	$(BIN)/python -m bench.filtered
+	$(BIN)/python -m bench.captions
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 bench-tiny: $(VENV)/.bench-installed
