@@ -25,6 +25,8 @@ SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 # A name with no space to break at: it must wrap, not widen the page.
 LONG_NAME = "Holidays_in_Greece_with_the_whole_family_and_the_neighbours_" * 2
 BLOCKING = {"serious", "critical"}
+# Controls a finger must hit: at least 44 px tall (WCAG 2.5.5), wherever they are shown.
+TOUCH_TARGETS = "header nav a, .pager a, .pager strong, main button, main select"
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,11 @@ def _problems(page: Page, name: str, scheme: str) -> list[str]:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     if overflow > 0:
         found.append(f"{name}: {overflow} px wider than the window")
+    small = page.evaluate("""selector => Array.from(document.querySelectorAll(selector))
+        .map(e => [e.textContent.trim(), e.getBoundingClientRect().height])
+        .filter(([, height]) => height > 0 && height < 44)""", TOUCH_TARGETS)
+    if small:
+        found.append(f"{name}: controls smaller than 44 px: {small[:3]}")
     for violation in Axe().run(page).response["violations"]:
         if violation["impact"] in BLOCKING:
             targets = [node["target"] for node in violation["nodes"]][:3]
@@ -124,6 +131,7 @@ def test_keyboard_focus_on_a_result_is_visible(browser: Browser, library: dict[s
     with serve_app(settings.with_changes(redis_url=redis_url)) as port:
         page = browser.new_page(viewport={"width": 390, "height": 844})
         page.goto(f"http://127.0.0.1:{port}/?q=a+cat")
+        page.wait_for_load_state("networkidle")  # no thumbnail still being sent at shutdown
         link = page.locator(".hit a").first
         link.focus()
         ring = link.evaluate("a => { const s = getComputedStyle(a);"
