@@ -79,6 +79,7 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "collections": "/collections",
         "collection": f"/collections/browse?name={LONG_NAME}",
         "not-found": "/image/999999",
+        "upload": "/upload",
     }
 
 
