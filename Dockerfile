@@ -24,7 +24,7 @@ COPY requirements.txt pyproject.toml README.md alembic.ini ./
 # versions requirements.txt pins; everything else from requirements.txt.
 RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}" \
         "$(grep '^torch==' requirements.txt)" "$(grep '^torchvision==' requirements.txt)" \
-    && grep -v -e '^torch==' -e '^torchvision==' -e '^playwright' requirements.txt > /tmp/req.txt \
+    && grep -v -e '^torch==' -e '^torchvision==' -e '^playwright' -e '^axe-playwright' requirements.txt > /tmp/req.txt \
     && pip install -r /tmp/req.txt gunicorn==27.0.1
 COPY clipseek ./clipseek
 COPY webapp ./webapp

@@ -49,6 +49,8 @@ class SearchHit:
     width: int | None
     height: int | None
     source: str
+    # The file's name as it arrived (an upload's stored path names only its content hash).
+    name: str = ""
 
 
 @dataclass
@@ -200,7 +202,7 @@ def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
     return [
         SearchHit(rank=first_rank + n, image_id=i, path=images[i].path, score=score,
                   captions=captions.get(i, []), width=images[i].width, height=images[i].height,
-                  source=images[i].source)
+                  source=images[i].source, name=images[i].original_name)
         for n, (i, score) in enumerate(present)
     ]
 

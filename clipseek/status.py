@@ -22,6 +22,8 @@ class Failure:
     path: str
     error: str | None
     at: datetime
+    # The file's name as it arrived: an upload's path is an internal name in the store.
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ class StatusReport:
             "queue_depth": self.queue_depth,
             "workers": [w.name for w in self.live_workers],
             "worker_details": [w.to_dict() for w in self.workers],
-            "recent_failures": [{"image_id": f.image_id, "path": f.path, "error": f.error,
-                                 "at": f.at.isoformat()} for f in self.recent_failures],
+            "recent_failures": [{"image_id": f.image_id, "name": f.name, "path": f.path,
+                                 "error": f.error, "at": f.at.isoformat()}
+                                for f in self.recent_failures],
         }
 
 
@@ -78,11 +81,13 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
         .order_by(EmbeddingCount.model))}
     failures = session.execute(
-        select(Image.id, Image.path, Image.error, Image.updated_at).where(Image.status == ImageStatus.FAILED)
+        select(Image.id, Image.path, Image.error, Image.updated_at, Image.original_name)
+        .where(Image.status == ImageStatus.FAILED)
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
     return StatusReport(
         model=model, by_status=by_status, embeddings_by_model=per_model,
-        recent_failures=[Failure(f.id, f.path, f.error, f.updated_at) for f in failures],
+        recent_failures=[Failure(f.id, f.path, f.error, f.updated_at, f.original_name)
+                         for f in failures],
         workers=worker_states(session), queue_depth=queue_depth,
         searchable=count_searchable(session, model))
 

@@ -58,6 +58,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.extensions["clipseek"] = Context(settings)
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
     app.jinja_env.globals["missing_notice"] = presenters.missing_notice
+    app.jinja_env.globals["alt_text"] = presenters.alt_text
+    app.jinja_env.filters["score"] = presenters.score_text
+    app.jinja_env.filters["source_words"] = presenters.source_text
 
     from clipseek.encoder import is_random_model
 

@@ -68,7 +68,8 @@ def image(image_id: int) -> str:
     picture = image_or_404(image_id)
     similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12,
                              ef_search=clipseek().settings.ef_search)
-    return render_template("image.html", image=picture, similar=similar)
+    return render_template("image.html", image=picture, similar=similar,
+                           pending=count_pending(get_session()))
 
 
 @bp.post("/image/<int:image_id>/delete")

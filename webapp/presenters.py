@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -15,7 +16,7 @@ from clipseek.search import SearchHit, SearchPage
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
     """One ranked result with the URLs of its thumbnail, file and page."""
     return {
-        "rank": hit.rank, "image_id": hit.image_id,
+        "rank": hit.rank, "image_id": hit.image_id, "original_name": hit.name,
         "score": None if hit.score is None else round(hit.score, 6),
         "captions": hit.captions, "path": hit.path, "width": hit.width, "height": hit.height,
         "source": hit.source,
@@ -66,3 +67,24 @@ def server_timing(page: SearchPage | None) -> dict[str, str]:
     if page is None:
         return {}
     return {"Server-Timing": ", ".join(f"{name};dur={ms:.2f}" for name, ms in page.timings_ms.items())}
+
+
+# How each source reads after "Source": the stored words are filter values, not prose.
+SOURCE_WORDS = {"upload": "uploaded in the browser", "folder": "a folder on the server",
+                "samples": "the bundled sample photos", "coco": "the MS-COCO data set"}
+
+
+def score_text(score: float) -> str:
+    """A score with two decimals, a real minus sign, and never "-0.00"."""
+    text = f"{abs(score):.2f}"
+    return f"\u2212{text}" if score < 0 and text != "0.00" else text
+
+
+def source_text(source: str) -> str:
+    """Where an image came from, in words."""
+    return SOURCE_WORDS.get(source, source)
+
+
+def alt_text(captions: Sequence[str], name: str) -> str:
+    """A picture's alternative text: its first caption, else its file name."""
+    return captions[0] if captions else name

@@ -1,0 +1,143 @@
+"""Every page in a real browser, on a desktop and a phone, light and dark: fits, and passes axe-core."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import select
+
+from clipseek.catalog import Candidate
+from clipseek.db import Database
+from clipseek.encoder import ClipEncoder
+from clipseek.ingest import ingest_inline
+from clipseek.models import Image
+from clipseek.settings import Settings
+from tests.httpserver import serve_app
+from tests.images import write_bad_files
+
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+# A name with no space to break at: it must wrap, not widen the page.
+LONG_NAME = "Holidays_in_Greece_with_the_whole_family_and_the_neighbours_" * 2
+BLOCKING = {"serious", "critical"}
+# Controls a finger must hit: at least 44 px tall (WCAG 2.5.5), wherever they are shown.
+TOUCH_TARGETS = "header nav a, .pager a, .pager strong, main button, main select"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole module."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: CLIPSEEK_SCREENSHOTS, or a folder under pytest's basetemp."""
+    folder = os.environ.get("CLIPSEEK_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots", numbered=False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+            tmp_path: Path) -> dict[str, int]:
+    """The sample photos, one more in a folder with a very long name, and a failed upload."""
+    folder = tmp_path / LONG_NAME
+    folder.mkdir()
+    long_file = folder / f"{LONG_NAME}.jpg"
+    shutil.copy(sample_photos[0].path, long_file)
+    bad = write_bad_files(tmp_path / "bad", sample_photos[0].path)["text"]
+    candidates = [*sample_photos[1:], Candidate(path=long_file, source="folder", collection=LONG_NAME),
+                  Candidate(path=bad, source="upload", original_name=f"{LONG_NAME}.jpg")]
+    ingest_inline(db, encoder, candidates, settings=settings)
+    with db.session() as session:
+        failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
+        long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
+    return {"indexed": long_id, "failed": failed}
+
+
+def _pages(ids: dict[str, int]) -> dict[str, str]:
+    return {
+        "search": "/?q=a+cat&per_page=12&mode=semantic&page=2",
+        "browse": "/",
+        "image": f"/image/{ids['indexed']}",
+        "image-failed": f"/image/{ids['failed']}",
+        "similar": f"/image/{ids['indexed']}/similar?per_page=12",
+        "status": "/status",
+        "collections": "/collections",
+        "collection": f"/collections/browse?name={LONG_NAME}",
+        "not-found": "/image/999999",
+        "upload": "/upload",
+    }
+
+
+def _problems(page: Page, name: str, scheme: str) -> list[str]:
+    found = []
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(n) for n in background[background.index("(") + 1:-1].split(",")[:3])
+    if (red + green + blue < 3 * 128) != (scheme == "dark"):
+        found.append(f"{name}: the background {background} does not follow the {scheme} scheme")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    if overflow > 0:
+        found.append(f"{name}: {overflow} px wider than the window")
+    small = page.evaluate("""selector => Array.from(document.querySelectorAll(selector))
+        .map(e => [e.textContent.trim(), e.getBoundingClientRect().height])
+        .filter(([, height]) => height > 0 && height < 44)""", TOUCH_TARGETS)
+    if small:
+        found.append(f"{name}: controls smaller than 44 px: {small[:3]}")
+    for violation in Axe().run(page).response["violations"]:
+        if violation["impact"] in BLOCKING:
+            targets = [node["target"] for node in violation["nodes"]][:3]
+            found.append(f"{name}: {violation['id']} ({violation['impact']}) at {targets}")
+    return found
+
+
+def test_every_page_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
+    browser: Browser, library: dict[str, int], settings: Settings, redis_url: str, screenshots: Path,
+) -> None:
+    problems: list[str] = []
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        for size, (width, height) in SIZES.items():
+            page = browser.new_page(viewport={"width": width, "height": height})
+            for name, url in _pages(library).items():
+                page.goto(f"http://127.0.0.1:{port}{url}")
+                if name == "search":
+                    page.locator("details.filters").evaluate("d => d.open = true")
+                # Thumbnails load lazily; load them all so that the full-page screenshots show them.
+                page.evaluate("document.querySelectorAll('img[loading=lazy]')"
+                              ".forEach(img => { img.loading = 'eager'; })")
+                page.wait_for_load_state("networkidle")
+                for scheme in ("light", "dark"):
+                    page.emulate_media(color_scheme=scheme)
+                    problems += _problems(page, f"{name} at {size} in {scheme}", scheme)
+                    page.screenshot(path=screenshots / f"{name}-{size}-{scheme}.png", full_page=True)
+            page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_keyboard_focus_on_a_result_is_visible(browser: Browser, library: dict[str, int],
+                                               settings: Settings, redis_url: str) -> None:
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"http://127.0.0.1:{port}/?q=a+cat")
+        page.wait_for_load_state("networkidle")  # no thumbnail still being sent at shutdown
+        link = page.locator(".hit a").first
+        link.focus()
+        ring = link.evaluate("a => { const s = getComputedStyle(a);"
+                             " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+        clipped = link.evaluate("a => getComputedStyle(a.closest('.hit')).overflow")
+        page.close()
+    assert ring[0] != "none" and ring[1] >= 2, ring
+    assert clipped == "visible"
