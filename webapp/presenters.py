@@ -45,6 +45,11 @@ def image_dict(image: Image) -> dict[str, Any]:
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "missing_since": image.missing_since.isoformat() if image.missing_since else None,
+        # The camera's own wall-clock time, without a zone, as EXIF gives it.
+        "taken_at": image.taken_at.isoformat() if image.taken_at else None,
+        "camera": " ".join(part for part in (image.camera_make, image.camera_model) if part) or None,
+        "display_width": image.display_width or image.width,
+        "display_height": image.display_height or image.height,
         "thumbnail_url": url_for("files.thumbnail", image_id=image.id),
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
