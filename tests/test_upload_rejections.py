@@ -86,6 +86,8 @@ def test_retry_queues_again_only_the_failures_another_try_can_mend(
     before = _statuses(db)
     assert before["moved-away.jpg"][0] == before["truncated.jpg"][0] == ImageStatus.FAILED
     assert "no longer exists" in str(before["moved-away.jpg"][1])
+    listed = client.get(f"/api/images?ids={ids[0]},{ids[1]}").get_json()["images"]
+    assert [i["retryable"] for i in listed] == [True, False]  # the page offers "Retry failed" by this
 
     aside.rename(stored)
     response = client.post("/api/images/retry", json={"ids": [*ids, 999]}, headers=API)
@@ -98,7 +100,9 @@ def test_retry_queues_again_only_the_failures_another_try_can_mend(
     assert after["truncated.jpg"] == before["truncated.jpg"]
 
 
-def test_retry_without_ids_is_a_clear_400(client: FlaskClient) -> None:
+def test_retry_takes_form_ids_and_without_ids_is_a_clear_400(client: FlaskClient) -> None:
+    response = client.post("/api/images/retry", data={"ids": "5,6"}, headers=API)
+    assert response.get_json() == {"queued": [], "not_retryable": [], "not_failed": [5, 6]}
     response = client.post("/api/images/retry", json={"ids": []}, headers=API)
     assert response.status_code == 400
     assert "ids" in response.get_json()["error"]

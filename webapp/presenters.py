@@ -9,6 +9,7 @@ from flask import url_for
 
 from clipseek.captions import caption_dict
 from clipseek.models import Image, ImageStatus
+from clipseek.retrying import is_retryable
 from clipseek.search import SearchHit, SearchPage
 
 
@@ -36,6 +37,8 @@ def image_dict(image: Image) -> dict[str, Any]:
     """Everything ClipSeek knows about one image."""
     return {
         "image_id": image.id, "status": image.status, "error": image.error,
+        # Whether POST /api/images/retry would queue it again.
+        "retryable": image.status == ImageStatus.FAILED and is_retryable(image.error),
         "original_name": image.original_name, "path": image.path, "source": image.source,
         "collection": image.collection, "width": image.width, "height": image.height,
         "format": image.format, "file_size": image.file_size, "sha256": image.sha256,

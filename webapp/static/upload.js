@@ -58,7 +58,7 @@
       cell.textContent = outcomeText(entry);
     });
     Object.keys(counts).forEach((key) => { document.getElementById("count-" + key).textContent = counts[key]; });
-    retryButton.hidden = !entries.some((e) => e.state === "failed" && e.retryable !== false);
+    retryButton.hidden = !entries.some((e) => e.state === "failed" && e.retryable);
   }
 
   // Parts of at most maxFiles files and maxPartBytes bytes; files over the per-file limit
@@ -111,6 +111,8 @@
     const list = parts(files);
     const total = files.reduce((sum, f) => sum + (f.size > maxFileBytes ? 0 : f.size), 0);
     entries = [];
+    bar.hidden = sentNote.hidden = false;
+    bar.value = 0;
     const pending = [];
     list.forEach((part) => {
       const names = part.tooLarge.concat(part.files).map((f) => ({ name: f.name, state: "sending" }));
@@ -158,7 +160,7 @@
           const image = byId[entry.image_id];
           if (!image) { entry.state = "failed"; entry.message = "deleted since"; entry.retryable = false; return; }
           entry.state = image.status;
-          if (image.status === "failed") entry.message = image.error;
+          if (image.status === "failed") { entry.message = image.error; entry.retryable = image.retryable; }
         });
         save();
         render();
@@ -169,7 +171,7 @@
   }
 
   retryButton.addEventListener("click", () => {
-    const ids = entries.filter((e) => e.state === "failed" && e.image_id && e.retryable !== false).map((e) => e.image_id);
+    const ids = entries.filter((e) => e.state === "failed" && e.image_id && e.retryable).map((e) => e.image_id);
     fetch(form.dataset.retry, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest", Accept: "application/json" },
@@ -197,6 +199,11 @@
   });
 
   try { entries = JSON.parse(sessionStorage.getItem(STORE) || "[]"); } catch (e) { entries = []; }
+  // Files still unsent when the page was left never reached the server: say so.
+  entries.forEach((entry) => {
+    if (entry.state === "sending") Object.assign(entry, { state: "rejected", message: "the page was left before it was sent; upload it again" });
+  });
+  bar.hidden = sentNote.hidden = true;
   render();
   poll();
 })();
