@@ -146,11 +146,11 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     # Deleting from the image page asks first: dismissed, nothing happens; accepted, it goes.
     page.goto(f"{live_server}/image/{uploaded[0]}")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.click("form.delete button")
+    page.get_by_role("button", name="Delete", exact=True).click()  # not "Delete caption"
     expect(page.locator("h2")).to_have_text("Similar images")
     assert page.url.endswith(f"/image/{uploaded[0]}")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("form.delete button")
+    page.get_by_role("button", name="Delete", exact=True).click()  # not "Delete caption"
     expect(page.locator(".flash")).to_contain_text(f"(image {uploaded[0]})")
     assert page.url.rstrip("/") == live_server
     assert _get_json(f"{live_server}/api/status")["searchable"] == 24

@@ -15,7 +15,7 @@
   dialog.setAttribute("aria-modal", "true");
   dialog.setAttribute("aria-labelledby", "viewer-title");
   dialog.innerHTML =
-    '<div class="viewer-bar"><h2 id="viewer-title"></h2>' +
+    '<div class="viewer-bar"><p id="viewer-title" class="viewer-title"></p>' +
     '<button type="button" class="viewer-close" aria-label="Close">×</button></div>' +
     '<div class="viewer-body">' +
     '<button type="button" class="viewer-prev" aria-label="Previous image">‹</button>' +
