@@ -63,6 +63,8 @@ def _viewer_opens_moves_and_closes(live_server: str, page: Page) -> None:
         page.locator(".hit").first.get_attribute("data-viewer-id")))
     page.keyboard.press("ArrowRight")
     expect(page.locator("#viewer-title")).to_have_text("Image 2 of 12")
+    test_browser.ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(test_browser.ARTIFACTS / "viewer-open.png"))
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
     expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
@@ -106,7 +108,6 @@ def test_viewer_keys_and_150_mixed_uploads_each_keep_an_outcome_after_reload(
     check_outcomes(reloaded=False)
     page.reload()
     check_outcomes(reloaded=True)
-    test_browser.ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(test_browser.ARTIFACTS / "upload-150-mixed.png"), full_page=True)
     status = test_browser._get_json(f"{live_server}/api/status")
     assert len(status["recent_rejections"]) == 10  # type: ignore[arg-type]
