@@ -246,3 +246,18 @@ class ScoreCutoff(Base):
     # grown much since is calibrated again.
     images: Mapped[int] = mapped_column(BigInteger)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class UploadRejection(Base):
+    """A file refused at upload (not an image, too large, ...), kept so the refusal is never lost."""
+
+    __tablename__ = "upload_rejections"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    filename: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    collection: Mapped[str | None] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("upload_rejections_rejected_at_idx", "rejected_at"),)

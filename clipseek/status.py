@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.models import WAITING, EmbeddingCount, Image, ImageStatus
 from clipseek.search import count_searchable
+from clipseek.uploads import recent_rejections
 from clipseek.workers import WorkerState, worker_states
 
 
@@ -27,6 +28,22 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """A file refused at upload, with the reason."""
+
+    filename: str
+    size: int | None
+    reason: str
+    collection: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for the API."""
+        return {"filename": self.filename, "size": self.size, "reason": self.reason,
+                "collection": self.collection, "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Everything the status page, `clipseek status` and /api/status show."""
 
@@ -39,6 +56,7 @@ class StatusReport:
     queue_depth: int | None = None
     # Images the active model has embedded and whose file is there (missing ones are not searched).
     searchable: int = 0
+    recent_rejections: list[Rejection] = field(default_factory=list)
 
     @property
     def images(self) -> int:
@@ -64,6 +82,7 @@ class StatusReport:
             "recent_failures": [{"image_id": f.image_id, "name": f.name, "path": f.path,
                                  "error": f.error, "at": f.at.isoformat()}
                                 for f in self.recent_failures],
+            "recent_rejections": [r.to_dict() for r in self.recent_rejections],
         }
 
 
@@ -89,7 +108,9 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         recent_failures=[Failure(f.id, f.path, f.error, f.updated_at, f.original_name)
                          for f in failures],
         workers=worker_states(session), queue_depth=queue_depth,
-        searchable=count_searchable(session, model))
+        searchable=count_searchable(session, model),
+        recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
+                           for r in recent_rejections(session, limit=recent_failures)])
 
 
 def count_pending(session: Session) -> int:

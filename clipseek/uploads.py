@@ -22,7 +22,7 @@ from clipseek.captions import add_derived_captions
 from clipseek.catalog import stored_path
 from clipseek.image_store import INCOMING, writing_to
 from clipseek.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe_with_facts
-from clipseek.models import Image, ImageStatus
+from clipseek.models import Image, ImageStatus, UploadRejection
 from clipseek.named_collections import UPLOADS
 from clipseek.queueing import Enqueue, queue_for_indexing
 
@@ -41,11 +41,12 @@ class UploadOutcome:
     image_id: int | None
     state: str  # "registered", "duplicate" or "rejected"
     message: str
+    size: int | None = None  # bytes, where they were counted
 
     def to_dict(self) -> dict[str, object]:
         """JSON form for the API."""
         return {"filename": self.filename, "image_id": self.image_id, "state": self.state,
-                "message": self.message}
+                "message": self.message, "size": self.size}
 
 
 def _save_stream(stream: IO[bytes], folder: Path, limit: int) -> tuple[Path, str, int] | None:
@@ -106,8 +107,7 @@ def _store_one(
         return UploadOutcome(name, None, "rejected",
                              f"could not be written to the image store ({exc.strerror or exc})"), None
     if saved is None:
-        return UploadOutcome(name, None, "rejected",
-                             f"larger than the {max_bytes // (1024 * 1024)} MB limit"), None
+        return too_large(name, None, max_bytes), None
     tmp, sha, size = saved
     try:
         return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels,
@@ -124,7 +124,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
     try:
         info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        return UploadOutcome(name, None, "rejected", f"not accepted: {exc}"), None
+        return UploadOutcome(name, None, "rejected", f"not accepted: {exc}", size), None
     suffix = Path(name).suffix.lower()
     target = stored_path(store, sha, suffix if suffix in IMAGE_EXTENSIONS else f".{info.format.lower()}")
     placed: _Placed | None = None
@@ -157,8 +157,29 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
             placed.remove()
         log.warning("upload %r was not stored: %s", name, exc)
         return UploadOutcome(name, None, "rejected",
-                             "could not be recorded; try again (the server log says why)"), None
-    return UploadOutcome(name, image_id, "registered", "stored; waiting to be indexed"), placed
+                             "could not be recorded; try again (the server log says why)", size), None
+    return UploadOutcome(name, image_id, "registered", "stored; waiting to be indexed", size), placed
+
+
+def too_large(filename: str, size: int | None, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadOutcome:
+    """The outcome of a file over the per-file limit (also for one the browser did not send)."""
+    return UploadOutcome(clean_upload_name(filename), None, "rejected",
+                         f"larger than the {max_bytes // (1024 * 1024)} MB limit", size)
+
+
+def record_rejections(session: Session, outcomes: Iterable[UploadOutcome], *, collection: str) -> None:
+    """Keep a row for every rejected file, so that its reason outlives the response."""
+    rows = [{"filename": o.filename, "file_size": o.size, "reason": o.message, "collection": collection}
+            for o in outcomes if o.state == "rejected"]
+    if rows:
+        session.execute(pg_insert(UploadRejection).values(rows))
+
+
+def recent_rejections(session: Session, *, limit: int = 50) -> list[UploadRejection]:
+    """The latest files refused at upload, newest first."""
+    return list(session.scalars(select(UploadRejection)
+                                .order_by(UploadRejection.rejected_at.desc(), UploadRejection.id.desc())
+                                .limit(limit)))
 
 
 def registered_ids(outcomes: Iterable[UploadOutcome]) -> list[int]:
@@ -177,6 +198,7 @@ def accept_uploads(
     enqueue: Enqueue,
     max_bytes: int = MAX_UPLOAD_BYTES,
     collection: str = UPLOADS,
+    refused: Iterable[UploadOutcome] = (),
 ) -> list[UploadOutcome]:
     """Store every usable file, commit, and queue the new ones for the workers.
 
@@ -184,8 +206,10 @@ def accept_uploads(
     has its committed row: a file whose row cannot be written, or a whole upload whose commit
     fails, is removed again. If the queue cannot be reached, the images stay registered (the
     recovery check of a worker started with --beat queues them within seconds of the broker coming back).
+    `refused` are files already turned away unread (the browser found them too large); they
+    are recorded with the others. Every rejection is kept in upload_rejections.
     """
-    outcomes: list[UploadOutcome] = []
+    outcomes: list[UploadOutcome] = list(refused)
     placed: list[_Placed] = []
     try:
         with writing_to(store):
@@ -196,6 +220,7 @@ def accept_uploads(
                 outcomes.append(outcome)
                 if where is not None:
                     placed.append(where)
+            record_rejections(session, outcomes, collection=collection)
             session.commit()
     except BaseException:
         # Their rows were never committed: the files go too, before a concurrent upload of

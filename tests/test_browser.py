@@ -117,7 +117,8 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
 
-    page.locator(".hit a").first.click()
+    page.locator(".hit a").first.click()  # opens the viewer, which links to the page
+    page.click("#viewer .viewer-page")
     expect(page.locator("h2")).to_have_text("Similar images")
     expect(page.locator(".hit")).to_have_count(12)
     page.click("text=All images ranked by similarity")
@@ -127,14 +128,14 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     page.goto(f"{live_server}/upload")
     page.set_input_files("#file-input", [str(f) for f in files])
     expect(page.locator("#chosen")).to_contain_text("4 file(s)")
-    page.click("#upload-form button")
-    rows = page.locator("#progress tbody tr")
+    page.click("#upload-form button[type=submit]")
+    rows = page.locator("#upload-files tbody tr")
     expect(rows).to_have_count(4)
     # the page polls the API and updates itself until every file is indexed or failed
-    expect(page.locator("#progress .status-indexed")).to_have_count(3, timeout=120_000)
-    expect(page.locator("#progress .status-failed")).to_have_count(1)
-    expect(page.locator("#progress .status-failed")).to_contain_text("truncated")
-    expect(page.locator("#progress-note")).to_have_text("All done.")
+    expect(page.locator("#upload-files .outcome-indexed")).to_have_count(3, timeout=120_000)
+    expect(page.locator("#upload-files .outcome-failed")).to_have_count(1)
+    expect(page.locator("#upload-files .outcome-failed")).to_contain_text("truncated")
+    expect(page.locator("#count-working")).to_have_text("0")
     uploaded = [rows.nth(i).get_attribute("data-id") for i in range(3)]
 
     page.goto(f"{live_server}/?q=a+photo&per_page=96")
@@ -145,11 +146,11 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     # Deleting from the image page asks first: dismissed, nothing happens; accepted, it goes.
     page.goto(f"{live_server}/image/{uploaded[0]}")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.click("form.delete button")
+    page.get_by_role("button", name="Delete", exact=True).click()  # not "Delete caption"
     expect(page.locator("h2")).to_have_text("Similar images")
     assert page.url.endswith(f"/image/{uploaded[0]}")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("form.delete button")
+    page.get_by_role("button", name="Delete", exact=True).click()  # not "Delete caption"
     expect(page.locator(".flash")).to_contain_text(f"(image {uploaded[0]})")
     assert page.url.rstrip("/") == live_server
     assert _get_json(f"{live_server}/api/status")["searchable"] == 24

@@ -9,8 +9,10 @@ from werkzeug.wrappers import Response
 
 from clipseek.broker import queue_depth
 from clipseek.deletion import Selection, delete_images
+from clipseek.errors import BadQuery
 from clipseek.models import Image
 from clipseek.named_collections import collection_counts
+from clipseek.retrying import retry_failed_images
 from clipseek.search import run_search, similar_images
 from clipseek.status import collection_status
 from webapp.db_session import clipseek, get_session, image_or_404
@@ -67,6 +69,20 @@ def delete(image_id: int) -> Response:
     if not deletion.image_ids:
         abort(404, description=f"There is no image {image_id}.")  # deleted by someone else meanwhile
     return jsonify(deletion.to_dict())
+
+
+@bp.post("/images/retry")
+def retry() -> Response:
+    """POST /api/images/retry (form or JSON "ids": "1,2,3") : queue failed images again where it helps."""
+    body = request.get_json(silent=True) if request.is_json else None
+    raw = body.get("ids", "") if isinstance(body, dict) else request.form.get("ids", "")
+    ids = parse_ids(",".join(map(str, raw)) if isinstance(raw, list) else str(raw))
+    if not ids:
+        raise BadQuery("Give the ids of the failed images to try again, e.g. ids=1,2,3.")
+    settings = clipseek().settings
+    done = retry_failed_images(get_session(), ids, model=settings.model, batch_size=settings.batch_size,
+                               enqueue=clipseek().enqueue)
+    return jsonify(done.to_dict())
 
 
 @bp.get("/collections")

@@ -10,6 +10,7 @@ from flask import url_for
 
 from clipseek.captions import caption_dict
 from clipseek.models import Image, ImageStatus
+from clipseek.retrying import is_retryable
 from clipseek.search import SearchHit, SearchPage
 
 
@@ -37,6 +38,8 @@ def image_dict(image: Image) -> dict[str, Any]:
     """Everything ClipSeek knows about one image."""
     return {
         "image_id": image.id, "status": image.status, "error": image.error,
+        # Whether POST /api/images/retry would queue it again.
+        "retryable": image.status == ImageStatus.FAILED and is_retryable(image.error),
         "original_name": image.original_name, "path": image.path, "source": image.source,
         "collection": image.collection, "width": image.width, "height": image.height,
         "format": image.format, "file_size": image.file_size, "sha256": image.sha256,
@@ -46,6 +49,11 @@ def image_dict(image: Image) -> dict[str, Any]:
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "missing_since": image.missing_since.isoformat() if image.missing_since else None,
+        # The camera's own wall-clock time, without a zone, as EXIF gives it.
+        "taken_at": image.taken_at.isoformat() if image.taken_at else None,
+        "camera": " ".join(part for part in (image.camera_make, image.camera_model) if part) or None,
+        "display_width": image.display_width or image.width,
+        "display_height": image.display_height or image.height,
         "thumbnail_url": url_for("files.thumbnail", image_id=image.id),
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
@@ -10,10 +12,28 @@ from werkzeug.wrappers import Response
 from clipseek.errors import BadQuery
 from clipseek.models import Image
 from clipseek.named_collections import UPLOADS, collection_name
-from clipseek.uploads import UploadOutcome, accept_uploads
+from clipseek.uploads import MAX_UPLOAD_BYTES, UploadOutcome, accept_uploads, recent_rejections, too_large
 from webapp.db_session import clipseek, get_session
 from webapp.params import parse_ids
-from webapp.upload_limits import MAX_FILES
+from webapp.upload_limits import MAX_FILES, MAX_REQUEST_BYTES
+
+# Room left in a request for the form's other fields and the multipart headers.
+PART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def _too_large_files() -> list[UploadOutcome]:
+    """Files the browser left out for their size, each sent as a field {"name": ..., "size": ...}."""
+    outcomes = []
+    for raw in request.form.getlist("too_large"):
+        try:
+            entry = json.loads(raw)
+            name, size = entry["name"], entry["size"]
+        except (ValueError, TypeError, KeyError):
+            name = size = None
+        if not isinstance(name, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadQuery('Each too_large field must be JSON like {"name": "a.jpg", "size": 123}.')
+        outcomes.append(too_large(name, size))
+    return outcomes
 
 bp = Blueprint("uploads", __name__)
 
@@ -23,7 +43,8 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     raw = request.form.get("collection", "")
     collection = collection_name(raw) if raw.strip() else UPLOADS
     chosen = [f for f in files if f.filename]
-    if not chosen:
+    refused = _too_large_files()
+    if not chosen and not refused:
         raise BadQuery("Choose one or more pictures to upload.")
     if len(chosen) > MAX_FILES:
         raise BadQuery(f"Upload at most {MAX_FILES} files at once.")
@@ -32,13 +53,15 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
                           store=settings.image_store, max_pixels=settings.max_image_pixels,
                           model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue,
-                          collection=collection)
+                          collection=collection, refused=refused)
 
 
 @bp.get("/upload")
 def form() -> str:
-    """The upload form (drag and drop, or a file picker)."""
-    return render_template("upload.html")
+    """The upload form (drag and drop, a file or folder picker) and the latest rejections."""
+    return render_template("upload.html", rejections=recent_rejections(get_session()),
+                           max_files=MAX_FILES, max_file_bytes=MAX_UPLOAD_BYTES,
+                           max_part_bytes=MAX_REQUEST_BYTES - PART_OVERHEAD_BYTES)
 
 
 @bp.post("/upload")

@@ -1,0 +1,151 @@
+// The viewer: a result card opens large in an overlay, with previous/next (buttons, arrow
+// keys, swipe), its captions and facts, download, "more like this", the image page and
+// delete. Without JavaScript each card's link still opens the image page.
+(function () {
+  "use strict";
+  const cards = () => Array.from(document.querySelectorAll("[data-viewer-id]"));
+  if (!cards().length) return;
+  const token = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  const dialog = document.createElement("div");
+  dialog.className = "viewer";
+  dialog.id = "viewer";
+  dialog.hidden = true;
+  dialog.setAttribute("role", "dialog");
+  dialog.setAttribute("aria-modal", "true");
+  dialog.setAttribute("aria-labelledby", "viewer-title");
+  dialog.innerHTML =
+    '<div class="viewer-bar"><p id="viewer-title" class="viewer-title"></p>' +
+    '<button type="button" class="viewer-close" aria-label="Close">×</button></div>' +
+    '<div class="viewer-body">' +
+    '<button type="button" class="viewer-prev" aria-label="Previous image">‹</button>' +
+    '<figure><img alt=""><figcaption></figcaption></figure>' +
+    '<button type="button" class="viewer-next" aria-label="Next image">›</button></div>' +
+    '<div class="viewer-side"><ul class="viewer-captions"></ul><dl class="viewer-facts"></dl>' +
+    '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
+    '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
+    '<button type="button" class="viewer-delete">Delete</button></p>' +
+    '<p class="viewer-error" role="alert"></p></div>';
+  document.body.appendChild(dialog);
+  const q = (selector) => dialog.querySelector(selector);
+  const img = q("figure img");
+  let index = -1;
+  let opener = null;
+  let loading = 0;
+
+  function fact(list, name, value) {
+    if (value === null || value === undefined || value === "") return;
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+
+  function show(at) {
+    const all = cards();
+    if (!all.length) { close(); return; }
+    index = (at + all.length) % all.length;
+    const card = all[index];
+    const id = card.dataset.viewerId;
+    const thumb = card.querySelector("img");
+    img.src = "/file/" + id;
+    img.alt = thumb ? thumb.alt : "image " + id;
+    q("#viewer-title").textContent = "Image " + (index + 1) + " of " + all.length;
+    q("figcaption").textContent = "";
+    q(".viewer-captions").textContent = "";
+    q(".viewer-facts").textContent = "";
+    q(".viewer-error").textContent = "";
+    q(".viewer-download").href = "/file/" + id;
+    q(".viewer-like").href = "/?like=" + id;
+    q(".viewer-page").href = "/image/" + id;
+    q(".viewer-prev").hidden = q(".viewer-next").hidden = all.length < 2;
+    const ticket = ++loading;
+    fetch("/api/images/" + id, { headers: { Accept: "application/json" } })
+      .then((response) => response.json())
+      .then((image) => {
+        if (ticket !== loading) return;  // the person has moved on
+        q("figcaption").textContent = image.original_name || "";
+        if (image.captions && image.captions.length) img.alt = image.captions[0];
+        (image.captions || []).forEach((text) => {
+          const li = document.createElement("li");
+          li.textContent = text;
+          q(".viewer-captions").appendChild(li);
+        });
+        const facts = q(".viewer-facts");
+        fact(facts, "Taken", image.taken_at ? image.taken_at.replace("T", " ") : null);
+        fact(facts, "Camera", image.camera);
+        if (image.display_width) fact(facts, "Size", image.display_width + " × " + image.display_height + " pixels");
+        fact(facts, "Collection", image.collection);
+      })
+      .catch(() => { q(".viewer-error").textContent = "Could not load this image's details; reload the page."; });
+  }
+
+  function open(card) {
+    opener = card.querySelector("a") || card;
+    dialog.hidden = false;
+    document.body.classList.add("viewer-open");
+    show(cards().indexOf(card));
+    q(".viewer-close").focus();
+  }
+
+  function close() {
+    dialog.hidden = true;
+    document.body.classList.remove("viewer-open");
+    img.removeAttribute("src");
+    if (opener && document.contains(opener)) opener.focus();
+  }
+
+  function focusable() {
+    return Array.from(dialog.querySelectorAll("a[href], button")).filter((el) => !el.hidden && el.offsetParent !== null);
+  }
+
+  document.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    const link = event.target.closest("[data-viewer-id] a");
+    if (!link) return;
+    event.preventDefault();
+    open(link.closest("[data-viewer-id]"));
+  });
+  q(".viewer-close").addEventListener("click", close);
+  q(".viewer-prev").addEventListener("click", () => show(index - 1));
+  q(".viewer-next").addEventListener("click", () => show(index + 1));
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.preventDefault(); close(); }
+    else if (event.key === "ArrowLeft") { event.preventDefault(); show(index - 1); }
+    else if (event.key === "ArrowRight") { event.preventDefault(); show(index + 1); }
+    else if (event.key === "Tab") {
+      // Focus stays inside the dialog while it is open.
+      const items = focusable();
+      const first = items[0];
+      const last = items[items.length - 1];
+      if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+      else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
+    }
+  });
+
+  let touchX = null;
+  dialog.addEventListener("touchstart", (event) => { touchX = event.changedTouches[0].clientX; }, { passive: true });
+  dialog.addEventListener("touchend", (event) => {
+    if (touchX === null) return;
+    const dx = event.changedTouches[0].clientX - touchX;
+    touchX = null;
+    if (Math.abs(dx) > 50) show(dx < 0 ? index + 1 : index - 1);
+  });
+
+  q(".viewer-delete").addEventListener("click", () => {
+    const card = cards()[index];
+    const id = card.dataset.viewerId;
+    if (!window.confirm("Delete this image? Its file in ClipSeek's store and its thumbnails go too.")) return;
+    fetch("/api/images/" + id, {
+      method: "DELETE",
+      headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token, Accept: "application/json" },
+    }).then((response) => {
+      if (!response.ok) return response.json().then((body) => { throw new Error(body.error); });
+      card.remove();
+      opener = null;
+      if (cards().length) show(index); else close();
+      return null;
+    }).catch((error) => { q(".viewer-error").textContent = error.message || "The image could not be deleted; reload the page."; });
+  });
+})();
