@@ -93,6 +93,9 @@ class Image(Base):
     longitude: Mapped[float | None] = mapped_column(Double)
     display_width: Mapped[int | None] = mapped_column(Integer)
     display_height: Mapped[int | None] = mapped_column(Integer)
+    # Who uploaded it, for the audit and for a contributor's right to delete it; NULL for
+    # imports, synced folders and uploads in the local single-user mode.
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -246,3 +249,63 @@ class ScoreCutoff(Base):
     # grown much since is calibrated again.
     images: Mapped[int] = mapped_column(BigInteger)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Role(StrEnum):
+    """What an account may do: viewers search and look, contributors also upload, admins everything."""
+
+    VIEWER = "viewer"
+    CONTRIBUTOR = "contributor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """Order of the roles: each may do what the ones below it may."""
+        return list(Role).index(self)
+
+
+class User(Base):
+    """An account of a shared deployment; the local single-user mode has none."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Part of every session: changing the password raises it, which logs out every session.
+    session_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    __table_args__ = (
+        CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in Role) + ")", name="users_role_valid"),
+    )
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 is kept; the secret is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Who uploaded or deleted which image, and when (kept after the image and the user are gone)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    image_name: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
