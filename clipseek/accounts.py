@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from clipseek.errors import BadQuery
-from clipseek.models import ApiToken, AuditEvent, Image, Role, User
+from clipseek.errors import BadQuery, ClipSeekError
+from clipseek.models import ApiToken, AuditEvent, Image, LoginSession, Role, User
 from clipseek.settings import Settings
 
 _hasher = PasswordHasher()
@@ -91,7 +91,7 @@ def set_password(session: Session, user: User, secret: str) -> None:
     """Change a password, which also ends every session of that user."""
     user.password_hash = _hasher.hash(secret)
     user.password_changed_at = datetime.now(UTC)
-    user.session_generation = user.session_generation + 1
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
 
 
 def set_role(session: Session, user: User, user_role: Role) -> None:
@@ -138,6 +138,24 @@ def ensure_first_admin(session: Session, *, name: str, secret: str | None) -> Us
 def _digest(secret: str) -> str:
     # Tokens are long random strings, so a plain SHA-256 is enough to keep them unusable if read.
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User) -> str:
+    """Record a new sign-in of `user`; return the secret its cookie carries."""
+    secret = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_sha256=_digest(secret), user_id=user.id))
+    return secret
+
+
+def user_of_session(session: Session, secret: str) -> User | None:
+    """The user of a live sign-in, or None once it was ended or the password changed."""
+    row = session.get(LoginSession, _digest(secret))
+    return session.get(User, row.user_id) if row is not None else None
+
+
+def end_session(session: Session, secret: str) -> None:
+    """End one sign-in, so that its cookie no longer works even if someone kept a copy."""
+    session.execute(delete(LoginSession).where(LoginSession.token_sha256 == _digest(secret)))
 
 
 def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
@@ -211,3 +229,16 @@ def record_deletions(session: Session, actor: Actor | None, images: dict[int, st
 def recent_events(session: Session, *, limit: int = 50) -> list[AuditEvent]:
     """The latest uploads and deletions, newest first."""
     return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+NO_ACCOUNT = ("This ClipSeek is reachable beyond this machine, so it needs accounts, and none exists: "
+              "create the first with `clipseek user add NAME --role admin` (under docker compose, "
+              "set CLIPSEEK_ADMIN_PASSWORD).")
+
+
+def ready_for_accounts(session: Session, settings: Settings) -> None:
+    """Create the configured first admin if there is no account; refuse to go on with none."""
+    ensure_first_admin(session, name=user_name(settings.admin_name), secret=settings.admin_password)
+    session.commit()
+    if count_users(session) == 0:
+        raise ClipSeekError(NO_ACCOUNT)

@@ -24,9 +24,13 @@ def test_password_is_stored_as_argon2_and_verified(db: Database) -> None:
 def test_changing_the_password_ends_every_session(db: Database) -> None:
     with db.session() as session:
         user = accounts.add_user(session, name="ann", secret="correct horse", user_role=Role.VIEWER)
-        before = user.session_generation
+        first, second = accounts.start_session(session, user), accounts.start_session(session, user)
+        assert accounts.user_of_session(session, first) is user
+        accounts.end_session(session, first)
+        assert accounts.user_of_session(session, first) is None
+        assert accounts.user_of_session(session, second) is user
         accounts.set_password(session, user, "battery staple")
-        assert user.session_generation == before + 1
+        assert accounts.user_of_session(session, second) is None
         assert accounts.verify_login(session, "ann", "battery staple") is user
 
 

@@ -7,10 +7,12 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
+from clipseek.accounts import record_uploads
 from clipseek.errors import BadQuery
 from clipseek.models import Image
 from clipseek.named_collections import UPLOADS, collection_name
-from clipseek.uploads import UploadOutcome, accept_uploads
+from clipseek.uploads import UploadOutcome, accept_uploads, registered_ids
+from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import parse_ids
 from webapp.upload_limits import MAX_FILES
@@ -29,10 +31,14 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
         raise BadQuery(f"Upload at most {MAX_FILES} files at once.")
     ctx = clipseek()
     settings = ctx.settings
-    return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
-                          store=settings.image_store, max_pixels=settings.max_image_pixels,
-                          model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue,
-                          collection=collection)
+    session = get_session()
+    outcomes = accept_uploads(session, [(f.filename or "upload", f.stream) for f in chosen],
+                              store=settings.image_store, max_pixels=settings.max_image_pixels,
+                              model=settings.model, batch_size=settings.batch_size,
+                              enqueue=ctx.enqueue, collection=collection)
+    record_uploads(session, actor(), registered_ids(outcomes))
+    session.commit()
+    return outcomes
 
 
 @bp.get("/upload")

@@ -1,4 +1,4 @@
-"""Accounts: users, API tokens, the audit of uploads and deletions, and the read-only SQL role.
+"""Accounts: users, sign-ins, API tokens, the audit of uploads and deletions, the read-only SQL role.
 
 Revision ID: 0007
 Revises: 0005
@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("password_changed_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
                   nullable=False),
-        sa.Column("session_generation", sa.Integer(), server_default="0", nullable=False),
         sa.CheckConstraint(ROLES, name="users_role_valid"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
@@ -50,6 +49,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_sha256"),
     )
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"])
+    op.create_table(
+        "login_sessions",
+        sa.Column("token_sha256", sa.String(64), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("token_sha256"),
+    )
+    op.create_index("ix_login_sessions_user_id", "login_sessions", ["user_id"])
     op.create_table(
         "audit_events",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -77,5 +85,6 @@ def downgrade() -> None:
     op.drop_constraint("images_added_by_fkey", "images", type_="foreignkey")
     op.drop_column("images", "added_by")
     op.drop_table("audit_events")
+    op.drop_table("login_sessions")
     op.drop_table("api_tokens")
     op.drop_table("users")
