@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from clipseek.errors import BadQuery
+
+if TYPE_CHECKING:
+    import psycopg
 
 READER_ROLE = "clipseek_reader"
 # The tables the README's SQL section documents; accounts, tokens and the audit stay private.
@@ -51,6 +52,8 @@ def reader_login_name(raw: str) -> str:
 
 def create_reader_login(conn: psycopg.Connection, name: str) -> str:
     """Create (or reset) a reader login on an admin connection; return its new password."""
+    from psycopg import sql
+
     password = secrets.token_urlsafe(24)
     conn.execute(grant_reader_sql(create_if_allowed=True))
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone()
