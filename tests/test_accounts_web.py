@@ -267,3 +267,23 @@ def test_the_local_mode_needs_no_sign_in(client: FlaskClient) -> None:
     assert client.get("/api/status").status_code == 200
     assert client.get("/login").headers["Location"] == "/"
     assert "Sign out" not in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/api/status", "/static/style.css", "/image/999999", "/login"])
+def test_every_answer_carries_the_security_headers(client: FlaskClient, path: str) -> None:
+    answer = client.get(path)
+    answer.close()
+    policy = answer.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "script-src 'self'" in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_templates_have_no_inline_scripts_or_styles() -> None:
+    from pathlib import Path
+
+    templates = Path(__file__).resolve().parent.parent / "webapp" / "templates"
+    for page in templates.glob("*.html"):
+        source = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", source), page.name
