@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clipseek.errors import BadQuery, ClipSeekError
@@ -238,7 +239,11 @@ NO_ACCOUNT = ("This ClipSeek is reachable beyond this machine, so it needs accou
 
 def ready_for_accounts(session: Session, settings: Settings) -> None:
     """Create the configured first admin if there is no account; refuse to go on with none."""
-    ensure_first_admin(session, name=user_name(settings.admin_name), secret=settings.admin_password)
-    session.commit()
+    try:
+        ensure_first_admin(session, name=user_name(settings.admin_name), secret=settings.admin_password)
+        session.commit()
+    except IntegrityError:
+        # Another web process created it at the same moment (gunicorn starts several).
+        session.rollback()
     if count_users(session) == 0:
         raise ClipSeekError(NO_ACCOUNT)

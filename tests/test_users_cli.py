@@ -53,3 +53,11 @@ def test_a_token_is_printed_once_listed_and_revoked(cli_env: dict[str, str], db:
     assert "revoked" in _run(cli_env, "token", "list", "--user", "ann").stdout
     with db.session() as session:
         assert accounts.user_of_token(session, secret) is None
+
+
+def test_up_on_every_address_refuses_to_start_without_an_account(cli_env: dict[str, str]) -> None:
+    answer = subprocess.run(["clipseek", "up", "--host", "0.0.0.0", "--port", "0", "--no-samples",
+                             "--no-worker"], env=cli_env, capture_output=True, text=True, timeout=300)
+    assert answer.returncode == 1, answer.stdout + answer.stderr
+    assert "create the first with `clipseek user add NAME --role admin`" in answer.stderr
+    assert "Traceback" not in answer.stderr and "Stopped." in answer.stdout
