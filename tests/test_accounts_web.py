@@ -102,6 +102,12 @@ def _allowed(policy: Policy, role: Role | None) -> bool:
 def test_every_route_declares_a_policy(app: Flask) -> None:
     missing = sorted({rule.endpoint for rule in app.url_map.iter_rules()} - set(POLICIES))
     assert missing == []
+    # Reading needs no more than a viewer; of the routes that write, only these may be called
+    # by a viewer or by anyone (a search by example picture stores nothing but its embedding).
+    writes = {rule.endpoint for rule in app.url_map.iter_rules()
+              if (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}}
+    open_writes = sorted(e for e in writes if POLICIES[e] in (Policy.PUBLIC, Policy.VIEW))
+    assert open_writes == ["auth.login", "auth.logout", "pages.by_image"]
 
 
 def test_role_matrix_on_every_route_changes_nothing(accounts_app: Flask, people: dict[str, str],
