@@ -181,8 +181,11 @@ def test_contributors_delete_only_their_own_uploads_and_viewers_nothing(
     assert [tuple(r) for r in rows] == [("contributor", "upload", mine), ("admin", "upload", theirs),
                                         ("contributor", "delete", mine)]
     assert added_by == "admin"
-    page = sign_in(accounts_app, "admin").get("/admin/").get_data(as_text=True)
+    admin = sign_in(accounts_app, "admin")
+    page = admin.get("/admin/").get_data(as_text=True)
     assert "p1.jpg" in page and "delete" in page
+    assert "<dt>Added by</dt><dd>admin</dd>" in admin.get(f"/image/{theirs}").get_data(as_text=True)
+    assert "Added by" not in sign_in(accounts_app, "viewer").get(f"/image/{theirs}").get_data(as_text=True)
 
 
 def test_wrong_user_and_wrong_password_get_the_same_answer(accounts_app: Flask) -> None:

@@ -20,11 +20,12 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from clipseek import accounts
 from clipseek.broker import broker_url
-from clipseek.models import Role, User
+from clipseek.models import Image, Role, User
 from clipseek.settings import Settings
 from webapp.db_session import get_session
 from webapp.policies import enforce
@@ -72,6 +73,14 @@ def actor() -> accounts.Actor | None:
     """Who to record in the audit for this request."""
     account = signed_in()
     return accounts.Actor(account.user_id, account.name) if account else None
+
+
+def uploader_name(image: Image) -> str | None:
+    """Who uploaded `image`, shown to admins only (None for anyone else and in the local mode)."""
+    account = signed_in()
+    if account is None or account.role is not Role.ADMIN or image.added_by is None:
+        return None
+    return get_session().scalar(select(User.name).where(User.id == image.added_by))
 
 
 def _load_session(secret: str) -> Account | None:
@@ -171,6 +180,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if required:
         app.before_request(_authorize)
     app.register_blueprint(blueprint(limiter))
+    app.jinja_env.globals["uploader_name"] = uploader_name
 
     @app.context_processor
     def account_globals() -> dict[str, Any]:
