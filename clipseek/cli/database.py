@@ -46,6 +46,7 @@ def reader(ctx: Context, name: str) -> None:
     import psycopg
 
     login = reader_login_name(name)
+    ctx.db.ping()  # brings the schema up to date first: the grants name its tables
     address = make_url(database_url(ctx.settings))
     if ctx.settings.database_url:
         admin = psycopg.connect(address.set(drivername="postgresql").render_as_string(
