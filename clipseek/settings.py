@@ -43,6 +43,10 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     return value
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return (environ.get(name) or "").lower() in ("1", "true", "yes")
+
+
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = environ.get(name) or default
     if value not in choices:
@@ -73,6 +77,9 @@ class Settings:
     visibility_timeout_s: int = 600
     model_cache_dir: Path | None = None
     ef_search: int = DEFAULT_EF_SEARCH
+    require_accounts: bool = False
+    admin_name: str = "admin"
+    admin_password: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,12 +106,16 @@ class Settings:
             allowed_hosts=tuple(name.strip().lower() for name in
                                 (env.get("CLIPSEEK_ALLOWED_HOSTS") or "").split(",") if name.strip()),
             secret_key=env.get("CLIPSEEK_SECRET_KEY") or None,
-            offline=(env.get("CLIPSEEK_OFFLINE") or "").lower() in ("1", "true", "yes"),
+            offline=_flag(env, "CLIPSEEK_OFFLINE"),
             # A task whose worker died unacknowledged is handed out again after this long;
             # it must exceed the longest batch (seconds on a CPU).
             visibility_timeout_s=_int(env, "CLIPSEEK_VISIBILITY_TIMEOUT", 600),
             model_cache_dir=Path(env["CLIPSEEK_MODEL_CACHE"]) if env.get("CLIPSEEK_MODEL_CACHE") else None,
             ef_search=_int(env, "CLIPSEEK_EF_SEARCH", DEFAULT_EF_SEARCH),
+            # Set by docker-compose: the web app then needs logins whatever address it binds.
+            require_accounts=_flag(env, "CLIPSEEK_REQUIRE_ACCOUNTS"),
+            admin_name=env.get("CLIPSEEK_ADMIN_NAME") or "admin",
+            admin_password=env.get("CLIPSEEK_ADMIN_PASSWORD") or None,
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from clipseek import accounts
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
@@ -24,7 +26,8 @@ from clipseek.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = {"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key"}
+SECRETS = {"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key",
+           "CLIPSEEK_ADMIN_PASSWORD": "long enough"}
 
 
 def _compose() -> dict[str, Any]:
@@ -47,6 +50,13 @@ def test_compose_file_is_valid() -> None:
 def test_compose_fails_loudly_without_secrets() -> None:
     result = _compose_config({"CLIPSEEK_SECRET_KEY": "key"})
     assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_compose_refuses_to_start_without_the_admin_password() -> None:
+    result = _compose_config({"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key"})
+    assert result.returncode != 0 and "set CLIPSEEK_ADMIN_PASSWORD in .env" in result.stderr
+    for name in ("web", "worker", "migrate"):
+        assert _compose()["services"][name]["environment"]["CLIPSEEK_REQUIRE_ACCOUNTS"] == "1"
 
 
 def test_services_healthchecks_and_order_are_as_documented() -> None:
@@ -104,6 +114,41 @@ def test_migration_command_builds_the_schema_on_an_empty_database(
     with pg_server.admin_connection("compose_migrate") as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
     assert {"images", "captions", "embeddings", "alembic_version"} <= tables
+
+
+def test_gunicorn_under_compose_settings_creates_the_admin_and_asks_for_it(
+        cli_env: dict[str, str], redis_url: str, db: Database) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_REQUIRE_ACCOUNTS": "1",
+                     "CLIPSEEK_ADMIN_PASSWORD": "long enough"}
+    # Two workers build the app at once, as in docker-compose.yml: one creates the admin.
+    server = subprocess.Popen(["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                               "webapp:create_app()"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, status = time.monotonic() + 120, None
+        while status is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=60)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=60) as response:
+            assert response.status == 200
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        assert server.stderr is not None
+        server.stderr.close()
+    assert status == 401
+    with db.session() as session:
+        assert accounts.verify_login(session, "admin", "long enough") is not None
 
 
 def test_gunicorn_serves_a_search(cli_env: dict[str, str], redis_url: str, db: Database,

@@ -17,9 +17,10 @@ from PIL import Image as PILImage
 from sqlalchemy import insert
 from werkzeug.test import TestResponse
 
+from clipseek.accounts import add_user
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.models import Image
+from clipseek.models import Image, Role
 from clipseek.settings import RANDOM_MODEL, Settings
 from tests.images import photo_array
 from webapp import create_app
@@ -190,15 +191,19 @@ def test_a_loopback_server_answers_only_to_loopback_names(settings: Settings, re
 
 
 def test_a_server_bound_elsewhere_answers_to_any_name_unless_told(settings: Settings,
-                                                                   redis_url: str) -> None:
+                                                                   redis_url: str, db: Database) -> None:
+    # Served beyond this machine, ClipSeek needs accounts: /login is the page anyone may ask for.
+    with db.session() as session:
+        add_user(session, name="admin", secret="long enough", user_role=Role.ADMIN)
+        session.commit()
     open_app = _host_app(settings, redis_url, web_host="0.0.0.0")
-    assert open_app.test_client().get("/upload", base_url="http://photos.example:8000").status_code == 200
+    assert open_app.test_client().get("/login", base_url="http://photos.example:8000").status_code == 200
     open_app.extensions["clipseek"].close()
     listed = _host_app(settings, redis_url, web_host="0.0.0.0", allowed_hosts=("photos.example",))
     client = listed.test_client()
     try:
-        assert client.get("/upload", base_url="http://Photos.Example:8000").status_code == 200
-        assert client.get("/upload", base_url="http://127.0.0.1:8000").status_code == 200
-        assert "CLIPSEEK_ALLOWED_HOSTS" in _refused(client, "/upload", 400, base_url="http://other.example")
+        assert client.get("/login", base_url="http://Photos.Example:8000").status_code == 200
+        assert client.get("/login", base_url="http://127.0.0.1:8000").status_code == 200
+        assert "CLIPSEEK_ALLOWED_HOSTS" in _refused(client, "/login", 400, base_url="http://other.example")
     finally:
         listed.extensions["clipseek"].close()

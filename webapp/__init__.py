@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 
+from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.context import Context
 from clipseek.models import ImageStatus
 from clipseek.settings import Settings
@@ -27,7 +28,9 @@ def _secret_key(settings: Settings) -> str:
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the Flask app for `settings` (from the environment by default)."""
     from webapp import (
+        account_pages,
         api,
+        auth,
         captions,
         collections,
         csrf,
@@ -55,7 +58,14 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     )
     if test_config:
         app.config.update(test_config)
-    app.extensions["clipseek"] = Context(settings)
+    context = app.extensions["clipseek"] = Context(settings)
+    if accounts_required(settings):
+        try:
+            with context.db.session() as session:
+                ready_for_accounts(session, settings)
+        except BaseException:
+            context.close()
+            raise
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
     app.jinja_env.globals["missing_notice"] = presenters.missing_notice
     app.jinja_env.globals["alt_text"] = presenters.alt_text
@@ -69,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         return {"model_name": settings.model, "model_is_random": is_random_model(settings.model)}
 
     security.init_app(app, settings)
+    auth.init_app(app, settings)
     upload_limits.init_app(app)
     params.init_app(app)
     db_session.init_app(app)
@@ -81,4 +92,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(captions.bp)
     app.register_blueprint(collections.bp)
     app.register_blueprint(collections.api_bp)
+    app.register_blueprint(account_pages.account_bp)
+    app.register_blueprint(account_pages.admin_bp)
     return app

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from clipseek.accounts import record_deletions
 from clipseek.broker import queue_depth
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
@@ -15,6 +16,7 @@ from clipseek.named_collections import collection_counts
 from clipseek.retrying import retry_failed_images
 from clipseek.search import run_search, similar_images
 from clipseek.status import collection_status
+from webapp.auth import actor
 from webapp.db_session import clipseek, get_session, image_or_404
 from webapp.params import paging, parse_ids, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
@@ -62,10 +64,12 @@ def similar(image_id: int) -> Response:
 @bp.delete("/images/<int:image_id>")
 def delete(image_id: int) -> Response:
     """DELETE /api/images/<id> : delete an image, its thumbnails and ClipSeek's own copy of it."""
-    image_or_404(image_id)
+    name = image_or_404(image_id).original_name
     settings = clipseek().settings
     deletion = delete_images(get_session(), Selection(image_ids=(image_id,)), store=settings.image_store,
                              thumbnails=settings.thumbnails)
+    record_deletions(get_session(), actor(), dict.fromkeys(deletion.image_ids, name))
+    get_session().commit()
     if not deletion.image_ids:
         abort(404, description=f"There is no image {image_id}.")  # deleted by someone else meanwhile
     return jsonify(deletion.to_dict())

@@ -6,16 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from clipseek.accounts import record_deletions
 from clipseek.deletion import Deletion, Selection, delete_images, selected_ids
 from clipseek.errors import BadQuery
+from clipseek.models import Image
 from clipseek.named_collections import (
     collection_counts,
     collection_images,
     collection_name,
     rename_collection,
 )
+from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import MAX_IDS, MAX_IMAGE_ID, paging
 
@@ -38,9 +42,14 @@ def _no_collection(name: str, where: str) -> str:
 
 
 def _delete(selection: Selection) -> Deletion:
-    settings = clipseek().settings
-    return delete_images(get_session(), selection, store=settings.image_store,
-                         thumbnails=settings.thumbnails)
+    settings, session = clipseek().settings, get_session()
+    names = {row.id: row.original_name for row in
+             session.execute(select(Image.id, Image.original_name).where(selection.condition()))}
+    deletion = delete_images(session, selection, store=settings.image_store,
+                             thumbnails=settings.thumbnails)
+    record_deletions(session, actor(), {i: names.get(i, "") for i in deletion.image_ids})
+    session.commit()
+    return deletion
 
 
 @bp.get("/collections")

@@ -7,6 +7,7 @@ import io
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from clipseek.accounts import record_deletions
 from clipseek.broker import queue_depth
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
@@ -15,6 +16,7 @@ from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
 from clipseek.search import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
 from clipseek.status import collection_status, count_pending
+from webapp.auth import actor
 from webapp.db_session import clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request
 from webapp.presenters import server_timing
@@ -77,8 +79,10 @@ def delete(image_id: int) -> Response:
     """Delete an image (the page's button asks first), then go back to the search page."""
     picture = image_or_404(image_id)
     name, settings = picture.original_name, clipseek().settings
-    delete_images(get_session(), Selection(image_ids=(image_id,)), store=settings.image_store,
-                  thumbnails=settings.thumbnails)
+    deletion = delete_images(get_session(), Selection(image_ids=(image_id,)),
+                             store=settings.image_store, thumbnails=settings.thumbnails)
+    record_deletions(get_session(), actor(), dict.fromkeys(deletion.image_ids, name))
+    get_session().commit()
     flash(f"Deleted {name} (image {image_id}).", "info")
     return redirect(url_for("pages.search"))
 

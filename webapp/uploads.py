@@ -9,10 +9,19 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
+from clipseek.accounts import record_uploads
 from clipseek.errors import BadQuery
 from clipseek.models import Image
 from clipseek.named_collections import UPLOADS, collection_name
-from clipseek.uploads import MAX_UPLOAD_BYTES, UploadOutcome, accept_uploads, recent_rejections, too_large
+from clipseek.uploads import (
+    MAX_UPLOAD_BYTES,
+    UploadOutcome,
+    accept_uploads,
+    recent_rejections,
+    registered_ids,
+    too_large,
+)
+from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import parse_ids
 from webapp.upload_limits import MAX_FILES, MAX_REQUEST_BYTES
@@ -50,10 +59,14 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
         raise BadQuery(f"Upload at most {MAX_FILES} files at once.")
     ctx = clipseek()
     settings = ctx.settings
-    return accept_uploads(get_session(), [(f.filename or "upload", f.stream) for f in chosen],
-                          store=settings.image_store, max_pixels=settings.max_image_pixels,
-                          model=settings.model, batch_size=settings.batch_size, enqueue=ctx.enqueue,
-                          collection=collection, refused=refused)
+    session = get_session()
+    outcomes = accept_uploads(session, [(f.filename or "upload", f.stream) for f in chosen],
+                              store=settings.image_store, max_pixels=settings.max_image_pixels,
+                              model=settings.model, batch_size=settings.batch_size,
+                              enqueue=ctx.enqueue, collection=collection, refused=refused)
+    record_uploads(session, actor(), registered_ids(outcomes))
+    session.commit()
+    return outcomes
 
 
 @bp.get("/upload")

@@ -10,6 +10,7 @@ from clipseek.context import Context
 from clipseek.db import database_url, upgrade_schema
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.errors import ClipSeekError
+from clipseek.sql_reader import create_reader_login, reader_login_name
 
 
 @click.group()
@@ -35,6 +36,27 @@ def url(ctx: Context, psql: bool) -> None:
         address = make_url(address).set(drivername="postgresql").render_as_string(
             hide_password=False)
     click.echo(address)
+
+
+@db.command()
+@click.argument("name")
+@pass_context
+def reader(ctx: Context, name: str) -> None:
+    """Create a read-only SQL login NAME (SELECT on the documented tables) and print its psql URL."""
+    import psycopg
+
+    login = reader_login_name(name)
+    ctx.db.ping()  # brings the schema up to date first: the grants name its tables
+    address = make_url(database_url(ctx.settings))
+    if ctx.settings.database_url:
+        admin = psycopg.connect(address.set(drivername="postgresql").render_as_string(
+            hide_password=False), autocommit=True)
+    else:
+        admin = EmbeddedPostgres(ctx.settings.pgdata).admin_connection(address.database or "clipseek")
+    with admin as conn:
+        secret = create_reader_login(conn, login)
+    click.echo(address.set(drivername="postgresql", username=login, password=secret)
+               .render_as_string(hide_password=False))
 
 
 @db.command()

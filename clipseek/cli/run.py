@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.cli.base import pass_context, queue_errors, random_warning, recover_image_store
 from clipseek.cli.library import start_watching
 from clipseek.context import Context
@@ -99,6 +100,11 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     watcher: FolderWatcher | None = None
     try:
         services.start(click.echo)
+        if accounts_required(ctx.settings):
+            # Before the worker starts: a server bound beyond this machine needs an account.
+            with ctx.db.session() as session:
+                ready_for_accounts(session, ctx.settings)
+            click.echo(f"Accounts: required (bound to {host}); sign in at /login.")
         recover_image_store(ctx)
         with ctx.db.session() as session:
             empty = count_images(session) == 0

@@ -1,0 +1,249 @@
+"""Accounts of a shared deployment: users with Argon2 passwords and roles, API tokens, the audit."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from clipseek.errors import BadQuery, ClipSeekError
+from clipseek.models import ApiToken, AuditEvent, Image, LoginSession, Role, User
+from clipseek.settings import Settings
+
+_hasher = PasswordHasher()
+# A wrong user name costs the same Argon2 work as a wrong password, so timing tells nothing.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+MIN_PASSWORD = 8
+TOKEN_PREFIX = "csk_"
+
+
+def accounts_required(settings: Settings) -> bool:
+    """Whether this deployment needs logins: under compose, or served beyond this machine."""
+    if settings.require_accounts:
+        return True
+    host = settings.web_host.strip("[]").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name other than localhost may resolve to any address
+
+
+def user_name(raw: str) -> str:
+    """A user name, checked: letters, digits and . _ @ -, at most 64."""
+    name = raw.strip()
+    if not _USER_NAME.fullmatch(name):
+        raise BadQuery(f"{raw[:80]!r} is not a usable user name: use up to 64 letters, digits and "
+                       ". _ @ -, starting with a letter or digit.")
+    return name
+
+
+def role(raw: str) -> Role:
+    """A role by name, checked."""
+    try:
+        return Role(raw.strip().lower())
+    except ValueError:
+        raise BadQuery(f"{raw[:40]!r} is not a role: choose viewer, contributor or admin.") from None
+
+
+def password(raw: str) -> str:
+    """A new password, checked for length."""
+    if len(raw) < MIN_PASSWORD:
+        raise BadQuery(f"Choose a password of at least {MIN_PASSWORD} characters.")
+    return raw
+
+
+def find_user(session: Session, name: str) -> User:
+    """The user of this name, or a sentence saying there is none."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise BadQuery(f"There is no user {name!r}; `clipseek user list` lists them.")
+    return user
+
+
+def count_users(session: Session) -> int:
+    """How many accounts there are."""
+    return session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def add_user(session: Session, *, name: str, secret: str, user_role: Role) -> User:
+    """Create an account (the caller commits)."""
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise BadQuery(f"There is already a user {name!r}; choose another name.")
+    user = User(name=name, password_hash=_hasher.hash(secret), role=user_role.value)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(session: Session, user: User, secret: str) -> None:
+    """Change a password, which also ends every session of that user."""
+    user.password_hash = _hasher.hash(secret)
+    user.password_changed_at = datetime.now(UTC)
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+
+
+def set_role(session: Session, user: User, user_role: Role) -> None:
+    """Change a role, keeping at least one admin."""
+    if user.role == Role.ADMIN and user_role != Role.ADMIN:
+        _keep_an_admin(session, user)
+    user.role = user_role.value
+
+
+def remove_user(session: Session, user: User) -> None:
+    """Delete an account and its tokens, keeping at least one admin; its uploads stay."""
+    if user.role == Role.ADMIN:
+        _keep_an_admin(session, user)
+    session.delete(user)
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    admins = session.scalar(select(func.count()).select_from(User).where(User.role == Role.ADMIN.value))
+    if (admins or 0) <= 1:
+        raise BadQuery(f"{user.name} is the only admin; make another user admin first.")
+
+
+def verify_login(session: Session, name: str, secret: str) -> User | None:
+    """The user whose name and password these are, or None, with the same work either way."""
+    user = session.scalar(select(User).where(User.name == name))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, secret)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(secret)
+    return user
+
+
+def ensure_first_admin(session: Session, *, name: str, secret: str | None) -> User | None:
+    """Create the first admin from a configured password when there is no account yet."""
+    if secret is None or count_users(session) > 0:
+        return None
+    return add_user(session, name=name, secret=password(secret), user_role=Role.ADMIN)
+
+
+def _digest(secret: str) -> str:
+    # Tokens are long random strings, so a plain SHA-256 is enough to keep them unusable if read.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User) -> str:
+    """Record a new sign-in of `user`; return the secret its cookie carries."""
+    secret = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_sha256=_digest(secret), user_id=user.id))
+    return secret
+
+
+def user_of_session(session: Session, secret: str) -> User | None:
+    """The user of a live sign-in, or None once it was ended or the password changed."""
+    row = session.get(LoginSession, _digest(secret))
+    return session.get(User, row.user_id) if row is not None else None
+
+
+def end_session(session: Session, secret: str) -> None:
+    """End one sign-in, so that its cookie no longer works even if someone kept a copy."""
+    session.execute(delete(LoginSession).where(LoginSession.token_sha256 == _digest(secret)))
+
+
+def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create an API token; return it and its secret, which is never stored and shown only now."""
+    label = name.strip()
+    if not 0 < len(label) <= 64:
+        raise BadQuery("Name the token with 1 to 64 characters, e.g. --name laptop.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=label, token_sha256=_digest(secret))
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def user_of_token(session: Session, secret: str) -> User | None:
+    """The user of a live token (recording its use), or None for an unknown or revoked one."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(secret),
+                                                  ApiToken.revoked_at.is_(None)))
+    if token is None:
+        return None
+    token.last_used_at = datetime.now(UTC)
+    return session.get(User, token.user_id)
+
+
+def tokens_of(session: Session, user: User | None = None) -> list[ApiToken]:
+    """Tokens, newest first: one user's, or everyone's."""
+    query = select(ApiToken).order_by(ApiToken.id.desc())
+    if user is not None:
+        query = query.where(ApiToken.user_id == user.id)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, token_id: int, *, owner: User | None = None) -> ApiToken:
+    """Revoke a token (only its owner's, when `owner` is given)."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (owner is not None and token.user_id != owner.id):
+        raise BadQuery(f"There is no token {token_id}" + (" of yours." if owner else "."))
+    if token.revoked_at is None:
+        token.revoked_at = datetime.now(UTC)
+    return token
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something, as recorded in the audit; None in the local single-user mode."""
+
+    user_id: int
+    name: str
+
+
+def record_uploads(session: Session, actor: Actor | None, image_ids: Iterable[int]) -> None:
+    """Mark new uploads as added by `actor` and record them in the audit (the caller commits)."""
+    ids = list(image_ids)
+    if actor is None or not ids:
+        return
+    session.execute(update(Image).where(Image.id.in_(ids)).values(added_by=actor.user_id))
+    names = {row.id: row.original_name for row in
+             session.execute(select(Image.id, Image.original_name).where(Image.id.in_(ids)))}
+    session.add_all(AuditEvent(user_id=actor.user_id, user_name=actor.name, action="upload",
+                               image_id=i, image_name=names.get(i)) for i in ids)
+
+
+def record_deletions(session: Session, actor: Actor | None, images: dict[int, str]) -> None:
+    """Record deleted images (id -> name) in the audit (the caller commits)."""
+    if actor is None:
+        return
+    session.add_all(AuditEvent(user_id=actor.user_id, user_name=actor.name, action="delete",
+                               image_id=i, image_name=name) for i, name in images.items())
+
+
+def recent_events(session: Session, *, limit: int = 50) -> list[AuditEvent]:
+    """The latest uploads and deletions, newest first."""
+    return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+NO_ACCOUNT = ("This ClipSeek is reachable beyond this machine, so it needs accounts, and none exists: "
+              "create the first with `clipseek user add NAME --role admin` (under docker compose, "
+              "set CLIPSEEK_ADMIN_PASSWORD).")
+
+
+def ready_for_accounts(session: Session, settings: Settings) -> None:
+    """Create the configured first admin if there is no account; refuse to go on with none."""
+    try:
+        ensure_first_admin(session, name=user_name(settings.admin_name), secret=settings.admin_password)
+        session.commit()
+    except IntegrityError:
+        # Another web process created it at the same moment (gunicorn starts several).
+        session.rollback()
+    if count_users(session) == 0:
+        raise ClipSeekError(NO_ACCOUNT)

@@ -1,0 +1,298 @@
+"""The accounts mode on the real app: every route against every kind of caller, and the bad input."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image as PILImage
+from sqlalchemy import func, select, text
+
+from clipseek import accounts
+from clipseek.db import Database
+from clipseek.errors import ClipSeekError
+from clipseek.models import Role, User
+from clipseek.settings import Settings
+from tests.images import encoded, photo_array
+from webapp import create_app
+from webapp.policies import POLICIES, Policy
+
+PASSWORD = "correct horse battery"
+TABLES = ("users", "api_tokens", "images", "captions", "audit_events", "embeddings")
+# Ids that exist nowhere: a request that gets past its policy then ends in 400 or 404, so
+# walking every route changes nothing.
+ARGS = {"image_id": 999999, "caption_id": 999999, "token_id": 999999, "user_id": 999999,
+        "name": "nope", "filename": "style.css"}
+
+
+@pytest.fixture
+def accounts_settings(settings: Settings, redis_url: str) -> Settings:
+    """Settings of a deployment that requires accounts."""
+    return settings.with_changes(require_accounts=True, redis_url=redis_url)
+
+
+@dataclass
+class Caller:
+    """Someone calling the app: a role (None: anonymous) and how they prove it."""
+
+    label: str
+    role: Role | None
+    token: str | None = None
+    revoked: bool = False
+
+
+@pytest.fixture
+def people(db: Database) -> dict[str, str]:
+    """One user of each role, and an API token of each plus a revoked one (name -> secret)."""
+    secrets: dict[str, str] = {}
+    with db.session() as session:
+        for user_role in Role:
+            user = accounts.add_user(session, name=user_role.value, secret=PASSWORD, user_role=user_role)
+            secrets[f"token-{user_role.value}"] = accounts.create_token(session, user, "t")[1]
+        revoked, secrets["revoked"] = accounts.create_token(session, user, "old")
+        accounts.revoke_token(session, revoked.id)
+        session.commit()
+    return secrets
+
+
+@pytest.fixture
+def accounts_app(accounts_settings: Settings, people: dict[str, str]) -> Iterator[Flask]:
+    """The web app in the accounts mode, with the users of `people`."""
+    application = create_app({"TESTING": True}, settings=accounts_settings)
+    yield application
+    application.extensions["clipseek"].close()
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def sign_in(app: Flask, name: str, password: str = PASSWORD) -> FlaskClient:
+    """A client signed in as `name`."""
+    client = app.test_client()
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    answer = client.post("/login", data={"csrf_token": token, "name": name, "password": password})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return client
+
+
+def _counts(db: Database) -> dict[str, int]:
+    with db.engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
+        counts["revoked"] = conn.execute(text(
+            "SELECT count(*) FROM api_tokens WHERE revoked_at IS NOT NULL")).scalar_one()
+    return counts
+
+
+def _allowed(policy: Policy, role: Role | None) -> bool:
+    needs = {Policy.PUBLIC: None, Policy.SIGNED_IN: Role.VIEWER, Policy.VIEW: Role.VIEWER,
+             Policy.CONTRIBUTE: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN,
+             # The walk uses an image nobody uploaded: only an admin may delete it.
+             Policy.DELETE_OWN: Role.ADMIN}[policy]
+    return needs is None or (role is not None and role.rank >= needs.rank)
+
+
+def test_every_route_declares_a_policy(app: Flask) -> None:
+    missing = sorted({rule.endpoint for rule in app.url_map.iter_rules()} - set(POLICIES))
+    assert missing == []
+    # Reading needs no more than a viewer; of the routes that write, only these may be called
+    # by a viewer or by anyone (a search by example picture stores nothing but its embedding).
+    writes = {rule.endpoint for rule in app.url_map.iter_rules()
+              if (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}}
+    open_writes = sorted(e for e in writes if POLICIES[e] in (Policy.PUBLIC, Policy.VIEW))
+    assert open_writes == ["auth.login", "auth.logout", "pages.by_image"]
+
+
+def test_role_matrix_on_every_route_changes_nothing(accounts_app: Flask, people: dict[str, str],
+                                                    db: Database) -> None:
+    callers = [Caller("anonymous", None), *(Caller(r.value, r) for r in Role),
+               *(Caller(f"token-{r.value}", r, token=people[f"token-{r.value}"]) for r in Role),
+               Caller("revoked", Role.ADMIN, token=people["revoked"], revoked=True)]
+    clients = {c.label: (sign_in(accounts_app, c.label) if c.role and not c.token
+                         else accounts_app.test_client()) for c in callers}
+    before = _counts(db)
+    checked = 0
+    for rule in accounts_app.url_map.iter_rules():
+        policy = POLICIES[rule.endpoint]
+        built = rule.build({a: ARGS[a] for a in rule.arguments}, append_unknown=False)
+        assert built is not None
+        url = built[1]
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            for caller in callers:
+                headers = {"Authorization": f"Bearer {caller.token}"} if caller.token else {}
+                answer = clients[caller.label].open(url, method=method, headers=headers)
+                status, where = answer.status_code, f"{caller.label} {method} {url}: {answer.status_code}"
+                body = answer.get_data(as_text=True)
+                answer.close()  # static files come back as open files
+                checked += 1
+                if caller.revoked or (caller.token and not url.startswith("/api/")):
+                    assert status == 401 and "token" in body, where
+                elif _allowed(policy, caller.role):
+                    assert status not in (401, 403, 500), where
+                    assert "/login" not in answer.headers.get("Location", ""), where
+                    if method != "GET" and not caller.token:
+                        assert status == 400 and "form expired" in body, where  # no CSRF token
+                elif caller.role is None:
+                    assert status == 401 or answer.headers["Location"].startswith("/login"), where
+                else:
+                    assert status == 403 and "ask an admin" in body, where
+    assert checked > 300
+    assert _counts(db) == before
+
+
+def _jpeg(seed: int) -> bytes:
+    return encoded(PILImage.fromarray(photo_array(seed, (120, 160))), "JPEG")
+
+
+def _upload(client: FlaskClient, seed: int, token: str) -> int:
+    answer = client.post("/api/images", headers={"Authorization": f"Bearer {token}"},
+                         data={"files": [(io.BytesIO(_jpeg(seed)), f"p{seed}.jpg")]})
+    assert answer.status_code == 202, answer.get_json()
+    image_id: int = answer.get_json()["uploads"][0]["image_id"]
+    return image_id
+
+
+def test_contributors_delete_only_their_own_uploads_and_viewers_nothing(
+        accounts_app: Flask, people: dict[str, str], db: Database) -> None:
+    client = accounts_app.test_client()
+    mine = _upload(client, 1, people["token-contributor"])
+    theirs = _upload(client, 2, people["token-admin"])
+    viewer = {"Authorization": f"Bearer {people['token-viewer']}"}
+    refused = client.post("/api/images", headers=viewer,
+                          data={"files": [(io.BytesIO(_jpeg(3)), "v.jpg")]})
+    assert refused.status_code == 403 and "contributor" in refused.get_json()["error"]
+    assert client.delete(f"/api/images/{mine}", headers=viewer).status_code == 403
+    contributor = {"Authorization": f"Bearer {people['token-contributor']}"}
+    other = client.delete(f"/api/images/{theirs}", headers=contributor)
+    assert other.status_code == 403 and "only pictures you uploaded" in other.get_json()["error"]
+    assert client.delete(f"/api/images/{mine}", headers=contributor).status_code == 200
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT u.name, a.action, a.image_id FROM audit_events a "
+                                 "JOIN users u ON u.id = a.user_id ORDER BY a.id")).all()
+        added_by = conn.execute(text("SELECT u.name FROM images i JOIN users u ON u.id = i.added_by "
+                                     "WHERE i.id = :i"), {"i": theirs}).scalar_one()
+    assert [tuple(r) for r in rows] == [("contributor", "upload", mine), ("admin", "upload", theirs),
+                                        ("contributor", "delete", mine)]
+    assert added_by == "admin"
+    admin = sign_in(accounts_app, "admin")
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "p1.jpg" in page and "delete" in page
+    assert "<dt>Added by</dt><dd>admin</dd>" in admin.get(f"/image/{theirs}").get_data(as_text=True)
+    assert "Added by" not in sign_in(accounts_app, "viewer").get(f"/image/{theirs}").get_data(as_text=True)
+
+
+def test_wrong_user_and_wrong_password_get_the_same_answer(accounts_app: Flask) -> None:
+    client = accounts_app.test_client()
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    answers = [client.post("/login", data={"csrf_token": token, "name": name, "password": secret})
+               for name, secret in (("viewer", "wrong password"), ("nobody", PASSWORD))]
+    assert [a.status_code for a in answers] == [401, 401]
+    bodies = [a.get_data(as_text=True) for a in answers]
+    assert accounts_app.extensions["clipseek_limiter"] and "name or the password is wrong" in bodies[0]
+    assert bodies[0].replace("viewer", "nobody") == bodies[1]
+
+
+def test_sign_in_attempts_are_limited_per_account(accounts_app: Flask) -> None:
+    client = accounts_app.test_client()
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    statuses = [client.post("/login", data={"csrf_token": token, "name": "admin",
+                                            "password": "guess"}).status_code for _ in range(5)]
+    assert statuses == [401] * 5
+    blocked = client.post("/login", data={"csrf_token": token, "name": "admin", "password": PASSWORD})
+    assert blocked.status_code == 429 and "wait a minute" in blocked.get_data(as_text=True)
+
+
+def test_a_cookie_replayed_after_logout_or_a_password_change_is_refused(
+        accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "viewer")
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert client.get("/api/status").status_code == 200
+    token = _csrf(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    replay = accounts_app.test_client()
+    replay.set_cookie("session", cookie.value)
+    assert replay.get("/api/status").status_code == 401
+    assert replay.get("/").headers["Location"].startswith("/login")
+    other = sign_in(accounts_app, "contributor")
+    assert other.get("/api/status").status_code == 200
+    with db.session() as session:
+        user = session.scalar(select(User).where(User.name == "contributor"))
+        assert user is not None
+        accounts.set_password(session, user, "a new password")
+        session.commit()
+    assert other.get("/api/status").status_code == 401
+
+
+def test_a_forged_csrf_token_changes_nothing(accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "admin")
+    before = _counts(db)
+    forged = client.post("/admin/users", data={"csrf_token": "forged", "name": "eve",
+                                                "password": PASSWORD, "role": "admin"})
+    assert forged.status_code == 400 and "form expired" in forged.get_data(as_text=True)
+    assert _counts(db) == before
+
+
+def test_the_account_page_creates_and_revokes_tokens(accounts_app: Flask) -> None:
+    client = sign_in(accounts_app, "viewer")
+    token = _csrf(client.get("/account").get_data(as_text=True))
+    made = client.post("/account/tokens", data={"csrf_token": token, "name": "laptop"})
+    secret = re.search(r'<code class="token">([^<]+)</code>', made.get_data(as_text=True))
+    assert made.status_code == 201 and secret
+    bearer = {"Authorization": f"Bearer {secret.group(1)}"}
+    assert accounts_app.test_client().get("/api/status", headers=bearer).status_code == 200
+    token_id = re.search(r'/account/tokens/(\d+)/revoke', made.get_data(as_text=True))
+    assert token_id
+    client.post(f"/account/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
+    assert accounts_app.test_client().get("/api/status", headers=bearer).status_code == 401
+
+
+def test_no_account_means_no_start_with_a_sentence(accounts_settings: Settings) -> None:
+    with pytest.raises(ClipSeekError, match=r"clipseek user add NAME --role admin"):
+        create_app({"TESTING": True}, settings=accounts_settings)
+
+
+def test_the_configured_admin_password_creates_the_first_admin(accounts_settings: Settings,
+                                                               db: Database) -> None:
+    app = create_app({"TESTING": True}, settings=accounts_settings.with_changes(
+        admin_name="boss", admin_password=PASSWORD))
+    try:
+        assert sign_in(app, "boss").get("/admin/").status_code == 200
+    finally:
+        app.extensions["clipseek"].close()
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(User.__table__)).scalar_one() == 1
+
+
+def test_the_local_mode_needs_no_sign_in(client: FlaskClient) -> None:
+    assert client.get("/").status_code == 200
+    assert client.get("/api/status").status_code == 200
+    assert client.get("/login").headers["Location"] == "/"
+    assert "Sign out" not in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/api/status", "/static/style.css", "/image/999999", "/login"])
+def test_every_answer_carries_the_security_headers(client: FlaskClient, path: str) -> None:
+    answer = client.get(path)
+    answer.close()
+    policy = answer.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "script-src 'self'" in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_templates_have_no_inline_scripts_or_styles() -> None:
+    from pathlib import Path
+
+    templates = Path(__file__).resolve().parent.parent / "webapp" / "templates"
+    for page in templates.glob("*.html"):
+        source = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", source), page.name

@@ -1,0 +1,107 @@
+"""One's own account (API tokens) and the admin's page (users, roles, recent uploads and deletions)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from clipseek import accounts
+from clipseek.models import User
+from webapp.auth import Account, signed_in
+from webapp.db_session import get_session
+
+account_bp = Blueprint("account", __name__)
+admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _me() -> Account:
+    account = signed_in()
+    if account is None:
+        abort(404, description="This ClipSeek runs without accounts (local mode): there is no "
+                               "account page.")
+    return account
+
+
+def _user(account: Account) -> User:
+    user = get_session().get(User, account.user_id)
+    if user is None:
+        abort(401, description="Your account no longer exists; sign in with another.")
+    return user
+
+
+@account_bp.get("/account")
+def page() -> str:
+    """The signed-in user's API tokens."""
+    user = _user(_me())
+    return render_template("account.html", user=user, tokens=accounts.tokens_of(get_session(), user))
+
+
+@account_bp.post("/account/tokens")
+def create_token() -> tuple[str, int]:
+    """Create an API token and show its secret, this once."""
+    session = get_session()
+    user = _user(_me())
+    _token, secret = accounts.create_token(session, user, request.form.get("name", ""))
+    session.commit()
+    return render_template("account.html", user=user, tokens=accounts.tokens_of(session, user),
+                           new_secret=secret), 201
+
+
+@account_bp.post("/account/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int) -> Response:
+    """Revoke one of one's own tokens."""
+    session = get_session()
+    token = accounts.revoke_token(session, token_id, owner=_user(_me()))
+    session.commit()
+    flash(f"Revoked the token {token.name!r}.", "info")
+    return redirect(url_for("account.page"))
+
+
+@admin_bp.get("/")
+def overview() -> str:
+    """Users, their roles, and recent uploads and deletions."""
+    session = get_session()
+    users = session.scalars(select(User).order_by(User.name)).all()
+    return render_template("admin.html", users=users, events=accounts.recent_events(session))
+
+
+@admin_bp.post("/users")
+def add_user() -> Response:
+    """Create an account."""
+    session = get_session()
+    user = accounts.add_user(session, name=accounts.user_name(request.form.get("name", "")),
+                             secret=accounts.password(request.form.get("password", "")),
+                             user_role=accounts.role(request.form.get("role", "")))
+    session.commit()
+    flash(f"Added {user.name} ({user.role}).", "info")
+    return redirect(url_for("admin.overview"))
+
+
+@admin_bp.post("/users/<int:user_id>/role")
+def set_role(user_id: int) -> Response:
+    """Change a user's role."""
+    session = get_session()
+    user = _found(user_id)
+    accounts.set_role(session, user, accounts.role(request.form.get("role", "")))
+    session.commit()
+    flash(f"{user.name} is now {user.role}.", "info")
+    return redirect(url_for("admin.overview"))
+
+
+@admin_bp.post("/users/<int:user_id>/remove")
+def remove_user(user_id: int) -> Response:
+    """Delete an account (its uploads stay)."""
+    session = get_session()
+    user = _found(user_id)
+    accounts.remove_user(session, user)
+    session.commit()
+    flash(f"Removed {user.name}.", "info")
+    return redirect(url_for("admin.overview"))
+
+
+def _found(user_id: int) -> User:
+    user = get_session().get(User, user_id)
+    if user is None:
+        abort(404, description=f"There is no user {user_id}.")
+    return user

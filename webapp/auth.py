@@ -1,0 +1,187 @@
+"""Signing in: Flask-Login sessions backed by the database, API tokens, and the login rate limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from clipseek import accounts
+from clipseek.broker import broker_url
+from clipseek.models import Image, Role, User
+from clipseek.settings import Settings
+from webapp.db_session import get_session
+from webapp.policies import enforce
+
+LOGIN_LIMIT = "5 per minute"
+WRONG_LOGIN = "The user name or the password is wrong; check both and try again."
+TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
+BAD_TOKEN = ("The API token is unknown or revoked; create a new one on the account page or with "
+             "`clipseek token create`.")
+
+
+class Account(UserMixin):  # type: ignore[misc]
+    """The signed-in user of a request, by a browser sign-in or an API token."""
+
+    def __init__(self, user: User, *, login_secret: str | None = None) -> None:
+        self.user_id = user.id
+        self.name = user.name
+        self.role = Role(user.role)
+        self.login_secret = login_secret
+
+    def get_id(self) -> str | None:
+        """What the session cookie keeps: the sign-in's secret, never the user's id."""
+        return self.login_secret
+
+
+class _SecureWhenHttps(SecureCookieSessionInterface):
+    def get_cookie_secure(self, app: Flask) -> bool:
+        # Secure only over HTTPS: the local mode runs on plain http://localhost.
+        return request.is_secure
+
+
+def accounts_on() -> bool:
+    """Whether this app requires signing in."""
+    on: bool = current_app.config["CLIPSEEK_ACCOUNTS"]
+    return on
+
+
+def signed_in() -> Account | None:
+    """The request's account, or None (always None in the local single-user mode)."""
+    user = current_user
+    return user if accounts_on() and isinstance(user, Account) else None
+
+
+def actor() -> accounts.Actor | None:
+    """Who to record in the audit for this request."""
+    account = signed_in()
+    return accounts.Actor(account.user_id, account.name) if account else None
+
+
+def uploader_name(image: Image) -> str | None:
+    """Who uploaded `image`, shown to admins only (None for anyone else and in the local mode)."""
+    account = signed_in()
+    if account is None or account.role is not Role.ADMIN or image.added_by is None:
+        return None
+    return get_session().scalar(select(User.name).where(User.id == image.added_by))
+
+
+def _load_session(secret: str) -> Account | None:
+    user = accounts.user_of_session(get_session(), secret)
+    return Account(user, login_secret=secret) if user is not None else None
+
+
+def _load_token(_request: Any) -> Account | None:
+    token_account: Account | None = g.get("token_account")
+    return token_account
+
+
+def _authorize() -> Response | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        kind, _, secret = header.partition(" ")
+        user = (accounts.user_of_token(get_session(), secret.strip())
+                if kind.lower() == "bearer" and request.path.startswith("/api/") else None)
+        if user is None:
+            abort(401, description=BAD_TOKEN)
+        get_session().commit()  # the token's last use
+        g.token_account = Account(user)
+    account = signed_in()
+    return enforce(request.endpoint, account.user_id if account else None,
+                   account.role if account else None)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: never an open redirect to another host.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("pages.search")
+
+
+def _login_name() -> str:
+    return "account:" + request.form.get("name", "").strip().lower()[:64]
+
+
+def blueprint(limiter: Limiter) -> Blueprint:
+    """The sign-in and sign-out routes, limited by `limiter`."""
+    bp = Blueprint("auth", __name__)
+
+    @bp.route("/login", methods=["GET", "POST"])
+    @limiter.limit(LOGIN_LIMIT, methods=["POST"], error_message=TOO_MANY)
+    @limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_login_name, error_message=TOO_MANY)
+    def login() -> Response | tuple[str, int]:
+        """The sign-in form; a right name and password start a new session."""
+        if not accounts_on():
+            return redirect(url_for("pages.search"))
+        next_page = request.values.get("next")
+        if request.method == "GET":
+            return render_template("login.html", next=next_page), 200
+        db = get_session()
+        user = accounts.verify_login(db, request.form.get("name", "").strip(),
+                                     request.form.get("password", ""))
+        if user is None:
+            return render_template("login.html", next=next_page, error=WRONG_LOGIN), 401
+        secret = accounts.start_session(db, user)
+        db.commit()
+        session.clear()  # a new session at every sign-in: nothing set before it carries over
+        login_user(Account(user, login_secret=secret))
+        return redirect(_safe_next(next_page))
+
+    @bp.post("/logout")
+    def logout() -> Response:
+        """End this sign-in on the server too, so a copied cookie stops working."""
+        account = signed_in()
+        if account is not None and account.login_secret:
+            accounts.end_session(get_session(), account.login_secret)
+            get_session().commit()
+        logout_user()
+        session.clear()
+        return redirect(url_for("auth.login") if accounts_on() else url_for("pages.search"))
+
+    return bp
+
+
+def limiter_storage(settings: Settings, required: bool) -> str:
+    """Where login attempts are counted: the Redis ClipSeek runs, or memory in the local mode."""
+    if not required:
+        return "memory://"
+    return broker_url(settings).replace("redis+socket://", "redis+unix://", 1)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Set up sessions, the loaders, the per-request check of every route's policy, and /login."""
+    required = accounts.accounts_required(settings)
+    app.config["CLIPSEEK_ACCOUNTS"] = required
+    app.session_interface = _SecureWhenHttps()
+    manager = LoginManager()
+    manager.user_loader(_load_session)
+    manager.request_loader(_load_token)
+    manager.init_app(app)
+    limiter = Limiter(get_remote_address, app=app, storage_uri=limiter_storage(settings, required),
+                      default_limits=[], in_memory_fallback_enabled=True)
+    app.extensions["clipseek_limiter"] = limiter
+    if required:
+        app.before_request(_authorize)
+    app.register_blueprint(blueprint(limiter))
+    app.jinja_env.globals["uploader_name"] = uploader_name
+
+    @app.context_processor
+    def account_globals() -> dict[str, Any]:
+        return {"accounts_on": required, "account": signed_in()}
