@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipseek.app_role import ensure_app_role, hand_over_schema
 from clipseek.errors import DatabaseUnavailable
 from clipseek.private_dir import ensure_private_dir, short_socket_dir, socket_path_fits
 
@@ -273,11 +274,7 @@ class EmbeddedPostgres:
 
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(SUPERUSER), sql.Literal(passwords["superuser"])))
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                                 "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
-                sql.Identifier(APP_ROLE), sql.Literal(passwords["app"])))
+            ensure_app_role(conn, APP_ROLE, passwords["app"])
         self._write_hba(_HBA_SECURE)
         self._reload()
         # The reload is asynchronous: return only once a login without a password fails.
@@ -321,29 +318,9 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
                     sql.Identifier(DATABASE_NAME), sql.Identifier(APP_ROLE)))
         with self.admin_connection(DATABASE_NAME) as conn:
-            # pgvector is not a trusted extension: only a superuser may create it.
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             # Tables made by an older version belong to the superuser; the application role
             # must own them to run migrations.
-            owned = conn.execute(
-                """SELECT c.relkind, n.nspname, c.relname FROM pg_class c
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
-                     AND pg_get_userbyid(c.relowner) <> %s
-                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')""",
-                (APP_ROLE,)).fetchall()
-            for _kind, schema, name in owned:
-                conn.execute(sql.SQL("ALTER TABLE {}.{} OWNER TO {}").format(
-                    sql.Identifier(schema), sql.Identifier(name), sql.Identifier(APP_ROLE)))
-            functions = conn.execute(
-                """SELECT p.oid::regprocedure::text FROM pg_proc p
-                   JOIN pg_namespace n ON n.oid = p.pronamespace
-                   WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> %s
-                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')""",
-                (APP_ROLE,)).fetchall()
-            for (signature,) in functions:
-                conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(
-                    sql.SQL(signature), sql.Identifier(APP_ROLE)))
+            hand_over_schema(conn, APP_ROLE)
 
     def _run(self, command: list[str]) -> None:
         result = self._execute(command)

@@ -27,7 +27,7 @@ from clipseek.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS = {"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key",
-           "CLIPSEEK_ADMIN_PASSWORD": "long enough"}
+           "CLIPSEEK_ADMIN_PASSWORD": "long enough", "CLIPSEEK_APP_DB_PASSWORD": "app-password-123"}
 
 
 def _compose() -> dict[str, Any]:
@@ -52,8 +52,22 @@ def test_compose_fails_loudly_without_secrets() -> None:
     assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stderr
 
 
+def test_compose_runs_the_app_as_a_role_that_is_no_superuser() -> None:
+    without = {k: v for k, v in SECRETS.items() if k != "CLIPSEEK_APP_DB_PASSWORD"}
+    result = _compose_config(without)
+    assert result.returncode != 0 and "set CLIPSEEK_APP_DB_PASSWORD in .env" in result.stderr
+    services = _compose()["services"]
+    for name in ("web", "worker", "scheduler"):
+        assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://clipseek_app:")
+    # Only the one-shot setup logs in as the superuser, and it hands the database over.
+    assert services["migrate"]["environment"]["DATABASE_URL"].startswith("postgresql://clipseek:")
+    assert services["migrate"]["command"] == ["clipseek", "db", "app-role", "clipseek_app"]
+    assert services["db"]["environment"]["POSTGRES_USER"] == "clipseek"
+
+
 def test_compose_refuses_to_start_without_the_admin_password() -> None:
-    result = _compose_config({"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key"})
+    result = _compose_config({"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key",
+                              "CLIPSEEK_APP_DB_PASSWORD": "app-password-123"})
     assert result.returncode != 0 and "set CLIPSEEK_ADMIN_PASSWORD in .env" in result.stderr
     for name in ("web", "worker", "migrate"):
         assert _compose()["services"][name]["environment"]["CLIPSEEK_REQUIRE_ACCOUNTS"] == "1"
@@ -93,7 +107,7 @@ def test_dockerfile_runs_as_a_user_and_serves_the_wsgi_app() -> None:
     assert '"webapp:create_app()"]' in dockerfile
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["worker", "--no-beat"], ["beat"],
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "app-role"], ["worker", "--no-beat"], ["beat"],
                                      ["fetch-weights"]])
 def test_container_commands_exist(command: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "clipseek", *command, "--help"],
@@ -101,19 +115,46 @@ def test_container_commands_exist(command: list[str]) -> None:
     assert result.returncode == 0 and "Usage: clipseek" in result.stdout, result.stderr
 
 
-def test_migration_command_builds_the_schema_on_an_empty_database(
+def test_migration_command_builds_the_schema_and_hands_it_to_a_role_that_is_no_superuser(
     pg_server: EmbeddedPostgres, cli_env: dict[str, str]
 ) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
     with pg_server.admin_connection() as conn:
         conn.execute("DROP DATABASE IF EXISTS compose_migrate WITH (FORCE)")
         conn.execute("CREATE DATABASE compose_migrate")
     url = pg_server.superuser_url("compose_migrate")
-    result = subprocess.run(["clipseek", "db", "upgrade"], env=cli_env | {"DATABASE_URL": url},
-                            capture_output=True, text=True, check=False, timeout=120)
-    assert result.returncode == 0, result.stderr
+    command = _compose()["services"]["migrate"]["command"]
+    env = cli_env | {"DATABASE_URL": url, "CLIPSEEK_APP_DB_PASSWORD": "app-password-123"}
+    for _ in range(2):  # the migrate service runs at every start
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert "clipseek_app owns database compose_migrate" in result.stdout
     with pg_server.admin_connection("compose_migrate") as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
-    assert {"images", "captions", "embeddings", "alembic_version"} <= tables
+        owners: dict[str, str] = dict(conn.execute("SELECT tablename, tableowner FROM pg_tables "
+                                                   "WHERE schemaname = 'public'").fetchall())
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'clipseek_app'").fetchone()
+    assert {"images", "captions", "embeddings", "alembic_version", "users"} <= set(owners)
+    assert set(owners.values()) == {"clipseek_app"} and superuser == (False,)
+    app_url = make_url(url).set(username="clipseek_app", password="app-password-123")
+    # The application works as that role (a status reads every table it shows)...
+    status = subprocess.run(["clipseek", "status", "--json"], capture_output=True, text=True,
+                            env=cli_env | {"DATABASE_URL": app_url.render_as_string(hide_password=False)},
+                            check=False, timeout=120)
+    assert status.returncode == 0, status.stderr
+    # ...and cannot do what only a superuser may.
+    app_dsn = app_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(app_dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("COPY (SELECT 1) TO PROGRAM 'id'")
+    # The command refuses a login that is no superuser, and a short password, in one sentence.
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120,
+                             env=env | {"DATABASE_URL": app_url.render_as_string(hide_password=False)})
+    assert refused.returncode != 0 and "clipseek_app is no superuser" in refused.stderr
+    short = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120,
+                           env=env | {"CLIPSEEK_APP_DB_PASSWORD": "short"})
+    assert short.returncode != 0 and "at least 12 characters" in short.stderr
 
 
 def test_gunicorn_under_compose_settings_creates_the_admin_and_asks_for_it(

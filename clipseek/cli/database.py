@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.engine import make_url
 
+from clipseek.app_role import check_app_role, hand_database_to
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
 from clipseek.db import database_url, upgrade_schema
@@ -57,6 +58,25 @@ def reader(ctx: Context, name: str) -> None:
         secret = create_reader_login(conn, login)
     click.echo(address.set(drivername="postgresql", username=login, password=secret)
                .render_as_string(hide_password=False))
+
+
+@db.command("app-role")
+@click.argument("name")
+@click.option("--password", envvar="CLIPSEEK_APP_DB_PASSWORD", required=True,
+              help="The role's password (default: $CLIPSEEK_APP_DB_PASSWORD).")
+@pass_context
+def app_role(ctx: Context, name: str, password: str) -> None:
+    """Hand the database to NAME, a login that owns the tables but is no superuser (compose)."""
+    if not ctx.settings.database_url:
+        raise ClipSeekError("The embedded database already runs ClipSeek as an application "
+                            "role; `clipseek db app-role` is for a server given by DATABASE_URL.")
+    check_app_role(name, password)
+    ctx.db.ping()  # brings the schema up to date first, so every table is handed over
+    moved = hand_database_to(ctx.settings.database_url, name, password)
+    address = make_url(ctx.settings.database_url).set(drivername="postgresql", username=name,
+                                                      password="***")
+    click.echo(f"{name} owns database {address.database} ({moved} objects handed over); "
+               f"connect as {address.render_as_string()}.")
 
 
 @db.command()
