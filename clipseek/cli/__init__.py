@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, doctor, library, manage, run, search
+from clipseek.cli import collection, database, doctor, library, manage, models, run, search
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -26,7 +26,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, doctor.doctor):
+                 manage.delete, manage.collections, doctor.doctor, models.models,
+                 models.eval_command):
     cli.add_command(_command)
 
 
