@@ -156,3 +156,16 @@ def test_cli_models_lists_the_catalogue_with_coverage(captioned: list[Candidate]
     assert rows["ViT-B-32/openai"]["indexed"] == IMAGES
     table = _run(cli_env, "models")
     assert "ViT-B-16-SigLIP2/webli" in table.stdout
+
+
+def test_cli_compare_puts_models_side_by_side_and_refuses_one_without_embeddings(
+        captioned: list[Candidate], cli_env: dict[str, str], tmp_path: Path) -> None:
+    done = _run(cli_env, "eval", "--compare", "ViT-B-32/random", "ViT-B-16/random")
+    assert done.returncode == 1
+    assert "ViT-B-16/random has embedded none" in done.stderr and "Traceback" not in done.stderr
+    done = _run(cli_env, "eval", "--compare", "ViT-B-32/random", "ViT-B-32/random",
+                "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert [r["model"] for r in report] == ["ViT-B-32/random", "ViT-B-32/random"]
+    assert report[0]["text_to_image"] == report[1]["text_to_image"]
