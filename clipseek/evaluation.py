@@ -153,18 +153,25 @@ def _index_ranks(session: Session, model: str, texts: np.ndarray, owner_ids: Seq
     return ranks
 
 
+def check_evaluable(session: Session, model: str, pairs: Sequence[Pair]) -> None:
+    """Raise EvalError unless there are captions and `model` has embedded some of their images."""
+    if not pairs:
+        raise EvalError("There are no captions to evaluate with: import COCO with "
+                        "`clipseek ingest-coco`, or give a COCO-format captions file with --captions.")
+    ids = list({p.image_id for p in pairs})
+    if session.scalar(select(Embedding.image_id).where(Embedding.model == model,
+                                                       Embedding.image_id.in_(ids)).limit(1)) is None:
+        raise EvalError(f"{model} has embedded none of the captioned images: index them with it "
+                        f"first (CLIPSEEK_MODEL={model} clipseek reindex).")
+
+
 def evaluate(session: Session, encoder: Encoder, pairs: Sequence[Pair], *,
              on_encoded: OnEncoded | None = None) -> EvalResult:
     """Recall@1..10 and mean rank of `encoder`'s stored embeddings against `pairs`' captions."""
     model = encoder.model_id
-    if not pairs:
-        raise EvalError("There are no captions to evaluate with: import COCO with "
-                        "`clipseek ingest-coco`, or give a COCO-format captions file with --captions.")
+    check_evaluable(session, model, pairs)
     vectors = _image_vectors(session, model, sorted({p.image_id for p in pairs}))
     kept = [p for p in pairs if p.image_id in vectors]
-    if not kept:
-        raise EvalError(f"{model} has embedded none of the captioned images: index them with it "
-                        f"first (CLIPSEEK_MODEL={model} clipseek reindex).")
     ids = sorted({p.image_id for p in kept})
     column = {image_id: i for i, image_id in enumerate(ids)}
     images = np.stack([vectors[i] for i in ids])

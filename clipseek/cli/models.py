@@ -11,7 +11,15 @@ from clipseek.cli.base import pass_context
 from clipseek.context import Context
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError
-from clipseek.evaluation import KS, EvalResult, Pair, evaluate, pairs_from_file, stored_pairs
+from clipseek.evaluation import (
+    KS,
+    EvalResult,
+    Pair,
+    check_evaluable,
+    evaluate,
+    pairs_from_file,
+    stored_pairs,
+)
 from clipseek.model_catalog import RANDOM_TAG, lookup
 from clipseek.model_overview import model_rows
 
@@ -115,6 +123,9 @@ def eval_command(ctx: Context, model_name: str | None, captions_file: Path | Non
                            "they are left out.", err=True)
         else:
             pairs = stored_pairs(session)
+        # Every model is checked before any runs: a compare must not fail after minutes of work.
+        for encoder in encoders:
+            check_evaluable(session, encoder.model_id, pairs)
         results = [evaluate(session, encoder, pairs) for encoder in encoders]
     for line in _table(results):
         click.echo(line)
