@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, doctor, library, manage, run, search, users
+from clipseek.cli import collection, database, doctor, library, manage, models, run, search, users
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -26,8 +26,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, doctor.doctor,
-                 users.user, users.token):
+                 manage.delete, manage.collections, doctor.doctor, models.models,
+                 models.eval_command, users.user, users.token):
     cli.add_command(_command)
 
 

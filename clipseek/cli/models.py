@@ -1,0 +1,141 @@
+"""`clipseek models` and `clipseek eval`: the models ClipSeek knows, and their measured recall."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from clipseek.cli.base import pass_context
+from clipseek.context import Context
+from clipseek.encoder import ClipEncoder
+from clipseek.errors import ConfigError
+from clipseek.evaluation import (
+    KS,
+    EvalResult,
+    Pair,
+    check_evaluable,
+    evaluate,
+    pairs_from_file,
+    stored_pairs,
+)
+from clipseek.model_catalog import RANDOM_TAG, lookup
+from clipseek.model_overview import model_rows
+
+# What ClipSeek's encoder can load today: OpenAI's checkpoints, and any architecture at random.
+LOADABLE_TAGS = ("openai", RANDOM_TAG)
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_context
+def models(ctx: Context, as_json: bool) -> None:
+    """List the known models: dimension, weights size, published COCO R@1, weights, coverage."""
+    settings = ctx.settings
+    with ctx.db.session() as session:
+        rows = model_rows(session, cache_dir=settings.model_cache, weights=settings.weights,
+                          active=settings.model)
+    if as_json:
+        click.echo(json.dumps([row.to_dict() for row in rows], indent=2))
+        return
+    click.echo(f"{'model':46} {'dim':>4} {'MB':>5} {'COCO R@1':>8}  weights  embedded")
+    for row in rows:
+        m = row.model
+        r1 = "-" if m.coco_t2i_r1 is None else f"{m.coco_t2i_r1:.1f}"
+        mark = "*" if m.name == settings.model else " "
+        click.echo(f"{mark}{m.name:45} {m.dim:>4} {m.size_mb:>5} {r1:>8}  "
+                   f"{'present' if row.weights_present else 'absent ':7}  {row.embedded}/{row.indexed}")
+    click.echo("* the configured model (CLIPSEEK_MODEL). COCO R@1: open_clip's published COCO-5k "
+               "text->image Recall@1; '-' where it lists none.")
+
+
+def _encoder_for(ctx: Context, name: str) -> ClipEncoder:
+    """The encoder of model `name`, validated against the catalogue first."""
+    entry = lookup(name)
+    tag = name.partition("/")[2]
+    if name == ctx.settings.model:
+        return ctx.encoder
+    if tag not in LOADABLE_TAGS:
+        raise ConfigError(f"ClipSeek cannot load {entry.name} yet: evaluate ViT-B-32/openai or "
+                          f"ViT-B-16/openai, or {entry.arch}/random to test the harness.")
+    return ClipEncoder.from_settings(ctx.settings.with_changes(model=name, weights=None,
+                                                               weights_sha256=None))
+
+
+def _table(results: list[EvalResult]) -> list[str]:
+    head = f"{'model':28} {'direction':22}" + "".join(f" {'R@' + str(k):>6}" for k in KS) + "  mean rank"
+    lines = [head]
+    for result in results:
+        for label, recall in (("text->image exact", result.text_to_image),
+                              ("text->image HNSW", result.text_to_image_index),
+                              ("image->text exact", result.image_to_text)):
+            cells = "".join(f" {100 * recall.at(k):6.1f}" for k in KS)
+            rank = "-" if recall.mean_rank is None else f"{recall.mean_rank:.1f}"
+            lines.append(f"{result.model:28} {label:22}{cells}  {rank:>9}")
+    return lines
+
+
+def _draw(results: list[EvalResult], path: Path) -> None:
+    """Recall@K curves of every result, one line per model and direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for result in results:
+        for label, recall in (("text→image", result.text_to_image),
+                              ("text→image HNSW", result.text_to_image_index),
+                              ("image→text", result.image_to_text)):
+            ks = range(1, len(recall.curve) + 1)
+            axes.plot(ks, [100 * r for r in recall.curve], marker="o", label=f"{result.model} {label}")
+    axes.set(xlabel="K", ylabel="Recall@K (%)", ylim=(0, 100),
+             title=f"{results[0].images:,} images, {results[0].captions:,} captions")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+@click.command("eval")
+@click.option("--model", "model_name", default=None, help="Model to evaluate (default: CLIPSEEK_MODEL).")
+@click.option("--captions", "captions_file", type=click.Path(path_type=Path), default=None,
+              help="COCO-format captions JSON for stored images (default: the stored COCO captions).")
+@click.option("--compare", nargs=2, default=None, help="Evaluate two models side by side.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for eval.json and eval.png (default: CLIPSEEK_HOME/eval).")
+@pass_context
+def eval_command(ctx: Context, model_name: str | None, captions_file: Path | None,
+                 compare: tuple[str, str] | None, out: Path | None) -> None:
+    """Measure text->image and image->text Recall@1/5/10 and mean rank, exact and through HNSW."""
+    if compare and model_name:
+        raise click.UsageError("Give either --model or --compare, not both.")
+    names = list(compare) if compare else [model_name or ctx.settings.model]
+    encoders = [_encoder_for(ctx, name) for name in names]
+    with ctx.db.session() as session:
+        pairs: list[Pair]
+        if captions_file is not None:
+            pairs, unmatched = pairs_from_file(session, captions_file)
+            if unmatched:
+                click.echo(f"{unmatched} images of {captions_file} are not stored (or not indexed); "
+                           "they are left out.", err=True)
+        else:
+            pairs = stored_pairs(session)
+        # Every model is checked before any runs: a compare must not fail after minutes of work.
+        for encoder in encoders:
+            check_evaluable(session, encoder.model_id, pairs)
+        results = [evaluate(session, encoder, pairs) for encoder in encoders]
+    for line in _table(results):
+        click.echo(line)
+    for result in results:
+        for note in result.notes:
+            click.echo(note, err=True)
+    if any(encoder.is_random for encoder in encoders):
+        click.echo("Note: random weights: these recalls measure chance, not a model.", err=True)
+    folder = out or ctx.settings.home / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    _draw(results, folder / "eval.png")
+    click.echo(f"Wrote {folder / 'eval.json'} and {folder / 'eval.png'}.")
