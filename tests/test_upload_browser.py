@@ -1,12 +1,16 @@
-"""A real browser on `clipseek up`: the viewer's keys, and 150 files of mixed validity uploaded
-in parts, each ending with an outcome that is still shown after a reload."""
+"""A real browser on `clipseek up`: the viewer's keys; the viewer on a dark phone (fits,
+passes axe-core, swipes, deletes); search by an example picture across pages; and 150 files
+of mixed validity uploaded in parts, each ending with an outcome still shown after a reload."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+from axe_playwright_python.sync_playwright import Axe
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
 
@@ -74,10 +78,79 @@ def _viewer_opens_moves_and_closes(live_server: str, page: Page) -> None:
     assert page.url.endswith("per_page=12")  # the card's link was not followed
 
 
+def _status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _viewer_on_a_dark_phone_fits_swipes_and_deletes(live_server: str, page: Page) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{live_server}/?q=a+photo&per_page=12")
+    page.locator(".hit a").first.click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator(".viewer-facts")).to_contain_text("pixels")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    blocking = [(v["id"], [n["target"] for n in v["nodes"]][:3])
+                for v in Axe().run(page).response["violations"]
+                if v["impact"] in ("serious", "critical")]
+    assert not blocking, blocking
+    test_browser.ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(test_browser.ARTIFACTS / "viewer-phone-dark.png"))
+    # A swipe to the left shows the next picture.
+    page.evaluate("""() => {
+        const dialog = document.querySelector('#viewer');
+        const touch = x => new Touch({identifier: 1, target: dialog, clientX: x, clientY: 400});
+        dialog.dispatchEvent(new TouchEvent('touchstart', {changedTouches: [touch(300)], bubbles: true}));
+        dialog.dispatchEvent(new TouchEvent('touchend', {changedTouches: [touch(100)], bubbles: true}));
+    }""")
+    expect(page.locator("#viewer-title")).to_have_text("Image 2 of 12")
+    doomed = page.locator(".hit").nth(1).get_attribute("data-viewer-id")
+    assert _status_of(f"{live_server}/api/images/{doomed}") == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    viewer.locator(".viewer-delete").click()
+    # The card goes, the viewer shows the next one in its place, and the image is gone.
+    expect(page.locator(".hit")).to_have_count(11)
+    expect(page.locator("#viewer-title")).to_have_text("Image 2 of 11")
+    assert _status_of(f"{live_server}/api/images/{doomed}") == 404
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+
+
+def _search_by_example_pages_and_reloads(live_server: str, page: Page, folder: Path) -> None:
+    example = folder / "example.jpg"
+    PILImage.fromarray(photo_array(7, (120, 160))).save(example)
+    page.goto(f"{live_server}/?per_page=8")
+    page.locator("details.by-image summary").click()
+    page.set_input_files("#by-image input[type=file]", str(example))
+    page.locator("#by-image button[type=submit]").click()
+    page.wait_for_url("**/?example=*")
+    hits = page.locator(".hit")
+    expect(hits).to_have_count(8)
+    first = [hits.nth(n).get_attribute("data-viewer-id") for n in range(8)]
+    page.locator("a[rel=next]").first.click()
+    page.wait_for_url("**page=2*")
+    assert "example=" in page.url
+    expect(hits).to_have_count(8)
+    second = [hits.nth(n).get_attribute("data-viewer-id") for n in range(8)]
+    assert not set(first) & set(second)
+    page.reload()  # a GET: nothing is sent again, and the same page comes back
+    expect(hits).to_have_count(8)
+    assert [hits.nth(n).get_attribute("data-viewer-id") for n in range(8)] == second
+
+
 def test_viewer_keys_and_150_mixed_uploads_each_keep_an_outcome_after_reload(
     live_server: str, page: Page, tmp_path: Path
 ) -> None:
     _viewer_opens_moves_and_closes(live_server, page)
+    _viewer_on_a_dark_phone_fits_swipes_and_deletes(live_server, page)
+    _search_by_example_pages_and_reloads(live_server, page, tmp_path)
 
     files = _mixed_files(tmp_path / "mixed")
     assert len(files) == 150
