@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,11 +34,33 @@ def _shared_instance(kind: type[T], key: Hashable, build: Callable[[], T]) -> T:
         return built
 
 
+# Loaded encoders, least recently used first: a process keeps at most
+# settings.models_in_memory of them (a worker serves the active and the incoming model).
+_encoders: OrderedDict[Hashable, ClipEncoder] = OrderedDict()
+
+
 def shared_encoder(settings: Settings) -> ClipEncoder:
-    """The process-wide encoder for these settings, so the model loads once per process."""
+    """The process-wide encoder for these settings, so each model loads once per process.
+
+    Beyond `models_in_memory` models the least recently used encoder is let go (a task that
+    still holds it finishes with it; its memory goes with the last reference).
+    """
     key = (settings.model, settings.weights, settings.weights_sha256, settings.model_cache,
            settings.device, settings.precision, settings.offline)
-    return _shared_instance(ClipEncoder, key, lambda: ClipEncoder.from_settings(settings))
+    with _shared_lock:
+        found = _encoders.get(key)
+        if found is None:
+            found = _encoders[key] = ClipEncoder.from_settings(settings)
+        _encoders.move_to_end(key)
+        while len(_encoders) > settings.models_in_memory:
+            _encoders.popitem(last=False)
+        return found
+
+
+def loaded_models() -> list[str]:
+    """The models this process holds encoders for, least recently used first."""
+    with _shared_lock:
+        return [encoder.model_id for encoder in _encoders.values()]
 
 
 def shared_context(settings: Settings) -> Context:
@@ -67,9 +90,23 @@ class Context:
         return self._db
 
     @property
+    def model(self) -> str:
+        """The model searches use now (it lives in the database, and a switch changes it)."""
+        from clipseek.model_switch import active_model
+
+        with self.db.session() as session:
+            return active_model(session)
+
+    @property
     def encoder(self) -> ClipEncoder:
-        """The process-wide encoder of the configured model (loads on first encode)."""
-        return shared_encoder(self.settings)
+        """The process-wide encoder of the active model (loads on first encode)."""
+        return self.encoder_for(self.model)
+
+    def encoder_for(self, model: str) -> ClipEncoder:
+        """The process-wide encoder of `model`; CLIPSEEK_WEIGHTS applies to CLIPSEEK_MODEL only."""
+        if model == self.settings.model:
+            return shared_encoder(self.settings)
+        return shared_encoder(self.settings.with_changes(model=model, weights=None, weights_sha256=None))
 
     @property
     def decode_pool(self) -> ThreadPoolExecutor:

@@ -85,6 +85,11 @@ class Database:
                 f"Cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
                 f"{str(exc.orig).strip()}. Check DATABASE_URL, or unset it to use the embedded one."
             ) from None
+        if migrate:
+            # Imported here: the model catalogue is not needed by every user of the database.
+            from clipseek.model_switch import ensure_active_model
+
+            ensure_active_model(engine, settings.model)
         return cls(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
     def session(self) -> Session:

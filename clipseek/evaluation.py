@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from clipseek.coco import read_captions
 from clipseek.encoder import Encoder
 from clipseek.errors import ClipSeekError
+from clipseek.model_indexes import distance_to, of_model
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
 
 KS = (1, 5, 10)
@@ -143,10 +144,10 @@ def _index_ranks(session: Session, model: str, texts: np.ndarray, owner_ids: Seq
                     {"ef": str(EVAL_EF_SEARCH)})
     ranks = np.full(len(texts), CURVE_DEPTH + 1, dtype=np.int64)
     for row, (vector, image_id) in enumerate(zip(texts, owner_ids, strict=True)):
-        query = select(Embedding.image_id).where(Embedding.model == model)
+        query = select(Embedding.image_id).where(of_model(model))
         if only is not None:
             query = query.where(Embedding.image_id.in_(list(only)))
-        found = session.scalars(query.order_by(Embedding.embedding.cosine_distance(vector))
+        found = session.scalars(query.order_by(distance_to(vector))
                                 .limit(CURVE_DEPTH)).all()
         if image_id in found:
             ranks[row] = found.index(image_id) + 1

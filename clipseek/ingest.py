@@ -19,6 +19,7 @@ from clipseek.db import Database
 from clipseek.encoder import Encoder
 from clipseek.image_store import writing_to
 from clipseek.indexing import IndexReport, index_images
+from clipseek.model_switch import active_model
 from clipseek.queueing import Enqueue, queue_for_indexing
 from clipseek.settings import Settings
 
@@ -213,7 +214,7 @@ def ingest_queued(
     queued: set[int] = set()
 
     def send(session: Session, ids: Sequence[int]) -> None:
-        queue_for_indexing(session, ids, model=settings.model, batch_size=settings.batch_size,
+        queue_for_indexing(session, ids, model=active_model(session), batch_size=settings.batch_size,
                            enqueue=enqueue)
         queued.update(ids)
 

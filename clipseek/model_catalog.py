@@ -18,7 +18,8 @@ class CatalogModel:
     name: str
     dim: int
     weights_file: str
-    # The file's size in MB: exact for OpenAI's files; else fp32 parameters x 4 bytes.
+    # The file's size in MB: exact for OpenAI's ViT-B files, about for RN50 and ViT-L/14;
+    # else fp32 parameters x 4 bytes.
     size_mb: int
     # COCO-5k text->image Recall@1 in percent from open_clip's published retrieval results
     # (docs/openclip_retrieval_results.csv, column "MSCOCO image retr. R@1"); None where the
@@ -49,6 +50,11 @@ MODELS: dict[str, CatalogModel] = {m.name: m for m in (
                  30.4, OPENAI_CHECKPOINTS["ViT-B-32"].sha256),
     CatalogModel("ViT-B-16/openai", 512, "ViT-B-16.pt", OPENAI_CHECKPOINTS["ViT-B-16"].size_mb,
                  33.1, OPENAI_CHECKPOINTS["ViT-B-16"].sha256),
+    # Other dimensions in OpenAI's layout: 1,024 (RN50) and 768 (ViT-L/14).
+    CatalogModel("RN50/openai", 1024, "RN50.pt", OPENAI_CHECKPOINTS["RN50"].size_mb,
+                 28.5, OPENAI_CHECKPOINTS["RN50"].sha256),
+    CatalogModel("ViT-L-14/openai", 768, "ViT-L-14.pt", OPENAI_CHECKPOINTS["ViT-L-14"].size_mb,
+                 36.5, OPENAI_CHECKPOINTS["ViT-L-14"].sha256),
     CatalogModel("ViT-B-32/laion2b_s34b_b79k", 512, _hub_file("ViT-B-32/laion2b_s34b_b79k"), 605, 39.3, None),
     CatalogModel("MobileCLIP-B/datacompdr", 512, _hub_file("MobileCLIP-B/datacompdr"), 599, None, None),
     CatalogModel("ViT-B-16-SigLIP2/webli", 768, _hub_file("ViT-B-16-SigLIP2/webli"), 1501, None, None),
@@ -85,3 +91,16 @@ def lookup(name: str) -> CatalogModel:
     nearest = difflib.get_close_matches(name, names, n=3, cutoff=0.4) or [DEFAULT_MODEL]
     raise UnknownModel(f"ClipSeek knows no model {name!r}; did you mean "
                        f"{' or '.join(nearest)}? (`clipseek models` lists them all.)")
+
+
+def dimension_of(name: str) -> int:
+    """The embedding dimension `name` produces: the catalogue's, else open_clip's configuration."""
+    try:
+        return lookup(name).dim
+    except UnknownModel:
+        import open_clip
+
+        config = open_clip.get_model_config(name.partition("/")[0])
+        if not config:
+            raise
+        return int(config["embed_dim"])

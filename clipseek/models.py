@@ -24,11 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Every model ClipSeek ships produces 512-d vectors (ViT-B/32 and ViT-B/16); pgvector's HNSW
-# index needs one fixed dimension per column.
-EMBEDDING_DIM = 512
-
-
 
 class ImageStatus(StrEnum):
     """Where an image stands: registered, then queued, then indexed; or failed, with a reason."""
@@ -158,7 +153,10 @@ class Caption(Base):
 class Embedding(Base):
     """An image's CLIP embedding, produced by the model named in `model`.
 
-    Stored as `halfvec(512)`: 1,032 bytes stay inline in the heap row, whereas a 512-d
+    Stored as `halfvec` without a fixed dimension, so models of any dimension share the
+    table; each model has its own HNSW index, a partial index over its rows with the column
+    cast to its dimension (clipseek.model_indexes), so no graph mixes embedding spaces.
+    Half precision keeps a 512-d row (1,032 bytes) inline in the heap, whereas a 512-d
     `vector` (2,056 bytes) is TOASTed out of line, which made an exact scan over 118,000
     rows 9x slower (680 ms vs 74 ms p50, bench/search.py, BENCHMARKS.md). Rounding to fp16
     moves cosine scores by under 1e-3, far below the gaps that separate CLIP matches.
@@ -171,21 +169,10 @@ class Embedding(Base):
     )
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Written from numpy arrays; read back as lists of floats.
-    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC(EMBEDDING_DIM))
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (
-        # pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10
-        # 0.978 at 118,000 images in 10.7 ms (BENCHMARKS.md), so a bigger graph is not needed yet.
-        Index(
-            "embeddings_hnsw_cosine_idx",
-            "embedding",
-            postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
-            postgresql_ops={"embedding": "halfvec_cosine_ops"},
-        ),
-        Index("embeddings_model_idx", "model"),
-    )
+    __table_args__ = (Index("embeddings_model_idx", "model"),)
 
 
 class EmbeddingCount(Base):
@@ -199,6 +186,42 @@ class EmbeddingCount(Base):
 
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
     images: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelState(StrEnum):
+    """A model's part in search: the one searches use, the one being moved to, or kept aside."""
+
+    ACTIVE = "active"
+    # Embedding the collection by the workers; searches move to it once it covers every image.
+    INCOMING = "incoming"
+    # A former active model: its vectors and index stay until `clipseek model drop`.
+    KEPT = "kept"
+
+
+class SearchModel(Base):
+    """A model that has (or is getting) embeddings here, and its part in search.
+
+    Exactly one is active (the first run takes CLIPSEEK_MODEL); at most one is incoming.
+    """
+
+    __tablename__ = "search_models"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the move to this model began, and when searches moved to it.
+    switch_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("state IN (" + ", ".join(f"'{s}'" for s in ModelState) + ")",
+                        name="search_models_state_valid"),
+        Index("search_models_one_active", "state", unique=True,
+              postgresql_where=text("state = 'active'")),
+        Index("search_models_one_incoming", "state", unique=True,
+              postgresql_where=text("state = 'incoming'")),
+    )
 
 
 class WorkerBeat(Base):
@@ -231,7 +254,7 @@ class QueryExample(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model: Mapped[str] = mapped_column(String(64))
-    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC(EMBEDDING_DIM))
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -23,6 +23,7 @@ from clipseek.broker import broker_client, forget_deliveries, ids_in_broker
 from clipseek.context import Context
 from clipseek.cutoff import calibrate_if_due
 from clipseek.db import Database
+from clipseek.model_switch import active_model
 from clipseek.models import WAITING, Image
 from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
 from clipseek.workers import forget_workers, worker_states
@@ -190,7 +191,7 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
     def one_pass(session: Session) -> Recovery:
         client = broker_client(settings, timeout_s=5.0)
         try:
-            found = requeue_lost(session, client, model=settings.model, batch_size=settings.batch_size,
+            found = requeue_lost(session, client, model=active_model(session), batch_size=settings.batch_size,
                                  enqueue=ctx.enqueue)
         finally:
             client.close()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from clipseek.broker import broker_client
 from clipseek.captions import add_derived_captions
 from clipseek.metadata import read_facts_from
+from clipseek.model_switch import active_model, register_model
 from clipseek.models import Caption, Image, ImageStatus
 from clipseek.queueing import Enqueue, ids_without, reset_failed
 from clipseek.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
@@ -38,7 +39,10 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     with `older_than_s`, every image waiting longer than that; `failed` tries failed images
     again; `model` embeds every usable image with that model, leaving their status alone.
     """
-    target = model or settings.model
+    target = model or active_model(session)
+    if target != active_model(session):
+        # Its vectors need their own index and a row, or workers would skip its tasks.
+        register_model(session.get_bind().engine, target)
     ids: set[int] = set()
     lost = Recovery()
     if stale and older_than_s is None:

@@ -16,6 +16,7 @@ from clipseek.cutoff import stored_cutoff
 from clipseek.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
 from clipseek.examples import example_vector, image_vector
+from clipseek.model_indexes import distance_to, of_model
 from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
 from clipseek.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
 from clipseek.query import MAX_PER_PAGE as MAX_PER_PAGE
@@ -158,9 +159,9 @@ def rank_by_vector(
     # filter from emptying a page.
     session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
                          "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
-    distance = Embedding.embedding.cosine_distance(vector)
+    distance = distance_to(vector)
     statement = select(Embedding.image_id, distance.label("distance")).where(
-        Embedding.model == model, Embedding.image_id.not_in(_missing_ids()))
+        of_model(model), Embedding.image_id.not_in(_missing_ids()))
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()

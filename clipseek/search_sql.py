@@ -22,6 +22,7 @@ from sqlalchemy import (
     true,
 )
 
+from clipseek.model_indexes import distance_to, of_model
 from clipseek.models import Caption, Embedding, Image, ImageStatus
 from clipseek.query import Filters, Orientation, Sort, day_after, day_start
 
@@ -100,16 +101,16 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
         # The kept ids first (through the images' own indexes), then their embeddings by
         # primary key; "+ 0" keeps the planner from ordering through the HNSW index instead.
         kept = select(Image.id).where(*filter_conditions(filters)).cte("filtered").prefix_with("MATERIALIZED")
-        distance = Embedding.embedding.cosine_distance(vector) + 0
+        distance = distance_to(vector) + 0
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
-                  .join(kept, kept.c.id == Embedding.image_id).where(Embedding.model == model))
+                  .join(kept, kept.c.id == Embedding.image_id).where(of_model(model)))
     else:
-        distance = Embedding.embedding.cosine_distance(vector)
+        distance = distance_to(vector)
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
                   .join(Image, Image.id == Embedding.image_id)
-                  .where(Embedding.model == model, *filter_conditions(filters)))
+                  .where(of_model(model), *filter_conditions(filters)))
     return ranked.order_by(distance).limit(depth).cte("semantic")
 
 
@@ -136,11 +137,11 @@ def fused_ranking(semantic: CTE, textual: CTE, vector: np.ndarray, *, model: str
                     semantic.c.score.label("semantic_score"))
              .select_from(joined).cte("fused"))
     # Text matches outside the semantic depth still get their true cosine score.
-    cosine = 1 - Embedding.embedding.cosine_distance(vector)
+    cosine = 1 - distance_to(vector)
     return (select(fused.c.image_id, fused.c.fused, fused.c.text_match,
                    func.coalesce(fused.c.semantic_score, cosine).label("score"))
             .select_from(fused.outerjoin(Embedding, and_(Embedding.image_id == fused.c.image_id,
-                                                         Embedding.model == model)))
+                                                         of_model(model))))
             .cte("scored"))
 
 

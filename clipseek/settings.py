@@ -80,6 +80,7 @@ class Settings:
     require_accounts: bool = False
     admin_name: str = "admin"
     admin_password: str | None = None
+    models_in_memory: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +117,9 @@ class Settings:
             require_accounts=_flag(env, "CLIPSEEK_REQUIRE_ACCOUNTS"),
             admin_name=env.get("CLIPSEEK_ADMIN_NAME") or "admin",
             admin_password=env.get("CLIPSEEK_ADMIN_PASSWORD") or None,
+            # Models a process keeps loaded at once (a worker serving a switch needs two); the
+            # least recently used one is let go beyond this.
+            models_in_memory=max(1, _int(env, "CLIPSEEK_MODELS_IN_MEMORY", 2)),
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -38,6 +38,22 @@ OPENAI_CHECKPOINTS = {
         filename="ViT-B-16.pt",
         size_mb=335,
     ),
+    # The two below: the SHA-256 as in their URLs; the sizes are about (fp16 parameters plus
+    # TorchScript's share, as in ViT-B-32's file), used only in messages.
+    "RN50": Checkpoint(
+        url="https://openaipublic.azureedge.net/clip/models/"
+        "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+        sha256="afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+        filename="RN50.pt",
+        size_mb=244,
+    ),
+    "ViT-L-14": Checkpoint(
+        url="https://openaipublic.azureedge.net/clip/models/"
+        "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+        sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+        filename="ViT-L-14.pt",
+        size_mb=890,
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
+from clipseek.model_indexes import include_in_autogenerate
 from clipseek.models import Base
 
 config = context.config
@@ -24,7 +25,7 @@ def _url() -> str:
 
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      compare_type=True)
+                      compare_type=True, include_object=include_in_autogenerate)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -8,25 +8,42 @@ from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from clipseek.db import Database
+from clipseek.model_indexes import include_in_autogenerate, index_name
+from clipseek.model_switch import active_model
 from clipseek.models import Base, Image, ImageStatus
 
 
 def test_autogenerate_finds_nothing_to_change(db: Database) -> None:
+    # The per-model HNSW indexes are made at run time, one per model (clipseek.model_indexes).
+    options = {"include_object": include_in_autogenerate}
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts=options), Base.metadata)
     assert diff == []
+    with db.engine.connect() as conn:
+        bare = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [change[1].name for change in bare] == [index_name(db_model(db))]
 
 
-def test_vector_extension_and_hnsw_index_exist(db: Database) -> None:
+def db_model(db: Database) -> str:
+    with db.session() as session:
+        return active_model(session)
+
+
+def test_vector_extension_and_the_active_models_own_hnsw_index_exist(db: Database) -> None:
+    model = db_model(db)
     with db.engine.connect() as conn:
         assert conn.scalar(text("SELECT extversion FROM pg_extension WHERE extname='vector'"))
-        indexdef = conn.scalar(text(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_hnsw_cosine_idx'"))
+        indexdef = conn.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                               {"name": index_name(model)})
         coltype = conn.scalar(text(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'"))
+        shared = conn.scalar(text("SELECT count(*) FROM pg_indexes "
+                                  "WHERE indexname = 'embeddings_hnsw_cosine_idx'"))
+    # One graph per model, over its own rows, at its own dimension; the column has none.
     assert "hnsw" in indexdef and "halfvec_cosine_ops" in indexdef
-    assert coltype == "halfvec(512)"
+    assert "(embedding)::halfvec(512)" in indexdef and f"WHERE ((model)::text = '{model}'::text)" in indexdef
+    assert coltype == "halfvec" and shared == 0
 
 
 def test_the_database_accepts_exactly_the_image_statuses(db: Database) -> None:

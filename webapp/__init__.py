@@ -76,7 +76,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     @app.context_processor
     def model_banner() -> dict[str, Any]:
-        return {"model_name": settings.model, "model_is_random": is_random_model(settings.model)}
+        try:
+            name = db_session.active_model_name()
+        except Exception:  # an error page while the database is down still renders
+            name = settings.model
+        return {"model_name": name, "model_is_random": is_random_model(name)}
 
     security.init_app(app, settings)
     auth.init_app(app, settings)

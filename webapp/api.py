@@ -17,7 +17,7 @@ from clipseek.retrying import retry_failed_images
 from clipseek.search import run_search, similar_images
 from clipseek.status import collection_status
 from webapp.auth import actor
-from webapp.db_session import clipseek, get_session, image_or_404
+from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import paging, parse_ids, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
@@ -28,7 +28,8 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.get("/search")
 def search() -> tuple[Response, int, dict[str, str]]:
     """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ."""
-    results = run_search(get_session(), clipseek().encoder, search_request(request.args),
+    encoder = clipseek().encoder_for(active_model_name())
+    results = run_search(get_session(), encoder, search_request(request.args),
                          ef_search=clipseek().settings.ef_search)
     get_session().commit()  # an example's last use
     return jsonify(page_dict(results)), 200, server_timing(results)
@@ -54,7 +55,7 @@ def similar(image_id: int) -> Response:
     """GET /api/images/<id>/similar?page=&per_page= : nearest neighbours of an image."""
     image_or_404(image_id)
     page, per_page = paging()
-    results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
+    results = similar_images(get_session(), image_id, model=active_model_name(), page=page,
                              per_page=per_page, ef_search=clipseek().settings.ef_search)
     if results is None:
         abort(409, description=f"Image {image_id} is not indexed yet.")
@@ -84,7 +85,7 @@ def retry() -> Response:
     if not ids:
         raise BadQuery("Give the ids of the failed images to try again, e.g. ids=1,2,3.")
     settings = clipseek().settings
-    done = retry_failed_images(get_session(), ids, model=settings.model, batch_size=settings.batch_size,
+    done = retry_failed_images(get_session(), ids, model=active_model_name(), batch_size=settings.batch_size,
                                enqueue=clipseek().enqueue)
     return jsonify(done.to_dict())
 
@@ -107,5 +108,5 @@ def status() -> Response:
     """GET /api/status : counts, model, queue and recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
-    report = collection_status(get_session(), model=clipseek().settings.model, queue_depth=depth)
+    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth)
     return jsonify(report.to_dict())

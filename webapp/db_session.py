@@ -6,6 +6,7 @@ from flask import Flask, abort, current_app, g
 from sqlalchemy.orm import Session, selectinload
 
 from clipseek.context import Context
+from clipseek.model_switch import active_model
 from clipseek.models import Image
 
 
@@ -13,6 +14,14 @@ def clipseek() -> Context:
     """The app's ClipSeek context (settings, database, encoder, Celery)."""
     context: Context = current_app.extensions["clipseek"]
     return context
+
+
+def active_model_name() -> str:
+    """The model searches use now, read once per request (a switch may change it any time)."""
+    if "active_model" not in g:
+        g.active_model = active_model(get_session())
+    name: str = g.active_model
+    return name
 
 
 def get_session() -> Session:

@@ -17,7 +17,7 @@ from clipseek.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, S
 from clipseek.search import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
 from clipseek.status import collection_status, count_pending
 from webapp.auth import actor
-from webapp.db_session import clipseek, get_session, image_or_404
+from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request
 from webapp.presenters import server_timing
 
@@ -32,12 +32,12 @@ def search() -> tuple[str, int, dict[str, str]]:
     error = None
     try:
         request_ = search_request(request.args)
-        results = run_search(get_session(), clipseek().encoder, request_,
+        results = run_search(get_session(), clipseek().encoder_for(active_model_name()), request_,
                              ef_search=clipseek().settings.ef_search)
         get_session().commit()  # an example's last use
     except BadQuery as exc:
         error = str(exc)
-    searchable = count_searchable(get_session(), clipseek().settings.model)
+    searchable = count_searchable(get_session(), active_model_name())
     return render_template(
         "search.html", query=request.args.get("q", ""), results=results, error=error,
         request=request_ or SearchRequest(per_page=DEFAULT_PAGE_SIZE), args=request.args,
@@ -59,7 +59,7 @@ def by_image() -> Response:
         example = read_rgb(io.BytesIO(data), max_pixels=clipseek().settings.max_image_pixels)
     except ImageDecodeError as exc:
         raise BadQuery(f"{upload.filename} cannot be used: {exc}.") from None
-    example_id = store_example(get_session(), clipseek().encoder, example, data)
+    example_id = store_example(get_session(), clipseek().encoder_for(active_model_name()), example, data)
     get_session().commit()
     return redirect(url_for("pages.search", example=example_id, per_page=per_page), code=303)
 
@@ -68,7 +68,7 @@ def by_image() -> Response:
 def image(image_id: int) -> str:
     """One image: the picture, its captions and facts, and its nearest neighbours."""
     picture = image_or_404(image_id)
-    similar = similar_images(get_session(), image_id, model=clipseek().settings.model, per_page=12,
+    similar = similar_images(get_session(), image_id, model=active_model_name(), per_page=12,
                              ef_search=clipseek().settings.ef_search)
     return render_template("image.html", image=picture, similar=similar,
                            pending=count_pending(get_session()))
@@ -92,7 +92,7 @@ def similar(image_id: int) -> str:
     """All images ranked by similarity to one image, page by page."""
     picture = image_or_404(image_id)
     page, per_page = paging()
-    results = similar_images(get_session(), image_id, model=clipseek().settings.model, page=page,
+    results = similar_images(get_session(), image_id, model=active_model_name(), page=page,
                              per_page=per_page, ef_search=clipseek().settings.ef_search)
     return render_template("similar.html", image=picture, results=results, per_page=per_page,
                            page_sizes=PAGE_SIZES)
@@ -103,6 +103,6 @@ def status() -> str:
     """Counts per status and model, the queue, workers, and recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
-    report = collection_status(get_session(), model=clipseek().settings.model, recent_failures=20,
+    report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
                                queue_depth=depth)
     return render_template("status.html", report=report)

@@ -22,7 +22,7 @@ from clipseek.uploads import (
     too_large,
 )
 from webapp.auth import actor
-from webapp.db_session import clipseek, get_session
+from webapp.db_session import active_model_name, clipseek, get_session
 from webapp.params import parse_ids
 from webapp.upload_limits import MAX_FILES, MAX_REQUEST_BYTES
 
@@ -62,7 +62,7 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     session = get_session()
     outcomes = accept_uploads(session, [(f.filename or "upload", f.stream) for f in chosen],
                               store=settings.image_store, max_pixels=settings.max_image_pixels,
-                              model=settings.model, batch_size=settings.batch_size,
+                              model=active_model_name(), batch_size=settings.batch_size,
                               enqueue=ctx.enqueue, collection=collection, refused=refused)
     record_uploads(session, actor(), registered_ids(outcomes))
     session.commit()

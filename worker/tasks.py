@@ -8,9 +8,10 @@ from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from clipseek.broker import INDEX_TASK
-from clipseek.context import shared_context, shared_encoder
+from clipseek.context import shared_context
 from clipseek.errors import DatabaseUnavailable
 from clipseek.indexing import index_images
+from clipseek.model_switch import after_index_task, is_known
 
 log = logging.getLogger("clipseek.worker")
 
@@ -24,11 +25,18 @@ def index_images_task(self: Task, image_ids: list[int], model: str) -> dict[str,
     """Embed a batch of images with `model`; images already embedded by it are skipped."""
     # One database pool, model and decode pool per worker process, created on the first task.
     ctx = shared_context(self.app.conf.clipseek_settings)
-    encoder = shared_encoder(ctx.settings.with_changes(model=model))
     with ctx.db.session() as session:
-        report = index_images(session, encoder, image_ids, pool=ctx.decode_pool,
+        if not is_known(session, model):
+            # Its model was dropped (`clipseek model drop`) after the task was queued.
+            log.info("batch of %d skipped: the model %s was dropped", len(image_ids), model)
+            return {"indexed": 0, "failed": 0, "skipped": len(image_ids)}
+        report = index_images(session, ctx.encoder_for(model), image_ids, pool=ctx.decode_pool,
                               batch_size=ctx.settings.batch_size,
                               max_pixels=ctx.settings.max_image_pixels)
+        switched = after_index_task(session, image_ids, model=model,
+                                    batch_size=ctx.settings.batch_size, enqueue=ctx.enqueue)
+    if switched:
+        log.info("%s now covers every image: searches use it from now on", switched)
     log.info("batch of %d: %d indexed, %d failed, %d skipped", len(image_ids),
              len(report.indexed), len(report.failed), report.skipped)
     return {"indexed": len(report.indexed), "failed": len(report.failed), "skipped": report.skipped}

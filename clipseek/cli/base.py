@@ -19,7 +19,7 @@ pass_context = click.make_pass_decorator(Context)
 def random_warning(ctx: Context) -> None:
     """Warn on stderr when the configured model has random weights, so rankings mean nothing."""
     if ctx.encoder.is_random:
-        click.secho(f"Note: the model is {ctx.settings.model}, which has random weights: "
+        click.secho(f"Note: the model is {ctx.model}, which has random weights: "
                     "rankings are meaningless. Set CLIPSEEK_MODEL=ViT-B-32/openai for real "
                     "search.", fg="yellow", err=True)
 
@@ -54,7 +54,7 @@ def recover_image_store(ctx: Context) -> None:
                                        max_pixels=settings.max_image_pixels)
         session.commit()
         try:
-            queue_for_indexing(session, repair.registered_ids, model=settings.model,
+            queue_for_indexing(session, repair.registered_ids, model=ctx.model,
                                batch_size=settings.batch_size, enqueue=ctx.enqueue)
         except (BrokerError, OSError) as exc:
             click.echo(f"The recovered images are registered but not queued ({exc}); the "

@@ -155,7 +155,7 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
                    f"{captioned} have captions now.")
     if not (stale or failed or model):
         return
-    parse_model_id(model or ctx.settings.model)
+    parse_model_id(model or ctx.model)
     with ctx.db.session() as session, queue_errors(ctx):
         queued = reindex_images(session, settings=ctx.settings, enqueue=ctx.enqueue, stale=stale,
                                 older_than_s=older_than, failed=failed, model=model)
@@ -171,7 +171,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """Show counts per status and model, the queue, workers and recent failures."""
     depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
-        found = collection_status(session, model=ctx.settings.model, queue_depth=depth)
+        found = collection_status(session, model=ctx.model, queue_depth=depth)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2, default=str))
         return
@@ -197,7 +197,7 @@ def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool
         report(index_here(ctx, candidates, copy=copy, progress=progress))
         return
     with ctx.db.session() as session:
-        unsent = pending_image_ids(session, ctx.settings.model, statuses=(ImageStatus.REGISTERED,))
+        unsent = pending_image_ids(session, ctx.model, statuses=(ImageStatus.REGISTERED,))
     if wait:
         warn_without_workers(ctx)  # asked before queuing: a worker busy with a batch cannot answer
     with queue_errors(ctx), counting_bar("Registering", "file", total=len(candidates),
@@ -223,7 +223,7 @@ def warn_without_workers(ctx: Context) -> None:
 def wait_for_indexing(ctx: Context, ids: list[int], *, timeout: float, progress: bool) -> None:
     """Show a bar until the workers have indexed (or failed) these images; fail on timeout."""
     with position_bar("Indexing", "img", total=len(ids), show=progress) as move:
-        remaining = wait_until_indexed(ctx.db, ids, model=ctx.settings.model, timeout_s=timeout,
+        remaining = wait_until_indexed(ctx.db, ids, model=ctx.model, timeout_s=timeout,
                                        on_progress=lambda done: move(done, None))
     with ctx.db.session() as session:
         counts = count_by_status(session, ids)

@@ -45,7 +45,7 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
     with decode_pool(settings) as pool:
         for folder in folders:
             with ctx.db.session() as session:
-                found = sync_folder(session, folder, model=settings.model,
+                found = sync_folder(session, folder, model=ctx.model,
                                     max_pixels=settings.max_image_pixels, pool=pool,
                                     all_files=all_files, allow_missing_root=allow_missing_root,
                                     collection=collection)
@@ -59,7 +59,7 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
                     click.echo(f"  Indexed {len(done.indexed)} image(s); {len(done.failed)} failed.")
                 elif found.to_queue:
                     with queue_errors(ctx):
-                        queue_for_indexing(session, found.to_queue, model=settings.model,
+                        queue_for_indexing(session, found.to_queue, model=ctx.model,
                                            batch_size=settings.batch_size, enqueue=ctx.enqueue)
                     queued += found.to_queue
     return queued
