@@ -170,8 +170,16 @@ def convert(model: Any, precision: str) -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=r"(?s).*quantized tensor creation",
                                     category=UserWarning)
+            spec: dict[Any, Any] = {torch.nn.Linear: torch.ao.quantization.default_dynamic_qconfig}
+            # A ResNet CLIP's attention pool reads its projections' weights and biases as
+            # tensors, which a quantised Linear does not offer: it stays fp32.
+            pools = [name for name, module in model.named_modules()
+                     if type(module).__name__ == "AttentionPool2d"]
+            # By name, each of its Linear layers too: the type entry would apply to them again.
+            spec.update({name: None for name, _ in model.named_modules()
+                         if any(name == pool or name.startswith(pool + ".") for pool in pools)})
             model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+                model, spec, dtype=torch.qint8, inplace=True)
     return model
 
 

@@ -38,6 +38,9 @@ from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing
 NEEDING = (ImageStatus.REGISTERED, ImageStatus.QUEUED, ImageStatus.INDEXED)
 # The window over which the incoming model's embedding rate is measured for the time left.
 RATE_WINDOW_S = 300
+# A switch whose incoming model embedded nothing for this long, with its images sent this
+# long ago, has lost its tasks (a broker restarted without its queue): they are sent again.
+STALL_S = 600
 # Rows deleted per statement when a model is dropped, so no lock is held for long.
 DROP_CHUNK = 5_000
 
@@ -181,7 +184,8 @@ def use_model(engine: Engine, model: str, *, force: bool, batch_size: int,
     dim = register_model(engine, model)
     with Session(engine) as session:
         session.execute(update(SearchModel).where(SearchModel.name == model)
-                        .values(state=ModelState.INCOMING, switch_started_at=func.now()))
+                        .values(state=ModelState.INCOMING, switch_started_at=func.now(),
+                                queued_at=func.now()))
         session.commit()
         # After the commit above: a worker that embeds a new image from now on queues it for
         # the incoming model too, and every image before that is in this list.
@@ -324,3 +328,26 @@ def after_index_task(session: Session, image_ids: Sequence[int], *, model: str, 
     if incoming_model(session) != model:
         return None
     return finish_if_covered(session)
+
+
+def resume_stalled_switch(session: Session, *, batch_size: int, enqueue: Enqueue,
+                          stall_s: float = STALL_S) -> int:
+    """Send the incoming model's missing images again if its switch stalled; return how many.
+
+    A switch also completes here when nothing is left to embed (its last images were deleted
+    rather than embedded). The scheduler calls this on every pass.
+    """
+    row = session.scalar(select(SearchModel).where(SearchModel.state == ModelState.INCOMING))
+    if row is None:
+        return 0
+    if finish_if_covered(session) is not None:
+        return 0
+    last_vector = session.scalar(select(func.max(Embedding.created_at)).where(Embedding.model == row.name))
+    quiet = session.scalar(select(func.now() - func.greatest(last_vector, row.queued_at,
+                                                             row.switch_started_at)))
+    if quiet is None or quiet.total_seconds() < stall_s:
+        return 0
+    ids = list(session.scalars(_uncovered(row.name).order_by(Image.id)))
+    session.execute(update(SearchModel).where(SearchModel.name == row.name).values(queued_at=func.now()))
+    queue_for_indexing(session, ids, model=row.name, batch_size=batch_size, enqueue=enqueue, mark=False)
+    return len(ids)

@@ -213,6 +213,8 @@ class SearchModel(Base):
     # When the move to this model began, and when searches moved to it.
     switch_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the images the incoming model lacked were last sent to the workers.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("state IN (" + ", ".join(f"'{s}'" for s in ModelState) + ")",

@@ -23,7 +23,7 @@ from clipseek.broker import broker_client, forget_deliveries, ids_in_broker
 from clipseek.context import Context
 from clipseek.cutoff import calibrate_if_due
 from clipseek.db import Database
-from clipseek.model_switch import active_model
+from clipseek.model_switch import active_model, resume_stalled_switch
 from clipseek.models import WAITING, Image
 from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
 from clipseek.workers import forget_workers, worker_states
@@ -195,6 +195,9 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
                                  enqueue=ctx.enqueue)
         finally:
             client.close()
+        # A switch to another model whose tasks were lost is sent again (clipseek.model_switch).
+        if resume_stalled_switch(session, batch_size=settings.batch_size, enqueue=ctx.enqueue):
+            log.info("the model switch had stalled: its missing images were queued again")
         # The search's relevance cutoff follows the collection as it grows (clipseek.cutoff).
         if calibrate_if_due(session, ctx.encoder) is not None:
             session.commit()

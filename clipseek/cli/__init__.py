@@ -26,7 +26,7 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, doctor.doctor, models.models,
+                 manage.delete, manage.collections, doctor.doctor, models.models, models.model_group,
                  models.eval_command, users.user, users.token):
     cli.add_command(_command)
 

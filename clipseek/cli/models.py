@@ -1,4 +1,4 @@
-"""`clipseek models` and `clipseek eval`: the models ClipSeek knows, and their measured recall."""
+"""`clipseek models`, `clipseek model use/drop` and `clipseek eval`: choosing a model, and measuring it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
-from clipseek.cli.base import pass_context
+from clipseek.cli.base import pass_context, queue_errors
 from clipseek.context import Context
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError
@@ -22,6 +23,10 @@ from clipseek.evaluation import (
 )
 from clipseek.model_catalog import RANDOM_TAG, lookup
 from clipseek.model_overview import model_rows
+from clipseek.model_switch import drop_model, use_model
+from clipseek.models import EmbeddingCount, ModelState, SearchModel
+
+STATE_MARKS = {ModelState.ACTIVE.value: "*", ModelState.INCOMING.value: "+", ModelState.KEPT.value: "~"}
 
 # What ClipSeek's encoder can load today: OpenAI's checkpoints, and any architecture at random.
 LOADABLE_TAGS = ("openai", RANDOM_TAG)
@@ -36,18 +41,21 @@ def models(ctx: Context, as_json: bool) -> None:
     with ctx.db.session() as session:
         rows = model_rows(session, cache_dir=settings.model_cache, weights=settings.weights,
                           active=settings.model)
+        states = {name: state for name, state in session.execute(select(SearchModel.name, SearchModel.state))}
     if as_json:
-        click.echo(json.dumps([row.to_dict() for row in rows], indent=2))
+        click.echo(json.dumps([{**row.to_dict(), "state": states.get(row.model.name)} for row in rows],
+                              indent=2))
         return
     click.echo(f"{'model':46} {'dim':>4} {'MB':>5} {'COCO R@1':>8}  weights  embedded")
     for row in rows:
         m = row.model
         r1 = "-" if m.coco_t2i_r1 is None else f"{m.coco_t2i_r1:.1f}"
-        mark = "*" if m.name == settings.model else " "
+        mark = STATE_MARKS.get(states.get(m.name, ""), " ")
         click.echo(f"{mark}{m.name:45} {m.dim:>4} {m.size_mb:>5} {r1:>8}  "
                    f"{'present' if row.weights_present else 'absent ':7}  {row.embedded}/{row.indexed}")
-    click.echo("* the configured model (CLIPSEEK_MODEL). COCO R@1: open_clip's published COCO-5k "
-               "text->image Recall@1; '-' where it lists none.")
+    click.echo("* the active model (searches use it), + the incoming one (a switch is under way), "
+               "~ kept (vectors stored). COCO R@1: open_clip's published COCO-5k text->image "
+               "Recall@1; '-' where it lists none.")
 
 
 def _encoder_for(ctx: Context, name: str) -> ClipEncoder:
@@ -55,12 +63,60 @@ def _encoder_for(ctx: Context, name: str) -> ClipEncoder:
     entry = lookup(name)
     tag = name.partition("/")[2]
     if name == ctx.settings.model:
-        return ctx.encoder
+        return ctx.encoder_for(name)
     if tag not in LOADABLE_TAGS:
         raise ConfigError(f"ClipSeek cannot load {entry.name} yet: evaluate ViT-B-32/openai or "
                           f"ViT-B-16/openai, or {entry.arch}/random to test the harness.")
     return ClipEncoder.from_settings(ctx.settings.with_changes(model=name, weights=None,
                                                                weights_sha256=None))
+
+
+@click.group("model")
+def model_group() -> None:
+    """Move searches to another model without downtime, or drop a model's vectors."""
+
+
+@model_group.command("use")
+@click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Switch searches now; until the workers are done they find only the images "
+                   "the new model has embedded.")
+@pass_context
+def use(ctx: Context, name: str, force: bool) -> None:
+    """Embed the collection with NAME through the workers; searches move to it when it covers all."""
+    encoder = _encoder_for(ctx, name)
+    # Loading checks the weights (present, checksum, architecture) before anything changes.
+    encoder.load()
+    with queue_errors(ctx):
+        started = use_model(ctx.db.engine, name, force=force, batch_size=ctx.settings.batch_size,
+                            enqueue=ctx.enqueue)
+    if started.switched:
+        click.echo(f"Searches use {name} ({started.dim}-d) now."
+                   + (f" {started.queued_images} image(s) are still being embedded with it; until "
+                      "then searches find only the others." if started.queued_images else ""))
+    else:
+        click.echo(f"Embedding {started.queued_images} image(s) with {name} ({started.dim}-d) in "
+                   f"{started.tasks} task(s); the current model serves every search until {name} "
+                   "covers them all, then searches switch by themselves. `clipseek status` shows "
+                   "the progress.")
+    if encoder.is_random:
+        click.echo(f"Note: {name} has random weights: its results mean nothing.", err=True)
+
+
+@model_group.command("drop")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def drop(ctx: Context, name: str, yes: bool) -> None:
+    """Delete NAME's vectors and index (a switch to it is cancelled); never the active model."""
+    with ctx.db.session() as session:
+        stored = session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == name)) or 0
+    if not yes:
+        click.confirm(f"Delete the {stored} stored vector(s) of {name}? Embedding them again takes "
+                      "as long as the first time.", abort=True)
+    dropped = drop_model(ctx.db.engine, name)
+    click.echo(f"Dropped {name}: {dropped.embeddings} vector(s) and its index deleted"
+               + ("; the switch to it is cancelled." if dropped.cancelled_switch else "."))
 
 
 def _table(results: list[EvalResult]) -> list[str]:
@@ -100,7 +156,7 @@ def _draw(results: list[EvalResult], path: Path) -> None:
 
 
 @click.command("eval")
-@click.option("--model", "model_name", default=None, help="Model to evaluate (default: CLIPSEEK_MODEL).")
+@click.option("--model", "model_name", default=None, help="Model to evaluate (default: the active one).")
 @click.option("--captions", "captions_file", type=click.Path(path_type=Path), default=None,
               help="COCO-format captions JSON for stored images (default: the stored COCO captions).")
 @click.option("--compare", nargs=2, default=None, help="Evaluate two models side by side.")
@@ -112,7 +168,7 @@ def eval_command(ctx: Context, model_name: str | None, captions_file: Path | Non
     """Measure text->image and image->text Recall@1/5/10 and mean rank, exact and through HNSW."""
     if compare and model_name:
         raise click.UsageError("Give either --model or --compare, not both.")
-    names = list(compare) if compare else [model_name or ctx.settings.model]
+    names = list(compare) if compare else [model_name or ctx.model]
     encoders = [_encoder_for(ctx, name) for name in names]
     with ctx.db.session() as session:
         pairs: list[Pair]

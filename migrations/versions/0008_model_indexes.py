@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("added_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("switch_started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(STATES, name="search_models_state_valid"),
         sa.PrimaryKeyConstraint("name"),
     )
