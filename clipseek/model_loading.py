@@ -103,6 +103,12 @@ def _read_checkpoint(policy: LoadPolicy) -> Any:
             raise WeightsError(f"{path} is not a CLIP checkpoint PyTorch can read ({exc}).") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
+    found = architecture_of(state) if isinstance(state, dict) else None
+    expected = _expected_shape(policy.arch)
+    if found is not None and expected is not None and found != expected:
+        raise WeightsError(f"{path} holds the weights of another CLIP architecture "
+                           f"({_describe(found)}), not {policy.arch} ({_describe(expected)}): "
+                           f"give the {policy.arch} checkpoint, or choose the model it belongs to.")
     try:
         model = build_model_from_openai_state_dict(state)
     except (KeyError, RuntimeError, AttributeError) as exc:
@@ -110,6 +116,47 @@ def _read_checkpoint(policy: LoadPolicy) -> Any:
             f"{path} does not hold CLIP {policy.arch} weights in OpenAI's layout ({exc})."
         ) from None
     return model.float()
+
+
+# An architecture as its checkpoint shows it: embedding dim, vision layers, width, patch size.
+Shape = tuple[int, tuple[int, ...], int, int | None]
+
+
+def architecture_of(state: dict[str, Any]) -> Shape | None:
+    """The architecture a checkpoint in OpenAI's layout holds, read from its tensors' shapes.
+
+    OpenAI's loader infers the network from the shapes, so a ResNet-50 file loaded as
+    ViT-B/32 would build a ResNet-50 without complaint; this is what catches it.
+    """
+    try:
+        dim = int(state["text_projection"].shape[1])
+        if "visual.proj" in state:
+            conv = state["visual.conv1.weight"]
+            blocks = {k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")}
+            return dim, (len(blocks),), int(conv.shape[0]), int(conv.shape[-1])
+        stages = tuple(len({k.split(".")[2] for k in state if k.startswith(f"visual.layer{n}.")})
+                       for n in range(1, 5))
+        return dim, stages, int(state["visual.layer1.0.conv1.weight"].shape[0]), None
+    except (KeyError, AttributeError, IndexError):
+        return None
+
+
+def _expected_shape(arch: str) -> Shape | None:
+    import open_clip
+
+    config = open_clip.get_model_config(arch)
+    if not config:
+        return None
+    vision = config["vision_cfg"]
+    layers = vision["layers"]
+    stages = tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
+    return int(config["embed_dim"]), stages, int(vision["width"]), vision.get("patch_size")
+
+
+def _describe(shape: Shape) -> str:
+    dim, layers, width, patch = shape
+    kind = f"ViT, patch {patch}" if patch else "ResNet"
+    return f"{kind}, {'-'.join(map(str, layers))} layers of width {width}, {dim}-d"
 
 
 def build_network(policy: LoadPolicy, device: str) -> tuple[Any, Any]:

@@ -200,3 +200,36 @@ def test_bf16_keeps_layernorm_in_fp32_and_returns_float32() -> None:
     assert norms and all(m.weight.dtype == torch.float32 for m in norms)
     assert enc.precision == "bf16" and enc.precision_choice is None
     assert enc.encode_texts(["a cat"]).dtype == np.float32
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OpenAI's RN50 layout (a 1,024-d ResNet CLIP), random fp16 weights."""
+    import open_clip
+
+    torch.manual_seed(3)
+    model = open_clip.create_model("RN50-quickgelu", pretrained=None)
+    path = tmp_path_factory.mktemp("rn50") / "RN50.pt"
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def test_a_resnet_checkpoint_loads_with_its_own_dimension(resnet_checkpoint: Path, tmp_path: Path) -> None:
+    enc = ClipEncoder("RN50/openai", weights=resnet_checkpoint, weights_sha256=_sha(resnet_checkpoint),
+                      cache_dir=tmp_path, allow_download=False, precision="fp32")
+    images = enc.encode_images([Image.fromarray(photo_array(2))])
+    texts = enc.encode_texts(["a dog"])
+    assert images.shape == (1, 1024) and texts.shape == (1, 1024) and enc.dim == 1024
+
+
+@pytest.mark.parametrize(("model_id", "which"), [("ViT-B-32/openai", "resnet"), ("RN50/openai", "vit"),
+                                                 ("ViT-B-16/openai", "vit")])
+def test_weights_of_another_architecture_are_refused_in_one_sentence(
+        model_id: str, which: str, resnet_checkpoint: Path, checkpoints: dict[str, Path],
+        tmp_path: Path) -> None:
+    path = resnet_checkpoint if which == "resnet" else checkpoints["plain"]
+    enc = ClipEncoder(model_id, weights=path, weights_sha256=_sha(path), cache_dir=tmp_path,
+                      allow_download=False, precision="fp32")
+    with pytest.raises(WeightsError, match="holds the weights of another CLIP architecture") as caught:
+        enc.load()
+    assert "\n" not in str(caught.value) and model_id.partition("/")[0] in str(caught.value)
