@@ -82,7 +82,7 @@ def run(ctx: Context, n: int, queries: int) -> dict[str, Any]:
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE images"))
     print(f"[{n}] building HNSW…", flush=True)
-    result["hnsw_build_s"] = round(build_index(ctx.db.engine), 1)
+    result["hnsw_build_s"] = round(build_index(ctx.db.engine, ctx.model), 1)
     for share in SELECTIVITIES:
         filters = Filters(collections=tuple(f"c{i}" for i in range(max(1, int(BUCKETS * share)))))
         print(f"[{n}] {share:.1%}…", flush=True)

@@ -24,6 +24,7 @@ from bench.common import markdown_table, scratch_home, write_results
 from bench.search import EF_VALUES, build_index, clustered, ef_sweep, load, sql_top10, vector_literal
 from clipseek.context import Context
 from clipseek.embedded_db import EmbeddedPostgres
+from clipseek.model_indexes import index_name
 from clipseek.settings import RANDOM_MODEL, Settings
 
 
@@ -64,9 +65,10 @@ def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]
     out: dict[str, Any] = {"size": size, "queries": queries, "graphs": []}
     for m, efc in graphs:
         print(f"[{size}] m={m}, ef_construction={efc}: building…", flush=True)
-        build_s = build_index(engine, m=m, ef_construction=efc)
+        build_s = build_index(engine, model, m=m, ef_construction=efc)
         with engine.connect() as conn:
-            index_mb = conn.scalar(text("SELECT pg_relation_size('embeddings_hnsw_cosine_idx')")) / 2**20
+            index_mb = conn.scalar(text("SELECT pg_relation_size(CAST(:name AS regclass))"),
+                                   {"name": index_name(model)}) / 2**20
         sweep = ef_sweep(engine, probes, truth, model)
         insert_ms = insert_ms_per_row(engine, extra, model, first_id=size + 1)
         out["graphs"].append({"m": m, "ef_construction": efc, "build_s": round(build_s, 1),

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, text
 
 from bench.common import markdown_table, percentiles, scratch_home, write_results
 from clipseek.context import Context
+from clipseek.model_indexes import HNSW_EF_CONSTRUCTION, HNSW_M, index_name, index_sql, quoted
 from clipseek.settings import RANDOM_MODEL, Settings
 
 DIM = 512
@@ -74,7 +75,7 @@ def load(engine: Engine, vectors: np.ndarray, model: str) -> dict[str, float]:
     timings: dict[str, float] = {}
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE images RESTART IDENTITY CASCADE"))
-        conn.execute(text("DROP INDEX IF EXISTS embeddings_hnsw_cosine_idx"))
+        conn.execute(text(f"DROP INDEX IF EXISTS {index_name(model)}"))
         conn.execute(text("DROP TABLE IF EXISTS bench_vector"))
         conn.execute(text("CREATE TABLE bench_vector (id bigint PRIMARY KEY, embedding vector(512))"))
     raw = engine.raw_connection()
@@ -108,15 +109,14 @@ def load(engine: Engine, vectors: np.ndarray, model: str) -> dict[str, float]:
     return timings
 
 
-def build_index(engine: Engine, *, m: int = 16, ef_construction: int = 64) -> float:
-    """Create the HNSW index (by default as the migration declares it); return seconds."""
+def build_index(engine: Engine, model: str, *, m: int = HNSW_M,
+                ef_construction: int = HNSW_EF_CONSTRUCTION) -> float:
+    """Create `model`'s HNSW index (by default as ClipSeek builds it); return seconds."""
     started = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("DROP INDEX IF EXISTS embeddings_hnsw_cosine_idx"))
+        conn.execute(text(f"DROP INDEX IF EXISTS {index_name(model)}"))
         conn.execute(text("SET maintenance_work_mem = '2GB'"))
-        conn.execute(text(f"CREATE INDEX embeddings_hnsw_cosine_idx ON embeddings USING hnsw "
-                          f"(embedding halfvec_cosine_ops) WITH (m = {int(m)}, "
-                          f"ef_construction = {int(ef_construction)})"))
+        conn.execute(text(index_sql(model, DIM, concurrently=False, m=m, ef_construction=ef_construction)))
         conn.execute(text("ANALYZE embeddings"))
     return time.perf_counter() - started
 
@@ -126,7 +126,10 @@ def sql_top10(engine: Engine, query: np.ndarray, *, table: str, model: str | Non
     """The ten nearest ids by cosine distance, by exact scan or through the HNSW index."""
     kind = "halfvec(512)" if table == "embeddings" else "vector(512)"
     id_col = "image_id" if table == "embeddings" else "id"
-    where = "WHERE model = :model" if model else ""
+    # As ClipSeek's searches write it: the model inline (its index is a partial one) and the
+    # column cast to the model's dimension (the index's expression).
+    where = f"WHERE model = {quoted(model)}" if model else ""
+    column = f"embedding::{kind}" if table == "embeddings" else "embedding"
     with engine.begin() as conn:
         if exact:
             conn.execute(text("SET LOCAL enable_indexscan = off"))
@@ -134,8 +137,8 @@ def sql_top10(engine: Engine, query: np.ndarray, *, table: str, model: str | Non
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
             conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
         rows = conn.execute(text(f"SELECT {id_col} FROM {table} {where} "
-                                 f"ORDER BY embedding <=> CAST(:q AS {kind}) LIMIT 10"),
-                            {"q": vector_literal(query), "model": model})
+                                 f"ORDER BY {column} <=> CAST(:q AS {kind}) LIMIT 10"),
+                            {"q": vector_literal(query)})
         return [r[0] for r in rows]
 
 
@@ -217,7 +220,7 @@ def run_size(ctx: Context, n: int, *, queries: int, requests: int) -> dict[str, 
     result["exact_vector_ms"] = percentiles(vector_ms)
 
     print(f"[{n}] building HNSW…", flush=True)
-    result["hnsw_build_s"] = round(build_index(engine), 1)
+    result["hnsw_build_s"] = round(build_index(engine, model), 1)
     result["hnsw"] = ef_sweep(engine, probes, truth, model)
 
     print(f"[{n}] numpy and FAISS…", flush=True)

@@ -21,7 +21,8 @@ from clipseek.models import Embedding
 INDEX_PREFIX = "embeddings_hnsw_"
 # pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10 0.978
 # at 118,000 images in 10.7 ms (BENCHMARKS.md), so a bigger graph is not needed yet.
-HNSW_WITH = "m = 16, ef_construction = 64"
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
 # PostgreSQL cuts identifiers at 63 bytes.
 _MAX_IDENTIFIER = 63
 
@@ -34,17 +35,20 @@ def index_name(model: str) -> str:
     return f"{INDEX_PREFIX}{slug[:room]}_{digest}"
 
 
-def _quoted(model: str) -> str:
+def quoted(model: str) -> str:
+    """`model` as an SQL string literal."""
     # Model names come from the catalogue, but a quote must never end the literal anyway.
     return "'" + model.replace("'", "''") + "'"
 
 
-def index_sql(model: str, dim: int, *, concurrently: bool) -> str:
+def index_sql(model: str, dim: int, *, concurrently: bool, m: int = HNSW_M,
+              ef_construction: int = HNSW_EF_CONSTRUCTION) -> str:
     """The CREATE INDEX statement of `model`'s index (CONCURRENTLY: searches and writes go on)."""
     how = "CONCURRENTLY " if concurrently else ""
     return (f"CREATE INDEX {how}IF NOT EXISTS {index_name(model)} ON embeddings USING hnsw "
-            f"((embedding::halfvec({int(dim)})) halfvec_cosine_ops) WITH ({HNSW_WITH}) "
-            f"WHERE model = {_quoted(model)}")
+            f"((embedding::halfvec({int(dim)})) halfvec_cosine_ops) "
+            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
+            f"WHERE model = {quoted(model)}")
 
 
 def of_model(model: str) -> ColumnElement[bool]:

@@ -73,9 +73,29 @@ def ensure_active_model(engine: Engine, default: str) -> str:
             raise SwitchError(f"No model is active and {default} could not be made active: "
                               "another model is incoming; run `clipseek model use NAME --force`.")
         name, dim = row.name, row.dim
+        if name != default and _replaceable(session, name):
+            # Nothing is embedded yet (a first start that stopped for want of weights, say):
+            # CLIPSEEK_MODEL still decides, as it would have on a new database.
+            dim = dimension_of(default)
+            session.execute(delete(SearchModel).where(SearchModel.name == name))
+            session.execute(pg_insert(SearchModel)
+                            .values(name=default, dim=dim, state=ModelState.ACTIVE, activated_at=func.now())
+                            .on_conflict_do_update(index_elements=["name"],
+                                                   set_={"state": ModelState.ACTIVE,
+                                                         "activated_at": func.now()}))
+            session.commit()
+            drop_index(engine, name)
+            name = default
     if index_state(engine, name) != "valid":
         create_index(engine, name, dim)
     return name
+
+
+def _replaceable(session: Session, active: str) -> bool:
+    """Whether the active model may give way to CLIPSEEK_MODEL: no vectors, no switch under way."""
+    if session.scalar(select(SearchModel.name).where(SearchModel.state == ModelState.INCOMING)):
+        return False
+    return not session.scalar(select(exists().where(Embedding.model == active)))
 
 
 def active_model(session: Session) -> str:

@@ -33,7 +33,8 @@ class Requeued:
 
 def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, stale: bool = False,
             older_than_s: int | None = None, failed: bool = False, model: str | None = None) -> Requeued:
-    """Queue images again for `model` (the configured one by default).
+    """Queue images again for `model` (the active one by default); commits the session first if
+    `model` is another one (its index is built concurrently).
 
     `stale` queues every waiting image that nothing holds any more (the broker is asked), or,
     with `older_than_s`, every image waiting longer than that; `failed` tries failed images
@@ -41,7 +42,9 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     """
     target = model or active_model(session)
     if target != active_model(session):
-        # Its vectors need their own index and a row, or workers would skip its tasks.
+        # Its vectors need their own index and a row, or workers would skip its tasks. The
+        # index is built concurrently, which waits for every open transaction: this one too.
+        session.commit()
         register_model(session.get_bind().engine, target)
     ids: set[int] = set()
     lost = Recovery()

@@ -14,15 +14,18 @@ if TYPE_CHECKING:
 READER_ROLE = "clipseek_reader"
 # The tables the README's SQL section documents; accounts, tokens and the audit stay private.
 READER_TABLES = ("images", "captions", "duplicate_files", "embeddings", "embedding_counts",
-                 "query_examples", "score_cutoffs", "worker_beats")
+                 "query_examples", "score_cutoffs", "worker_beats", "search_models")
 # Long enough for an exact scan of a large collection, short enough that a runaway join
 # cannot hold the server.
 STATEMENT_TIMEOUT = "30s"
 _LOGIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
-def grant_reader_sql(*, create_if_allowed: bool) -> str:
-    """SQL that grants the reader role its SELECTs, creating the role first where this login may."""
+def grant_reader_sql(*, create_if_allowed: bool, tables: tuple[str, ...] = READER_TABLES) -> str:
+    """SQL that grants the reader role its SELECTs, creating the role first where this login may.
+
+    A migration passes the tables that exist at its revision.
+    """
     create = f"""
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
       IF {'true' if create_if_allowed else 'false'}
@@ -37,7 +40,7 @@ def grant_reader_sql(*, create_if_allowed: bool) -> str:
 BEGIN{create}
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO {READER_ROLE}', current_database());
     GRANT USAGE ON SCHEMA public TO {READER_ROLE};
-    GRANT SELECT ON {', '.join(READER_TABLES)} TO {READER_ROLE};
+    GRANT SELECT ON {', '.join(tables)} TO {READER_ROLE};
 END $$;"""
 
 

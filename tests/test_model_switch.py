@@ -274,3 +274,26 @@ def test_a_forced_switch_searches_what_is_covered_and_a_stalled_one_is_queued_ag
         assert active_model(session) == OTHER
         count = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == OTHER))
     assert count == 1
+
+
+def test_clipseek_model_decides_while_the_active_model_has_no_vectors(
+        settings: Settings, encoder: ClipEncoder, sample_photos: list[Candidate]) -> None:
+    # A first start with a model whose weights were missing left it active with nothing embedded.
+    first = Database.connect(settings.with_changes(model="ViT-B-16/random"))
+    first.close()
+    db = Database.connect(settings)
+    try:
+        with db.session() as session:
+            assert active_model(session) == RANDOM_MODEL
+            assert session.get(SearchModel, "ViT-B-16/random") is None
+        assert index_state(db.engine, "ViT-B-16/random") is None
+        # Once it has vectors, the database decides: another CLIPSEEK_MODEL changes nothing.
+        ingest_inline(db, encoder, sample_photos[:1], settings=settings)
+    finally:
+        db.close()
+    again = Database.connect(settings.with_changes(model="ViT-B-16/random"))
+    try:
+        with again.session() as session:
+            assert active_model(session) == RANDOM_MODEL
+    finally:
+        again.close()

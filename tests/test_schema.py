@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from clipseek.db import Database
 from clipseek.model_indexes import include_in_autogenerate, index_name
 from clipseek.model_switch import active_model
 from clipseek.models import Base, Image, ImageStatus
+from clipseek.settings import Settings
 
 
 def test_autogenerate_finds_nothing_to_change(db: Database) -> None:
@@ -61,3 +62,49 @@ def test_the_database_accepts_exactly_the_image_statuses(db: Database) -> None:
                 pass
         conn.rollback()
     assert allowed == list(ImageStatus)
+
+
+def test_migration_0008_gives_each_stored_model_its_own_index_and_keeps_every_vector(
+        database_url: str, settings: Settings) -> None:
+    from alembic import command
+
+    from clipseek.db import _alembic_config, normalize_url
+
+    config = _alembic_config(normalize_url(database_url))
+    command.downgrade(config, "0007")  # the template is at head: back to one shared 512-d index
+    engine = create_engine(normalize_url(database_url))
+    old, other = "ViT-B-32/openai", "ViT-B-16/openai"
+    with engine.begin() as conn:
+        assert conn.scalar(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'")) \
+            == "halfvec(512)"
+        conn.execute(text("INSERT INTO images (id, sha256, path, original_name, source, file_size, status) "
+                          "SELECT g, lpad(g::text, 64, '0'), 'p', 'n', 'folder', 1, 'indexed' "
+                          "FROM generate_series(1, 3) g"))
+        for model in (old, other):
+            conn.execute(text("INSERT INTO embeddings (image_id, model, embedding) "
+                              "SELECT g, :m, array_fill(g::real, ARRAY[512])::halfvec "
+                              "FROM generate_series(1, 3) g"),
+                         {"m": model})
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        kept = {name: (state, dim) for name, state, dim in conn.execute(text(
+            "SELECT name, state, dim FROM search_models"))}
+        indexes = set(conn.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")))
+        vectors = conn.scalar(text("SELECT count(*) FROM embeddings"))
+    assert kept == {old: ("kept", 512), other: ("kept", 512)} and vectors == 6
+    assert {index_name(old), index_name(other)} <= indexes and "embeddings_hnsw_cosine_idx" not in indexes
+    # The first start picks CLIPSEEK_MODEL among them as the active one.
+    db = Database.connect(settings.with_changes(model=other))
+    try:
+        with db.session() as session:
+            assert active_model(session) == other
+    finally:
+        db.close()
+    # And back: with only 512-d vectors stored, the downgrade restores the shared index.
+    command.downgrade(config, "0007")
+    with engine.connect() as conn:
+        indexes = set(conn.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")))
+    assert "embeddings_hnsw_cosine_idx" in indexes and index_name(old) not in indexes
+    command.upgrade(config, "head")
+    engine.dispose()

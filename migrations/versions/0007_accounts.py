@@ -77,7 +77,9 @@ def upgrade() -> None:
                           ondelete="SET NULL")
     # Creating a role needs CREATEROLE, which the application role of the embedded server
     # lacks on purpose: there `clipseek db reader` creates it with the superuser's login.
-    op.execute(grant_reader_sql(create_if_allowed=True))
+    op.execute(grant_reader_sql(create_if_allowed=True, tables=(
+        "images", "captions", "duplicate_files", "embeddings", "embedding_counts", "query_examples",
+        "score_cutoffs", "worker_beats")))
 
 
 def downgrade() -> None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from clipseek.model_indexes import index_sql
+from clipseek.sql_reader import grant_reader_sql
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -41,6 +42,8 @@ def upgrade() -> None:
                     postgresql_where=sa.text("state = 'active'"))
     op.create_index("search_models_one_incoming", "search_models", ["state"], unique=True,
                     postgresql_where=sa.text("state = 'incoming'"))
+    # Power users' read-only role may see which model is active (where this login made it).
+    op.execute(grant_reader_sql(create_if_allowed=False, tables=("search_models",)))
     # Every model with stored vectors keeps them and gets its own index; which one is active
     # is decided at the first start after this (CLIPSEEK_MODEL, as before).
     conn = op.get_bind()
