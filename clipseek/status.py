@@ -126,6 +126,8 @@ def switch_summary(progress: SwitchProgress) -> str:
 
 def rate_text(per_second: float) -> str:
     """An embedding rate in a unit that keeps a slow CPU's readable: "3 images/min", "12.5 images/s"."""
+    if per_second * 60 < 0.5:
+        return "under 1 image/min"
     if per_second < 1:
         return f"{per_second * 60:.0f} images/min"
     return f"{per_second:.1f} images/s"

@@ -42,7 +42,8 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-@pytest.fixture
+# Module-wide: a second test asking for the folder would find it made already.
+@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the screenshots go: CLIPSEEK_SCREENSHOTS, or a folder under pytest's basetemp."""
     folder = os.environ.get("CLIPSEEK_SCREENSHOTS")

@@ -111,5 +111,5 @@ def test_time_left_reads_as_a_person_says_it() -> None:
 
 
 def test_slow_rates_read_per_minute_and_fast_ones_per_second() -> None:
-    assert [rate_text(r) for r in (0.05, 0.5, 1.0, 12.34)] == [
-        "3 images/min", "30 images/min", "1.0 images/s", "12.3 images/s"]
+    assert [rate_text(r) for r in (1 / 300, 0.05, 0.5, 1.0, 12.34)] == [
+        "under 1 image/min", "3 images/min", "30 images/min", "1.0 images/s", "12.3 images/s"]
