@@ -1,4 +1,5 @@
-"""Where the collection stands: counts per status and model, workers, the queue, recent failures."""
+"""Where the collection stands: counts per status and model, workers, the queue, recent failures,
+and the move to another model when one is under way."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from clipseek.model_switch import RATE_WINDOW_S, SwitchProgress, switch_progress
 from clipseek.models import WAITING, EmbeddingCount, Image, ImageStatus
 from clipseek.search import count_searchable
 from clipseek.uploads import recent_rejections
@@ -57,6 +59,13 @@ class StatusReport:
     # Images the active model has embedded and whose file is there (missing ones are not searched).
     searchable: int = 0
     recent_rejections: list[Rejection] = field(default_factory=list)
+    # The move to another model under way, if any (searches use `model` until it completes).
+    switch: SwitchProgress | None = None
+
+    @property
+    def switch_percent(self) -> int | None:
+        """How much of the collection the incoming model has embedded, in whole percent."""
+        return None if self.switch is None else percent_done(self.switch)
 
     @property
     def images(self) -> int:
@@ -83,7 +92,45 @@ class StatusReport:
                                  "error": f.error, "at": f.at.isoformat()}
                                 for f in self.recent_failures],
             "recent_rejections": [r.to_dict() for r in self.recent_rejections],
+            "switch": None if self.switch is None else {**self.switch.to_dict(),
+                                                         "percent": self.switch_percent},
         }
+
+
+def percent_done(progress: SwitchProgress) -> int:
+    """The incoming model's share of the collection, rounded down so 100% means switched."""
+    if progress.total <= 0:
+        return 100
+    return min(100, progress.embedded * 100 // progress.total)
+
+
+def duration_text(seconds: float) -> str:
+    """A time left as a person says it: "under a minute", "about 12 min", "about 3 h 20 min"."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def switch_summary(progress: SwitchProgress) -> str:
+    """One line on a switch's progress, worded the same by `clipseek status` and the Status page."""
+    done = f"{progress.embedded} of {progress.total} images embedded ({percent_done(progress)}%)"
+    if progress.rate is None or progress.eta_s is None:
+        # No recent vector: the workers have not started on it, or none is running.
+        return f"{done}; none in the last {RATE_WINDOW_S // 60} minutes, so the time left is unknown."
+    return f"{done} at {rate_text(progress.rate)}; {duration_text(progress.eta_s)} left."
+
+
+def rate_text(per_second: float) -> str:
+    """An embedding rate in a unit that keeps a slow CPU's readable: "3 images/min", "12.5 images/s"."""
+    if per_second * 60 < 0.5:
+        return "under 1 image/min"
+    if per_second < 1:
+        return f"{per_second * 60:.0f} images/min"
+    return f"{per_second:.1f} images/s"
 
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
@@ -110,7 +157,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         workers=worker_states(session), queue_depth=queue_depth,
         searchable=count_searchable(session, model),
         recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
-                           for r in recent_rejections(session, limit=recent_failures)])
+                           for r in recent_rejections(session, limit=recent_failures)],
+        switch=switch_progress(session))
 
 
 def count_pending(session: Session) -> int:

@@ -20,6 +20,7 @@ from clipseek.models import Image
 from clipseek.settings import Settings
 from tests.httpserver import serve_app
 from tests.images import write_bad_files
+from tests.switching import half_switched
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 # A name with no space to break at: it must wrap, not widen the page.
@@ -41,7 +42,8 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-@pytest.fixture
+# Module-wide: a second test asking for the folder would find it made already.
+@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the screenshots go: CLIPSEEK_SCREENSHOTS, or a folder under pytest's basetemp."""
     folder = os.environ.get("CLIPSEEK_SCREENSHOTS")
@@ -141,3 +143,21 @@ def test_keyboard_focus_on_a_result_is_visible(browser: Browser, library: dict[s
         page.close()
     assert ring[0] != "none" and ring[1] >= 2, ring
     assert clipped == "visible"
+
+
+def test_status_page_during_a_switch_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
+    browser: Browser, db: Database, settings: Settings, redis_url: str, screenshots: Path,
+) -> None:
+    half_switched(db)
+    problems: list[str] = []
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        for size, (width, height) in SIZES.items():
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(f"http://127.0.0.1:{port}/status")
+            assert page.locator("progress#switch-progress").get_attribute("value") == "50"
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                problems += _problems(page, f"status during a switch at {size} in {scheme}", scheme)
+                page.screenshot(path=screenshots / f"status-switch-{size}-{scheme}.png", full_page=True)
+            page.close()
+    assert not problems, "\n".join(problems)

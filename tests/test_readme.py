@@ -11,10 +11,18 @@ from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
 from clipseek.ingest import ingest_inline
-from clipseek.settings import Settings
+from clipseek.model_indexes import index_name
+from clipseek.settings import RANDOM_MODEL, Settings
 from tests.ranking import assert_scores_descend
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCUMENTED = "ViT-B-32/openai"
+
+
+def _for_test_model(sql: str) -> str:
+    """The README's SQL with the test model's name, and its index's name, in place of ViT-B-32/openai's."""
+    return (sql.replace(index_name(DOCUMENTED), index_name(RANDOM_MODEL))
+            .replace(DOCUMENTED, RANDOM_MODEL))
 
 
 def _sql_blocks() -> list[str]:
@@ -26,17 +34,30 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
     ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = _sql_blocks()
     assert len(blocks) == 4
-    results = []
+    results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
             for statement in filter(None, (s.strip() for s in block.split(";"))):
-                sql = statement.replace("ViT-B-32/openai", "ViT-B-32/random")
-                results.append(conn.execute(text(sql)).all())
+                sql = _for_test_model(statement)
+                result = conn.execute(text(sql))
+                if not result.returns_rows:  # a SET
+                    continue
+                results.append(result.all())
+                # With every other way closed, a plan that can use the model's index does.
+                conn.execute(text("SET enable_seqscan = off; SET enable_bitmapscan = off; "
+                                  "SET enable_sort = off"))
+                plans.append("\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql))))
+                conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
+        # The hybrid search's SET lasts the session, so its walk may return its best 200.
+        ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
     neighbours, cats, hybrid, statuses, failures = results
+    assert ef_search == "200"
+    # The nearest-neighbour walks go through the model's own index, as the README says.
+    assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
     assert_scores_descend(scores)
-    assert [r.text for r in cats] == ["a tabby cat looking to the side"]
+    assert [r.text for r in cats] == ["a tabby cat looking to the side"] and 0 <= cats[0].distance < 2
     # The only cat caption is in both lists, so the fusion ranks its image first.
     assert hybrid[0].id == cats[0].id and len(hybrid) == 10
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
@@ -49,15 +70,19 @@ def test_readme_index_rebuild_keeps_search_on_the_bigger_graph(
     ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = re.findall(r"```postgresql\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) == 1
-    statements = [" ".join(s.split()) for s in blocks[0].split(";") if s.strip()]
+    statements = [_for_test_model(" ".join(s.split())) for s in blocks[0].split(";") if s.strip()]
+    name = index_name(RANDOM_MODEL)
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for statement in statements:
             conn.execute(text(statement))
-        options = conn.execute(text(
-            "SELECT reloptions FROM pg_class WHERE relname = 'embeddings_hnsw_cosine_idx'")).scalar()
-        conn.execute(text("SET enable_seqscan = off"))
+        indexes: dict[str, list[str]] = {row.relname: row.reloptions for row in conn.execute(text(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname LIKE 'embeddings_hnsw_%' AND i.indisvalid"))}
+        conn.execute(text("SET enable_seqscan = off; SET enable_bitmapscan = off"))
         plan = "\n".join(r[0] for r in conn.execute(text(
-            "EXPLAIN SELECT image_id FROM embeddings "
-            "ORDER BY embedding <=> (SELECT embedding FROM embeddings LIMIT 1) LIMIT 5")))
-    assert options == ["m=24", "ef_construction=128"]
-    assert "embeddings_hnsw_cosine_idx" in plan
+            f"EXPLAIN SELECT image_id FROM embeddings WHERE model = '{RANDOM_MODEL}' "
+            "ORDER BY embedding::halfvec(512) <=> (SELECT embedding::halfvec(512) FROM embeddings "
+            "LIMIT 1) LIMIT 5")))
+    # One index for the model, under the name ClipSeek looks it up by, with the bigger graph.
+    assert indexes == {name: ["m=24", "ef_construction=128"]}
+    assert f"Index Scan using {name}" in plan

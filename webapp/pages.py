@@ -15,7 +15,7 @@ from clipseek.examples import store_example
 from clipseek.imaging import ImageDecodeError, read_rgb
 from clipseek.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
 from clipseek.search import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
-from clipseek.status import collection_status, count_pending
+from clipseek.status import collection_status, count_pending, switch_summary
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request
@@ -100,9 +100,10 @@ def similar(image_id: int) -> str:
 
 @bp.get("/status")
 def status() -> str:
-    """Counts per status and model, the queue, workers, and recent failures."""
+    """The active model, a switch's progress, counts per status and model, workers, recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
                                queue_depth=depth)
-    return render_template("status.html", report=report)
+    return render_template("status.html", report=report,
+                           switch_text=switch_summary(report.switch) if report.switch else None)

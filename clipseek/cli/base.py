@@ -17,11 +17,11 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def random_warning(ctx: Context) -> None:
-    """Warn on stderr when the configured model has random weights, so rankings mean nothing."""
+    """Warn on stderr when the active model has random weights, so rankings mean nothing."""
     if ctx.encoder.is_random:
         click.secho(f"Note: the model is {ctx.model}, which has random weights: "
-                    "rankings are meaningless. Set CLIPSEEK_MODEL=ViT-B-32/openai for real "
-                    "search.", fg="yellow", err=True)
+                    "rankings are meaningless. `clipseek model use ViT-B-32/openai` moves "
+                    "searches to real weights.", fg="yellow", err=True)
 
 
 def index_here(ctx: Context, candidates: list[Candidate], *, copy: bool = False,

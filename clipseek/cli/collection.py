@@ -30,7 +30,7 @@ from clipseek.named_collections import collection_name, folder_collection
 from clipseek.queueing import wait_until_indexed
 from clipseek.reindexing import backfill_captions, backfill_metadata, reindex_images
 from clipseek.samples import write_sample_photos
-from clipseek.status import collection_status, count_by_status
+from clipseek.status import collection_status, count_by_status, switch_summary
 from clipseek.sync import is_known_folder
 from clipseek.workers import worker_states
 
@@ -168,7 +168,8 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
-    """Show counts per status and model, the queue, workers and recent failures."""
+    """Show the active model, counts per status and model, the queue, workers, recent failures
+    and, during a switch to another model, its progress and time left."""
     depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
         found = collection_status(session, model=ctx.model, queue_depth=depth)
@@ -177,6 +178,11 @@ def status(ctx: Context, as_json: bool) -> None:
         return
     random_warning(ctx)
     counts = ", ".join(f"{k} {v}" for k, v in found.by_status.items())
+    click.echo(f"Active model: {found.model}")
+    if found.switch is not None:
+        click.echo(f"Switching to {found.switch.model}: {switch_summary(found.switch)}")
+        click.echo(f"  searches use {found.model} until then, and move by themselves when every "
+                   f"image is embedded (`clipseek model use {found.switch.model} --force`: now).")
     click.echo(f"Images: {found.images} ({counts})")
     click.echo(f"Searchable with {found.model}: {found.searchable}")
     for name, count in found.embeddings_by_model.items():
