@@ -187,27 +187,30 @@ def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path) -> 
     assert second.precision == first.precision
 
 
-def _clipseek(home: Path, *args: str, precision: str = "auto") -> subprocess.CompletedProcess[str]:
+def _clipseek(home: Path, *args: str, precision: str = "auto",
+              database_url: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
     env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
-                "CLIPSEEK_PRECISION": precision, "PYTHONPATH": str(ROOT)})
+                "CLIPSEEK_PRECISION": precision, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url})
     return subprocess.run([sys.executable, "-m", "clipseek", *args], env=env, capture_output=True,
                           text=True, check=False, cwd=ROOT)
 
 
-def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path) -> None:
-    done = _clipseek(tmp_path, "doctor")
+def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str) -> None:
+    # The database says which model is active; the test's own spares starting an embedded one.
+    done = _clipseek(tmp_path, "doctor", database_url=database_url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert f"CPU: {read_cpu().model}" in out and "Flags that matter:" in out
     assert "chosen by CLIPSEEK_PRECISION=auto (measured now)" in out and "Why: " in out
     assert "images/s" in out and "fp32" in out and "reference" in out
-    again = _clipseek(tmp_path, "doctor")
+    again = _clipseek(tmp_path, "doctor", database_url=database_url)
     assert "(remembered from " in again.stdout
 
 
 def test_a_precision_this_cpu_cannot_run_is_one_line_from_the_cli(tmp_path: Path) -> None:
-    done = _clipseek(tmp_path, "doctor", precision="fp16")
+    # Said before anything starts: no database is reachable here, and none is needed to say it.
+    done = _clipseek(tmp_path, "doctor", precision="fp16", database_url="postgresql://nobody@127.0.0.1:9/none")
     assert done.returncode == 1
     assert done.stderr.strip().startswith("Error: CLIPSEEK_PRECISION=fp16 cannot run here because fp16 "
                                           "needs a CUDA GPU; this machine can run auto, fp32")

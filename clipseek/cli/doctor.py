@@ -8,14 +8,19 @@ import click
 
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
-from clipseek.precision import read_cpu, report_lines
+from clipseek.model_loading import pick_device, runnable_precisions
+from clipseek.precision import check_runnable, read_cpu, report_lines
 
 
 @click.command()
 @pass_context
 def doctor(ctx: Context) -> None:
     """Show the CPU, the flags that matter, and the model's precision with the measured rates."""
+    # The machine's part first: a precision it cannot run is said before anything starts.
+    device = pick_device(ctx.settings.device)
+    check_runnable(ctx.settings.precision, device, runnable_precisions(device))
     encoder = ctx.encoder
+    click.echo(f"Model: {encoder.model_id} (the active one).")
     encoder.load()
     for line in report_lines(cpu=read_cpu(), cores=os.cpu_count(), device=encoder.device,
                              runnable=encoder.runnable_precisions, setting=ctx.settings.precision,
