@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sqlalchemy import func, select
 
 from clipseek.catalog import Candidate
+from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError, WeightsError
 from clipseek.imaging import OPENAI_PREPROCESS, Preprocess, clip_pixels, load_rgb
 from clipseek.indexing import decode_for_clip
+from clipseek.ingest import ingest_inline
 from clipseek.model_catalog import MODELS
 from clipseek.model_loading import missing_for
+from clipseek.models import Embedding
+from clipseek.settings import Settings
 
 LAION = "ViT-B-32/laion2b_s34b_b79k"
 MOBILE = "MobileCLIP-B/datacompdr"
@@ -171,3 +177,48 @@ def test_an_architecture_this_machine_cannot_build_is_a_one_sentence_config_erro
                                           "the `transformers` package") as caught:
         enc.load()
     assert "\n" not in str(caught.value)
+
+
+class _Recording(ClipEncoder):
+    """A real encoder that keeps every batch of pixels it is given."""
+
+    batches: list[np.ndarray]
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        self.batches.append(pixels.copy())
+        return super().encode_pixels(pixels)
+
+
+def test_indexing_prepares_each_image_the_way_its_model_wants(
+        mobile_file: Path, db: Database, settings: Settings, sample_photos: list[Candidate],
+        tmp_path: Path) -> None:
+    enc = _Recording(MOBILE, weights=mobile_file, weights_sha256=_sha(mobile_file), cache_dir=tmp_path,
+                     allow_download=False, precision="fp32")
+    enc.batches = []
+    ingest_inline(db, enc, sample_photos[:2], settings=settings)
+    with db.session() as session:
+        stored = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == MOBILE))
+    assert stored == 2
+    expected = [clip_pixels(load_rgb(c.path, max_pixels=settings.max_image_pixels), MOBILE_PREPROCESS)
+                for c in sample_photos[:2]]
+    assert np.array_equal(np.concatenate(enc.batches), np.stack(expected))
+
+
+def test_model_use_takes_a_hub_model_once_its_checksum_is_given(
+        laion_file: Path, db: Database, encoder: ClipEncoder, settings: Settings,
+        sample_photos: list[Candidate], cli_env: dict[str, str]) -> None:
+    ingest_inline(db, encoder, sample_photos[:2], settings=settings)
+    settings.model_cache.mkdir(parents=True, exist_ok=True)
+    (settings.model_cache / MODELS[LAION].weights_file).write_bytes(laion_file.read_bytes())
+
+    def use(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["clipseek", "model", "use", LAION, *extra], env=cli_env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    for extra, expected in (((), "pins no checksum"), (("--sha256", "0" * 64), "is not the expected")):
+        refused = use(*extra)
+        assert refused.returncode == 1 and expected in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    started = use("--sha256", _sha(laion_file))
+    assert started.returncode == 0, started.stderr
+    assert f"Embedding 2 image(s) with {LAION} (512-d)" in started.stdout
