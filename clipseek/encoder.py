@@ -180,7 +180,8 @@ class ClipEncoder:
             tokenizer = self._tokenizer
             self.precision_choice, self.precision_from_cache = resolve_auto(
                 self.precision_cache, key,
-                lambda: measure_precisions(model, tokenizer, device, runnable), runnable)
+                lambda: measure_precisions(model, tokenizer, device, runnable,
+                                           preprocess=self.preprocess), runnable)
             precision = self.precision_choice.precision
         self.device, self.precision, self.runnable_precisions = device, precision, runnable
         self._model = convert(model, precision)

@@ -405,21 +405,29 @@ def text_features(model: Any, tokens: Any) -> Any:
 
     The text transformer is causal and pools the end-of-text position, so the padding
     after it cannot change the result: cutting it off gives the same embedding for a
-    fraction of the work (a 10-token query does 8x fewer token steps than 77).
+    fraction of the work (a 10-token query does 8x fewer token steps than 77). open_clip's
+    CustomTextCLIP (MobileCLIP) keeps the same tower apart, as `model.text`.
     """
+    import torch
     from open_clip.transformer import text_global_pool
 
-    if getattr(model, "text_pool_type", None) != "argmax" or getattr(model, "attn_mask", None) is None:
+    tower = getattr(model, "text", model)
+    pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", None))
+    if (pool != "argmax" or getattr(tower, "attn_mask", None) is None
+            or getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False)):
         return model.encode_text(tokens)
     length = int(tokens.argmax(dim=-1).max()) + 1
     tokens = tokens[:, :length]
     # The token embedding's dtype is the network's (bf16, fp16, or fp32 also for int8, whose
     # quantised layers take fp32 in and out).
-    cast = model.token_embedding.weight.dtype
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    return text_global_pool(x, tokens, "argmax") @ model.text_projection
+    cast = tower.token_embedding.weight.dtype
+    x = tower.token_embedding(tokens).to(cast) + tower.positional_embedding[:length].to(cast)
+    x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+    pooled = text_global_pool(tower.ln_final(x), tokens, "argmax")
+    projection = tower.text_projection
+    if projection is None:
+        return pooled
+    return projection(pooled) if isinstance(projection, torch.nn.Module) else pooled @ projection
 
 
 def embed_tokens(model: Any, tokens: Any) -> np.ndarray:
@@ -430,8 +438,8 @@ def embed_tokens(model: Any, tokens: Any) -> np.ndarray:
         return normalise(text_features(model, tokens))
 
 
-def probe_pixels() -> np.ndarray:
-    """Eight real photos (scikit-image's samples and their mirror images), preprocessed for CLIP."""
+def probe_pixels(preprocess: Preprocess = OPENAI_PREPROCESS) -> np.ndarray:
+    """Eight real photos (scikit-image's samples and their mirror images), prepared for the model."""
     try:
         import skimage.data
 
@@ -444,7 +452,7 @@ def probe_pixels() -> np.ndarray:
                                           + rng.normal(0, 12, (240, 320, 3)), 0, 255).astype(np.uint8))
                   for i in range(4)]
     photos += [ImageOps.mirror(photo) for photo in photos]
-    return np.stack([clip_pixels(photo.convert("RGB")) for photo in photos])
+    return np.stack([clip_pixels(photo.convert("RGB"), preprocess) for photo in photos])
 
 
 def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -453,12 +461,13 @@ def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float
 
 
 def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequence[str],
-                       budget_s: float = PROBE_BUDGET_S) -> list[Measurement]:
+                       budget_s: float = PROBE_BUDGET_S,
+                       preprocess: Preprocess = OPENAI_PREPROCESS) -> list[Measurement]:
     """Time each precision on real photos and compare its image and text embeddings with fp32's.
 
     `precisions` starts with fp32, the reference; the others run on copies, so `model` stays fp32.
     """
-    pixels = probe_pixels()
+    pixels = probe_pixels(preprocess)
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
     candidates = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
     # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.

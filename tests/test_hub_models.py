@@ -20,7 +20,7 @@ from clipseek.imaging import OPENAI_PREPROCESS, Preprocess, clip_pixels, load_rg
 from clipseek.indexing import decode_for_clip
 from clipseek.ingest import ingest_inline
 from clipseek.model_catalog import MODELS
-from clipseek.model_loading import missing_for
+from clipseek.model_loading import missing_for, runnable_precisions, text_features
 from clipseek.models import Embedding
 from clipseek.settings import Settings
 
@@ -222,3 +222,17 @@ def test_model_use_takes_a_hub_model_once_its_checksum_is_given(
     started = use("--sha256", _sha(laion_file))
     assert started.returncode == 0, started.stderr
     assert f"Embedding 2 image(s) with {LAION} (512-d)" in started.stdout
+
+
+@pytest.mark.skipif("int8" not in runnable_precisions("cpu"), reason="no int8 engine on this CPU")
+def test_mobileclip_text_tower_is_trimmed_exactly_and_runs_in_int8() -> None:
+    fp32 = ClipEncoder("MobileCLIP-B/random", allow_download=False, precision="fp32")
+    fp32.load()
+    tokens = fp32._tokenizer(["a dog", "a cat asleep on a red mat in the afternoon sun"])
+    with torch.inference_mode():
+        full = fp32._model.encode_text(tokens)
+        trimmed = text_features(fp32._model, tokens)
+    assert trimmed.shape == full.shape and torch.allclose(trimmed, full, atol=1e-5)
+    # Its quantised text tower is run by ClipSeek's own pass (open_clip's reads a Linear's weight).
+    int8 = ClipEncoder("MobileCLIP-B/random", allow_download=False, precision="int8")
+    assert int8.encode_texts(["a boat on a lake"]).shape == (1, 512)
