@@ -257,7 +257,8 @@ def build_network(policy: LoadPolicy, device: str) -> tuple[Any, Any]:
     try:
         tokenizer = open_clip.get_tokenizer(policy.arch)
     except (ImportError, OSError, ValueError) as exc:
-        raise ConfigError(f"ClipSeek cannot build the {policy.arch} tokenizer here ({exc}).") from None
+        raise ConfigError(f"ClipSeek cannot build the {policy.arch} tokenizer here "
+                          f"({_first_line(exc)}).") from None
     if policy.random:
         # OpenAI's architectures were trained with QuickGELU: their random twins keep it.
         quick = f"{policy.arch}-quickgelu"
@@ -273,6 +274,11 @@ def build_network(policy: LoadPolicy, device: str) -> tuple[Any, Any]:
     return model.eval().to(device), tokenizer
 
 
+def _first_line(exc: BaseException) -> str:
+    # PyTorch's messages run over several lines; ClipSeek's refusals are one sentence.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _read_state(path: Path, name: str) -> dict[str, Any]:
     """The tensors of a checkpoint file: safetensors, or a torch state dict (.bin, .pt)."""
     import torch
@@ -286,7 +292,7 @@ def _read_state(path: Path, name: str) -> dict[str, Any]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and torch errors alike mean an unreadable file
             raise WeightsError(f"{path} is neither a safetensors file nor a state dict PyTorch "
-                               f"can read ({exc}).") from None
+                               f"can read ({_first_line(exc)}).") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -219,7 +219,9 @@ def test_model_use_takes_a_hub_model_once_its_checksum_is_given(
         refused = use(*extra)
         assert refused.returncode == 1 and expected in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    started = use("--sha256", _sha(laion_file))
+    malformed = use("--sha256", "abc")
+    assert malformed.returncode == 2 and "64 hexadecimal digits" in malformed.stderr
+    started = use("--sha256", _sha(laion_file).upper())
     assert started.returncode == 0, started.stderr
     assert f"Embedding 2 image(s) with {LAION} (512-d)" in started.stdout
 

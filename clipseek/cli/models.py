@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -76,6 +77,15 @@ def _encoder_for(ctx: Context, name: str, sha256: str | None = None) -> ClipEnco
                                                                weights_sha256=sha256))
 
 
+def _checksum(value: str | None) -> str | None:
+    """A --sha256 value as 64 lower-case hex digits, or a usage error."""
+    if value is None:
+        return None
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value) is None:
+        raise click.BadParameter("a SHA-256 is 64 hexadecimal digits.")
+    return value.lower()
+
+
 @click.group("model")
 def model_group() -> None:
     """Move searches to another model without downtime, or drop a model's vectors."""
@@ -86,13 +96,13 @@ def model_group() -> None:
 @click.option("--force", is_flag=True,
               help="Switch searches now; until the workers are done they find only the images "
                    "the new model has embedded.")
-@click.option("--sha256", default=None,
+@click.option("--sha256", default=None, callback=lambda _c, _p, value: _checksum(value),
               help="SHA-256 of NAME's weights file, for a model whose checksum ClipSeek does not pin "
                    "(verified once; the workers then trust the verified file).")
 @pass_context
 def use(ctx: Context, name: str, force: bool, sha256: str | None) -> None:
     """Embed the collection with NAME through the workers; searches move to it when it covers all."""
-    encoder = _encoder_for(ctx, name, sha256.lower() if sha256 else None)
+    encoder = _encoder_for(ctx, name, sha256)
     # Loading checks the weights (present, checksum, architecture) before anything changes.
     encoder.load()
     with queue_errors(ctx):
