@@ -12,15 +12,18 @@ import numpy as np
 from PIL import Image
 
 from clipseek.errors import ConfigError
-from clipseek.imaging import clip_pixels
+from clipseek.imaging import Preprocess, clip_pixels
+from clipseek.model_catalog import MODELS, lookup
 from clipseek.model_loading import (
     LoadPolicy,
     build_network,
     convert,
     embed_pixels,
     embed_tokens,
+    embedding_dim,
     measure_precisions,
     pick_device,
+    preprocess_for,
     runnable_precisions,
     text_features,
 )
@@ -44,6 +47,11 @@ class Encoder(Protocol):
     model_id: str
     dim: int
 
+    @property
+    def preprocess(self) -> Preprocess:
+        """The input the model was trained on; `encode_pixels` takes images prepared this way."""
+        ...
+
     def load(self) -> None:
         """Load the model now instead of on first use."""
         ...
@@ -53,7 +61,7 @@ class Encoder(Protocol):
         ...
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Embed a batch already preprocessed by `clip_pixels` (N, 3, 224, 224)."""
+        """Embed a batch prepared by `clip_pixels` with `preprocess` (N, 3, size, size)."""
         ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -62,13 +70,19 @@ class Encoder(Protocol):
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
-    """Split 'ViT-B-32/openai' into its architecture and its weights."""
+    """Split 'ViT-B-32/openai' into its architecture and its weights.
+
+    Weights other than OpenAI's or random ones must be a catalogue model's, whose checkpoint
+    ClipSeek knows where to find; an unknown one is refused with the nearest known names.
+    """
     arch, sep, weights = model_id.partition("/")
-    if not sep or not arch or weights not in ("openai", "random"):
+    if not sep or not arch or not weights:
         raise ConfigError(
             f"CLIPSEEK_MODEL must look like ViT-B-32/openai (or ViT-B-32/random for tests), "
             f"not {model_id!r}."
         )
+    if weights not in ("openai", "random"):
+        lookup(model_id)
     return arch, weights
 
 
@@ -98,12 +112,16 @@ class ClipEncoder:
     ) -> None:
         self.model_id = model_id
         arch, weights_kind = parse_model_id(model_id)
-        self.policy = LoadPolicy(arch=arch, random=weights_kind == "random", weights=weights,
+        self.policy = LoadPolicy(arch=arch, random=weights_kind == "random", pretrained=weights_kind,
+                                 weights=weights,
                                  weights_sha256=weights_sha256, cache_dir=cache_dir, device=device,
                                  precision=precision, allow_download=allow_download)
         # Where `auto` remembers its choice; None: measured at every load, remembered nowhere.
         self.precision_cache = precision_cache
-        self.dim = 512
+        entry = MODELS.get(model_id)
+        # Until the network is loaded: the catalogue's dimension (the loaded network's afterwards).
+        self.dim = entry.dim if entry else 512
+        self._preprocess: Preprocess | None = None
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -135,6 +153,13 @@ class ClipEncoder:
         """Whether this encoder's results are meaningless (random weights)."""
         return self.policy.random
 
+    @property
+    def preprocess(self) -> Preprocess:
+        """The model's input (size, resize, mean, std), read from open_clip's tables without loading it."""
+        if self._preprocess is None:
+            self._preprocess = preprocess_for(self.policy.arch, self.policy.pretrained)
+        return self._preprocess
+
     def load(self) -> None:
         """Load the network now rather than on first use (idempotent, thread-safe)."""
         with self._lock:
@@ -155,17 +180,18 @@ class ClipEncoder:
             tokenizer = self._tokenizer
             self.precision_choice, self.precision_from_cache = resolve_auto(
                 self.precision_cache, key,
-                lambda: measure_precisions(model, tokenizer, device, runnable), runnable)
+                lambda: measure_precisions(model, tokenizer, device, runnable,
+                                           preprocess=self.preprocess), runnable)
             precision = self.precision_choice.precision
         self.device, self.precision, self.runnable_precisions = device, precision, runnable
         self._model = convert(model, precision)
-        self.dim = int(model.text_projection.shape[1])
+        self.dim = embedding_dim(model, self.policy.arch)
 
     def _encode_tensor(self, pixels: np.ndarray) -> np.ndarray:
         return embed_pixels(self._model, pixels, self.device)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Embed a preprocessed batch (N, 3, 224, 224) in one forward pass."""
+        """Embed a batch prepared with `preprocess` (N, 3, size, size) in one forward pass."""
         self.load()
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -175,7 +201,7 @@ class ClipEncoder:
         """Embed decoded RGB images."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_pixels(np.stack([clip_pixels(img) for img in images]))
+        return self.encode_pixels(np.stack([clip_pixels(img, self.preprocess) for img in images]))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed text queries (each cut to CLIP's 77-token context), in the loaded precision.

@@ -16,9 +16,33 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from clipseek.metadata import PhotoFacts, read_facts
 
 # CLIP's input normalisation (the statistics OpenAI trained with).
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN = np.array(OPENAI_MEAN, dtype=np.float32)
+CLIP_STD = np.array(OPENAI_STD, dtype=np.float32)
 CLIP_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model wants its input: square side, resize filter and mode, per-channel mean and std.
+
+    The defaults are OpenAI's; open_clip's other checkpoints name their own (MobileCLIP: mean 0,
+    std 1, bilinear; SigLIP: 0.5 and 0.5, squashed to the square instead of cropped).
+    """
+
+    size: int = CLIP_SIZE
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    interpolation: str = "bicubic"
+    # "shortest": shorter side to `size`, then the centre square; "squash": the whole picture
+    # resized to the square, its aspect ratio lost.
+    resize_mode: str = "shortest"
+
+
+OPENAI_PREPROCESS = Preprocess()
+RESIZE_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+RESIZE_MODES = ("shortest", "squash")
 
 # Phones save HEIC: pillow-heif teaches Pillow to open it (Pillow reads AVIF itself). Only an
 # opener is registered here, which is cheap; a library decoder loads on the first such file.
@@ -209,16 +233,21 @@ def _reduced_rgb(img: Image.Image, factor: int) -> Image.Image:
     return out
 
 
-def clip_pixels(img: Image.Image, size: int = CLIP_SIZE) -> np.ndarray:
-    """CLIP's preprocessing: shorter side to `size` (bicubic), centre crop, normalise; CHW."""
+def clip_pixels(img: Image.Image, preprocess: Preprocess = OPENAI_PREPROCESS) -> np.ndarray:
+    """A model's preprocessing (OpenAI's by default): resize, centre crop, normalise; CHW float32."""
+    size = preprocess.size
     width, height = img.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    cropped = resized.crop((left, top, left + size, top + size))
-    arr = np.asarray(cropped, dtype=np.float32) / 255.0
-    arr = (arr - CLIP_MEAN) / CLIP_STD
+    method = RESIZE_FILTERS[preprocess.interpolation]
+    if preprocess.resize_mode == "squash":
+        cropped = img.resize((size, size), method, reducing_gap=3.0)
+    else:
+        scale = size / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        resized = img.resize((new_w, new_h), method, reducing_gap=3.0)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        cropped = resized.crop((left, top, left + size, top + size))
+    mean, std = np.array(preprocess.mean, dtype=np.float32), np.array(preprocess.std, dtype=np.float32)
+    arr = (np.asarray(cropped, dtype=np.float32) / 255.0 - mean) / std
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.encoder import Encoder
-from clipseek.imaging import ImageDecodeError, clip_pixels, load_rgb
+from clipseek.imaging import OPENAI_PREPROCESS, ImageDecodeError, Preprocess, clip_pixels, load_rgb
 from clipseek.models import WAITING, Embedding, Image, ImageStatus
 from clipseek.queueing import lacks_embedding
 
@@ -36,10 +36,12 @@ class IndexReport:
 Decoded = tuple[int, np.ndarray | None, str | None]
 
 
-def decode_for_clip(image_id: int, path: str, max_pixels: int) -> Decoded:
-    """Decode one file into CLIP's input, or return the reason it cannot be used."""
+def decode_for_clip(image_id: int, path: str, max_pixels: int,
+                    preprocess: Preprocess = OPENAI_PREPROCESS) -> Decoded:
+    """Decode one file into the model's input, or return the reason it cannot be used."""
     try:
-        return image_id, clip_pixels(load_rgb(Path(path), max_pixels=max_pixels)), None
+        rgb = load_rgb(Path(path), max_pixels=max_pixels, min_side=preprocess.size)
+        return image_id, clip_pixels(rgb, preprocess), None
     except ImageDecodeError as exc:
         return image_id, None, str(exc)
     except MemoryError:
@@ -128,11 +130,12 @@ def index_images(
     one is written by a writer thread while the model runs on this one.
     """
     todo = images_needing(session, encoder.model_id, image_ids)
+    preprocess = encoder.preprocess
     total = IndexReport(skipped=len(image_ids) - len(todo))
     session.commit()
 
     def submit(batch: Sequence[tuple[int, str]]) -> list[Future[Decoded]]:
-        return [pool.submit(decode_for_clip, i, p, max_pixels) for i, p in batch]
+        return [pool.submit(decode_for_clip, i, p, max_pixels, preprocess) for i, p in batch]
 
     def write(ids: list[int], vectors: np.ndarray, failures: dict[int, str]) -> IndexReport:
         record_results(session, encoder.model_id, ids, vectors, failures)

@@ -17,10 +17,17 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from clipseek.errors import ConfigError, WeightsError
-from clipseek.imaging import clip_pixels
+from clipseek.imaging import (
+    OPENAI_PREPROCESS,
+    RESIZE_FILTERS,
+    RESIZE_MODES,
+    Preprocess,
+    clip_pixels,
+)
+from clipseek.model_catalog import MODELS, RANDOM_TAG, UnknownModel, lookup
 from clipseek.precision import Measurement
 from clipseek.settings import Settings
-from clipseek.weights import resolve_weights
+from clipseek.weights import resolve_hub_weights, resolve_weights
 
 # The random model's weights come from this seed, so every process (CLI, worker, web)
 # builds the same network and their embeddings stay comparable.
@@ -44,6 +51,9 @@ class LoadPolicy:
 
     arch: str
     random: bool
+    # The open_clip pretrained tag: `openai` (OpenAI's files), `random`, or a catalogue model's
+    # tag whose weights are an open_clip checkpoint (the hub's open_clip_model.safetensors).
+    pretrained: str = "openai"
     weights: Path | None = None
     weights_sha256: str | None = None
     # None: the model cache folder of the settings in the environment.
@@ -77,13 +87,90 @@ def pick_device(setting: str) -> str:
 
 def checkpoint_path(policy: LoadPolicy) -> Path:
     """The verified checkpoint file of the policy's network, downloaded first when allowed."""
+    cache_dir = policy.cache_dir or Settings.from_env().model_cache
+    if is_hub_checkpoint(policy):
+        import open_clip
+
+        name = f"{policy.arch}/{policy.pretrained}"
+        entry = MODELS[name]
+        return resolve_hub_weights(
+            name,
+            hub_repo=str(open_clip.get_pretrained_cfg(policy.arch, policy.pretrained).get("hf_hub", "")),
+            filename=entry.weights_file,
+            pinned_sha256=entry.sha256,
+            weights=policy.weights,
+            expected_sha256=policy.weights_sha256,
+            cache_dir=cache_dir,
+        )
     return resolve_weights(
         policy.arch,
         weights=policy.weights,
         expected_sha256=policy.weights_sha256,
-        cache_dir=policy.cache_dir or Settings.from_env().model_cache,
+        cache_dir=cache_dir,
         allow_download=policy.allow_download,
     )
+
+
+def is_hub_checkpoint(policy: LoadPolicy) -> bool:
+    """Whether the policy's weights are an open_clip checkpoint rather than OpenAI's or random."""
+    return not policy.random and policy.pretrained != "openai"
+
+
+def _pretrained_cfg(arch: str, tag: str) -> dict[str, Any]:
+    """open_clip's published settings of `arch/tag`; for random weights, its catalogue model's."""
+    import open_clip
+
+    if tag == RANDOM_TAG:
+        try:
+            tag = lookup(f"{arch}/{RANDOM_TAG}").pretrained
+        except UnknownModel:
+            return {}
+    return dict(open_clip.get_pretrained_cfg(arch, tag) or {})
+
+
+def preprocess_for(arch: str, tag: str) -> Preprocess:
+    """The input `arch/tag` was trained on: its image size, and its published mean, std and resize.
+
+    A random model takes its catalogue model's, so that it costs what that model would.
+    """
+    import open_clip
+
+    config = open_clip.get_model_config(arch)
+    if not config:
+        return OPENAI_PREPROCESS  # an unknown architecture fails when it is built, with its reason
+    size = config["vision_cfg"].get("image_size", OPENAI_PREPROCESS.size)
+    found = {**config.get("preprocess_cfg", {}), **_pretrained_cfg(arch, tag)}
+    preprocess = Preprocess(
+        size=int(size[0] if isinstance(size, (list, tuple)) else size),
+        mean=tuple(found.get("mean", OPENAI_PREPROCESS.mean)),
+        std=tuple(found.get("std", OPENAI_PREPROCESS.std)),
+        interpolation=found.get("interpolation", OPENAI_PREPROCESS.interpolation),
+        resize_mode=found.get("resize_mode", OPENAI_PREPROCESS.resize_mode),
+    )
+    if preprocess.interpolation not in RESIZE_FILTERS or preprocess.resize_mode not in RESIZE_MODES:
+        raise ConfigError(f"ClipSeek cannot preprocess images for {arch}/{tag} yet: it needs a "
+                          f"{preprocess.interpolation} resize in mode {preprocess.resize_mode}.")
+    return preprocess
+
+
+def missing_for(arch: str) -> str | None:
+    """What this machine lacks to build `arch` (None: nothing), without building it."""
+    import importlib.util
+
+    import open_clip
+
+    config = open_clip.get_model_config(arch)
+    if not config:
+        return f"an architecture open_clip knows (it has no {arch})"
+    text, vision = config.get("text_cfg", {}), config.get("vision_cfg", {})
+    # Hugging Face text towers and tokenizers come from `transformers` and the hub's files.
+    if (text.get("hf_model_name") or text.get("hf_tokenizer_name")) and \
+            importlib.util.find_spec("transformers") is None:
+        return ("the `transformers` package (not installed) and its Hugging Face tokenizer "
+                f"{text.get('hf_tokenizer_name') or text.get('hf_model_name')}")
+    if vision.get("timm_model_name") and importlib.util.find_spec("timm") is None:
+        return "the `timm` package (not installed)"
+    return None
 
 
 def _read_checkpoint(policy: LoadPolicy) -> Any:
@@ -164,14 +251,86 @@ def build_network(policy: LoadPolicy, device: str) -> tuple[Any, Any]:
     import open_clip
     import torch
 
+    missing = missing_for(policy.arch)
+    if missing is not None:
+        raise ConfigError(f"ClipSeek cannot build {policy.arch} on this machine: it needs {missing}.")
+    try:
+        tokenizer = open_clip.get_tokenizer(policy.arch)
+    except (ImportError, OSError, ValueError) as exc:
+        raise ConfigError(f"ClipSeek cannot build the {policy.arch} tokenizer here "
+                          f"({_first_line(exc)}).") from None
     if policy.random:
+        # OpenAI's architectures were trained with QuickGELU: their random twins keep it.
+        quick = f"{policy.arch}-quickgelu"
         with torch.random.fork_rng(devices=[]), _quiet_root_logger():
             torch.manual_seed(RANDOM_SEED)
             # open_clip warns that no weights were loaded: that is the point here.
-            model = open_clip.create_model(f"{policy.arch}-quickgelu", pretrained=None)
+            model = open_clip.create_model(quick if quick in open_clip.list_models() else policy.arch,
+                                           pretrained=None)
+    elif is_hub_checkpoint(policy):
+        model = _read_hub_checkpoint(policy)
     else:
         model = _read_checkpoint(policy)
-    return model.eval().to(device), open_clip.get_tokenizer(policy.arch)
+    return model.eval().to(device), tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    # PyTorch's messages run over several lines; ClipSeek's refusals are one sentence.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _read_state(path: Path, name: str) -> dict[str, Any]:
+    """The tensors of a checkpoint file: safetensors, or a torch state dict (.bin, .pt)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state: Any = load_file(str(path), device="cpu")
+    except SafetensorError:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and torch errors alike mean an unreadable file
+            raise WeightsError(f"{path} is neither a safetensors file nor a state dict PyTorch "
+                               f"can read ({_first_line(exc)}).") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors, so it is not a {name} checkpoint.")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _read_hub_checkpoint(policy: LoadPolicy) -> Any:
+    """The network of an open_clip checkpoint, its tensors loaded strictly into `arch`."""
+    import open_clip
+    from open_clip.convert import convert_state_dict
+
+    path = checkpoint_path(policy)
+    name = f"{policy.arch}/{policy.pretrained}"
+    state = _read_state(path, name)
+    quick_gelu = bool(_pretrained_cfg(policy.arch, policy.pretrained).get("quick_gelu", False))
+    with _quiet_root_logger():
+        model = open_clip.create_model(policy.arch, pretrained=None, force_quick_gelu=quick_gelu)
+    # What open_clip's own loader adapts: Apple's MobileCLIP layout, a scalar logit scale.
+    state = convert_state_dict(model, state)
+    if "logit_scale" in state and model.logit_scale.ndim != state["logit_scale"].ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise WeightsError(f"{path} holds the weights of another network, not {name}: give the "
+                           f"{name} checkpoint, or choose the model it belongs to.") from None
+    return model.float()
+
+
+def embedding_dim(model: Any, arch: str) -> int:
+    """The number of columns the network's embeddings have."""
+    import open_clip
+
+    projection = getattr(model, "text_projection", None)
+    if projection is not None:
+        return int(projection.shape[1])
+    return int(open_clip.get_model_config(arch)["embed_dim"])
 
 
 def to_low_precision(model: Any, dtype: Any) -> None:
@@ -252,21 +411,29 @@ def text_features(model: Any, tokens: Any) -> Any:
 
     The text transformer is causal and pools the end-of-text position, so the padding
     after it cannot change the result: cutting it off gives the same embedding for a
-    fraction of the work (a 10-token query does 8x fewer token steps than 77).
+    fraction of the work (a 10-token query does 8x fewer token steps than 77). open_clip's
+    CustomTextCLIP (MobileCLIP) keeps the same tower apart, as `model.text`.
     """
+    import torch
     from open_clip.transformer import text_global_pool
 
-    if getattr(model, "text_pool_type", None) != "argmax" or getattr(model, "attn_mask", None) is None:
+    tower = getattr(model, "text", model)
+    pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", None))
+    if (pool != "argmax" or getattr(tower, "attn_mask", None) is None
+            or getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False)):
         return model.encode_text(tokens)
     length = int(tokens.argmax(dim=-1).max()) + 1
     tokens = tokens[:, :length]
     # The token embedding's dtype is the network's (bf16, fp16, or fp32 also for int8, whose
     # quantised layers take fp32 in and out).
-    cast = model.token_embedding.weight.dtype
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    return text_global_pool(x, tokens, "argmax") @ model.text_projection
+    cast = tower.token_embedding.weight.dtype
+    x = tower.token_embedding(tokens).to(cast) + tower.positional_embedding[:length].to(cast)
+    x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+    pooled = text_global_pool(tower.ln_final(x), tokens, "argmax")
+    projection = tower.text_projection
+    if projection is None:
+        return pooled
+    return projection(pooled) if isinstance(projection, torch.nn.Module) else pooled @ projection
 
 
 def embed_tokens(model: Any, tokens: Any) -> np.ndarray:
@@ -277,8 +444,8 @@ def embed_tokens(model: Any, tokens: Any) -> np.ndarray:
         return normalise(text_features(model, tokens))
 
 
-def probe_pixels() -> np.ndarray:
-    """Eight real photos (scikit-image's samples and their mirror images), preprocessed for CLIP."""
+def probe_pixels(preprocess: Preprocess = OPENAI_PREPROCESS) -> np.ndarray:
+    """Eight real photos (scikit-image's samples and their mirror images), prepared for the model."""
     try:
         import skimage.data
 
@@ -291,7 +458,7 @@ def probe_pixels() -> np.ndarray:
                                           + rng.normal(0, 12, (240, 320, 3)), 0, 255).astype(np.uint8))
                   for i in range(4)]
     photos += [ImageOps.mirror(photo) for photo in photos]
-    return np.stack([clip_pixels(photo.convert("RGB")) for photo in photos])
+    return np.stack([clip_pixels(photo.convert("RGB"), preprocess) for photo in photos])
 
 
 def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -300,12 +467,13 @@ def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float
 
 
 def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequence[str],
-                       budget_s: float = PROBE_BUDGET_S) -> list[Measurement]:
+                       budget_s: float = PROBE_BUDGET_S,
+                       preprocess: Preprocess = OPENAI_PREPROCESS) -> list[Measurement]:
     """Time each precision on real photos and compare its image and text embeddings with fp32's.
 
     `precisions` starts with fp32, the reference; the others run on copies, so `model` stays fp32.
     """
-    pixels = probe_pixels()
+    pixels = probe_pixels(preprocess)
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
     candidates = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
     # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.

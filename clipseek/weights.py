@@ -137,3 +137,59 @@ def resolve_weights(
             f"The {arch} weights are not on this machine and could not be downloaded "
             f"({exc.reason}). {_how_to_provide(arch, checkpoint, cache_dir)}"
         ) from None
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The SHA-256 a file was verified against before, if it has not changed since."""
+    try:
+        stamp = json.loads(path.with_name(path.name + ".verified").read_text())
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stamp, dict) or (stamp.get("size"), stamp.get("mtime_ns")) != (
+            stat.st_size, stat.st_mtime_ns):
+        return None
+    sha = stamp.get("sha256")
+    return sha if isinstance(sha, str) else None
+
+
+def resolve_hub_weights(
+    name: str,
+    *,
+    hub_repo: str,
+    filename: str,
+    pinned_sha256: str | None,
+    weights: Path | None,
+    expected_sha256: str | None,
+    cache_dir: Path,
+) -> Path:
+    """Return the verified open_clip checkpoint of catalogue model `name` (a hub layout file).
+
+    The file is `weights` (CLIPSEEK_WEIGHTS) when given, else `cache_dir/filename`. It must
+    match `expected_sha256` (CLIPSEEK_WEIGHTS_SHA256), else the catalogue's pinned SHA-256; a
+    cached file verified once keeps the checksum it was verified against, so later uses (a
+    worker, `clipseek model use`) need not repeat it.
+    """
+    path = weights if weights is not None else cache_dir / filename
+    if not path.is_file():
+        where = (f"CLIPSEEK_WEIGHTS points to {path}, which does not exist" if weights is not None
+                 else "its weights are not on this machine")
+        raise WeightsError(
+            f"ClipSeek cannot load {name}: {where}; download open_clip_model.safetensors from the "
+            f"Hugging Face hub repository {hub_repo.rstrip('/')} and save it as {cache_dir / filename}, "
+            "with its SHA-256 in CLIPSEEK_WEIGHTS_SHA256 (or `clipseek model use --sha256`)."
+        )
+    expected = expected_sha256 or pinned_sha256 or _recorded_sha256(path)
+    if expected is None:
+        raise WeightsError(
+            f"ClipSeek pins no checksum for {name}: give the SHA-256 of {path} (the hub repository "
+            f"{hub_repo.rstrip('/')} lists it) as CLIPSEEK_WEIGHTS_SHA256 (or `clipseek model use "
+            "--sha256`) so that it can be verified."
+        )
+    if not _verified(path, expected):
+        raise WeightsError(
+            f"{path} is not the expected {name} checkpoint (its SHA-256 is not {expected[:12]}…): "
+            "download it again, or set CLIPSEEK_WEIGHTS_SHA256 to its checksum if it is a "
+            "checkpoint you trust."
+        )
+    return path

@@ -16,6 +16,7 @@ from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
 from clipseek.evaluation import EvalError, Pair, chance_recall, evaluate, pairs_from_file, stored_pairs
+from clipseek.imaging import OPENAI_PREPROCESS, Preprocess
 from clipseek.ingest import ingest_inline
 from clipseek.model_catalog import UnknownModel, lookup
 from clipseek.models import Embedding
@@ -50,6 +51,11 @@ class OracleEncoder:
 
     def __init__(self, model_id: str, by_text: dict[str, np.ndarray]) -> None:
         self.model_id, self.dim, self.by_text = model_id, 512, by_text
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """OpenAI's (no image is preprocessed by the evaluation)."""
+        return OPENAI_PREPROCESS
 
     def load(self) -> None:
         """Nothing to load."""
@@ -138,7 +144,7 @@ def test_cli_eval_writes_table_json_and_png(captioned: list[Candidate], cli_env:
 def test_cli_bad_input_is_one_sentence(cli_env: dict[str, str]) -> None:
     for args, expected in ((("eval", "--model", "ViT-B-33/openai"), "did you mean"),
                            (("eval",), "no captions to evaluate"),
-                           (("eval", "--model", "MobileCLIP-B/datacompdr"), "cannot load")):
+                           (("eval", "--model", "ViT-B-16-SigLIP2/webli"), "cannot load")):
         done = _run(cli_env, *args)
         assert done.returncode == 1
         assert expected in done.stderr and "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -21,15 +22,13 @@ from clipseek.evaluation import (
     pairs_from_file,
     stored_pairs,
 )
-from clipseek.model_catalog import RANDOM_TAG, lookup
+from clipseek.model_catalog import lookup
+from clipseek.model_loading import missing_for
 from clipseek.model_overview import model_rows
 from clipseek.model_switch import drop_model, use_model
 from clipseek.models import EmbeddingCount, ModelState, SearchModel
 
 STATE_MARKS = {ModelState.ACTIVE.value: "*", ModelState.INCOMING.value: "+", ModelState.KEPT.value: "~"}
-
-# What ClipSeek's encoder can load today: OpenAI's checkpoints, and any architecture at random.
-LOADABLE_TAGS = ("openai", RANDOM_TAG)
 
 
 @click.command("models")
@@ -58,17 +57,33 @@ def models(ctx: Context, as_json: bool) -> None:
                "Recall@1; '-' where it lists none.")
 
 
-def _encoder_for(ctx: Context, name: str) -> ClipEncoder:
-    """The encoder of model `name`, validated against the catalogue first."""
+def _encoder_for(ctx: Context, name: str, sha256: str | None = None) -> ClipEncoder:
+    """The encoder of model `name`, validated against the catalogue and this machine first.
+
+    `sha256` is the checksum its weights file must have where the catalogue pins none.
+    """
     entry = lookup(name)
-    tag = name.partition("/")[2]
-    if name == ctx.settings.model:
+    arch = name.partition("/")[0]
+    # Whether the architecture can be built here decides, not its tag: open_clip builds most
+    # networks itself, but a Hugging Face text tower needs `transformers` and the hub's tokenizer.
+    missing = missing_for(arch)
+    if missing is not None:
+        raise ConfigError(f"ClipSeek cannot load {entry.name} on this machine: it needs {missing}.")
+    if name == ctx.settings.model and sha256 is None:
         return ctx.encoder_for(name)
-    if tag not in LOADABLE_TAGS:
-        raise ConfigError(f"ClipSeek cannot load {entry.name} yet: evaluate ViT-B-32/openai or "
-                          f"ViT-B-16/openai, or {entry.arch}/random to test the harness.")
+    if name == ctx.settings.model:
+        return ClipEncoder.from_settings(ctx.settings.with_changes(weights_sha256=sha256))
     return ClipEncoder.from_settings(ctx.settings.with_changes(model=name, weights=None,
-                                                               weights_sha256=None))
+                                                               weights_sha256=sha256))
+
+
+def _checksum(value: str | None) -> str | None:
+    """A --sha256 value as 64 lower-case hex digits, or a usage error."""
+    if value is None:
+        return None
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value) is None:
+        raise click.BadParameter("a SHA-256 is 64 hexadecimal digits.")
+    return value.lower()
 
 
 @click.group("model")
@@ -81,10 +96,13 @@ def model_group() -> None:
 @click.option("--force", is_flag=True,
               help="Switch searches now; until the workers are done they find only the images "
                    "the new model has embedded.")
+@click.option("--sha256", default=None, callback=lambda _c, _p, value: _checksum(value),
+              help="SHA-256 of NAME's weights file, for a model whose checksum ClipSeek does not pin "
+                   "(verified once; the workers then trust the verified file).")
 @pass_context
-def use(ctx: Context, name: str, force: bool) -> None:
+def use(ctx: Context, name: str, force: bool, sha256: str | None) -> None:
     """Embed the collection with NAME through the workers; searches move to it when it covers all."""
-    encoder = _encoder_for(ctx, name)
+    encoder = _encoder_for(ctx, name, sha256)
     # Loading checks the weights (present, checksum, architecture) before anything changes.
     encoder.load()
     with queue_errors(ctx):
