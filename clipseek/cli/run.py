@@ -92,14 +92,20 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     # The web app decides from the address it is served on which Host names it answers to.
     ctx.settings = ctx.settings.with_changes(web_host=host, web_port=port)
     check_port_free(host, port)
-    ctx.encoder.load()  # stop at once, before starting anything, when the weights are missing
-    random_warning(ctx)
     services = Services(ctx)
     worker_process = None
     watchdog: Watchdog | None = None
     watcher: FolderWatcher | None = None
     try:
         services.start(click.echo)
+        # The database says which model is active; missing weights stop everything here,
+        # before any worker starts, and what was started is stopped below.
+        ctx.encoder.load()
+        if ctx.model != ctx.settings.model:
+            click.echo(f"Searches use {ctx.model}, the database's active model; CLIPSEEK_MODEL="
+                       f"{ctx.settings.model} picks only a database's first model: `clipseek model "
+                       f"use {ctx.settings.model}` moves searches to it.", err=True)
+        random_warning(ctx)
         if accounts_required(ctx.settings):
             # Before the worker starts: a server bound beyond this machine needs an account.
             with ctx.db.session() as session:
