@@ -15,6 +15,11 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# What caps the instruction sets of oneDNN (bf16 matrix products), MKL (fp32 ones), FBGEMM
+# (dynamic int8 Linear layers) and PyTorch's own kernels (see bench/isa_caps.py).
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS",
+                     "ATEN_CPU_CAPABILITY")
+
 
 def machine() -> dict[str, Any]:
     """CPU, cores, GPU and library versions, written next to every result."""
@@ -40,6 +45,9 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "cpu_flags": flags,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Caps on the kernel libraries' instruction sets: a capped run emulates an older CPU
+        # class on this chip, and must never be mistaken for a run on that class.
+        "isa_caps": {name: os.environ.get(name) for name in ISA_CAP_VARIABLES},
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -74,10 +82,14 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out: Path | No
     folder.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine(), **data}
     (folder / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    caps = {k: v for k, v in data["machine"].get("isa_caps", {}).items() if v}
+    emulation = ("; EMULATION: instruction sets capped by "
+                 + ", ".join(f"{k}={v}" for k, v in caps.items())
+                 + " (same chip, caches and clocks)") if caps else ""
     header = f"Machine: {data['machine']['cpu']} ({' '.join(data['machine']['cpu_flags'])}), " \
              f"{data['machine']['cores']} cores, GPU: " \
              f"{data['machine']['gpu'] or 'none'}; torch {data['machine']['torch']}; " \
-             f"{data['machine']['date']}\n\n"
+             f"{data['machine']['date']}{emulation}\n\n"
     (folder / f"{name}.md").write_text(header + markdown + "\n")
     return folder / f"{name}.json"
 
