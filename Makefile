@@ -28,7 +28,12 @@ test-packages:
 test: test-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL) --durations=25
+
+# Three test processes, a test file each at a time (files share module fixtures): most tests
+# wait on the servers and workers they start, so three keep 2 cores busy. Each process starts
+# its own PostgreSQL and Redis. `make test PYTEST_PARALLEL=` runs them one at a time.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
 $(VENV)/.bench-installed: $(STAMP) bench/requirements.txt
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

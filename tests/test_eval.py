@@ -21,6 +21,7 @@ from clipseek.ingest import ingest_inline
 from clipseek.model_catalog import UnknownModel, lookup
 from clipseek.models import Embedding
 from clipseek.settings import Settings
+from tests.cli import run_in_process
 from tests.images import photo_array
 
 IMAGES = 40
@@ -145,7 +146,7 @@ def test_cli_bad_input_is_one_sentence(cli_env: dict[str, str]) -> None:
     for args, expected in ((("eval", "--model", "ViT-B-33/openai"), "did you mean"),
                            (("eval",), "no captions to evaluate"),
                            (("eval", "--model", "ViT-B-16-SigLIP2/webli"), "cannot load")):
-        done = _run(cli_env, *args)
+        done = run_in_process(cli_env, *args)
         assert done.returncode == 1
         assert expected in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
@@ -166,9 +167,9 @@ def test_cli_models_lists_the_catalogue_with_coverage(captioned: list[Candidate]
 
 def test_cli_compare_puts_models_side_by_side_and_refuses_one_without_embeddings(
         captioned: list[Candidate], cli_env: dict[str, str], tmp_path: Path) -> None:
-    done = _run(cli_env, "eval", "--compare", "ViT-B-32/random", "ViT-B-16/random")
-    assert done.returncode == 1
-    assert "ViT-B-16/random has embedded none" in done.stderr and "Traceback" not in done.stderr
+    refused = run_in_process(cli_env, "eval", "--compare", "ViT-B-32/random", "ViT-B-16/random")
+    assert refused.returncode == 1
+    assert "ViT-B-16/random has embedded none" in refused.stderr and "Traceback" not in refused.stderr
     done = _run(cli_env, "eval", "--compare", "ViT-B-32/random", "ViT-B-32/random",
                 "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr

@@ -23,6 +23,7 @@ from clipseek.model_catalog import MODELS
 from clipseek.model_loading import missing_for, runnable_precisions, text_features
 from clipseek.models import Embedding
 from clipseek.settings import Settings
+from tests.cli import run_in_process
 
 LAION = "ViT-B-32/laion2b_s34b_b79k"
 MOBILE = "MobileCLIP-B/datacompdr"
@@ -211,17 +212,15 @@ def test_model_use_takes_a_hub_model_once_its_checksum_is_given(
     settings.model_cache.mkdir(parents=True, exist_ok=True)
     (settings.model_cache / MODELS[LAION].weights_file).write_bytes(laion_file.read_bytes())
 
-    def use(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["clipseek", "model", "use", LAION, *extra], env=cli_env,
-                              capture_output=True, text=True, timeout=600, check=False)
-
     for extra, expected in (((), "pins no checksum"), (("--sha256", "0" * 64), "is not the expected")):
-        refused = use(*extra)
+        refused = run_in_process(cli_env, "model", "use", LAION, *extra)
         assert refused.returncode == 1 and expected in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    malformed = use("--sha256", "abc")
+    malformed = run_in_process(cli_env, "model", "use", LAION, "--sha256", "abc")
     assert malformed.returncode == 2 and "64 hexadecimal digits" in malformed.stderr
-    started = use("--sha256", _sha(laion_file).upper())
+    # The switch itself in a process of its own, as a user runs it.
+    started = subprocess.run(["clipseek", "model", "use", LAION, "--sha256", _sha(laion_file).upper()],
+                             env=cli_env, capture_output=True, text=True, timeout=600, check=False)
     assert started.returncode == 0, started.stderr
     assert f"Embedding 2 image(s) with {LAION} (512-d)" in started.stdout
 

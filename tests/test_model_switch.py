@@ -33,6 +33,7 @@ from clipseek.models import Embedding, Image, SearchModel
 from clipseek.query import Filters
 from clipseek.search import similar_images
 from clipseek.settings import RANDOM_MODEL, Settings
+from tests.cli import run_in_process
 from tests.conftest import TEST_PRECISION
 from tests.waiting import wait_for
 from tests.workers import WorkerProcess
@@ -163,6 +164,9 @@ def test_switch_under_search_load_never_fails_nor_empties_and_keeps_the_old_vect
                 continue
             data = response.get_json()
             outcomes.append((data["model"], data["total"], len(data["results"])))
+            # Twenty searches a second at most: enough to catch a moment without results,
+            # and the CPU left over embeds the collection instead of new queries.
+            stop.wait(0.05)
 
     worker = WorkerProcess(env, tmp_path / "worker.log")
     load = threading.Thread(target=search_load)
@@ -203,9 +207,11 @@ def test_switch_under_search_load_never_fails_nor_empties_and_keeps_the_old_vect
         states = {name: state for name, state in session.execute(select(SearchModel.name, SearchModel.state))}
     assert states == {OTHER: "active", RANDOM_MODEL: "kept"}
 
-    refused = _cli(env, "model", "drop", OTHER, "--yes", ok=False)
-    assert "is the active model" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
-    dropped = _cli(env, "model", "drop", RANDOM_MODEL, "--yes")
+    refused = run_in_process(env, "model", "drop", OTHER, "--yes")
+    assert refused.returncode == 1 and "is the active model" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    dropped = run_in_process(env, "model", "drop", RANDOM_MODEL, "--yes")
+    assert dropped.returncode == 0, dropped.stderr
     assert "26 vector(s)" in dropped.stdout
     assert _embedded(db, RANDOM_MODEL) == set() and index_state(db.engine, RANDOM_MODEL) is None
 
@@ -230,8 +236,8 @@ def test_switch_refusals_are_one_sentence_and_change_nothing(
         (("model", "use", "MobileCLIP-B/datacompdr"), "cannot load"),
     )
     for args, expected in cases:
-        result = _cli(cli_env, *args, ok=False)
-        assert expected in result.stderr, (args, result.stderr)
+        result = run_in_process(cli_env, *args)
+        assert result.returncode == 1 and expected in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert states() == before and index_state(db.engine, "ViT-B-16/openai") is None
     # A second switch while one is under way is refused, naming the way out.

@@ -32,6 +32,7 @@ from clipseek.precision import (
     resolve_auto,
 )
 from clipseek.settings import RANDOM_MODEL, Settings
+from tests.cli import run_in_process
 
 ROOT = Path(__file__).parents[1]
 
@@ -210,13 +211,17 @@ def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path) -> 
     assert second.precision == first.precision
 
 
-def _clipseek(home: Path, *args: str, precision: str = "auto",
-              database_url: str = "") -> subprocess.CompletedProcess[str]:
+def _env(home: Path, precision: str, database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
     env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
                 "CLIPSEEK_PRECISION": precision, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url})
-    return subprocess.run([sys.executable, "-m", "clipseek", *args], env=env, capture_output=True,
-                          text=True, check=False, cwd=ROOT)
+    return env
+
+
+def _clipseek(home: Path, *args: str, precision: str = "auto",
+              database_url: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clipseek", *args], env=_env(home, precision, database_url),
+                          capture_output=True, text=True, check=False, cwd=ROOT)
 
 
 def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str) -> None:
@@ -227,8 +232,9 @@ def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Pat
     assert f"CPU: {read_cpu().model}" in out and "Flags that matter:" in out
     assert "chosen by CLIPSEEK_PRECISION=auto (measured now)" in out and "Why: " in out
     assert "images/s" in out and "fp32" in out and "reference" in out
-    again = _clipseek(tmp_path, "doctor", database_url=database_url)
-    assert "(remembered from " in again.stdout
+    # A later start reads the choice (here in this process: the first run was the real one).
+    again = run_in_process(_env(tmp_path, "auto", database_url), "doctor")
+    assert again.returncode == 0 and "(remembered from " in again.stdout, again.stderr
 
 
 def test_a_precision_this_cpu_cannot_run_is_one_line_from_the_cli(tmp_path: Path) -> None:
