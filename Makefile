@@ -45,6 +45,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.isa_caps --each-variable
+	$(BIN)/python -m bench.probe
 	$(BIN)/python -m bench.hnsw_params
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sync
@@ -58,6 +59,7 @@ bench-tiny: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.search --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.profile --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.isa_caps --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
+	$(BIN)/python -m bench.probe --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.hnsw_params --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.load --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
 	$(BIN)/python -m bench.sync --tiny --out $(or $(BENCH_OUT),/tmp/clipseek-bench-tiny)
