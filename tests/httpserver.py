@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from werkzeug.serving import make_server
+from werkzeug.wsgi import ClosingIterator
 
 from clipseek.settings import Settings
 from webapp import create_app
+
+if TYPE_CHECKING:  # typeshed's WSGI types exist for type checkers only
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 @dataclass
@@ -74,16 +79,58 @@ def serve(files: Files) -> Iterator[str]:
         thread.join()
 
 
+class _Draining:
+    """The app behind a count of the requests in flight; once draining, new requests get a 503.
+
+    A browser keeps loading thumbnails over kept-alive connections after a test's last
+    check, and werkzeug's server goes on answering those connections after `shutdown()`.
+    A response cut off by the app's close (a send_file whose file is open) was then left
+    for the garbage collector, which reported the open file in whichever test ran next.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.idle = threading.Condition()
+        self.active = 0
+        self.draining = False
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with self.idle:
+            if self.draining:
+                start_response("503 Service Unavailable", [("Content-Length", "0")])
+                return []
+            self.active += 1
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self._done()
+            raise
+        return ClosingIterator(body, self._done)  # closes the body (its file), then counts it done
+
+    def _done(self) -> None:
+        with self.idle:
+            self.active -= 1
+            self.idle.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Refuse new requests and wait until those in flight have finished and been closed."""
+        with self.idle:
+            self.draining = True
+            self.idle.wait_for(lambda: self.active == 0, timeout)
+
+
 @contextmanager
 def serve_app(settings: Settings) -> Iterator[int]:
     """The web app for `settings` on werkzeug's threaded server (as `clipseek up` runs it); yield its port."""
     app = create_app(settings=settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    draining = _Draining(app)
+    server = make_server("127.0.0.1", 0, draining, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield int(server.server_port)
     finally:
+        draining.drain(timeout=30)
         server.shutdown()
         server.server_close()
         thread.join()
