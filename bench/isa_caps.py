@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ISA_CAP_VARIABLES, markdown_table, write_results
+from bench.common import ISA_CAP_VARIABLES, machine, markdown_table, write_results
 
 CLASSES: dict[str, dict[str, str]] = {
-    "AMX (this chip, no caps)": {},
+    "this chip, no caps": {},
     "AVX-512 BF16 without AMX (emulated)": {
         "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "MKL_ENABLE_INSTRUCTIONS": "AVX512_E3",
         "FBGEMM_ENABLE_INSTRUCTIONS": "AVX512_E1", "ATEN_CPU_CAPABILITY": "avx512"},
@@ -37,6 +37,12 @@ CLASSES: dict[str, dict[str, str]] = {
         "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
 }
+
+# A cap can only take instructions away: ATEN_CPU_CAPABILITY=avx512 on a CPU without AVX-512
+# makes PyTorch run instructions the CPU lacks (it dies of SIGILL). A class is emulated only
+# on a CPU that has the flag it names.
+NEEDS = {"AVX-512 BF16 without AMX (emulated)": "avx512f", "AVX2 only (emulated)": "avx2",
+         "only ATEN_CPU_CAPABILITY=avx2": "avx2"}
 
 # One variable at a time, lowest setting: which library governs which precision.
 SINGLE_CAPS: dict[str, dict[str, str]] = {
@@ -100,7 +106,13 @@ def main() -> None:
         print(json.dumps(measure(args.batch_size, args.rounds)))
         return
     results: dict[str, Any] = {}
+    flags = set(machine()["cpu_flags"])
     for name, caps in {**CLASSES, **(SINGLE_CAPS if args.each_variable else {})}.items():
+        needed = NEEDS.get(name)
+        if needed is not None and needed not in flags:
+            print(f"{name}: skipped, this CPU has no {needed}", flush=True)
+            results[name] = {"caps": caps, "skipped": f"this CPU has no {needed}", "precisions": {}}
+            continue
         # The parent's own caps never leak into a class that does not set them.
         env = {k: v for k, v in os.environ.items() if k not in ISA_CAP_VARIABLES}
         print(f"{name}…", flush=True)
@@ -109,13 +121,15 @@ def main() -> None:
                              env={**env, **caps}, check=True, capture_output=True, text=True)
         results[name] = {"caps": caps, **json.loads(out.stdout.strip().splitlines()[-1])}
     precisions = list(results[next(iter(CLASSES))]["precisions"])
-    table = markdown_table(
-        ["CPU class", "caps"] + [f"{p} Linear, ms" for p in precisions]
-        + [f"{p} tower, images/s" for p in precisions],
-        [[name, " ".join(f"{k}={v}" for k, v in r["caps"].items()) or "-"]
-         + [r["precisions"].get(p, {}).get("linear_ms", "-") for p in precisions]
-         + [r["precisions"].get(p, {}).get("tower_images_per_s", "-") for p in precisions]
-         for name, r in results.items()])
+    rows = []
+    for name, r in results.items():
+        cells = ([r["precisions"].get(p, {}).get("linear_ms", "-") for p in precisions]
+                 + [r["precisions"].get(p, {}).get("tower_images_per_s", "-") for p in precisions])
+        if "skipped" in r:
+            cells = [f"skipped: {r['skipped']}"] + ["-"] * (len(cells) - 1)
+        rows.append([name, " ".join(f"{k}={v}" for k, v in r["caps"].items()) or "-", *cells])
+    table = markdown_table(["CPU class", "caps"] + [f"{p} Linear, ms" for p in precisions]
+                           + [f"{p} tower, images/s" for p in precisions], rows)
     md = (f"One Linear layer (768 to 3072, {50 * args.batch_size} tokens) and the ViT-B/32 image tower "
           f"(random weights, batch {args.batch_size}) per precision, fastest of {args.rounds} rounds; "
           f"the capped classes are emulations on this chip:\n\n{table}")
