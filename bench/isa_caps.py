@@ -59,7 +59,14 @@ def measure(batch_size: int, rounds: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from clipseek.model_loading import LoadPolicy, build_network, convert, embed_pixels, runnable_precisions
+    from clipseek.model_loading import (
+        LoadPolicy,
+        build_network,
+        convert,
+        embed_pixels,
+        precision_copies,
+        runnable_precisions,
+    )
 
     precisions = runnable_precisions("cpu")
     layer = torch.nn.Linear(768, 3072).eval()
@@ -67,7 +74,7 @@ def measure(batch_size: int, rounds: int) -> dict[str, Any]:
               for p in precisions}
     tokens = torch.randn(50 * batch_size, 768)
     model, _ = build_network(LoadPolicy(arch="ViT-B-32", random=True), "cpu")
-    towers = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+    towers = precision_copies(model, precisions)
     pixels = np.random.default_rng(0).standard_normal((batch_size, 3, 224, 224)).astype(np.float32)
     layer_s, tower_s = dict.fromkeys(precisions, float("inf")), dict.fromkeys(precisions, float("inf"))
     with torch.inference_mode():

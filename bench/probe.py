@@ -15,7 +15,6 @@ does not depend on them.
 from __future__ import annotations
 
 import argparse
-import copy
 import multiprocessing
 import os
 import statistics
@@ -78,8 +77,8 @@ def main() -> None:
         PROBE_BUDGET_S,
         LoadPolicy,
         build_network,
-        convert,
         embed_pixels,
+        precision_copies,
         probe_pixels,
         runnable_precisions,
     )
@@ -89,7 +88,7 @@ def main() -> None:
     precisions = runnable_precisions("cpu")
     model, _ = build_network(LoadPolicy(arch="ViT-B-32", random=True), "cpu")
     pixels = probe_pixels()[:photos]
-    candidates = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+    candidates = precision_copies(model, precisions)
     passes: dict[str, Callable[[], object]] = {p: partial(embed_pixels, c, pixels, "cpu")
                                                for p, c in candidates.items()}
     for run in passes.values():  # first calls allocate and pick kernels

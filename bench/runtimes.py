@@ -16,7 +16,6 @@ cosine with PyTorch fp32 per row, on the batch and on eight real photos.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import math
 import statistics
@@ -37,8 +36,8 @@ from clipseek.imaging import clip_pixels
 from clipseek.model_loading import (
     LoadPolicy,
     build_network,
-    convert,
     embed_pixels,
+    precision_copies,
     probe_pixels,
     runnable_precisions,
 )
@@ -163,8 +162,7 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     model, _ = build_network(LoadPolicy(arch="ViT-B-32", random=True), "cpu")
-    torch_models = {f"torch {p}": model if p == "fp32" else convert(copy.deepcopy(model), p)
-                    for p in runnable_precisions("cpu")}
+    torch_models = {f"torch {p}": m for p, m in precision_copies(model, runnable_precisions("cpu")).items()}
     with tempfile.TemporaryDirectory(prefix="clipseek-onnx-", dir="/tmp") as folder:
         fp32_path, int8_path = Path(folder) / "image-fp32.onnx", Path(folder) / "image-int8.onnx"
         started = time.perf_counter()

@@ -511,6 +511,11 @@ def time_round_robin(passes: dict[str, Callable[[], object]], clock: Callable[[]
     return best
 
 
+def precision_copies(model: Any, precisions: Sequence[str]) -> dict[str, Any]:
+    """The network in each precision: fp32 is `model` itself, the others converted copies."""
+    return {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+
+
 def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequence[str],
                        budget_s: float = PROBE_BUDGET_S,
                        preprocess: Preprocess = OPENAI_PREPROCESS) -> list[Measurement]:
@@ -521,7 +526,7 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     """
     pixels = probe_pixels(preprocess)
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
-    candidates = {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+    candidates = precision_copies(model, precisions)
     # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.
     vectors = {p: np.vstack([embed_pixels(c, pixels, device), embed_tokens(c, queries)])
                for p, c in candidates.items()}
