@@ -46,6 +46,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.isa_caps --each-variable
 	$(BIN)/python -m bench.probe
+	$(BIN)/python -m bench.runtimes
 	$(BIN)/python -m bench.hnsw_params
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sync
@@ -56,7 +57,7 @@ bench: $(VENV)/.bench-installed
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 # Each benchmark in its tiny form checks that the script runs; three at a time, since most of
 # their time goes to starting servers and workers (output kept together per benchmark).
-BENCH_TINY := indexing search profile isa_caps probe hnsw_params load sync watch filtered
+BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered
 
 bench-tiny: $(VENV)/.bench-installed
 	@$(MAKE) --no-print-directory -j3 --output-sync=target $(addprefix bench-tiny-,$(BENCH_TINY))

@@ -1,6 +1,6 @@
 """Indexing throughput per precision, end to end, against the model-alone ceiling and the original design.
 
-    python -m bench.indexing --images 512                 # CPU: fp32, bf16, int8 where runnable
+    python -m bench.indexing --images 512                 # CPU: fp32, bf16, int8, onnx-int8 where runnable
     python -m bench.indexing --precisions fp32,int8       # some of them
     python -m bench.indexing --device cuda --precisions fp32,fp16
     python -m bench.indexing --tiny                       # a few images: checks the script runs

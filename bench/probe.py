@@ -15,9 +15,12 @@ does not depend on them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import multiprocessing
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -88,7 +91,10 @@ def main() -> None:
     precisions = runnable_precisions("cpu")
     model, _ = build_network(LoadPolicy(arch="ViT-B-32", random=True), "cpu")
     pixels = probe_pixels()[:photos]
-    candidates = precision_copies(model, precisions)
+    # onnx-int8 (where installed) is exported into a folder of this run's, kept while it runs.
+    onnx_folder = Path(tempfile.mkdtemp(prefix="clipseek-probe-", dir="/tmp"))
+    atexit.register(shutil.rmtree, onnx_folder, ignore_errors=True)
+    candidates = precision_copies(model, precisions, onnx_folder=onnx_folder)
     passes: dict[str, Callable[[], object]] = {p: partial(embed_pixels, c, pixels, "cpu")
                                                for p, c in candidates.items()}
     for run in passes.values():  # first calls allocate and pick kernels

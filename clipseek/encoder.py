@@ -180,12 +180,18 @@ class ClipEncoder:
             tokenizer = self._tokenizer
             self.precision_choice, self.precision_from_cache = resolve_auto(
                 self.precision_cache, key,
-                lambda: measure_precisions(model, tokenizer, device, runnable,
-                                           preprocess=self.preprocess), runnable)
+                lambda: measure_precisions(model, tokenizer, device, runnable, preprocess=self.preprocess,
+                                           onnx_folder=self.onnx_folder, model_id=self.model_id),
+                runnable)
             precision = self.precision_choice.precision
         self.device, self.precision, self.runnable_precisions = device, precision, runnable
-        self._model = convert(model, precision)
+        self._model = convert(model, precision, onnx_folder=self.onnx_folder, model_id=self.model_id)
         self.dim = embedding_dim(model, self.policy.arch)
+
+    @property
+    def onnx_folder(self) -> Path:
+        """Where the onnx-int8 precision keeps its exported image towers (the model cache's onnx/)."""
+        return (self.policy.cache_dir or Settings.from_env().model_cache) / "onnx"
 
     def _encode_tensor(self, pixels: np.ndarray) -> np.ndarray:
         return embed_pixels(self._model, pixels, self.device)

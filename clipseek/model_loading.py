@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from clipseek import onnx_int8
 from clipseek.errors import ConfigError, WeightsError
 from clipseek.imaging import (
     OPENAI_PREPROCESS,
@@ -26,7 +27,8 @@ from clipseek.imaging import (
     clip_pixels,
 )
 from clipseek.model_catalog import MODELS, RANDOM_TAG, UnknownModel, lookup
-from clipseek.precision import Measurement
+from clipseek.onnx_int8 import OnnxClip
+from clipseek.precision import Measurement, read_cpu
 from clipseek.settings import Settings
 from clipseek.weights import resolve_hub_weights, resolve_weights
 
@@ -359,13 +361,26 @@ def runnable_precisions(device: str) -> tuple[str, ...]:
         found.append("bf16")
     if {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines):
         found.append("int8")
+        # Its text tower is PyTorch's int8, so it needs the engine above as well.
+        if onnx_int8.available():
+            found.append(onnx_int8.PRECISION)
     return tuple(found)
 
 
-def convert(model: Any, precision: str) -> Any:
-    """The network in `precision`: cast in place for bf16/fp16, Linear layers made int8 for int8."""
+def convert(model: Any, precision: str, *, onnx_folder: Path | None = None, model_id: str = "model") -> Any:
+    """The network in `precision`: cast in place for bf16/fp16, Linear layers made int8 for int8.
+
+    For onnx-int8, an OnnxClip: the image tower exported (or taken from `onnx_folder`, by
+    default the model cache's `onnx/`, where `model_id` names the file) and the text tower
+    made int8 in place.
+    """
     import torch
 
+    if precision == onnx_int8.PRECISION:
+        folder = onnx_folder or Settings.from_env().model_cache / "onnx"
+        path = onnx_int8.exported(model, folder, model_id,
+                                  reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
+        return OnnxClip(convert(model, "int8"), path)
     if precision in ("bf16", "fp16"):
         to_low_precision(model, torch.bfloat16 if precision == "bf16" else torch.float16)
     elif precision == "int8":
@@ -401,6 +416,9 @@ def embed_pixels(model: Any, pixels: np.ndarray, device: str) -> np.ndarray:
     """Embeddings of a preprocessed batch (N, 3, 224, 224) through the network as it is now."""
     import torch
 
+    if isinstance(model, OnnxClip):
+        # As many threads as PyTorch has here: all cores, or one inside `auto`'s probe.
+        return normalise(torch.from_numpy(model.image_features(pixels, torch.get_num_threads())))
     dtype = next(model.parameters()).dtype
     batch = torch.from_numpy(pixels).to(device, dtype=dtype)
     with torch.inference_mode():
@@ -418,6 +436,8 @@ def text_features(model: Any, tokens: Any) -> Any:
     import torch
     from open_clip.transformer import text_global_pool
 
+    if isinstance(model, OnnxClip):
+        model = model.text_model
     tower = getattr(model, "text", model)
     pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", None))
     if (pool != "argmax" or getattr(tower, "attn_mask", None) is None
@@ -511,14 +531,29 @@ def time_round_robin(passes: dict[str, Callable[[], object]], clock: Callable[[]
     return best
 
 
-def precision_copies(model: Any, precisions: Sequence[str]) -> dict[str, Any]:
-    """The network in each precision: fp32 is `model` itself, the others converted copies."""
-    return {p: model if p == "fp32" else convert(copy.deepcopy(model), p) for p in precisions}
+def precision_copies(model: Any, precisions: Sequence[str], *, onnx_folder: Path | None = None,
+                     model_id: str = "model") -> dict[str, Any]:
+    """The network in each precision: fp32 is `model` itself, the others converted copies.
+
+    A precision that cannot be made for this network (an image tower ONNX cannot export) is
+    left out, with a warning: `auto` then chooses among the others.
+    """
+    copies = {}
+    for p in precisions:
+        try:
+            copies[p] = model if p == "fp32" else convert(copy.deepcopy(model), p, onnx_folder=onnx_folder,
+                                                          model_id=model_id)
+        except ConfigError as exc:
+            if p != onnx_int8.PRECISION:
+                raise
+            logging.getLogger(__name__).warning("%s is left out: %s", p, exc)
+    return copies
 
 
 def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequence[str],
                        budget_s: float = PROBE_BUDGET_S,
-                       preprocess: Preprocess = OPENAI_PREPROCESS) -> list[Measurement]:
+                       preprocess: Preprocess = OPENAI_PREPROCESS, *, onnx_folder: Path | None = None,
+                       model_id: str = "model") -> list[Measurement]:
     """Time each precision on real photos and compare its image and text embeddings with fp32's.
 
     `precisions` starts with fp32, the reference; the others run on copies, so `model` stays fp32.
@@ -526,7 +561,7 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     """
     pixels = probe_pixels(preprocess)
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
-    candidates = precision_copies(model, precisions)
+    candidates = precision_copies(model, precisions, onnx_folder=onnx_folder, model_id=model_id)
     # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.
     vectors = {p: np.vstack([embed_pixels(c, pixels, device), embed_tokens(c, queries)])
                for p, c in candidates.items()}
@@ -541,4 +576,4 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     reference = vectors[precisions[0]]
     return [Measurement(p, round(len(pixels) / seconds[f"{p} images"], 2),
                         round(1000 * seconds[f"{p} query"], 2), *_agreement(vectors[p], reference))
-            for p in precisions]
+            for p in candidates]

@@ -76,15 +76,19 @@ class Measurement:
     min_cosine: float
 
 
+# The precisions whose error is int8's: PyTorch's own, and ONNX Runtime's image tower.
+INT8_PRECISIONS = ("int8", "onnx-int8")
+
+
 def accurate_enough(m: Measurement) -> bool:
     """Whether a precision's embeddings agree with fp32's closely enough to be used."""
-    if m.precision == "int8":
+    if m.precision in INT8_PRECISIONS:
         return m.mean_cosine >= INT8_MIN_MEAN_COSINE and m.min_cosine >= INT8_MIN_COSINE
     return m.min_cosine >= HALF_MIN_COSINE
 
 
 def _bar(precision: str) -> str:
-    if precision == "int8":
+    if precision in INT8_PRECISIONS:
         return f"mean {INT8_MIN_MEAN_COSINE}, min {INT8_MIN_COSINE}"
     return f"min {HALF_MIN_COSINE}"
 
@@ -229,6 +233,9 @@ def check_runnable(setting: str, device: str, runnable: Sequence[str]) -> None:
         "fp16": "fp16 needs a CUDA GPU",
         "int8": ("int8 runs on the CPU only" if device == "cuda"
                  else "this PyTorch build has no int8 engine for this CPU"),
+        "onnx-int8": ("onnx-int8 runs on the CPU only" if device == "cuda"
+                      else "onnx-int8 needs the Python packages onnxruntime, onnx and onnxscript, "
+                           "and PyTorch's int8 engine for the text tower"),
     }.get(setting, f"{setting} is not a precision ClipSeek knows")
     raise ConfigError(f"CLIPSEEK_PRECISION={setting} cannot run here because {why}; this machine "
                       f"can run {', '.join(['auto', *runnable])}.")

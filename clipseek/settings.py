@@ -12,7 +12,7 @@ from clipseek.errors import ConfigError
 DEFAULT_MODEL = "ViT-B-32/openai"
 RANDOM_MODEL = "ViT-B-32/random"
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx-int8")
 # HNSW candidates per search. Text queries sit far from the image clusters (CLIP's modality
 # gap), so the index needs a wide search: bench/search.py measured recall@10 of 0.69 at
 # pgvector's default of 40 and 0.95+ from 200 at 118,000 images, for ~3 ms more.

@@ -102,6 +102,20 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache folder for onnx-int8's exports, shared by this run's test processes.
+
+    Exporting ViT-B/32 takes 15-40 seconds: the processes of one run share the file (the
+    export holds a lock, so a second process waits for it and then reads it).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "model-cache"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def encoder() -> ClipEncoder:
     """The real ViT-B/32 architecture with seeded random weights, loaded once per run."""
     enc = ClipEncoder(RANDOM_MODEL, allow_download=False, precision=TEST_PRECISION)

@@ -167,6 +167,8 @@ def test_the_machine_key_names_the_cpu_its_flags_torch_and_the_model(tmp_path: P
     ("fp16", "cpu", ("fp32", "bf16", "int8"), "fp16 needs a CUDA GPU"),
     ("int8", "cpu", ("fp32",), "no int8 engine"),
     ("int8", "cuda", ("fp32", "fp16"), "int8 runs on the CPU only"),
+    ("onnx-int8", "cpu", ("fp32", "int8"), "needs the Python packages onnxruntime, onnx and onnxscript"),
+    ("onnx-int8", "cuda", ("fp32", "fp16"), "onnx-int8 runs on the CPU only"),
 ])
 def test_a_precision_the_machine_cannot_run_is_one_sentence_listing_what_it_can(
         setting: str, device: str, runnable: tuple[str, ...], why: str) -> None:
@@ -197,43 +199,47 @@ def test_int8_agrees_with_fp32_on_real_photos_in_both_towers(sample_photos: list
     assert {"visual", "transformer"} <= quantised  # the image and the text tower
 
 
-def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path) -> None:
+def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path, onnx_cache: Path) -> None:
     cache = tmp_path / "precision.json"
-    first = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    first = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache, cache_dir=onnx_cache)
     first.load()
     choice = first.precision_choice
     assert choice is not None and not first.precision_from_cache
     assert [m.precision for m in choice.measurements] == list(first.runnable_precisions)
     assert first.precision == choice.precision and choice.precision in first.runnable_precisions
-    second = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    second = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache, cache_dir=onnx_cache)
     second.load()
     assert second.precision_from_cache and second.precision_choice == choice
     assert second.precision == first.precision
 
 
-def _env(home: Path, precision: str, database_url: str) -> dict[str, str]:
+def _env(home: Path, precision: str, database_url: str, model_cache: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
     env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
                 "CLIPSEEK_PRECISION": precision, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url})
+    if model_cache is not None:
+        env["CLIPSEEK_MODEL_CACHE"] = str(model_cache)
     return env
 
 
-def _clipseek(home: Path, *args: str, precision: str = "auto",
-              database_url: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clipseek", *args], env=_env(home, precision, database_url),
+def _clipseek(home: Path, *args: str, precision: str = "auto", database_url: str = "",
+              model_cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clipseek", *args],
+                          env=_env(home, precision, database_url, model_cache),
                           capture_output=True, text=True, check=False, cwd=ROOT)
 
 
-def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str) -> None:
+def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str,
+                                                                   onnx_cache: Path) -> None:
     # The database says which model is active; the test's own spares starting an embedded one.
-    done = _clipseek(tmp_path, "doctor", database_url=database_url)
+    done = _clipseek(tmp_path, "doctor", database_url=database_url, model_cache=onnx_cache)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert f"CPU: {read_cpu().model}" in out and "Flags that matter:" in out
     assert "chosen by CLIPSEEK_PRECISION=auto (measured now)" in out and "Why: " in out
     assert "images/s" in out and "fp32" in out and "reference" in out
     # A later start reads the choice (here in this process: the first run was the real one).
-    again = run_in_process(_env(tmp_path, "auto", database_url), "doctor")
+    again = run_in_process(_env(tmp_path, "auto", database_url, onnx_cache), "doctor")
     assert again.returncode == 0 and "(remembered from " in again.stdout, again.stderr
 
 

@@ -1,0 +1,222 @@
+"""int8 through ONNX Runtime: the image tower exported once per model and weights, then cached.
+
+On CPUs without AMX, PyTorch's best accurate precision is its own dynamic int8, and ONNX
+Runtime's int8 kernels (MLAS) ran the ViT-B/32 image tower 1.3x faster than it on a real
+AVX2-only EPYC (BENCHMARKS.md). So `onnx-int8` is one more precision `auto` measures: the
+image tower runs in ONNX Runtime with int8 weights and per-batch int8 activations (dynamic
+quantisation, no calibration set); the text tower, which encodes one short query at a time,
+stays in PyTorch's int8.
+
+The export takes 15-25 seconds, so it happens once per model, weights and library versions:
+the file lands in the model cache's `onnx/` folder under a name made of those, with a
+record of its SHA-256 beside it. A file whose checksum no longer matches (a damaged disk, an
+interrupted copy, an edit) is exported again rather than trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipseek.catalog import sha256_of
+from clipseek.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISION = "onnx-int8"
+# The packages the export and the runtime need; without them `onnx-int8` is not offered.
+PACKAGES = ("onnxruntime", "onnx", "onnxscript")
+# CPU flags with int8 dot-product instructions (VNNI). Without them, MLAS sums pairs of
+# u8 x s8 products in 16 bits, which saturates with full-range int8 weights: on a real
+# AVX2-only EPYC plain int8 agreed with fp32 only to 0.990 mean / 0.984 min, and 7-bit
+# weights (`reduce_range`) to 0.9996. With VNNI the products are summed in 32 bits.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def available() -> bool:
+    """Whether the packages this precision needs are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in PACKAGES)
+
+
+def weights_checksum(model: Any) -> str:
+    """SHA-256 of the image tower's tensors (names, shapes and values): what the export is of.
+
+    Hashing the tensors themselves covers every source alike (OpenAI's files, open_clip
+    checkpoints, seeded random weights) and costs about a fifth of a second for ViT-B/32.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.visual.state_dict().items()):
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def reduce_range_for(flags: Sequence[str]) -> bool:
+    """Whether this CPU needs 7-bit weights for its int8 sums not to saturate (no VNNI)."""
+    return not set(VNNI_FLAGS) & set(flags)
+
+
+def cache_name(model_id: str, checksum: str, *, reduce_range: bool) -> str:
+    """The cached file's name: the model, its weights, the libraries that made it, the quantisation."""
+    import onnxruntime
+    import torch
+
+    safe_id = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)
+    quantisation = "int8-r7" if reduce_range else "int8"
+    return (f"{safe_id}-{checksum[:16]}-torch{torch.__version__}-ort{onnxruntime.__version__}"
+            f"-{quantisation}.onnx")
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _valid(path: Path, checksum: str) -> bool:
+    """Whether `path` is the export of these weights and still has the checksum recorded for it."""
+    try:
+        record = json.loads(_record_path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("weights_sha256") != checksum:
+        return False
+    try:
+        return sha256_of(path) == record.get("sha256")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    # `clipseek up` starts the web server and the worker together: one exports, the other waits.
+    with open(folder / ".export.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep the exporter's progress lines and the quantiser's advice out of the product's output.
+
+    The exporter prints to stdout, which `clipseek search --json` writes its results to.
+    """
+    loggers = [logging.getLogger(name) for name in ("root", "onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+              warnings.catch_warnings()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> None:
+    """Export the image tower to ONNX in fp32, quantise it to int8, and write it with its record."""
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self, clip: Any) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, pixels: torch.Tensor) -> Any:
+            return self.clip.encode_image(pixels)
+
+    size = getattr(model.visual, "image_size", 224)
+    side = int(size[0] if isinstance(size, (tuple, list)) else size)
+    example = torch.zeros(2, 3, side, side)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch, _quiet():
+        fp32 = Path(scratch) / "image-fp32.onnx"
+        try:
+            # The fp32 graph keeps its weights in a file beside it: a tower over 2 GB (ViT-H)
+            # would not fit in one protobuf message; the int8 result is a quarter of that.
+            torch.onnx.export(ImageTower(model).eval(), (example,), str(fp32), input_names=["pixels"],
+                              output_names=["features"], dynamo=True,
+                              dynamic_shapes={"pixels": {0: batch}}, external_data=True)
+            partial = Path(scratch) / path.name
+            # MatMuls with a constant weight only, as PyTorch's dynamic int8 of the Linear layers.
+            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8,
+                             reduce_range=reduce_range)
+        except Exception as exc:  # the exporter raises many kinds; each means "cannot export this"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"ClipSeek could not export this model's image tower to ONNX "
+                              f"for {PRECISION} ({first[:300]}).") from exc
+        record = {"sha256": sha256_of(partial), "weights_sha256": checksum, "torch": torch.__version__,
+                  "onnxruntime": onnxruntime.__version__, "reduce_range": reduce_range}
+        os.replace(partial, path)
+        partial_record = _record_path(path).with_suffix(".partial")
+        partial_record.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(partial_record, _record_path(path))
+
+
+def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool) -> Path:
+    """The verified int8 ONNX file of `model`'s image tower, exported now unless cached."""
+    checksum = weights_checksum(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / cache_name(model_id, checksum, reduce_range=reduce_range)
+    with _locked(folder):
+        if _valid(path, checksum):
+            return path
+        if path.exists():
+            log.warning("%s does not match its recorded checksum: exporting it again.", path)
+        log.info("Exporting the image tower of %s to ONNX for %s (once per model and weights).",
+                 model_id, PRECISION)
+        _export(model, path, checksum, reduce_range=reduce_range)
+    return path
+
+
+class OnnxClip:
+    """A CLIP network whose image tower runs in ONNX Runtime and text tower in PyTorch int8.
+
+    One ONNX Runtime session per thread count, made on first use: the web server and the
+    worker run with all cores, `auto`'s probe on one thread (it times in CPU time, which
+    counts only the calling thread's work, and a one-thread session runs on the caller).
+    """
+
+    def __init__(self, text_model: Any, path: Path) -> None:
+        self.text_model = text_model
+        self.path = path
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, threads: int) -> Any:
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                # Spinning threads would take the cores that decode the next batch meanwhile.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = onnxruntime.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
+
+    def image_features(self, pixels: np.ndarray, threads: int) -> np.ndarray:
+        """The image tower's unnormalised features of a preprocessed batch."""
+        batch = np.ascontiguousarray(pixels, dtype=np.float32)
+        outputs = self._session(threads).run(["features"], {"pixels": batch})
+        return np.asarray(outputs[0], dtype=np.float32)
