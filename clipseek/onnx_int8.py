@@ -174,16 +174,23 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
 def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool) -> Path:
     """The verified int8 ONNX file of `model`'s image tower, exported now unless cached."""
     checksum = weights_checksum(model)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / cache_name(model_id, checksum, reduce_range=reduce_range)
-    with _locked(folder):
-        if _valid(path, checksum):
-            return path
-        if path.exists():
-            log.warning("%s does not match its recorded checksum: exporting it again.", path)
-        log.info("Exporting the image tower of %s to ONNX for %s (once per model and weights).",
-                 model_id, PRECISION)
-        _export(model, path, checksum, reduce_range=reduce_range)
+    if _valid(path, checksum):
+        return path  # also from a folder this user may only read
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder):
+            if _valid(path, checksum):  # exported by another process while this one waited
+                return path
+            if path.exists():
+                log.warning("%s does not match its recorded checksum: exporting it again.", path)
+            log.info("Exporting the image tower of %s to ONNX for %s (once per model and weights).",
+                     model_id, PRECISION)
+            _export(model, path, checksum, reduce_range=reduce_range)
+    except OSError as exc:
+        raise ConfigError(f"{PRECISION} could not write its export of the image tower to {folder} "
+                          f"({exc.strerror or exc}): set CLIPSEEK_MODEL_CACHE to a folder this user "
+                          f"can write.") from None
     return path
 
 

@@ -15,6 +15,7 @@ import torch
 from clipseek import onnx_int8
 from clipseek.catalog import Candidate
 from clipseek.encoder import ClipEncoder
+from clipseek.errors import ConfigError
 from clipseek.imaging import load_rgb
 from clipseek.model_loading import embed_pixels, embed_tokens, probe_pixels
 from clipseek.precision import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, Measurement, choose_fastest_accurate
@@ -138,3 +139,10 @@ def test_seven_bit_weights_only_where_the_cpu_has_no_vnni() -> None:
     assert not onnx_int8.reduce_range_for(("avx2", "avx512_vnni"))
     assert not onnx_int8.reduce_range_for(("avx2", "avx_vnni"))
     assert not onnx_int8.reduce_range_for(("amx_int8",))
+
+
+def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(ConfigError, match=r"could not write its export .* set CLIPSEEK_MODEL_CACHE"):
+        onnx_int8.exported(_tiny_clip(1), blocker / "onnx", "tiny/one", reduce_range=False)
