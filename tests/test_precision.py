@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -9,16 +10,18 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from clipseek import model_loading
 from clipseek.catalog import Candidate
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError
 from clipseek.imaging import load_rgb
-from clipseek.model_loading import probe_clock, time_round_robin
+from clipseek.model_loading import PROBE_BATCH, probe_clock, time_round_robin
 from clipseek.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
@@ -95,6 +98,24 @@ def test_the_probe_times_the_work_not_the_wait_for_a_core() -> None:
         seconds = time_round_robin({"alone": lambda: _burn(0.01), "held off": held_off}, clock, 0.1)
     assert torch.get_num_threads() == threads
     assert seconds["held off"] < 1.5 * seconds["alone"], seconds
+
+
+def test_the_probe_times_images_in_batches_of_the_workers_size(monkeypatch: pytest.MonkeyPatch,
+                                                               encoder: ClipEncoder) -> None:
+    # On an AMX Xeon, batches of 8 on one thread ranked ONNX Runtime's int8 ahead of bf16,
+    # which is 2.4x faster than it in the workers' batches of 32 on both cores.
+    timed: dict[str, Any] = {}
+
+    def capture(passes: dict[str, Any], clock: Any, budget_s: float = 0.0) -> dict[str, float]:
+        timed.update(passes)
+        return dict.fromkeys(passes, 1.0)
+
+    monkeypatch.setattr(model_loading, "time_round_robin", capture)
+    model = copy.deepcopy(encoder._model).float()
+    found = model_loading.measure_precisions(model, encoder._tokenizer, "cpu", ("fp32",))
+    assert timed["fp32 images"].args[1].shape[0] == Settings.from_env({}).batch_size == PROBE_BATCH
+    assert timed["fp32 query"].args[1].shape[0] == 1  # a search encodes one query
+    assert found[0].images_per_s == PROBE_BATCH  # a batch a second
 
 
 def test_the_choice_is_remembered_for_the_same_machine_and_redone_on_another(tmp_path: Path) -> None:
