@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from clipseek import search_sql
@@ -78,6 +79,9 @@ class SearchPage:
     scan: str | None = None
     # The request's parameters, so that links to other pages repeat it.
     params: dict[str, str] = field(default_factory=dict)
+    # How many images the model can rank (count_searchable), where the search counted them
+    # anyway; None where it did not, so that a page needing the number counts it itself.
+    searchable: int | None = None
 
     @property
     def meaningless(self) -> bool:
@@ -181,29 +185,32 @@ def count_searchable(session: Session, model: str) -> int:
     """How many images have an embedding from `model` and a file (the number a search ranks).
 
     The triggers' count includes missing images' embeddings; those few are counted and
-    taken off rather than counting the whole table.
+    taken off rather than counting the whole table. One statement: every results page asks.
     """
-    embedded = session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0
-    missing = session.scalar(select(func.count()).select_from(Embedding).where(
-        Embedding.model == model, Embedding.image_id.in_(_missing_ids()))) or 0
-    return int(embedded) - int(missing)
+    embedded = select(EmbeddingCount.images).where(EmbeddingCount.model == model).scalar_subquery()
+    missing = select(func.count()).select_from(Embedding).where(
+        Embedding.model == model, Embedding.image_id.in_(_missing_ids())).scalar_subquery()
+    return int(session.scalar(select(func.coalesce(embedded, 0) - missing)) or 0)
 
 
 def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
             first_rank: int = 1) -> list[SearchHit]:
     """Attach ranks, paths, sizes and captions to ranked ids, keeping their order."""
     ids = [image_id for image_id, _ in ranked]
-    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
-    captions: dict[int, list[str]] = {}
-    for image_id, caption in session.execute(
-        select(Caption.image_id, Caption.text).where(Caption.image_id.in_(ids)).order_by(Caption.id)
-    ):
-        captions.setdefault(image_id, []).append(caption)
+    if not ids:
+        return []
+    # Every results page runs this: one statement of the columns a hit shows, captions
+    # included, rather than whole Image objects and a second query for their captions.
+    captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
+                .where(Caption.image_id == Image.id).scalar_subquery())
+    images = {row.id: row for row in session.execute(
+        select(Image.id, Image.path, Image.width, Image.height, Image.source, Image.original_name,
+               captions.label("captions")).where(Image.id.in_(ids)))}
     present = [(i, score) for i, score in ranked if i in images]
     return [
         SearchHit(rank=first_rank + n, image_id=i, path=images[i].path, score=score,
-                  captions=captions.get(i, []), width=images[i].width, height=images[i].height,
-                  source=images[i].source, name=images[i].original_name)
+                  captions=list(images[i].captions or ()), width=images[i].width,
+                  height=images[i].height, source=images[i].source, name=images[i].original_name)
         for n, (i, score) in enumerate(present)
     ]
 
@@ -274,7 +281,7 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
     if filters.active:
         candidates = int(session.scalar(search_sql.count_candidates(filters, cap=CANDIDATE_CAP)) or 0)
     else:
-        candidates = count_searchable(session, model)
+        candidates = result.searchable = count_searchable(session, model)
     cutoff = request.min_score
     if cutoff is None and not request.show_all:
         cutoff = stored_cutoff(session, model)
@@ -294,7 +301,8 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
             # default, a filter keeping 10% of 118,000 images had recall@10 0.77
             # (bench/filtered.py).
             kept = candidates if candidates < CANDIDATE_CAP else _estimated_kept(session, filters)
-            searchable = max(kept, count_searchable(session, model))
+            result.searchable = count_searchable(session, model)
+            searchable = max(kept, result.searchable)
             ef_search = round(ef_search * searchable / max(kept, 1))
         _walk_index(session, depth, ef_search)
     semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact)

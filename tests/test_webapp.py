@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from clipseek.catalog import Candidate
 from clipseek.db import Database
@@ -54,6 +54,30 @@ def test_search_page_shows_ranked_thumbnails_with_scores(client: FlaskClient, in
     assert re.fullmatch(r"encode;dur=[0-9.]+, query;dur=[0-9.]+", page.headers["Server-Timing"])
     second = client.get("/?q=a+cat&per_page=12&page=2").get_data(as_text=True)
     assert second.count('class="hit"') == 10 and 'start="13"' in second
+
+
+def test_a_results_page_runs_the_same_few_statements_however_many_hits_it_shows(
+        client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    engine = app.extensions["clipseek"].db.engine
+    client.get("/?q=a+cat")  # the first request loads the model
+    per_page_statements = {}
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for per_page in (2, 20):
+            statements.clear()
+            html = client.get(f"/?q=a+cat&per_page={per_page}").get_data(as_text=True)
+            assert html.count('class="hit"') == per_page and 'class="caption"' in html
+            per_page_statements[per_page] = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # The active model, whether captions exist, the searchable and pending counts, the
+    # cutoff, the index walk's settings, the ranking and the hits with their captions.
+    assert per_page_statements[2] == per_page_statements[20] <= 8, per_page_statements
 
 
 def test_search_page_explains_bad_queries(client: FlaskClient, indexed: list[int]) -> None:

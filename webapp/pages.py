@@ -34,15 +34,20 @@ def search() -> tuple[str, int, dict[str, str]]:
         request_ = search_request(request.args)
         results = run_search(get_session(), clipseek().encoder_for(active_model_name()), request_,
                              ef_search=clipseek().settings.ef_search)
-        get_session().commit()  # an example's last use
     except BadQuery as exc:
         error = str(exc)
-    searchable = count_searchable(get_session(), active_model_name())
+    searchable = (results.searchable if results is not None and results.searchable is not None
+                  else count_searchable(get_session(), active_model_name()))
+    pending = count_pending(get_session())
+    if results is not None:
+        # An example's last use; after the counts, so that they run in the same transaction
+        # rather than check the connection out again.
+        get_session().commit()
     return render_template(
         "search.html", query=request.args.get("q", ""), results=results, error=error,
         request=request_ or SearchRequest(per_page=DEFAULT_PAGE_SIZE), args=request.args,
         per_page=request_.per_page if request_ else DEFAULT_PAGE_SIZE, page_sizes=PAGE_SIZES,
-        searchable=searchable, pending=count_pending(get_session()), modes=list(Mode),
+        searchable=searchable, pending=pending, modes=list(Mode),
         sorts=list(Sort), orientations=list(Orientation), sources=SOURCES, formats=FORMATS,
         endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
