@@ -119,13 +119,20 @@ class PrecisionChoice:
     reason: str
     measurements: tuple[Measurement, ...]
     measured_at: str
+    # What the machine offered when this was measured: a precision offered since (onnx-int8
+    # after an upgrade) is measured then, one that could not be made (an image tower ONNX
+    # cannot export) is not retried at every start.
+    offered: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any) -> PrecisionChoice:
         """Rebuild a choice from its JSON form (KeyError/TypeError/ValueError when malformed)."""
+        measurements = tuple(Measurement(**m) for m in data["measurements"])
+        # Files written before `offered` existed: what was measured was what was offered.
+        offered = data.get("offered") or [m.precision for m in measurements]
         return cls(key=str(data["key"]), precision=str(data["precision"]), reason=str(data["reason"]),
-                   measurements=tuple(Measurement(**m) for m in data["measurements"]),
-                   measured_at=str(data["measured_at"]))
+                   measurements=measurements, measured_at=str(data["measured_at"]),
+                   offered=tuple(str(p) for p in offered))
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -185,13 +192,14 @@ def resolve_auto(path: Path | None, key: str, measure: Callable[[], list[Measure
     """
     with _exclusive(path):
         found = cached_choice(path, key) if path is not None else None
-        if found is not None and found.precision in runnable:
+        if found is not None and found.precision in runnable and set(runnable) <= set(found.offered):
             return found, True
         measurements = measure()
         precision, reason = choose_fastest_accurate(measurements)
         choice = PrecisionChoice(key=key, precision=precision, reason=reason,
                                  measurements=tuple(measurements),
-                                 measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                                 measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                                 offered=tuple(runnable))
         if path is not None:
             # A read-only home measures again at the next start; the choice itself stands.
             with suppress(OSError):

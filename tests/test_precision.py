@@ -137,6 +137,29 @@ def test_the_choice_is_remembered_for_the_same_machine_and_redone_on_another(tmp
     assert cached_choice(cache, "cpu A") == first and cached_choice(cache, "cpu B") == other
 
 
+def test_a_precision_offered_since_the_choice_is_measured_one_that_failed_is_not_retried(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    # A choice remembered before onnx-int8 existed: the file has no `offered`.
+    old = {"key": "cpu A", "precision": "int8", "reason": "int8 was the fastest.",
+           "measurements": [vars(m) for m in WITHOUT_AMX], "measured_at": "2026-11-01T00:00:00+00:00"}
+    cache.write_text(json.dumps({"choices": {"cpu A": old}}))
+    calls: list[int] = []
+
+    def measure() -> list[Measurement]:
+        calls.append(1)
+        # onnx-int8 was offered but could not be made (its export failed), so it is not measured.
+        return WITHOUT_AMX
+
+    now = ("fp32", "bf16", "int8")
+    assert resolve_auto(cache, "cpu A", measure, now)[1] and not calls  # nothing new: remembered
+    with_onnx = (*now, "onnx-int8")
+    choice, cached = resolve_auto(cache, "cpu A", measure, with_onnx)
+    assert not cached and len(calls) == 1 and choice.offered == with_onnx
+    choice, cached = resolve_auto(cache, "cpu A", measure, with_onnx)
+    assert cached and len(calls) == 1
+
+
 def test_processes_that_start_together_measure_once_and_share_the_choice(tmp_path: Path) -> None:
     cache = tmp_path / "precision.json"
     calls: list[int] = []
