@@ -109,22 +109,32 @@ def _locked(folder: Path) -> Iterator[None]:
         yield
 
 
+def _from_the_exporter(record: logging.LogRecord) -> bool:
+    """Whether a log record comes from the exporter's or the quantiser's own code."""
+    path = record.pathname.replace(os.sep, "/")
+    return not any(part in path for part in ("/onnxruntime/", "/onnxscript/", "/onnx_ir/", "/torch/onnx/"))
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Keep the exporter's progress lines and the quantiser's advice out of the product's output.
 
-    The exporter prints to stdout, which `clipseek search --json` writes its results to.
+    The exporter prints to stdout, which `clipseek search --json` writes its results to, and
+    the quantiser logs advice through the root logger; other code's records still pass.
     """
-    loggers = [logging.getLogger(name) for name in ("root", "onnxscript", "onnx_ir", "torch.onnx")]
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
+    root = logging.getLogger()
+    root.addFilter(_from_the_exporter)
     try:
         with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
               warnings.catch_warnings()):
             warnings.simplefilter("ignore")
             yield
     finally:
+        root.removeFilter(_from_the_exporter)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 

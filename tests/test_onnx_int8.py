@@ -104,11 +104,16 @@ def test_a_cached_file_that_fails_its_checksum_is_exported_again(
     assert cosines.min() > 0.99, cosines  # the file runs, and is the export of these weights
 
 
-def test_the_export_writes_nothing_to_the_output(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    # `clipseek search --json` prints its results on stdout; the exporter's progress must not mix in.
-    onnx_int8.exported(_tiny_clip(3), tmp_path, "tiny/three", reduce_range=False)
+def test_the_export_writes_nothing_to_the_output(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    # `clipseek search --json` prints its results on stdout; the exporter's progress must not
+    # mix in, nor the quantiser's advice reach the product's log.
+    with caplog.at_level(logging.INFO):
+        onnx_int8.exported(_tiny_clip(3), tmp_path, "tiny/three", reduce_range=False)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+    assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("Exporting the image tower" in r.getMessage() for r in caplog.records)  # its own line stays
 
 
 def test_the_text_tower_runs_in_pytorch_int8(encoders: tuple[ClipEncoder, ClipEncoder]) -> None:
