@@ -384,9 +384,15 @@ def convert(model: Any, precision: str, *, onnx_folder: Path | None = None, mode
 
     if precision == onnx_int8.PRECISION:
         folder = onnx_folder or Settings.from_env().model_cache / "onnx"
-        path = onnx_int8.exported(model, folder, model_id,
-                                  reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
-        return OnnxClip(convert(model, "int8"), path)
+        try:
+            path = onnx_int8.exported(model, folder, model_id,
+                                      reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
+        except ImportError as exc:  # installed, but broken
+            raise ConfigError(f"onnx-int8 cannot run here: {exc}.") from None
+        size = getattr(model.visual, "image_size", 224)
+        clip = OnnxClip(convert(model, "int8"), path)
+        clip.check(int(size[0] if isinstance(size, (tuple, list)) else size), torch.get_num_threads())
+        return clip
     if precision in ("bf16", "fp16"):
         to_low_precision(model, torch.bfloat16 if precision == "bf16" else torch.float16)
     elif precision == "int8":

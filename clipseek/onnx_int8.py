@@ -120,13 +120,17 @@ def _quiet() -> Iterator[None]:
     """Keep the exporter's progress lines and the quantiser's advice out of the product's output.
 
     The exporter prints to stdout, which `clipseek search --json` writes its results to, and
-    the quantiser logs advice through the root logger; other code's records still pass.
+    the quantiser logs advice through the root logger; other code's records still pass. The
+    quantiser's `logging.warning` would also give a root logger without handlers a handler
+    of its own (logging's basicConfig), writing to the stderr of that moment: the handlers
+    are put back as they were, so the rest of the process logs as it did before.
     """
     loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     root = logging.getLogger()
+    handlers = root.handlers[:]
     root.addFilter(_from_the_exporter)
     try:
         with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
@@ -135,8 +139,17 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.removeFilter(_from_the_exporter)
+        root.handlers[:] = handlers
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause of an export failure in one line: the innermost error's message, without colours."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> None:
@@ -163,16 +176,18 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
             # The fp32 graph keeps its weights in a file beside it: a tower over 2 GB (ViT-H)
             # would not fit in one protobuf message; the int8 result is a quarter of that.
             torch.onnx.export(ImageTower(model).eval(), (example,), str(fp32), input_names=["pixels"],
-                              output_names=["features"], dynamo=True,
+                              output_names=["features"], dynamo=True, verbose=False,
                               dynamic_shapes={"pixels": {0: batch}}, external_data=True)
             partial = Path(scratch) / path.name
             # MatMuls with a constant weight only, as PyTorch's dynamic int8 of the Linear layers.
             quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8,
                              reduce_range=reduce_range)
+        except OSError:
+            raise  # the disk, not the model: said by `exported` as such
         except Exception as exc:  # the exporter raises many kinds; each means "cannot export this"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"ClipSeek could not export this model's image tower to ONNX "
-                              f"for {PRECISION} ({first[:300]}).") from exc
+            raise ConfigError(f"ClipSeek could not export this model's image tower to ONNX for "
+                              f"{PRECISION} ({_reason(exc)}); use CLIPSEEK_PRECISION=int8 or auto "
+                              f"instead.") from exc
         record = {"sha256": sha256_of(partial), "weights_sha256": checksum, "torch": torch.__version__,
                   "onnxruntime": onnxruntime.__version__, "reduce_range": reduce_range}
         os.replace(partial, path)
@@ -217,6 +232,17 @@ class OnnxClip:
         self.path = path
         self._sessions: dict[int, Any] = {}
         self._lock = threading.Lock()
+
+    def check(self, side: int, threads: int) -> None:
+        """Open a session and run one image, so a file ONNX Runtime cannot run fails at load.
+
+        Raises ConfigError with the runtime's reason, which `auto` takes as "leave onnx-int8 out".
+        """
+        try:
+            self.image_features(np.zeros((1, 3, side, side), dtype=np.float32), threads)
+        except Exception as exc:  # ONNX Runtime's errors (Fail, InvalidGraph, ...) share no base of ours
+            raise ConfigError(f"ONNX Runtime could not run the exported image tower of {self.path.name} "
+                              f"({_reason(exc)}); use CLIPSEEK_PRECISION=int8 or auto instead.") from exc
 
     def _session(self, threads: int) -> Any:
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,11 @@ import pytest
 import torch
 
 from clipseek import onnx_int8
-from clipseek.catalog import Candidate
+from clipseek.catalog import Candidate, sha256_of
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError
 from clipseek.imaging import load_rgb
-from clipseek.model_loading import embed_pixels, embed_tokens, probe_pixels
+from clipseek.model_loading import convert, embed_pixels, embed_tokens, precision_copies, probe_pixels
 from clipseek.precision import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, Measurement, choose_fastest_accurate
 from clipseek.settings import RANDOM_MODEL
 
@@ -151,3 +153,43 @@ def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> N
     blocker.write_text("a file where the cache folder should be")
     with pytest.raises(ConfigError, match=r"could not write its export .* set CLIPSEEK_MODEL_CACHE"):
         onnx_int8.exported(_tiny_clip(1), blocker / "onnx", "tiny/one", reduce_range=False)
+
+
+def test_the_process_logs_as_before_after_an_export(tmp_path: Path) -> None:
+    # The CLI configures no logging: the quantiser's warning would have given the root logger
+    # a handler writing to the swallowed stderr of the export, and every later warning was lost.
+    script = f"""
+import logging, sys, torch
+from pathlib import Path
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+from clipseek import onnx_int8
+torch.manual_seed(4)
+model = CLIP(embed_dim=32, vision_cfg=CLIPVisionCfg(layers=1, width=64, head_width=32, patch_size=32,
+             image_size=64), text_cfg=CLIPTextCfg(layers=1, width=64, heads=2, context_length=77,
+             vocab_size=49408)).eval()
+onnx_int8.exported(model, Path({str(tmp_path)!r}), "tiny/four", reduce_range=False)
+logging.getLogger("clipseek").warning("a warning after the export")
+print("done")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"  # nothing of the exporter's
+    assert done.stderr.strip().splitlines()[-1] == "a warning after the export", done.stderr
+
+
+def test_a_file_onnx_runtime_cannot_run_leaves_onnx_int8_out_of_autos_choice(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = _tiny_clip(5)
+    # A file that passes the checksum check but is no model: what a broken export would be.
+    path = tmp_path / onnx_int8.cache_name("tiny/five", onnx_int8.weights_checksum(model), reduce_range=False)
+    path.write_bytes(b"not an ONNX model")
+    path.with_name(path.name + ".json").write_text(json.dumps(
+        {"sha256": sha256_of(path), "weights_sha256": onnx_int8.weights_checksum(model)}))
+    with pytest.raises(ConfigError, match="ONNX Runtime could not run the exported image tower"):
+        convert(copy.deepcopy(model), "onnx-int8", onnx_folder=tmp_path, model_id="tiny/five")
+    with caplog.at_level(logging.WARNING):
+        copies = precision_copies(model, ["fp32", "int8", "onnx-int8"], onnx_folder=tmp_path,
+                                  model_id="tiny/five")
+    assert list(copies) == ["fp32", "int8"]
+    assert "onnx-int8 is left out" in caplog.text
