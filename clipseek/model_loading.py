@@ -32,6 +32,8 @@ from clipseek.precision import Measurement, read_cpu
 from clipseek.settings import Settings
 from clipseek.weights import resolve_hub_weights, resolve_weights
 
+log = logging.getLogger(__name__)
+
 # The random model's weights come from this seed, so every process (CLI, worker, web)
 # builds the same network and their embeddings stay comparable.
 RANDOM_SEED = 20240101
@@ -544,11 +546,12 @@ def time_round_robin(passes: dict[str, Callable[[], object]], clock: Callable[[]
 
 
 def precision_copies(model: Any, precisions: Sequence[str], *, onnx_folder: Path | None = None,
-                     model_id: str = "model") -> dict[str, Any]:
+                     model_id: str = "model", refused: dict[str, str] | None = None) -> dict[str, Any]:
     """The network in each precision: fp32 is `model` itself, the others converted copies.
 
-    A precision that cannot be made for this network (an image tower ONNX cannot export) is
-    left out, with a warning: `auto` then chooses among the others.
+    A precision that cannot be made (onnx-int8 of an image tower ONNX cannot export, or whose
+    export cannot be written) is left out with a warning, and `auto` chooses among the others;
+    where the model is the cause, the reason goes into `refused` as well.
     """
     copies = {}
     for p in precisions:
@@ -558,7 +561,9 @@ def precision_copies(model: Any, precisions: Sequence[str], *, onnx_folder: Path
         except ConfigError as exc:
             if p != onnx_int8.PRECISION:
                 raise
-            logging.getLogger(__name__).warning("%s is left out: %s", p, exc)
+            log.warning("%s is left out: %s", p, exc)
+            if isinstance(exc, onnx_int8.ExportRefused) and refused is not None:
+                refused[p] = str(exc)
     return copies
 
 
@@ -575,7 +580,9 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     pixels = probe_pixels(preprocess)
     batch = np.concatenate([pixels] * (PROBE_BATCH // len(pixels)))
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
-    candidates = precision_copies(model, precisions, onnx_folder=onnx_folder, model_id=model_id)
+    refused: dict[str, str] = {}
+    candidates = precision_copies(model, precisions, onnx_folder=onnx_folder, model_id=model_id,
+                                  refused=refused)
     # The first pass of each allocates and picks kernels, so it is not timed; it gives the agreement.
     vectors = {p: np.vstack([embed_pixels(c, pixels, device), embed_tokens(c, queries)])
                for p, c in candidates.items()}
@@ -590,4 +597,5 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     reference = vectors[precisions[0]]
     return [Measurement(p, round(len(batch) / seconds[f"{p} images"], 2),
                         round(1000 * seconds[f"{p} query"], 2), *_agreement(vectors[p], reference))
-            for p in candidates]
+            for p in candidates] + [Measurement(p, 0.0, 0.0, 0.0, 0.0, refused=why)
+                                    for p, why in refused.items()]

@@ -49,6 +49,10 @@ PACKAGES = ("onnxruntime", "onnx", "onnxscript")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
+class ExportRefused(ConfigError):
+    """This model's image tower cannot become a file ONNX Runtime runs: it would fail again."""
+
+
 def available() -> bool:
     """Whether the packages this precision needs are installed."""
     return all(importlib.util.find_spec(name) is not None for name in PACKAGES)
@@ -185,7 +189,7 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
         except OSError:
             raise  # the disk, not the model: said by `exported` as such
         except Exception as exc:  # the exporter raises many kinds; each means "cannot export this"
-            raise ConfigError(f"ClipSeek could not export this model's image tower to ONNX for "
+            raise ExportRefused(f"ClipSeek could not export this model's image tower to ONNX for "
                               f"{PRECISION} ({_reason(exc)}); use CLIPSEEK_PRECISION=int8 or auto "
                               f"instead.") from exc
         record = {"sha256": sha256_of(partial), "weights_sha256": checksum, "torch": torch.__version__,
@@ -241,8 +245,9 @@ class OnnxClip:
         try:
             self.image_features(np.zeros((1, 3, side, side), dtype=np.float32), threads)
         except Exception as exc:  # ONNX Runtime's errors (Fail, InvalidGraph, ...) share no base of ours
-            raise ConfigError(f"ONNX Runtime could not run the exported image tower of {self.path.name} "
-                              f"({_reason(exc)}); use CLIPSEEK_PRECISION=int8 or auto instead.") from exc
+            raise ExportRefused(f"ONNX Runtime could not run the exported image tower of "
+                                f"{self.path.name} ({_reason(exc)}); use CLIPSEEK_PRECISION=int8 "
+                                f"or auto instead.") from exc
 
     def _session(self, threads: int) -> Any:
         with self._lock:

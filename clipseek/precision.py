@@ -74,6 +74,9 @@ class Measurement:
     query_ms: float
     mean_cosine: float
     min_cosine: float
+    # Why this precision could not be made for this model (onnx-int8 of a tower ONNX cannot
+    # export), in which case nothing was timed; None for a precision that ran.
+    refused: str | None = None
 
 
 # The precisions whose error is int8's: PyTorch's own, and ONNX Runtime's image tower.
@@ -82,6 +85,8 @@ INT8_PRECISIONS = ("int8", "onnx-int8")
 
 def accurate_enough(m: Measurement) -> bool:
     """Whether a precision's embeddings agree with fp32's closely enough to be used."""
+    if m.refused is not None:
+        return False
     if m.precision in INT8_PRECISIONS:
         return m.mean_cosine >= INT8_MIN_MEAN_COSINE and m.min_cosine >= INT8_MIN_COSINE
     return m.min_cosine >= HALF_MIN_COSINE
@@ -104,6 +109,9 @@ def choose_fastest_accurate(measurements: Sequence[Measurement]) -> tuple[str, s
     reason += f" (against {others})" if others else ""
     rejected = [m for m in measurements if m not in accurate]
     for m in rejected:
+        if m.refused is not None:
+            reason += f"; {m.precision} could not be made for this model ({m.refused})"
+            continue
         reason += (f"; {m.precision} ran {m.images_per_s:.1f} images/s but its embeddings agreed with "
                    f"fp32 only to cosine mean {m.mean_cosine:.4f}, min {m.min_cosine:.4f} "
                    f"(needs {_bar(m.precision)})")
@@ -119,9 +127,10 @@ class PrecisionChoice:
     reason: str
     measurements: tuple[Measurement, ...]
     measured_at: str
-    # What the machine offered when this was measured: a precision offered since (onnx-int8
-    # after an upgrade) is measured then, one that could not be made (an image tower ONNX
-    # cannot export) is not retried at every start.
+    # The precisions measured, or found impossible for this model: a precision the machine
+    # offers since (onnx-int8 after an upgrade) is measured then; one this model cannot be
+    # made in (an image tower ONNX cannot export) is not retried at every start; one that
+    # failed for the machine's sake (a full disk) is tried again at the next start.
     offered: tuple[str, ...] = ()
 
     @classmethod
@@ -199,7 +208,7 @@ def resolve_auto(path: Path | None, key: str, measure: Callable[[], list[Measure
         choice = PrecisionChoice(key=key, precision=precision, reason=reason,
                                  measurements=tuple(measurements),
                                  measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                                 offered=tuple(runnable))
+                                 offered=tuple(m.precision for m in measurements))
         if path is not None:
             # A read-only home measures again at the next start; the choice itself stands.
             with suppress(OSError):
@@ -226,6 +235,9 @@ def report_lines(*, cpu: Cpu, cores: int | None, device: str, runnable: Sequence
                   if device == "cpu" else ":"),
               "  precision  images/s  query ms  cosine mean  cosine min  accurate enough"]
     for m in choice.measurements:
+        if m.refused is not None:
+            lines.append(f"  {m.precision:<9}  could not be made for this model: {m.refused}")
+            continue
         verdict = "reference" if m.precision == "fp32" else ("yes" if accurate_enough(m) else "no")
         lines.append(f"  {m.precision:<9}  {m.images_per_s:>8.1f}  {m.query_ms:>8.1f}  "
                      f"{m.mean_cosine:>11.6f}  {m.min_cosine:>10.6f}  {verdict}")

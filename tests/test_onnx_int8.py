@@ -188,8 +188,17 @@ def test_a_file_onnx_runtime_cannot_run_leaves_onnx_int8_out_of_autos_choice(
         {"sha256": sha256_of(path), "weights_sha256": onnx_int8.weights_checksum(model)}))
     with pytest.raises(ConfigError, match="ONNX Runtime could not run the exported image tower"):
         convert(copy.deepcopy(model), "onnx-int8", onnx_folder=tmp_path, model_id="tiny/five")
+    refused: dict[str, str] = {}
     with caplog.at_level(logging.WARNING):
         copies = precision_copies(model, ["fp32", "int8", "onnx-int8"], onnx_folder=tmp_path,
-                                  model_id="tiny/five")
+                                  model_id="tiny/five", refused=refused)
     assert list(copies) == ["fp32", "int8"]
     assert "onnx-int8 is left out" in caplog.text
+    # The model's doing (remembered, not retried at every start), unlike a folder it cannot write.
+    assert "ONNX Runtime could not run" in refused["onnx-int8"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unwritable: dict[str, str] = {}
+    assert list(precision_copies(model, ["fp32", "onnx-int8"], onnx_folder=blocker / "onnx",
+                                 model_id="tiny/five", refused=unwritable)) == ["fp32"]
+    assert unwritable == {}

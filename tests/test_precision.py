@@ -27,11 +27,13 @@ from clipseek.precision import (
     INT8_MIN_MEAN_COSINE,
     Cpu,
     Measurement,
+    PrecisionChoice,
     cached_choice,
     check_runnable,
     choose_fastest_accurate,
     machine_key,
     read_cpu,
+    report_lines,
     resolve_auto,
 )
 from clipseek.settings import RANDOM_MODEL, Settings
@@ -144,20 +146,36 @@ def test_a_precision_offered_since_the_choice_is_measured_one_that_failed_is_not
     old = {"key": "cpu A", "precision": "int8", "reason": "int8 was the fastest.",
            "measurements": [vars(m) for m in WITHOUT_AMX], "measured_at": "2026-11-01T00:00:00+00:00"}
     cache.write_text(json.dumps({"choices": {"cpu A": old}}))
+    refused = Measurement("onnx-int8", 0.0, 0.0, 0.0, 0.0, refused="ONNX cannot export this tower")
+    outcomes = [[*WITHOUT_AMX, refused]]
     calls: list[int] = []
 
     def measure() -> list[Measurement]:
         calls.append(1)
-        # onnx-int8 was offered but could not be made (its export failed), so it is not measured.
-        return WITHOUT_AMX
+        return outcomes[-1]
 
     now = ("fp32", "bf16", "int8")
     assert resolve_auto(cache, "cpu A", measure, now)[1] and not calls  # nothing new: remembered
     with_onnx = (*now, "onnx-int8")
     choice, cached = resolve_auto(cache, "cpu A", measure, with_onnx)
-    assert not cached and len(calls) == 1 and choice.offered == with_onnx
-    choice, cached = resolve_auto(cache, "cpu A", measure, with_onnx)
-    assert cached and len(calls) == 1
+    assert not cached and len(calls) == 1 and set(choice.offered) == set(with_onnx)
+    assert choice.precision == "int8" and "onnx-int8 could not be made for this model" in choice.reason
+    # This model cannot be made in onnx-int8: not tried again at the next start.
+    assert resolve_auto(cache, "cpu A", measure, with_onnx)[1] and len(calls) == 1
+    # Left out for the machine's sake (a full disk): tried again at the next start.
+    outcomes.append(WITHOUT_AMX)
+    cache.unlink()
+    assert not resolve_auto(cache, "cpu A", measure, with_onnx)[1]
+    assert not resolve_auto(cache, "cpu A", measure, with_onnx)[1] and len(calls) == 3
+
+
+def test_doctor_says_why_a_precision_could_not_be_made() -> None:
+    refused = Measurement("onnx-int8", 0.0, 0.0, 0.0, 0.0, refused="ONNX cannot export this tower")
+    choice = PrecisionChoice(key="k", precision="int8", reason="int8 was the fastest.",
+                             measurements=(*WITHOUT_AMX, refused), measured_at="now")
+    lines = report_lines(cpu=Cpu("cpu", ()), cores=2, device="cpu", runnable=("fp32", "int8", "onnx-int8"),
+                         setting="auto", precision="int8", choice=choice, from_cache=False)
+    assert "  onnx-int8  could not be made for this model: ONNX cannot export this tower" in lines
 
 
 def test_processes_that_start_together_measure_once_and_share_the_choice(tmp_path: Path) -> None:
