@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import warnings
@@ -211,6 +212,10 @@ def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool) -> 
         with _locked(folder):
             if _valid(path, checksum):  # exported by another process while this one waited
                 return path
+            # Scratch folders of exports that were killed (351 MB each for ViT-B/32): with the
+            # lock held, no export of this folder is running.
+            for scratch in folder.glob(".export-*"):
+                shutil.rmtree(scratch, ignore_errors=True)
             if path.exists():
                 log.warning("%s does not match its recorded checksum: exporting it again.", path)
             log.info("Exporting the image tower of %s to ONNX for %s (once per model and weights).",

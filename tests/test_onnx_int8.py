@@ -96,10 +96,14 @@ def test_a_cached_file_that_fails_its_checksum_is_exported_again(
     damaged = bytearray(good)
     damaged[len(damaged) // 2] ^= 0xFF
     path.write_bytes(bytes(damaged))
+    killed = tmp_path / ".export-killed"  # what an export killed half way leaves
+    killed.mkdir()
+    (killed / "image-fp32.onnx").write_bytes(b"partial")
     with caplog.at_level(logging.WARNING, logger="clipseek.onnx_int8"):
         again = onnx_int8.exported(model, tmp_path, "tiny/one", reduce_range=False)
     assert again == path and path.read_bytes() != bytes(damaged)
     assert "does not match its recorded checksum" in caplog.text
+    assert not killed.exists()
     pixels = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     cosines = (embed_pixels(onnx_int8.OnnxClip(model, path), pixels, "cpu")
                * embed_pixels(model, pixels, "cpu")).sum(axis=1)
@@ -122,6 +126,7 @@ def test_the_text_tower_runs_in_pytorch_int8(encoders: tuple[ClipEncoder, ClipEn
     _, onnx = encoders
     clip = onnx._model
     assert isinstance(clip, onnx_int8.OnnxClip)
+    assert isinstance(clip.text_model.visual, torch.nn.Identity)  # the file runs the image tower
     layers = clip.text_model.transformer.modules()
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in layers)
     tokens = onnx._tokenizer(["a dog running on the beach"])
