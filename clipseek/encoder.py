@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from clipseek.model_loading import (
 )
 from clipseek.precision import (
     CACHE_FILE,
+    Measurement,
     PrecisionChoice,
     check_runnable,
     machine_key,
@@ -36,6 +38,8 @@ from clipseek.precision import (
     resolve_auto,
 )
 from clipseek.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Query embeddings remembered per process (2 KiB each).
 QUERY_CACHE_SIZE = 4096
@@ -178,11 +182,15 @@ class ClipEncoder:
             key = machine_key(read_cpu(), torch_version=torch.__version__, model_id=self.model_id,
                               device=device)
             tokenizer = self._tokenizer
+
+            def measure() -> list[Measurement]:
+                log.info("Measuring which precision runs %s fastest on this CPU (%s; once per "
+                         "machine, 10-60 seconds)…", self.model_id, ", ".join(runnable))
+                return measure_precisions(model, tokenizer, device, runnable, preprocess=self.preprocess,
+                                          onnx_folder=self.onnx_folder, model_id=self.model_id)
+
             self.precision_choice, self.precision_from_cache = resolve_auto(
-                self.precision_cache, key,
-                lambda: measure_precisions(model, tokenizer, device, runnable, preprocess=self.preprocess,
-                                           onnx_folder=self.onnx_folder, model_id=self.model_id),
-                runnable)
+                self.precision_cache, key, measure, runnable)
             precision = self.precision_choice.precision
         self.device, self.precision, self.runnable_precisions = device, precision, runnable
         self._model = convert(model, precision, onnx_folder=self.onnx_folder, model_id=self.model_id)

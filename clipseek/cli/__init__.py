@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -11,11 +12,37 @@ from clipseek.cli import collection, database, doctor, library, manage, models, 
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
+# Loggers whose lines a command shows as they come: the first load of a model on a machine
+# measures precisions and may export a tower (up to a minute), which should not look hung.
+PROGRESS_LOGGERS = ("clipseek.encoder", "clipseek.onnx_int8")
+
+
+class _ProgressLines(logging.Handler):
+    """Writes a record's message to the stderr of the moment, where nothing else logs it.
+
+    `up`, `worker` and `beat` set up logging of their own (root handlers), which then shows
+    these lines with a time; this handler stays silent there rather than print them twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            sys.stderr.write(self.format(record) + "\n")
+
+
+def _show_model_progress() -> None:
+    """Print those loggers' lines on stderr, once per process (tests call `main` many times)."""
+    for name in PROGRESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ProgressLines) for h in logger.handlers):
+            logger.addHandler(_ProgressLines())
+            logger.setLevel(logging.INFO)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(click_ctx: click.Context) -> None:
     """ClipSeek: semantic search over your own images."""
+    _show_model_progress()
     context = Context.from_env()
     click_ctx.obj = context
     click_ctx.call_on_close(context.close)
