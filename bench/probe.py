@@ -29,8 +29,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import markdown_table, write_results
 
 
@@ -85,6 +83,7 @@ def main() -> None:
         build_network,
         embed_pixels,
         precision_copies,
+        probe_batch,
         probe_pixels,
         runnable_precisions,
     )
@@ -95,8 +94,7 @@ def main() -> None:
     if args.tiny:  # the tiny form checks the script; its export (15-40 s) is checked by bench.indexing's
         precisions = tuple(p for p in precisions if p != "onnx-int8")
     model, _ = build_network(LoadPolicy(arch="ViT-B-32", random=True), "cpu")
-    eight = probe_pixels()
-    pixels = np.concatenate([eight] * (PROBE_BATCH // len(eight)))[:photos]  # as `auto` times
+    pixels = probe_batch(probe_pixels())[:photos]  # as `auto` times
     # onnx-int8 (where installed) is exported into a folder of this run's, kept while it runs.
     onnx_folder = Path(tempfile.mkdtemp(prefix="clipseek-probe-", dir="/tmp"))
     atexit.register(shutil.rmtree, onnx_folder, ignore_errors=True)

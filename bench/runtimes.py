@@ -41,6 +41,7 @@ from clipseek.model_loading import (
     probe_pixels,
     runnable_precisions,
 )
+from clipseek.onnx_int8 import export_fp32
 
 INSTALL_HINT = ("ONNX Runtime is not installed: run `make install`, which installs it with "
                 "ClipSeek's requirements.")
@@ -55,25 +56,6 @@ def import_onnxruntime() -> tuple[ModuleType, ModuleType]:
                 importlib.import_module("onnxruntime.quantization"))
     except ImportError:
         sys.exit(INSTALL_HINT)
-
-
-def export_image_tower(model: Any, path: Path, batch_size: int) -> None:
-    """Write the image tower (pixels in, unnormalised features out) as ONNX with a dynamic batch."""
-    import torch
-
-    class ImageTower(torch.nn.Module):
-        def __init__(self, clip: Any) -> None:
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, pixels: torch.Tensor) -> Any:
-            return self.clip.encode_image(pixels)
-
-    example = torch.zeros(batch_size, 3, 224, 224)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(ImageTower(model).eval(), (example,), str(path), input_names=["pixels"],
-                      output_names=["features"], dynamo=True, dynamic_shapes={"pixels": {0: batch}},
-                      external_data=False)
 
 
 def torch_encoder(model: Any) -> Encode:
@@ -168,7 +150,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clipseek-onnx-", dir="/tmp") as folder:
         fp32_path, int8_path = Path(folder) / "image-fp32.onnx", Path(folder) / "image-int8.onnx"
         started = time.perf_counter()
-        export_image_tower(model, fp32_path, args.batch_size)
+        export_fp32(model, fp32_path)  # ClipSeek's own export, before its quantisation
         export_s = time.perf_counter() - started
         started = time.perf_counter()
         # MatMuls with a constant weight only (the attention's activation products stay fp32),

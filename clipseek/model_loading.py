@@ -391,12 +391,12 @@ def convert(model: Any, precision: str, *, onnx_folder: Path | None = None, mode
                                       reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
         except ImportError as exc:  # installed, but broken
             raise ConfigError(f"onnx-int8 cannot run here: {exc}.") from None
-        size = getattr(model.visual, "image_size", 224)
+        side = onnx_int8.image_side(model)
         # ONNX Runtime runs the image tower from the file: PyTorch's copy would only take memory
         # (about 100 MB for ViT-B/32 once int8) in every process that encodes.
         model.visual = torch.nn.Identity()
         clip = OnnxClip(convert(model, "int8"), path)
-        clip.check(int(size[0] if isinstance(size, (tuple, list)) else size), torch.get_num_threads())
+        clip.check(side, torch.get_num_threads())
         return clip
     if precision in ("bf16", "fp16"):
         to_low_precision(model, torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -499,6 +499,11 @@ def probe_pixels(preprocess: Preprocess = OPENAI_PREPROCESS) -> np.ndarray:
     return np.stack([clip_pixels(photo.convert("RGB"), preprocess) for photo in photos])
 
 
+def probe_batch(pixels: np.ndarray) -> np.ndarray:
+    """The probe's photos repeated to a batch of PROBE_BATCH, the size `auto` times images at."""
+    return np.concatenate([pixels] * (PROBE_BATCH // len(pixels)))
+
+
 def _agreement(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     cosines = (vectors * reference).sum(axis=1)
     return round(float(cosines.mean()), 6), round(float(cosines.min()), 6)
@@ -581,7 +586,7 @@ def measure_precisions(model: Any, tokenizer: Any, device: str, precisions: Sequ
     On the CPU the rates are per core (one thread, timed in CPU time; see `probe_clock`).
     """
     pixels = probe_pixels(preprocess)
-    batch = np.concatenate([pixels] * (PROBE_BATCH // len(pixels)))
+    batch = probe_batch(pixels)
     queries, one_query = tokenizer(list(PROBE_QUERIES)).to(device), tokenizer([PROBE_QUERIES[0]]).to(device)
     refused: dict[str, str] = {}
     candidates = precision_copies(model, precisions, onnx_folder=onnx_folder, model_id=model_id,

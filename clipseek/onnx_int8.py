@@ -157,11 +157,19 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> None:
-    """Export the image tower to ONNX in fp32, quantise it to int8, and write it with its record."""
-    import onnxruntime
+def image_side(model: Any) -> int:
+    """The side in pixels of the square images the network's image tower takes."""
+    size = getattr(model.visual, "image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def export_fp32(model: Any, path: Path) -> None:
+    """Write the image tower (pixels in, unnormalised features out) as fp32 ONNX with a dynamic batch.
+
+    Its weights go in a file beside `path`: a tower over 2 GB (ViT-H) would not fit in one
+    protobuf message.
+    """
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     class ImageTower(torch.nn.Module):
         def __init__(self, clip: Any) -> None:
@@ -171,20 +179,26 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
         def forward(self, pixels: torch.Tensor) -> Any:
             return self.clip.encode_image(pixels)
 
-    size = getattr(model.visual, "image_size", 224)
-    side = int(size[0] if isinstance(size, (tuple, list)) else size)
-    example = torch.zeros(2, 3, side, side)
+    side = image_side(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(ImageTower(model).eval(), (torch.zeros(2, 3, side, side),), str(path),
+                      input_names=["pixels"], output_names=["features"], dynamo=True, verbose=False,
+                      dynamic_shapes={"pixels": {0: batch}}, external_data=True)
+
+
+def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> None:
+    """Export the image tower to ONNX in fp32, quantise it to int8, and write it with its record."""
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch, _quiet():
         fp32 = Path(scratch) / "image-fp32.onnx"
         try:
-            # The fp32 graph keeps its weights in a file beside it: a tower over 2 GB (ViT-H)
-            # would not fit in one protobuf message; the int8 result is a quarter of that.
-            torch.onnx.export(ImageTower(model).eval(), (example,), str(fp32), input_names=["pixels"],
-                              output_names=["features"], dynamo=True, verbose=False,
-                              dynamic_shapes={"pixels": {0: batch}}, external_data=True)
+            export_fp32(model, fp32)
             partial = Path(scratch) / path.name
-            # MatMuls with a constant weight only, as PyTorch's dynamic int8 of the Linear layers.
+            # MatMuls with a constant weight only, as PyTorch's dynamic int8 of the Linear layers;
+            # the int8 result (a quarter of the fp32 size) fits in one file.
             quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8,
                              reduce_range=reduce_range)
         except OSError:
