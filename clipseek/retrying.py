@@ -15,8 +15,9 @@ from clipseek.recovery import requeue
 # Failures of the moment (clipseek.imaging, clipseek.indexing): the file was away or could
 # not be read, or memory ran short. A corrupt, empty or oversized picture fails the same way
 # every time, so it is not tried again.
+FILE_GONE = "the file "  # "... no longer exists": it may be back
 RETRYABLE_PREFIXES = (
-    "the file ",  # "... no longer exists": it may be back
+    FILE_GONE,
     "unreadable image file",
     "the image is too large to decode in the available memory",
 )

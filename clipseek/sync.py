@@ -21,6 +21,7 @@ from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
 from clipseek.models import DuplicateFile, Embedding, Image, ImageStatus
 from clipseek.named_collections import folder_collection
+from clipseek.retrying import FILE_GONE, is_retryable
 
 # Progress: what the sync is doing now ("scanning", "reading", "recording") and how many files.
 OnStage = Callable[[str, int], None]
@@ -63,6 +64,17 @@ class _Known:
     size: int
     mtime: float | None
     status: str
+    error: str | None = None
+
+    def failed_for_its_file(self, *, read_now: bool) -> bool:
+        """Whether this image failed for a reason about its file that no longer holds.
+
+        A file that is where it was said to be gone was not gone for good; one read without
+        error just now is readable, so any failure another try can mend is untrue now.
+        """
+        if self.status != ImageStatus.FAILED or self.error is None:
+            return False
+        return is_retryable(self.error) if read_now else self.error.startswith(FILE_GONE)
 
 
 def _prefix(root: Path) -> str:
@@ -132,8 +144,8 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     report = SyncReport(skipped_by_extension=scan.skipped_by_extension,
                         skipped_names=scan.skipped_names, failed=dict(scan.unreadable))
     known = {row.path: _Known(*row) for row in session.execute(
-        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status)
-        .where(Image.path.startswith(_prefix(root), autoescape=True)))}
+        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
+               Image.error).where(Image.path.startswith(_prefix(root), autoescape=True)))}
     copies = {dup.path: dup for dup in session.scalars(
         select(DuplicateFile).where(DuplicateFile.path.startswith(_prefix(root), autoescape=True)))}
     to_read: list[str] = []
@@ -147,6 +159,8 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
             to_read.append(path)
         elif row.status == ImageStatus.MISSING:
             _return(session, row.id, path, stat, model, report)
+        elif row.failed_for_its_file(read_now=False):
+            _queue_again(session, row.id, report)  # back before the next sync saw it gone
         else:
             report.unchanged += 1
     # Copies that are gone or changed are forgotten; changed ones are read again below.
@@ -191,11 +205,17 @@ def _return(session: Session, image_id: int, path: str, stat: FileStat, model: s
     embedded = _has_embedding(session, image_id, model)
     session.execute(update(Image).where(Image.id == image_id).values(
         path=path, original_name=Path(path).name,
-        file_size=stat.size, file_mtime=stat.mtime, missing_since=None,
+        file_size=stat.size, file_mtime=stat.mtime, missing_since=None, error=None,
         status=ImageStatus.INDEXED if embedded else ImageStatus.REGISTERED))
     report.returned_ids.append(image_id)
     if not embedded:
         report.to_queue.append(image_id)
+
+
+def _queue_again(session: Session, image_id: int, report: SyncReport) -> None:
+    session.execute(update(Image).where(Image.id == image_id).values(
+        status=ImageStatus.REGISTERED, error=None, attempts=0))
+    report.to_queue.append(image_id)
 
 
 def _reread(session: Session, row: _Known, item: Inspected, model: str, report: SyncReport) -> None:
@@ -235,8 +255,8 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
     """New paths: moves of known pictures whose old file is gone, duplicates, or new images."""
     hashes = {item.sha256 for item in fresh if not item.error}
     by_hash = {row.sha256: _Known(*row) for row in session.execute(
-        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status)
-        .where(Image.sha256.in_(hashes)))} if hashes else {}
+        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
+               Image.error).where(Image.sha256.in_(hashes)))} if hashes else {}
     unknown: list[Inspected] = []
     for item in fresh:
         path = str(item.candidate.path)
@@ -257,6 +277,8 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
                 path=path, original_name=Path(path).name,
                 file_size=item.size, file_mtime=item.mtime))
             report.moved_ids.append(row.id)
+            if row.failed_for_its_file(read_now=True):  # renamed before the worker read it
+                _queue_again(session, row.id, report)
         if Path(row.path).name != Path(path).name:  # renamed: its name may say something else now
             replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
         # A second copy at another new path is then a duplicate of this one.

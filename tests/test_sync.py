@@ -372,3 +372,32 @@ def test_new_files_join_the_folders_collection_and_moved_ones_keep_theirs(
     collections = {Path(path).name: row.collection for path, row in _rows(db).items()}
     assert collections == {"moved.png": "Holidays", sample_photos[1].path.name: "Holidays",
                            "new.png": "photos"}
+
+
+def test_a_file_renamed_before_the_worker_read_it_is_queued_again_by_the_next_sync(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, sample_photos)
+    first = _sync(db, settings, folder)  # registered and queued, not read yet
+    moved, returned = sample_photos[0].path.name, sample_photos[1].path.name
+    (folder / "2024" / moved).rename(folder / f"renamed-{moved}")
+    (folder / "2024" / returned).rename(tmp_path / returned)
+    with db.session() as session, decode_pool(settings) as pool:
+        index_images(session, encoder, first.to_queue, pool=pool, batch_size=8,
+                     max_pixels=settings.max_image_pixels)
+    rows = _rows(db)
+    assert rows[moved].status == rows[returned].status == ImageStatus.FAILED
+    assert "no longer exists" in (rows[moved].error or "")
+    (tmp_path / returned).rename(folder / "2024" / returned)  # back where it was
+    found = _sync(db, settings, folder)
+    rows = _rows(db)
+    again = [rows[f"renamed-{moved}"].id, rows[returned].id]
+    assert found.moved_ids == [again[0]]
+    assert sorted(again) == sorted(set(found.to_queue) & set(again))
+    for name in (f"renamed-{moved}", returned):
+        assert rows[name].status == ImageStatus.REGISTERED and rows[name].error is None
+    with db.session() as session, decode_pool(settings) as pool:
+        index_images(session, encoder, found.to_queue, pool=pool, batch_size=8,
+                     max_pixels=settings.max_image_pixels)
+    assert {row.status for row in _rows(db).values()} == {ImageStatus.INDEXED}
