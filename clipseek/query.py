@@ -269,6 +269,9 @@ def parse_request(params: Mapping[str, Sequence[str]], *, default_per_page: int 
 
     With `strict`, unknown parameter names are refused rather than silently ignored.
     """
+    for name, values in params.items():
+        if any("\x00" in value for value in values):
+            raise BadQuery(f"The {_shown(name)} parameter cannot contain a NUL character (\\x00).")
     if strict:
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:

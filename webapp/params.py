@@ -94,6 +94,40 @@ class ImageIdConverter(BaseConverter):
         return str(int(value))  # type: ignore[call-overload]
 
 
+UNSTORABLE_TEXT = ("Text in a request cannot contain a NUL character (\\x00, \\u0000) or half of a "
+                   "UTF-16 surrogate pair (\\ud800-\\udfff): remove it and try again.")
+# NUL, which PostgreSQL's text cannot hold, and lone surrogates, which UTF-8 cannot encode
+# (a JSON body may spell either as a \u escape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: object) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def refuse_unstorable_text() -> None:
+    """Refuse a request whose parameters, form fields or JSON text no database text can hold.
+
+    Any such value would otherwise fail deep in a statement as a server error; it is refused
+    here, at the edge, for every route at once.
+    """
+    values: list[object] = [request.path, *request.args.keys(), *request.args.values()]
+    if request.method != "GET":
+        values += [*request.form.keys(), *request.form.values()]
+        if request.is_json:
+            values.append(request.get_json(silent=True))
+    if any(_unstorable(v) for v in values):
+        abort(400, description=UNSTORABLE_TEXT)
+
+
 def init_app(app: Flask) -> None:
-    """Make `<int:...>` in every route an image id (each one is); call before adding routes."""
+    """Make `<int:...>` in every route an image id (each one is), and refuse text no database
+    can hold in every request; call before adding routes."""
     app.url_map.converters["int"] = ImageIdConverter
+    app.before_request(refuse_unstorable_text)
