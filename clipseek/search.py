@@ -264,6 +264,7 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
 def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | None, mode: Mode,
                  result: SearchPage, *, offset: int, ef_search: int) -> Sequence[Any]:
     filters, model = request.filters, result.model
+    exclude = request.like  # "more like this" never offers the picture itself
     words = text_words(request.terms)
     if mode is not Mode.SEMANTIC and not words:
         raise BadQuery(f"The {mode.value} mode searches caption words: type some words, "
@@ -272,16 +273,20 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
         if session.scalar(search_sql.only_stop_words(words)):
             raise BadQuery("The query has only common words such as 'the' or 'of', which captions "
                            "are not searched for; add a word that describes the pictures.")
-        statement = search_sql.page_of(search_sql.text_ranking(words, filters, depth=None), cutoff=None,
+        statement = search_sql.page_of(search_sql.text_ranking(words, filters, depth=None,
+                                                               exclude=exclude), cutoff=None,
                                        sort=request.sort, offset=offset, limit=request.per_page)
         rows = session.execute(statement).all()
         result.total = rows[0].matches
         return rows
     assert vector is not None
     if filters.active:
-        candidates = int(session.scalar(search_sql.count_candidates(filters, cap=CANDIDATE_CAP)) or 0)
+        candidates = int(session.scalar(search_sql.count_candidates(
+            filters, cap=CANDIDATE_CAP, exclude=exclude)) or 0)
     else:
         candidates = result.searchable = count_searchable(session, model)
+        if exclude is not None:
+            candidates = max(0, candidates - 1)
     cutoff = request.min_score
     if cutoff is None and not request.show_all:
         cutoff = stored_cutoff(session, model)
@@ -305,10 +310,12 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
             searchable = max(kept, result.searchable)
             ef_search = round(ef_search * searchable / max(kept, 1))
         _walk_index(session, depth, ef_search)
-    semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact)
+    semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact,
+                                           exclude=exclude)
     if mode is Mode.HYBRID:
         ranking = search_sql.fused_ranking(
-            semantic, search_sql.text_ranking(words, filters, depth=depth), vector, model=model)
+            semantic, search_sql.text_ranking(words, filters, depth=depth, exclude=exclude), vector,
+            model=model)
     else:
         ranking = semantic
     rows = session.execute(search_sql.page_of(ranking, cutoff=cutoff, sort=request.sort, offset=offset,

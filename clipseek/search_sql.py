@@ -38,9 +38,12 @@ def shown_at() -> ColumnElement[Any]:
     return func.coalesce(Image.taken_at, func.timezone(literal_column("'UTC'"), Image.created_at))
 
 
-def filter_conditions(filters: Filters) -> list[ColumnElement[bool]]:
-    """The conditions on `images` for these filters; missing images are always left out."""
+def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[ColumnElement[bool]]:
+    """The conditions on `images` for these filters; missing images are always left out, and
+    so is the image `exclude` (the picture a "more like this" search starts from)."""
     out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING]
+    if exclude is not None:
+        out.append(Image.id != exclude)
     if filters.collections:
         out.append(Image.collection.in_(filters.collections))
     if filters.sources:
@@ -75,23 +78,23 @@ def filter_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     return out
 
 
-def count_candidates(filters: Filters, *, cap: int) -> Select[Any]:
+def count_candidates(filters: Filters, *, cap: int, exclude: int | None = None) -> Select[Any]:
     """How many indexed images the filters keep, counting no further than `cap`.
 
     Indexed images are those with an embedding from the active model (bar the moments after a
     model change), and counting them needs no join with the embeddings.
     """
-    return select(func.count()).select_from(kept_images(filters).limit(cap).subquery())
+    return select(func.count()).select_from(kept_images(filters, exclude=exclude).limit(cap).subquery())
 
 
-def kept_images(filters: Filters) -> Select[Any]:
+def kept_images(filters: Filters, *, exclude: int | None = None) -> Select[Any]:
     """The indexed images the filters keep (uncounted: for the planner's estimate of their number)."""
     return select(literal(1)).select_from(Image).where(Image.status == ImageStatus.INDEXED,
-                                                       *filter_conditions(filters))
+                                                       *filter_conditions(filters, exclude=exclude))
 
 
 def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth: int,
-                     exact: bool) -> CTE:
+                     exact: bool, exclude: int | None = None) -> CTE:
     """The `depth` images nearest to `vector` among those the filters keep, with their rank.
 
     `exact` computes every kept image's distance (for filters that keep few images); else
@@ -100,7 +103,7 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
     if exact:
         # The kept ids first (through the images' own indexes), then their embeddings by
         # primary key; "+ 0" keeps the planner from ordering through the HNSW index instead.
-        kept = select(Image.id).where(*filter_conditions(filters)).cte("filtered").prefix_with("MATERIALIZED")
+        kept = select(Image.id).where(*filter_conditions(filters, exclude=exclude)).cte("filtered").prefix_with("MATERIALIZED")
         distance = distance_to(vector) + 0
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
@@ -110,18 +113,19 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
                   .join(Image, Image.id == Embedding.image_id)
-                  .where(of_model(model), *filter_conditions(filters)))
+                  .where(of_model(model), *filter_conditions(filters, exclude=exclude)))
     return ranked.order_by(distance).limit(depth).cte("semantic")
 
 
-def text_ranking(words: str, filters: Filters, *, depth: int | None) -> CTE:
+def text_ranking(words: str, filters: Filters, *, depth: int | None,
+                 exclude: int | None = None) -> CTE:
     """The images whose captions hold every word of `words` (web-search syntax), best first."""
     query = func.websearch_to_tsquery(ENGLISH, words)
     best = func.max(func.ts_rank(Caption.words, query))
     ranked = (select(Caption.image_id, cast(best, Float).label("score"),
                      func.row_number().over(order_by=(best.desc(), Caption.image_id)).label("position"))
               .join(Image, Image.id == Caption.image_id)
-              .where(Caption.words.bool_op("@@")(query), *filter_conditions(filters))
+              .where(Caption.words.bool_op("@@")(query), *filter_conditions(filters, exclude=exclude))
               .group_by(Caption.image_id).order_by(best.desc(), Caption.image_id))
     return (ranked.limit(depth) if depth else ranked).cte("textual")
 

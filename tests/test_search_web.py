@@ -96,6 +96,25 @@ def test_example_search_pages_by_url_and_more_like_this_links(client: FlaskClien
     assert "Pictures like" in like and like.count('class="hit"') == 12
 
 
+def test_more_like_this_leaves_the_picture_itself_out_everywhere(client: FlaskClient,
+                                                                 indexed: list[int]) -> None:
+    like = indexed[3]
+    others = len(indexed) - 1
+    for query in (f"like={like}", f"like={like}&all=1", f"like={like}&q=a+cat",
+                  f"like={like}&collection=trips"):
+        api = client.get(f"/api/search?{query}&per_page=96").get_json()
+        assert like not in [hit["image_id"] for hit in api["results"]], query
+        assert api["total"] <= others, query
+    api = client.get(f"/api/search?like={like}&all=1&per_page=96").get_json()
+    assert api["total"] == len(api["results"]) == others
+    trips = client.get(f"/api/search?like={like}&collection=trips&all=1").get_json()
+    assert trips["total"] == 7
+    page = client.get(f"/?like={like}&all=1&per_page=96").get_data(as_text=True)
+    assert page.count('class="hit"') == others
+    similar = client.get(f"/api/images/{like}/similar?per_page=96").get_json()
+    assert [h["image_id"] for h in similar["results"]] == [h["image_id"] for h in api["results"]]
+
+
 def test_cli_search_takes_filter_flags_and_explains_bad_ones(cli_env: dict[str, str],
                                                              indexed: list[int]) -> None:
     ok = subprocess.run(["clipseek", "search", "a cat", "--collection", "trips", "--mode", "semantic",
