@@ -103,7 +103,8 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
     if exact:
         # The kept ids first (through the images' own indexes), then their embeddings by
         # primary key; "+ 0" keeps the planner from ordering through the HNSW index instead.
-        kept = select(Image.id).where(*filter_conditions(filters, exclude=exclude)).cte("filtered").prefix_with("MATERIALIZED")
+        kept = (select(Image.id).where(*filter_conditions(filters, exclude=exclude))
+                .cte("filtered").prefix_with("MATERIALIZED"))
         distance = distance_to(vector) + 0
         ranked = (select(Embedding.image_id, (1 - distance).label("score"),
                          func.row_number().over(order_by=distance).label("position"))
