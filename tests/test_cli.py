@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from clipseek.api import display_results, search
 from clipseek.catalog import Candidate
 from clipseek.context import Context
 from clipseek.settings import Settings
+from tests.cli import run_in_process
 from tests.images import write_bad_files
 from tests.ranking import assert_scores_descend
 
@@ -104,3 +106,19 @@ def test_embedded_servers_are_reused_and_stopped_by_clipseek_stop(cli_env: dict[
     finally:
         EmbeddedPostgres(home / "pgdata").stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_up_beyond_this_machine_without_an_account_refuses_before_loading_the_model(
+    cli_env: dict[str, str],
+) -> None:
+    # Weights that are not here: loading the model first would refuse for them instead (after
+    # measuring precisions, minutes on a busy machine, where weights are present).
+    env = cli_env | {"CLIPSEEK_MODEL": "ViT-B-32/openai"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_in_process(env, "up", "--host", "0.0.0.0", "--port", str(port), "--no-worker",
+                            "--no-samples")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "needs accounts, and none exists" in result.stderr
+    assert "weights" not in result.stderr

@@ -98,6 +98,12 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     watcher: FolderWatcher | None = None
     try:
         services.start(click.echo)
+        if accounts_required(ctx.settings):
+            # Before anything slow (loading the model may measure precisions for minutes) and
+            # before the worker starts: a server bound beyond this machine needs an account.
+            with ctx.db.session() as session:
+                ready_for_accounts(session, ctx.settings)
+            click.echo(f"Accounts: required (bound to {host}); sign in at /login.")
         # The database says which model is active; missing weights stop everything here,
         # before any worker starts, and what was started is stopped below.
         ctx.encoder.load()
@@ -106,11 +112,6 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
                        f"{ctx.settings.model} picks only a database's first model: `clipseek model "
                        f"use {ctx.settings.model}` moves searches to it.", err=True)
         random_warning(ctx)
-        if accounts_required(ctx.settings):
-            # Before the worker starts: a server bound beyond this machine needs an account.
-            with ctx.db.session() as session:
-                ready_for_accounts(session, ctx.settings)
-            click.echo(f"Accounts: required (bound to {host}); sign in at /login.")
         recover_image_store(ctx)
         with ctx.db.session() as session:
             empty = count_images(session) == 0
