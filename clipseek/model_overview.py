@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clipseek.model_catalog import MODELS, CatalogModel
-from clipseek.models import EmbeddingCount, Image, ImageStatus
+from clipseek.model_catalog import MODELS, RANDOM_TAG, CatalogModel, lookup
+from clipseek.models import EmbeddingCount, Image, ImageStatus, SearchModel
 
 
 @dataclass(frozen=True)
@@ -44,4 +44,23 @@ def model_rows(session: Session, *, cache_dir: Path, weights: Path | None = None
         present = (cache_dir / model.weights_file).is_file() or (
             weights is not None and model.name == active and weights.is_file())
         rows.append(ModelRow(model, present, int(counts.get(model.name, 0)), int(indexed)))
+    return rows
+
+
+def random_model_rows(session: Session, *, listed: set[str]) -> list[ModelRow]:
+    """The `ARCH/random` test models this database serves, keeps or has vectors of.
+
+    They are in no catalogue, yet one may be active; their weights are built, never read.
+    """
+    names = set(session.scalars(select(SearchModel.name))) | set(
+        session.scalars(select(EmbeddingCount.model).where(EmbeddingCount.images > 0)))
+    counts = dict(session.execute(select(EmbeddingCount.model, EmbeddingCount.images)).all())
+    indexed = session.scalar(select(func.count()).select_from(Image)
+                             .where(Image.status == ImageStatus.INDEXED)) or 0
+    rows = []
+    for name in sorted(names - listed):
+        if name.partition("/")[2] != RANDOM_TAG:
+            continue
+        model = replace(lookup(name), name=name, coco_t2i_r1=None, sha256=None)
+        rows.append(ModelRow(model, True, int(counts.get(name, 0)), int(indexed)))
     return rows

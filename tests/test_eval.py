@@ -161,8 +161,12 @@ def test_cli_models_lists_the_catalogue_with_coverage(captioned: list[Candidate]
     assert rows["ViT-B-16-SigLIP2/webli"]["dim"] == 768
     assert not rows["ViT-B-32/openai"]["weights_present"]
     assert rows["ViT-B-32/openai"]["indexed"] == IMAGES
+    # The random test model the collection is indexed with is listed as the active one.
+    assert rows["ViT-B-32/random"]["state"] == "active"
+    assert rows["ViT-B-32/random"]["embedded"] == IMAGES
     table = _run(cli_env, "models")
     assert "ViT-B-16-SigLIP2/webli" in table.stdout
+    assert "*ViT-B-32/random" in table.stdout
 
 
 def test_cli_compare_puts_models_side_by_side_and_refuses_one_without_embeddings(

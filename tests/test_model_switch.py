@@ -234,6 +234,9 @@ def test_switch_refusals_are_one_sentence_and_change_nothing(
         (("model", "drop", RANDOM_MODEL, "--yes"), "is the active model"),
         (("model", "drop", "ViT-L-14/openai", "--yes"), "No vectors of ViT-L-14/openai are stored here"),
         (("model", "use", "MobileCLIP-B/datacompdr"), "cannot load"),
+        # The model asked for is named, not the catalogue entry its architecture shares.
+        (("model", "use", "xlm-roberta-base-ViT-B-32/random"),
+         "cannot load xlm-roberta-base-ViT-B-32/random on this machine"),
     )
     for args, expected in cases:
         result = run_in_process(cli_env, *args)

@@ -24,7 +24,7 @@ from clipseek.evaluation import (
 )
 from clipseek.model_catalog import lookup
 from clipseek.model_loading import missing_for
-from clipseek.model_overview import model_rows
+from clipseek.model_overview import model_rows, random_model_rows
 from clipseek.model_switch import drop_model, use_model
 from clipseek.models import EmbeddingCount, ModelState, SearchModel
 
@@ -40,6 +40,7 @@ def models(ctx: Context, as_json: bool) -> None:
     with ctx.db.session() as session:
         rows = model_rows(session, cache_dir=settings.model_cache, weights=settings.weights,
                           active=settings.model)
+        rows += random_model_rows(session, listed={row.model.name for row in rows})
         states = {name: state for name, state in session.execute(select(SearchModel.name, SearchModel.state))}
     if as_json:
         click.echo(json.dumps([{**row.to_dict(), "state": states.get(row.model.name)} for row in rows],
@@ -62,13 +63,13 @@ def _encoder_for(ctx: Context, name: str, sha256: str | None = None) -> ClipEnco
 
     `sha256` is the checksum its weights file must have where the catalogue pins none.
     """
-    entry = lookup(name)
+    lookup(name)  # an unknown name is refused with the nearest known ones
     arch = name.partition("/")[0]
     # Whether the architecture can be built here decides, not its tag: open_clip builds most
     # networks itself, but a Hugging Face text tower needs `transformers` and the hub's tokenizer.
     missing = missing_for(arch)
     if missing is not None:
-        raise ConfigError(f"ClipSeek cannot load {entry.name} on this machine: it needs {missing}.")
+        raise ConfigError(f"ClipSeek cannot load {name} on this machine: it needs {missing}.")
     if name == ctx.settings.model and sha256 is None:
         return ctx.encoder_for(name)
     if name == ctx.settings.model:
