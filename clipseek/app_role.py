@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from clipseek.errors import BadQuery
+from clipseek.sql_reader import withhold_from_public
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,6 +45,7 @@ def ensure_app_role(conn: psycopg.Connection, name: str, password: str) -> None:
 def hand_over_schema(conn: psycopg.Connection, role: str) -> int:
     """Make `role` the owner of the connected database and of every table and function in
     its public schema (extensions' own objects excepted); return how many objects moved.
+    Temporary tables, large objects and advisory locks are withheld from other logins.
 
     Runs as a superuser: after each migration (made by the superuser in compose, or by an
     older version) the application role must own what it reads, writes and migrates.
@@ -73,6 +75,8 @@ def hand_over_schema(conn: psycopg.Connection, role: str) -> int:
     for (signature,) in functions:
         conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(
             sql.SQL(signature), sql.Identifier(role)))
+    # After the owner changed: the new owner is the one that gets the advisory locks back.
+    withhold_from_public(conn)
     return len(owned) + len(functions)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import ColumnElement, Engine, bindparam, cast, text
 
+from clipseek.lock_waits import BlockerReport
 from clipseek.models import Embedding
 
 INDEX_PREFIX = "embeddings_hnsw_"
@@ -86,8 +87,11 @@ def create_index(engine: Engine, model: str, dim: int) -> None:
     if index_state(engine, model) == "invalid":
         drop_index(engine, model)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        pid = int(conn.scalar(text("SELECT pg_backend_pid()")) or 0)
         try:
-            conn.execute(text(index_sql(model, dim, concurrently=True)))
+            # It waits for every transaction older than itself: say which, if it must.
+            with BlockerReport(engine, pid, what=f"Building the search index of {model}"):
+                conn.execute(text(index_sql(model, dim, concurrently=True)))
         except Exception:
             conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {index_name(model)}"))
             raise

@@ -26,6 +26,7 @@ from clipseek.db import Database
 from clipseek.model_switch import active_model, resume_stalled_switch
 from clipseek.models import WAITING, Image
 from clipseek.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
+from clipseek.sql_reader import end_overrunning_readers
 from clipseek.workers import forget_workers, worker_states
 
 if TYPE_CHECKING:
@@ -198,6 +199,9 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
         # A switch to another model whose tasks were lost is sent again (clipseek.model_switch).
         if resume_stalled_switch(session, batch_size=settings.batch_size, enqueue=ctx.enqueue):
             log.info("the model switch had stalled: its missing images were queued again")
+        # A reader that SET its own time bounds off must still not hold back index builds.
+        end_overrunning_readers(session)
+        session.commit()
         # The search's relevance cutoff follows the collection as it grows (clipseek.cutoff).
         if calibrate_if_due(session, ctx.encoder) is not None:
             session.commit()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from clipseek.catalog import Candidate, Inspected, inspect_file, register_inspec
 from clipseek.deletion import Selection, delete_images
 from clipseek.errors import ClipSeekError
 from clipseek.folder_scan import FileStat, FolderScan, scan_folder
+from clipseek.lock_waits import take_advisory_xact_lock
 from clipseek.models import DuplicateFile, Embedding, Image, ImageStatus
 from clipseek.named_collections import folder_collection
 from clipseek.retrying import FILE_GONE, is_retryable
@@ -93,10 +94,13 @@ def lock_folder(session: Session, root: Path) -> None:
     /a waits for one of /a/b and the other way round, while /a/b and /a/c run at once. The
     locks are taken from the top down, in the same order by every sync, so no two syncs
     can each hold what the other waits for.
+    A wait of more than a few seconds is reported with the sessions that hold the lock.
     """
     for folder in reversed(root.parents):
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _lock_key(folder)})
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(root)})
+        take_advisory_xact_lock(session, _lock_key(folder), shared=True,
+                                what=f"the lock of {folder} (a sync of it or of a folder in it)")
+    take_advisory_xact_lock(session, _lock_key(root), shared=False,
+                            what=f"the lock of {root} (a sync of it or of a folder around it)")
 
 
 def is_known_folder(session: Session, root: Path) -> bool:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.encoder import ClipEncoder
 from clipseek.ingest import ingest_inline
+from clipseek.recovery import SCHEDULER_LOCK
 from clipseek.settings import Settings
-from clipseek.sql_reader import READER_TABLES
-from tests.test_readme import _sql_blocks
+from clipseek.sql_reader import READER_TABLES, create_reader_login, end_overrunning_readers
+from clipseek.sync import _lock_key
+from tests.test_readme import README, _sql_blocks
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -53,6 +59,8 @@ def test_the_reader_runs_every_readme_example(reader_url: str, db: Database, enc
         for table in READER_TABLES:
             conn.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
         assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+        assert conn.execute("SHOW transaction_timeout").fetchone() == ("5min",)
 
 
 @pytest.mark.parametrize("statement", [
@@ -78,3 +86,112 @@ def test_a_bad_reader_name_is_one_sentence(cli_env: dict[str, str]) -> None:
     answer = subprocess.run(["clipseek", "db", "reader", "Robert'; DROP"], env=cli_env,
                             capture_output=True, text=True, timeout=120)
     assert answer.returncode == 1 and "cannot name a database login" in answer.stderr
+
+
+def test_the_readme_lists_exactly_the_tables_the_reader_may_read() -> None:
+    section = README.read_text().split("\n## SQL\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+    assert sorted(listed) == sorted(READER_TABLES)
+
+
+_SYNC_OF_ROOT = _lock_key(Path("/"))
+
+
+@pytest.mark.parametrize("statements", [
+    ["SET default_transaction_read_only = off", "SELECT lo_from_bytea(0, '\\x41')"],
+    ["SET default_transaction_read_only = off", "SELECT lo_create(0)"],
+    ["SET default_transaction_read_only = off", "SELECT lo_creat(-1)"],
+    ["SET default_transaction_read_only = off", "CREATE TEMP TABLE mine (x int)"],
+    [f"SELECT pg_advisory_lock({_SYNC_OF_ROOT})"],
+    [f"SELECT pg_advisory_lock_shared({_SYNC_OF_ROOT})"],
+    [f"SELECT pg_try_advisory_lock({SCHEDULER_LOCK})"],
+    ["BEGIN", f"SELECT pg_advisory_xact_lock({_SYNC_OF_ROOT})"],
+    ["BEGIN", "SELECT pg_try_advisory_xact_lock_shared(1)"],
+    ["SELECT pg_advisory_lock(1, 2)"],
+    ["SELECT pg_try_advisory_lock_shared(1, 2)"],
+], ids=lambda s: s[-1][:40])
+def test_the_reader_can_neither_keep_data_nor_take_clipseeks_locks(reader_url: str,
+                                                                   statements: list[str]) -> None:
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        for statement in statements[:-1]:
+            conn.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statements[-1])
+
+
+def test_a_reader_has_at_most_five_connections(reader_url: str) -> None:
+    held = [psycopg.connect(reader_url) for _ in range(5)]
+    try:
+        with pytest.raises(psycopg.OperationalError, match="too many connections"):
+            psycopg.connect(reader_url)
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def _sits_in_a_transaction(url: str) -> psycopg.Connection:
+    """A reader's session that turned its own bounds off and sits in an open transaction."""
+    conn = psycopg.connect(url)
+    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    conn.execute("SET transaction_timeout = 0")
+    conn.execute("SELECT count(*) FROM images").fetchall()  # BEGIN is implicit: it stays open
+    return conn
+
+
+def test_a_reader_idle_in_a_transaction_is_ended_whatever_it_set(reader_url: str, db: Database) -> None:
+    idle = _sits_in_a_transaction(reader_url)
+    quiet = psycopg.connect(reader_url, autocommit=True)  # idle, but in no transaction
+    pid = idle.info.backend_pid
+    ended: list[int] = []
+
+    def end_some() -> bool:
+        with db.session() as session:
+            ended.extend(s.pid for s in end_overrunning_readers(session, idle_in_transaction_s=0.2))
+            session.commit()
+        return bool(ended)
+
+    wait_for(end_some, 30, "the idle reader to be ended")
+    assert ended == [pid]
+    with pytest.raises(psycopg.OperationalError):
+        idle.execute("SELECT 1")
+    assert quiet.execute("SELECT 1").fetchone() == (1,)
+    quiet.close()
+    idle.close()
+
+
+def test_the_application_role_keeps_its_locks_and_ends_overrunning_readers(
+        pg_server: EmbeddedPostgres, settings: Settings, db: Database) -> None:
+    """The embedded shape: the database belongs to a role that is no superuser."""
+    dbname = db.engine.url.database
+    app, reader = f"app_{os.getpid()}", f"slow_{os.getpid()}"
+    with pg_server.admin_connection() as admin:
+        admin.execute(f"CREATE ROLE {app} LOGIN PASSWORD 'app-password-1'")
+        admin.execute(f'ALTER DATABASE "{dbname}" OWNER TO {app}')
+    try:
+        with pg_server.admin_connection(str(dbname)) as admin:
+            password = create_reader_login(admin, reader)
+        address = db.engine.url.set(drivername="postgresql")
+        reader_address = address.set(username=reader, password=password).render_as_string(
+            hide_password=False)
+        app_address = address.set(drivername="postgresql+psycopg", username=app,
+                                   password="app-password-1")
+        idle = _sits_in_a_transaction(reader_address)
+        as_app = Database.connect(settings.with_changes(database_url=app_address.render_as_string(
+            hide_password=False)), migrate=False)
+        try:
+            with as_app.session() as session:
+                assert session.scalar(text(f"SELECT pg_try_advisory_lock({SCHEDULER_LOCK})"))
+                assert session.scalar(text("SELECT pg_try_advisory_xact_lock(1)"))
+                ended = end_overrunning_readers(session, idle_in_transaction_s=0)
+                session.commit()
+        finally:
+            as_app.close()
+        assert [(s.pid, s.login) for s in ended] == [(idle.info.backend_pid, reader)]
+        idle.close()
+    finally:
+        with pg_server.admin_connection(str(dbname)) as admin:
+            admin.execute(f"REASSIGN OWNED BY {app}, {reader} TO postgres")
+            admin.execute(f"DROP OWNED BY {app}, {reader}")
+        with pg_server.admin_connection() as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {reader}")
+            admin.execute(f"DROP ROLE IF EXISTS {app}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text
 
@@ -14,7 +16,7 @@ from clipseek.db import Database
 from clipseek.ingest import decode_pool
 from clipseek.models import Image
 from clipseek.settings import Settings
-from clipseek.sync import SyncReport, sync_folder
+from clipseek.sync import SyncReport, _lock_key, sync_folder
 from tests.waiting import wait_for
 
 
@@ -86,3 +88,27 @@ def test_syncs_of_folders_side_by_side_run_at_once(
         assert _waiting_syncs(db) == 0
         holder.commit()
     assert len(first.new_ids) == 2 and _rows(db) == 4
+
+
+def test_a_sync_that_waits_says_who_holds_its_lock_and_goes_on_once_it_is_free(
+    db: Database, settings: Settings, sample_photos: list[Candidate], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    top = _library(tmp_path, sample_photos)
+    caplog.set_level(logging.WARNING, logger="clipseek.lock_waits")
+    address = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(address, autocommit=True) as holder:
+        holder.execute("SET application_name = 'someone else'")
+        holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key(top.absolute()),))
+        pid = holder.info.backend_pid
+        reports: list[SyncReport] = []
+        thread = threading.Thread(target=_sync, args=(db, settings, top, reports))
+        thread.start()
+        wait_for(lambda: any(f"pid {pid}" in r.getMessage() for r in caplog.records), 30,
+                 "the waiting sync to name the lock's holder")
+        said = next(r.getMessage() for r in caplog.records if f"pid {pid}" in r.getMessage())
+        assert str(top.absolute()) in said and "'someone else'" in said and " since " in said
+        assert thread.is_alive() and not reports
+        holder.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(top.absolute()),))
+        thread.join(timeout=120)
+    assert not thread.is_alive() and len(reports[0].new_ids) == _rows(db) == 6
