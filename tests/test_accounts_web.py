@@ -297,3 +297,59 @@ def test_templates_have_no_inline_scripts_or_styles() -> None:
     for page in templates.glob("*.html"):
         source = page.read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", source), page.name
+
+
+def test_the_admin_page_refuses_a_blank_or_common_password(accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "admin")
+    token = _csrf(client.get("/admin/").get_data(as_text=True))
+    before = _counts(db)
+    for secret, sentence in ((" " * 8, "not only spaces"), (" " * 16, "not only spaces"),
+                             ("short", "at least 12 characters"), ("password1234", "common")):
+        refused = client.post("/admin/users", data={"csrf_token": token, "name": "eve",
+                                                    "password": secret, "role": "viewer"})
+        assert refused.status_code == 400 and sentence in refused.get_data(as_text=True), secret
+    assert _counts(db) == before
+    added = client.post("/admin/users", data={"csrf_token": token, "name": "eve",
+                                              "password": PASSWORD, "role": "viewer"})
+    assert added.status_code == 302
+    assert 'minlength="12"' in client.get("/admin/").get_data(as_text=True)
+
+
+def _change_password(client: FlaskClient, current: str, new: str,
+                     repeated: str | None = None) -> tuple[int, str]:
+    token = _csrf(client.get("/account").get_data(as_text=True))
+    answer = client.post("/account/password", data={
+        "csrf_token": token, "current": current, "new": new,
+        "repeated": new if repeated is None else repeated})
+    return answer.status_code, answer.get_data(as_text=True)
+
+
+def test_a_wrong_current_password_or_a_weak_new_one_changes_nothing(accounts_app: Flask) -> None:
+    client = sign_in(accounts_app, "viewer")
+    for current, new, repeated, sentence in (
+            ("wrong password", "a brand new secret", None, "current password is wrong"),
+            (PASSWORD, " " * 12, None, "not only spaces"),
+            (PASSWORD, "short", None, "at least 12 characters"),
+            (PASSWORD, "iloveyou1234", None, "common"),
+            (PASSWORD, "a brand new secret", "a brand new secreT", "differ")):
+        status, page = _change_password(client, current, new, repeated)
+        # The account page stays, with its sentence, so the form can be filled in again.
+        assert status == 400 and sentence in page and "API tokens" in page, (new, page)
+    assert client.get("/api/status").status_code == 200
+    sign_in(accounts_app, "viewer")  # the old password still works
+
+
+def test_changing_ones_password_signs_out_the_other_sessions_only(accounts_app: Flask) -> None:
+    here, elsewhere = sign_in(accounts_app, "contributor"), sign_in(accounts_app, "contributor")
+    other_user = sign_in(accounts_app, "viewer")
+    status, _page = _change_password(here, PASSWORD, "a brand new secret")
+    assert status == 302
+    assert here.get("/api/status").status_code == 200
+    assert elsewhere.get("/api/status").status_code == 401
+    assert other_user.get("/api/status").status_code == 200
+    assert "Changed your password" in here.get("/account").get_data(as_text=True)
+    sign_in(accounts_app, "contributor", "a brand new secret")
+    refused = accounts_app.test_client()
+    token = _csrf(refused.get("/login").get_data(as_text=True))
+    assert refused.post("/login", data={"csrf_token": token, "name": "contributor",
+                                        "password": PASSWORD}).status_code == 401

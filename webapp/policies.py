@@ -28,6 +28,7 @@ POLICIES: dict[str, Policy] = {
     "auth.login": Policy.PUBLIC,
     "auth.logout": Policy.PUBLIC,
     "account.page": Policy.SIGNED_IN,
+    "account.change_password": Policy.SIGNED_IN,
     "account.create_token": Policy.SIGNED_IN,
     "account.revoke_token": Policy.SIGNED_IN,
     "admin.overview": Policy.ADMIN,
