@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from clipseek.errors import BadQuery, ClipSeekError
 from clipseek.models import ApiToken, AuditEvent, Image, LoginSession, Role, User
 from clipseek.settings import Settings
+from clipseek.user_text import user_text
 
 _hasher = PasswordHasher()
 # A wrong user name costs the same Argon2 work as a wrong password, so timing tells nothing.
@@ -47,7 +48,7 @@ def accounts_required(settings: Settings) -> bool:
 
 def user_name(raw: str) -> str:
     """A user name, checked: letters, digits and . _ @ -, at most 64."""
-    name = raw.strip()
+    name = user_text(raw, what="A user name", max_chars=64)
     if not _USER_NAME.fullmatch(name):
         raise BadQuery(f"{raw[:80]!r} is not a usable user name: use up to 64 letters, digits and "
                        ". _ @ -, starting with a letter or digit.")
@@ -204,9 +205,7 @@ def end_session(session: Session, secret: str) -> None:
 
 def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
     """Create an API token; return it and its secret, which is never stored and shown only now."""
-    label = name.strip()
-    if not 0 < len(label) <= 64:
-        raise BadQuery("Name the token with 1 to 64 characters, e.g. --name laptop.")
+    label = user_text(name, what="A token name", max_chars=64)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=label, token_sha256=_digest(secret))
     session.add(token)

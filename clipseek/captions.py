@@ -12,6 +12,7 @@ from clipseek.caption_text import MAX_CAPTION_CHARS, caption_from_filename
 from clipseek.errors import BadQuery
 from clipseek.metadata import PhotoText
 from clipseek.models import Caption, Image
+from clipseek.user_text import user_text
 
 
 class CaptionSource(StrEnum):
@@ -30,7 +31,7 @@ class BadCaption(BadQuery):
 # Written by ClipSeek itself: replaced whenever the file is read again.
 DERIVED = (CaptionSource.FILENAME, CaptionSource.EXIF, CaptionSource.XMP)
 
-# A caption's text as a person may write it: trimmed, 1 to MAX_CAPTION_CHARS characters.
+# A caption's text as a person may write it: visible (clipseek.user_text), 1 to MAX_CAPTION_CHARS characters.
 CaptionText = NewType("CaptionText", str)
 
 
@@ -38,13 +39,11 @@ def parse_caption_text(raw: object) -> CaptionText:
     """A caption text from a request, or BadCaption with a sentence saying what to change."""
     if not isinstance(raw, str):
         raise BadCaption('Send the caption as a string in the "text" field.')
-    text = " ".join(raw.replace("\x00", " ").split())
-    if not text:
-        raise BadCaption("Write some text for the caption; it is empty.")
-    if len(text) > MAX_CAPTION_CHARS:
-        raise BadCaption(f"Shorten the caption to at most {MAX_CAPTION_CHARS:,} characters "
-                       f"(it has {len(text):,}).")
-    return CaptionText(text)
+    # Lines and tabs become single spaces: a caption is shown on one line.
+    try:
+        return CaptionText(user_text(" ".join(raw.split()), what="A caption", max_chars=MAX_CAPTION_CHARS))
+    except BadQuery as refused:
+        raise BadCaption(str(refused)) from None
 
 
 def derived_captions(name: str, text: PhotoText) -> list[tuple[CaptionSource, str]]:

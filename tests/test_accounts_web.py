@@ -253,6 +253,18 @@ def test_the_account_page_creates_and_revokes_tokens(accounts_app: Flask) -> Non
     assert token_id
     client.post(f"/account/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
     assert accounts_app.test_client().get("/api/status", headers=bearer).status_code == 401
+    hidden = client.post("/account/tokens", data={"csrf_token": token, "name": "\u200b\ufeff"})
+    assert hidden.status_code == 400 and "invisible" in hidden.get_data(as_text=True)
+
+
+def test_the_admin_page_refuses_a_user_name_that_reorders_text(accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "admin")
+    token = _csrf(client.get("/admin/").get_data(as_text=True))
+    before = _counts(db)
+    refused = client.post("/admin/users", data={"csrf_token": token, "name": "eve\u202e",
+                                                "password": PASSWORD, "role": "viewer"})
+    assert refused.status_code == 400 and "reorder text" in refused.get_data(as_text=True)
+    assert _counts(db) == before
 
 
 def test_no_account_means_no_start_with_a_sentence(accounts_settings: Settings) -> None:

@@ -33,6 +33,8 @@ def test_user_mistakes_are_one_sentence(cli_env: dict[str, str]) -> None:
                            (("user", "add", "ann", "--password", "short"), "at least 12 characters"),
                            (("user", "add", "ann", "--password", " " * 12), "not only spaces"),
                            (("user", "add", "ann", "--password", "Password1234"), "common"),
+                           (("user", "add", "ann\u202e", "--password", "long enough now"),
+                            "reverse or reorder text"),
                            (("user", "remove", "nobody"), "There is no user 'nobody'")):
         answer = _run(cli_env, *args)
         assert answer.returncode == 1 and sentence in answer.stderr, answer.stderr
@@ -47,6 +49,8 @@ def test_user_mistakes_are_one_sentence(cli_env: dict[str, str]) -> None:
 
 def test_a_token_is_printed_once_listed_and_revoked(cli_env: dict[str, str], db: Database) -> None:
     _run(cli_env, "user", "add", "ann", "--password", "long enough now")
+    hidden = _run(cli_env, "token", "create", "--name", "\u200b\ufeff", "--user", "ann")
+    assert hidden.returncode == 1 and "only of invisible characters" in hidden.stderr, hidden.stderr
     made = _run(cli_env, "token", "create", "--name", "laptop", "--user", "ann")
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
