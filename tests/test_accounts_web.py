@@ -95,7 +95,9 @@ def _allowed(policy: Policy, role: Role | None) -> bool:
     needs = {Policy.PUBLIC: None, Policy.SIGNED_IN: Role.VIEWER, Policy.VIEW: Role.VIEWER,
              Policy.CONTRIBUTE: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN,
              # The walk uses an image nobody uploaded: only an admin may delete it.
-             Policy.DELETE_OWN: Role.ADMIN}[policy]
+             Policy.DELETE_OWN: Role.ADMIN,
+             # Captioning a picture or caption that does not exist gets past the policy to a 404.
+             Policy.CAPTION_OWN: Role.CONTRIBUTOR}[policy]
     return needs is None or (role is not None and role.rank >= needs.rank)
 
 
@@ -365,3 +367,58 @@ def test_changing_ones_password_signs_out_the_other_sessions_only(accounts_app: 
     token = _csrf(refused.get("/login").get_data(as_text=True))
     assert refused.post("/login", data={"csrf_token": token, "name": "contributor",
                                         "password": PASSWORD}).status_code == 401
+
+
+def test_contributors_change_captions_only_on_their_pictures_or_their_own(
+        accounts_app: Flask, people: dict[str, str], db: Database) -> None:
+    with db.session() as session:
+        bea = accounts.add_user(session, name="bea", secret=PASSWORD, user_role=Role.CONTRIBUTOR)
+        bea_token = accounts.create_token(session, bea, "t")[1]
+        session.commit()
+    client = accounts_app.test_client()
+    ann = {"Authorization": f"Bearer {people['token-contributor']}"}
+    bea_auth = {"Authorization": f"Bearer {bea_token}"}
+    admin = {"Authorization": f"Bearer {people['token-admin']}"}
+    viewer = {"Authorization": f"Bearer {people['token-viewer']}"}
+    anns, beas = _upload(client, 1, people["token-contributor"]), _upload(client, 2, bea_token)
+    written = client.post(f"/api/images/{beas}/captions", headers=bea_auth, json={"text": "Bea's dog"})
+    assert written.status_code == 201
+    beas_caption = written.get_json()["id"]
+
+    # Ann may neither add to Bea's picture nor change what Bea wrote on it.
+    for answer in (client.post(f"/api/images/{beas}/captions", headers=ann, json={"text": "mine"}),
+                   client.put(f"/api/captions/{beas_caption}", headers=ann, json={"text": "spam"}),
+                   client.delete(f"/api/captions/{beas_caption}", headers=ann)):
+        assert answer.status_code == 403, answer.get_json()
+        assert "captions on pictures you uploaded" in answer.get_json()["error"]
+    for answer in (client.put(f"/api/captions/{beas_caption}", headers=viewer, json={"text": "spam"}),
+                   client.delete(f"/api/captions/{beas_caption}", headers=viewer),
+                   client.post(f"/api/images/{anns}/captions", headers=viewer, json={"text": "x"})):
+        assert answer.status_code == 403 and "contributor" in answer.get_json()["error"]
+
+    # On her own picture Ann adds, edits and deletes, also the caption its file name gave it.
+    mine = client.post(f"/api/images/{anns}/captions", headers=ann, json={"text": "Ann's cat"})
+    assert mine.status_code == 201
+    assert client.put(f"/api/captions/{mine.get_json()['id']}", headers=ann,
+                      json={"text": "Ann's cat asleep"}).status_code == 200
+    # The admin writes on Ann's picture; Ann, its uploader, may still change that caption.
+    by_admin = client.post(f"/api/images/{anns}/captions", headers=admin, json={"text": "admin note"})
+    assert by_admin.status_code == 201
+    assert client.delete(f"/api/captions/{by_admin.get_json()['id']}", headers=ann).status_code == 200
+    # The admin changes anything.
+    assert client.put(f"/api/captions/{beas_caption}", headers=admin,
+                      json={"text": "Bea's dog Rex"}).status_code == 200
+    with db.engine.connect() as conn:
+        authors: dict[str, str | None] = dict(conn.execute(text(
+            "SELECT c.text, u.name FROM captions c LEFT JOIN users u ON u.id = c.added_by "
+            "WHERE c.source = 'user'")).all())
+    assert authors == {"Bea's dog Rex": "bea", "Ann's cat asleep": "contributor"}
+
+    # The image page offers the forms only where they would be allowed.
+    page = sign_in(accounts_app, "contributor")
+    theirs = page.get(f"/image/{beas}").get_data(as_text=True)
+    assert "Bea&#39;s dog Rex" in theirs and "/edit" not in theirs and "Add caption" not in theirs
+    own = page.get(f"/image/{anns}").get_data(as_text=True)
+    assert "/edit" in own and "Add caption" in own
+    assert "/edit" not in sign_in(accounts_app, "viewer").get(f"/image/{anns}").get_data(as_text=True)
+    assert "/edit" in sign_in(accounts_app, "admin").get(f"/image/{beas}").get_data(as_text=True)
