@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -9,6 +10,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,12 +21,15 @@ from sqlalchemy.orm import Session
 from clipseek.errors import BadQuery, ClipSeekError
 from clipseek.models import ApiToken, AuditEvent, Image, LoginSession, Role, User
 from clipseek.settings import Settings
+from clipseek.user_text import user_text
 
 _hasher = PasswordHasher()
 # A wrong user name costs the same Argon2 work as a wrong password, so timing tells nothing.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
+# Long enough for any passphrase or manager's password; the bound keeps Argon2's input small.
+MAX_PASSWORD = 256
 TOKEN_PREFIX = "csk_"
 
 
@@ -43,7 +48,7 @@ def accounts_required(settings: Settings) -> bool:
 
 def user_name(raw: str) -> str:
     """A user name, checked: letters, digits and . _ @ -, at most 64."""
-    name = raw.strip()
+    name = user_text(raw, what="A user name", max_chars=64)
     if not _USER_NAME.fullmatch(name):
         raise BadQuery(f"{raw[:80]!r} is not a usable user name: use up to 64 letters, digits and "
                        ". _ @ -, starting with a letter or digit.")
@@ -58,11 +63,31 @@ def role(raw: str) -> Role:
         raise BadQuery(f"{raw[:40]!r} is not a role: choose viewer, contributor or admin.") from None
 
 
-def password(raw: str) -> str:
-    """A new password, checked for length."""
-    if len(raw) < MIN_PASSWORD:
-        raise BadQuery(f"Choose a password of at least {MIN_PASSWORD} characters.")
-    return raw
+def _squeezed(secret: str) -> str:
+    # "Password 1234" is as guessable as "password1234".
+    return "".join(secret.split()).casefold()
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    text = files("clipseek").joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(_squeezed(line) for line in text.splitlines()
+                     if line.strip() and not line.startswith("#"))
+
+
+def check_password(secret: str) -> None:
+    """Refuse a new password that is blank, shorter than 12 or longer than 256 characters, or common."""
+    if not secret.strip():
+        raise BadQuery("Choose a password that is not only spaces: at least "
+                       f"{MIN_PASSWORD} characters.")
+    if len(secret) < MIN_PASSWORD:
+        raise BadQuery(f"Choose a password of at least {MIN_PASSWORD} characters "
+                       f"(it has {len(secret)}); a few words make a good one.")
+    if len(secret) > MAX_PASSWORD:
+        raise BadQuery(f"Choose a password of at most {MAX_PASSWORD} characters (it has {len(secret)}).")
+    if _squeezed(secret) in _common_passwords():
+        raise BadQuery("Choose another password: that one is among the most common, which are "
+                       "guessed first.")
 
 
 def find_user(session: Session, name: str) -> User:
@@ -79,7 +104,8 @@ def count_users(session: Session) -> int:
 
 
 def add_user(session: Session, *, name: str, secret: str, user_role: Role) -> User:
-    """Create an account (the caller commits)."""
+    """Create an account with a password that passes `check_password` (the caller commits)."""
+    check_password(secret)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise BadQuery(f"There is already a user {name!r}; choose another name.")
     user = User(name=name, password_hash=_hasher.hash(secret), role=user_role.value)
@@ -88,11 +114,33 @@ def add_user(session: Session, *, name: str, secret: str, user_role: Role) -> Us
     return user
 
 
-def set_password(session: Session, user: User, secret: str) -> None:
-    """Change a password, which also ends every session of that user."""
+def set_password(session: Session, user: User, secret: str, *, keep_session: str | None = None) -> None:
+    """Change a password, which ends every session of that user but `keep_session` (the caller commits)."""
+    check_password(secret)
     user.password_hash = _hasher.hash(secret)
     user.password_changed_at = datetime.now(UTC)
-    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    ended = delete(LoginSession).where(LoginSession.user_id == user.id)
+    if keep_session is not None:
+        ended = ended.where(LoginSession.token_sha256 != _digest(keep_session))
+    session.execute(ended)
+
+
+def change_own_password(session: Session, user: User, *, current: str, new: str, repeated: str,
+                        keep_session: str | None) -> None:
+    """A person's own change of password: the current one must match and the new one be typed twice."""
+    if not _matches(user.password_hash, current):
+        raise BadQuery("Your current password is wrong; type it again (sign out and ask an admin "
+                       "if you forgot it).")
+    if new != repeated:
+        raise BadQuery("The two new passwords differ; type the same one twice.")
+    set_password(session, user, new, keep_session=keep_session)
+
+
+def _matches(password_hash: str, secret: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, secret))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def set_role(session: Session, user: User, user_role: Role) -> None:
@@ -118,11 +166,7 @@ def _keep_an_admin(session: Session, user: User) -> None:
 def verify_login(session: Session, name: str, secret: str) -> User | None:
     """The user whose name and password these are, or None, with the same work either way."""
     user = session.scalar(select(User).where(User.name == name))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, secret)
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None:
+    if not _matches(user.password_hash if user else _DUMMY_HASH, secret) or user is None:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(secret)
@@ -133,7 +177,7 @@ def ensure_first_admin(session: Session, *, name: str, secret: str | None) -> Us
     """Create the first admin from a configured password when there is no account yet."""
     if secret is None or count_users(session) > 0:
         return None
-    return add_user(session, name=name, secret=password(secret), user_role=Role.ADMIN)
+    return add_user(session, name=name, secret=secret, user_role=Role.ADMIN)
 
 
 def _digest(secret: str) -> str:
@@ -161,9 +205,7 @@ def end_session(session: Session, secret: str) -> None:
 
 def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
     """Create an API token; return it and its secret, which is never stored and shown only now."""
-    label = name.strip()
-    if not 0 < len(label) <= 64:
-        raise BadQuery("Name the token with 1 to 64 characters, e.g. --name laptop.")
+    label = user_text(name, what="A token name", max_chars=64)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=label, token_sha256=_digest(secret))
     session.add(token)

@@ -12,6 +12,7 @@ from clipseek.caption_text import MAX_CAPTION_CHARS, caption_from_filename
 from clipseek.errors import BadQuery
 from clipseek.metadata import PhotoText
 from clipseek.models import Caption, Image
+from clipseek.user_text import user_text
 
 
 class CaptionSource(StrEnum):
@@ -30,7 +31,7 @@ class BadCaption(BadQuery):
 # Written by ClipSeek itself: replaced whenever the file is read again.
 DERIVED = (CaptionSource.FILENAME, CaptionSource.EXIF, CaptionSource.XMP)
 
-# A caption's text as a person may write it: trimmed, 1 to MAX_CAPTION_CHARS characters.
+# A caption's text as a person may write it: visible (clipseek.user_text), 1 to MAX_CAPTION_CHARS characters.
 CaptionText = NewType("CaptionText", str)
 
 
@@ -38,13 +39,11 @@ def parse_caption_text(raw: object) -> CaptionText:
     """A caption text from a request, or BadCaption with a sentence saying what to change."""
     if not isinstance(raw, str):
         raise BadCaption('Send the caption as a string in the "text" field.')
-    text = " ".join(raw.replace("\x00", " ").split())
-    if not text:
-        raise BadCaption("Write some text for the caption; it is empty.")
-    if len(text) > MAX_CAPTION_CHARS:
-        raise BadCaption(f"Shorten the caption to at most {MAX_CAPTION_CHARS:,} characters "
-                       f"(it has {len(text):,}).")
-    return CaptionText(text)
+    # Lines and tabs become single spaces: a caption is shown on one line.
+    try:
+        return CaptionText(user_text(" ".join(raw.split()), what="A caption", max_chars=MAX_CAPTION_CHARS))
+    except BadQuery as refused:
+        raise BadCaption(str(refused)) from None
 
 
 def derived_captions(name: str, text: PhotoText) -> list[tuple[CaptionSource, str]]:
@@ -87,24 +86,41 @@ def replace_derived_captions(session: Session, image_id: int, *, name: str,
         session.execute(insert(Caption), rows)
 
 
-def add_caption(session: Session, *, image_id: int, text: CaptionText) -> Caption | None:
-    """Add a person's caption to an image; None if there is no such image. The caller commits."""
+def add_caption(session: Session, *, image_id: int, text: CaptionText,
+                added_by: int | None = None) -> Caption | None:
+    """Add a person's caption (written by user `added_by`) to an image; None if there is no such image.
+
+    The caller commits.
+    """
     if session.get(Image, image_id) is None:
         return None
-    caption = Caption(image_id=image_id, text=text, source=CaptionSource.USER)
+    caption = Caption(image_id=image_id, text=text, source=CaptionSource.USER, added_by=added_by)
     session.add(caption)
     session.flush()
     return caption
 
 
-def edit_caption(session: Session, *, caption_id: int, text: CaptionText) -> Caption | None:
-    """Change a caption's text; it becomes a person's caption, which a re-sync keeps. The caller commits."""
+def edit_caption(session: Session, *, caption_id: int, text: CaptionText,
+                 edited_by: int | None = None) -> Caption | None:
+    """Change a caption's text; it becomes a person's caption, which a re-sync keeps. The caller commits.
+
+    A caption keeps its author; one without (a file's, say) becomes the editor's.
+    """
     caption = session.get(Caption, caption_id)
     if caption is None:
         return None
     caption.text, caption.source = text, CaptionSource.USER
+    if caption.added_by is None:
+        caption.added_by = edited_by
     session.flush()
     return caption
+
+
+def caption_owners(session: Session, caption_id: int) -> tuple[int | None, int | None] | None:
+    """Who wrote a caption and who uploaded its picture (None where unrecorded); None without the caption."""
+    row = session.execute(select(Caption.added_by, Image.added_by)
+                          .join(Image, Image.id == Caption.image_id).where(Caption.id == caption_id)).first()
+    return None if row is None else (row[0], row[1])
 
 
 def delete_caption(session: Session, *, caption_id: int) -> Caption | None:

@@ -138,6 +138,9 @@ class Caption(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
+    # Who wrote it, for a contributor's right to change it; NULL for captions a file brought
+    # (name, EXIF, XMP), COCO's, the samples', and those written in the local single-user mode.
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Kept by PostgreSQL itself, so every way a caption is written is searchable at once.
     words: Mapped[str | None] = mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)",
                                                           persisted=True))

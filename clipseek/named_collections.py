@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from clipseek.errors import BadQuery
 from clipseek.models import Image, ImageStatus
+from clipseek.user_text import user_text
 
 UPLOADS = "uploads"
 MAX_NAME_CHARS = 200
@@ -34,15 +33,8 @@ class CollectionCounts:
 
 
 def collection_name(raw: str) -> str:
-    """A collection name as typed, trimmed; BadQuery when it is empty, too long or has control characters."""
-    name = raw.strip()
-    if not name:
-        raise BadQuery("A collection name cannot be empty.")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadQuery(f"A collection name has at most {MAX_NAME_CHARS} characters, not {len(name)}.")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
-        raise BadQuery("A collection name cannot contain control characters.")
-    return name
+    """A collection name as typed, trimmed; BadQuery when it is empty, too long or hides itself."""
+    return user_text(raw, what="A collection name", max_chars=MAX_NAME_CHARS)
 
 
 def folder_collection(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -43,13 +45,53 @@ def test_the_last_admin_cannot_be_removed_or_demoted(db: Database) -> None:
             accounts.set_role(session, admin, Role.VIEWER)
 
 
-def test_bad_names_roles_and_passwords_say_what_to_change() -> None:
+def test_bad_names_and_roles_say_what_to_change() -> None:
     with pytest.raises(BadQuery, match="user name"):
         accounts.user_name("a b")
     with pytest.raises(BadQuery, match="viewer, contributor or admin"):
         accounts.role("owner")
-    with pytest.raises(BadQuery, match="at least 8"):
-        accounts.password("short")
+
+
+@pytest.mark.parametrize(("secret", "sentence"), [
+    (" " * 8, "not only spaces"),
+    (" " * 20, "not only spaces"),
+    ("\t\n \u3000" * 4, "not only spaces"),
+    ("eleven char", "at least 12 characters"),
+    ("x" * 257, "at most 256 characters"),
+    ("password1234", "common"),
+    ("QWERTY123456", "common"),
+    ("Correct Horse Battery Staple", "common"),
+])
+def test_one_password_rule_refuses_blank_short_long_and_common_ones(secret: str, sentence: str) -> None:
+    with pytest.raises(BadQuery, match=sentence):
+        accounts.check_password(secret)
+
+
+@pytest.mark.parametrize("secret", ["correct horse battery", "x" * 64, "y" * 256, "  twelve chars"])
+def test_the_password_rule_lets_long_uncommon_ones_pass(secret: str) -> None:
+    accounts.check_password(secret)
+
+
+def test_every_way_to_set_a_password_applies_the_rule(db: Database) -> None:
+    with db.session() as session:
+        with pytest.raises(BadQuery, match="at least 12"):
+            accounts.ensure_first_admin(session, name="boss", secret="short one")
+        with pytest.raises(BadQuery, match="not only spaces"):
+            accounts.add_user(session, name="ann", secret=" " * 12, user_role=Role.VIEWER)
+        user = accounts.add_user(session, name="ann", secret="correct horse", user_role=Role.VIEWER)
+        with pytest.raises(BadQuery, match="common"):
+            accounts.set_password(session, user, "iloveyou1234")
+        assert accounts.verify_login(session, "ann", "correct horse") is user
+
+
+def test_the_common_passwords_ship_with_the_package() -> None:
+    from importlib.resources import files
+
+    listed = files("clipseek").joinpath("common_passwords.txt").read_text().split("\n")
+    assert len([line for line in listed if line.strip()]) >= 200
+    assert "package-data" in Path(__file__).resolve().parent.parent.joinpath("pyproject.toml").read_text()
+    assert "common_passwords.txt" in Path(__file__).resolve().parent.parent.joinpath(
+        "pyproject.toml").read_text()
 
 
 def test_a_token_is_stored_hashed_and_stops_working_when_revoked(db: Database) -> None:

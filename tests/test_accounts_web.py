@@ -95,7 +95,9 @@ def _allowed(policy: Policy, role: Role | None) -> bool:
     needs = {Policy.PUBLIC: None, Policy.SIGNED_IN: Role.VIEWER, Policy.VIEW: Role.VIEWER,
              Policy.CONTRIBUTE: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN,
              # The walk uses an image nobody uploaded: only an admin may delete it.
-             Policy.DELETE_OWN: Role.ADMIN}[policy]
+             Policy.DELETE_OWN: Role.ADMIN,
+             # Captioning a picture or caption that does not exist gets past the policy to a 404.
+             Policy.CAPTION_OWN: Role.CONTRIBUTOR}[policy]
     return needs is None or (role is not None and role.rank >= needs.rank)
 
 
@@ -253,6 +255,18 @@ def test_the_account_page_creates_and_revokes_tokens(accounts_app: Flask) -> Non
     assert token_id
     client.post(f"/account/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
     assert accounts_app.test_client().get("/api/status", headers=bearer).status_code == 401
+    hidden = client.post("/account/tokens", data={"csrf_token": token, "name": "\u200b\ufeff"})
+    assert hidden.status_code == 400 and "invisible" in hidden.get_data(as_text=True)
+
+
+def test_the_admin_page_refuses_a_user_name_that_reorders_text(accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "admin")
+    token = _csrf(client.get("/admin/").get_data(as_text=True))
+    before = _counts(db)
+    refused = client.post("/admin/users", data={"csrf_token": token, "name": "eve\u202e",
+                                                "password": PASSWORD, "role": "viewer"})
+    assert refused.status_code == 400 and "reorder text" in refused.get_data(as_text=True)
+    assert _counts(db) == before
 
 
 def test_no_account_means_no_start_with_a_sentence(accounts_settings: Settings) -> None:
@@ -297,3 +311,114 @@ def test_templates_have_no_inline_scripts_or_styles() -> None:
     for page in templates.glob("*.html"):
         source = page.read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", source), page.name
+
+
+def test_the_admin_page_refuses_a_blank_or_common_password(accounts_app: Flask, db: Database) -> None:
+    client = sign_in(accounts_app, "admin")
+    token = _csrf(client.get("/admin/").get_data(as_text=True))
+    before = _counts(db)
+    for secret, sentence in ((" " * 8, "not only spaces"), (" " * 16, "not only spaces"),
+                             ("short", "at least 12 characters"), ("password1234", "common")):
+        refused = client.post("/admin/users", data={"csrf_token": token, "name": "eve",
+                                                    "password": secret, "role": "viewer"})
+        assert refused.status_code == 400 and sentence in refused.get_data(as_text=True), secret
+    assert _counts(db) == before
+    added = client.post("/admin/users", data={"csrf_token": token, "name": "eve",
+                                              "password": PASSWORD, "role": "viewer"})
+    assert added.status_code == 302
+    assert 'minlength="12"' in client.get("/admin/").get_data(as_text=True)
+
+
+def _change_password(client: FlaskClient, current: str, new: str,
+                     repeated: str | None = None) -> tuple[int, str]:
+    token = _csrf(client.get("/account").get_data(as_text=True))
+    answer = client.post("/account/password", data={
+        "csrf_token": token, "current": current, "new": new,
+        "repeated": new if repeated is None else repeated})
+    return answer.status_code, answer.get_data(as_text=True)
+
+
+def test_a_wrong_current_password_or_a_weak_new_one_changes_nothing(accounts_app: Flask) -> None:
+    client = sign_in(accounts_app, "viewer")
+    for current, new, repeated, sentence in (
+            ("wrong password", "a brand new secret", None, "current password is wrong"),
+            (PASSWORD, " " * 12, None, "not only spaces"),
+            (PASSWORD, "short", None, "at least 12 characters"),
+            (PASSWORD, "iloveyou1234", None, "common"),
+            (PASSWORD, "a brand new secret", "a brand new secreT", "differ")):
+        status, page = _change_password(client, current, new, repeated)
+        # The account page stays, with its sentence, so the form can be filled in again.
+        assert status == 400 and sentence in page and "API tokens" in page, (new, page)
+    assert client.get("/api/status").status_code == 200
+    sign_in(accounts_app, "viewer")  # the old password still works
+
+
+def test_changing_ones_password_signs_out_the_other_sessions_only(accounts_app: Flask) -> None:
+    here, elsewhere = sign_in(accounts_app, "contributor"), sign_in(accounts_app, "contributor")
+    other_user = sign_in(accounts_app, "viewer")
+    status, _page = _change_password(here, PASSWORD, "a brand new secret")
+    assert status == 302
+    assert here.get("/api/status").status_code == 200
+    assert elsewhere.get("/api/status").status_code == 401
+    assert other_user.get("/api/status").status_code == 200
+    assert "Changed your password" in here.get("/account").get_data(as_text=True)
+    sign_in(accounts_app, "contributor", "a brand new secret")
+    refused = accounts_app.test_client()
+    token = _csrf(refused.get("/login").get_data(as_text=True))
+    assert refused.post("/login", data={"csrf_token": token, "name": "contributor",
+                                        "password": PASSWORD}).status_code == 401
+
+
+def test_contributors_change_captions_only_on_their_pictures_or_their_own(
+        accounts_app: Flask, people: dict[str, str], db: Database) -> None:
+    with db.session() as session:
+        bea = accounts.add_user(session, name="bea", secret=PASSWORD, user_role=Role.CONTRIBUTOR)
+        bea_token = accounts.create_token(session, bea, "t")[1]
+        session.commit()
+    client = accounts_app.test_client()
+    ann = {"Authorization": f"Bearer {people['token-contributor']}"}
+    bea_auth = {"Authorization": f"Bearer {bea_token}"}
+    admin = {"Authorization": f"Bearer {people['token-admin']}"}
+    viewer = {"Authorization": f"Bearer {people['token-viewer']}"}
+    anns, beas = _upload(client, 1, people["token-contributor"]), _upload(client, 2, bea_token)
+    written = client.post(f"/api/images/{beas}/captions", headers=bea_auth, json={"text": "Bea's dog"})
+    assert written.status_code == 201
+    beas_caption = written.get_json()["id"]
+
+    # Ann may neither add to Bea's picture nor change what Bea wrote on it.
+    for answer in (client.post(f"/api/images/{beas}/captions", headers=ann, json={"text": "mine"}),
+                   client.put(f"/api/captions/{beas_caption}", headers=ann, json={"text": "spam"}),
+                   client.delete(f"/api/captions/{beas_caption}", headers=ann)):
+        assert answer.status_code == 403, answer.get_json()
+        assert "captions on pictures you uploaded" in answer.get_json()["error"]
+    for answer in (client.put(f"/api/captions/{beas_caption}", headers=viewer, json={"text": "spam"}),
+                   client.delete(f"/api/captions/{beas_caption}", headers=viewer),
+                   client.post(f"/api/images/{anns}/captions", headers=viewer, json={"text": "x"})):
+        assert answer.status_code == 403 and "contributor" in answer.get_json()["error"]
+
+    # On her own picture Ann adds, edits and deletes, also the caption its file name gave it.
+    mine = client.post(f"/api/images/{anns}/captions", headers=ann, json={"text": "Ann's cat"})
+    assert mine.status_code == 201
+    assert client.put(f"/api/captions/{mine.get_json()['id']}", headers=ann,
+                      json={"text": "Ann's cat asleep"}).status_code == 200
+    # The admin writes on Ann's picture; Ann, its uploader, may still change that caption.
+    by_admin = client.post(f"/api/images/{anns}/captions", headers=admin, json={"text": "admin note"})
+    assert by_admin.status_code == 201
+    assert client.delete(f"/api/captions/{by_admin.get_json()['id']}", headers=ann).status_code == 200
+    # The admin changes anything.
+    assert client.put(f"/api/captions/{beas_caption}", headers=admin,
+                      json={"text": "Bea's dog Rex"}).status_code == 200
+    with db.engine.connect() as conn:
+        authors: dict[str, str | None] = dict(conn.execute(text(
+            "SELECT c.text, u.name FROM captions c LEFT JOIN users u ON u.id = c.added_by "
+            "WHERE c.source = 'user'")).all())
+    assert authors == {"Bea's dog Rex": "bea", "Ann's cat asleep": "contributor"}
+
+    # The image page offers the forms only where they would be allowed.
+    page = sign_in(accounts_app, "contributor")
+    theirs = page.get(f"/image/{beas}").get_data(as_text=True)
+    assert "Bea&#39;s dog Rex" in theirs and "/edit" not in theirs and "Add caption" not in theirs
+    own = page.get(f"/image/{anns}").get_data(as_text=True)
+    assert "/edit" in own and "Add caption" in own
+    assert "/edit" not in sign_in(accounts_app, "viewer").get(f"/image/{anns}").get_data(as_text=True)
+    assert "/edit" in sign_in(accounts_app, "admin").get(f"/image/{beas}").get_data(as_text=True)

@@ -44,6 +44,10 @@ def _csrf(page: str) -> str:
     return match.group(1)
 
 
+def _details_ids(client: FlaskClient, image_id: int) -> list[int]:
+    return [c["id"] for c in client.get(f"/api/images/{image_id}").get_json()["caption_details"]]
+
+
 def _details(client: FlaskClient, image_id: int) -> list[tuple[str, str]]:
     data = client.get(f"/api/images/{image_id}").get_json()
     return [(c["source"], c["text"]) for c in data["caption_details"]]
@@ -86,9 +90,16 @@ def test_bad_caption_requests_get_one_sentence(client: FlaskClient, image_id: in
     not_text = 'Send the caption as a string in the "text" field.'
     cases = [
         (client.post(url, headers=API, json={"text": "   "}), 400,
-         "Write some text for the caption; it is empty."),
+         "A caption cannot be empty."),
         (client.post(url, headers=API, json={"text": "x" * 1001}), 400,
-         "Shorten the caption to at most 1,000 characters (it has 1,001)."),
+         "A caption has at most 1,000 characters, not 1,001."),
+        (client.post(url, headers=API, json={"text": "\u200b\ufeff \u200b"}), 400,
+         "A caption cannot be made only of invisible characters; write some visible text."),
+        (client.post(url, headers=API, json={"text": "invoice\u202efdp.exe"}), 400,
+         "A caption cannot contain characters that reverse or reorder text (U+202A to U+202E, "
+         "U+2066 to U+2069)."),
+        (client.post(url, headers=API, json={"text": "ring\x07"}), 400,
+         "A caption cannot contain control characters."),
         (client.post(url, headers=API, json={"text": 5}), 400, not_text),
         (client.post(url, headers=API, data="text=hi", content_type="text/plain"), 400, not_text),
         (client.post(url, headers=API, json=["text"]), 400, not_text),
@@ -123,7 +134,10 @@ def test_the_image_page_shows_sources_and_edits_captions_with_its_forms(
     deleted = client.post(f"/captions/{first}/delete", data={"csrf_token": token})
     assert deleted.status_code == 303 and _details(client, image_id) == [("user", "A dune")]
     empty = client.post(f"/image/{image_id}/captions", data={"csrf_token": token, "text": ""})
-    assert empty.status_code == 400 and "Write some text for the caption" in empty.get_data(as_text=True)
+    assert empty.status_code == 400 and "A caption cannot be empty" in empty.get_data(as_text=True)
+    hidden = client.post(f"/captions/{_details_ids(client, image_id)[0]}/edit",
+                         data={"csrf_token": token, "text": "\u200b"})
+    assert hidden.status_code == 400 and "invisible" in hidden.get_data(as_text=True)
     forged = client.post(f"/image/{image_id}/captions", data={"text": "spam"})
     assert forged.status_code == 400 and _details(client, image_id) == [("user", "A dune")]
     assert client.post("/captions/999999/delete", data={"csrf_token": token}).status_code == 404

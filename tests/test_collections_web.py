@@ -128,6 +128,9 @@ def test_api_renames_and_deletes_a_collection(
     assert again.get_json()["error"] == "There is no collection 'holiday'; GET /api/collections lists them."
     bad = client.post("/api/collections/garden/rename", json={"name": ""}, headers=API)
     assert bad.status_code == 400 and bad.get_json()["error"] == "A collection name cannot be empty."
+    for hidden, sentence in (("\u200b\ufeff", "only of invisible characters"), ("a\u202eb", "reorder")):
+        bad = client.post("/api/collections/garden/rename", json={"name": hidden}, headers=API)
+        assert bad.status_code == 400 and sentence in bad.get_json()["error"]
     assert client.delete("/api/collections/garden").status_code == 400  # no CSRF header
     gone = client.delete("/api/collections/garden", headers=API)
     assert gone.status_code == 200 and len(gone.get_json()["deleted"]) == 2

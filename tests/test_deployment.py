@@ -27,7 +27,7 @@ from clipseek.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS = {"POSTGRES_PASSWORD": "pw", "CLIPSEEK_SECRET_KEY": "key",
-           "CLIPSEEK_ADMIN_PASSWORD": "long enough", "CLIPSEEK_APP_DB_PASSWORD": "app-password-123"}
+           "CLIPSEEK_ADMIN_PASSWORD": "long enough now", "CLIPSEEK_APP_DB_PASSWORD": "app-password-123"}
 
 
 def _compose() -> dict[str, Any]:
@@ -163,7 +163,7 @@ def test_gunicorn_under_compose_settings_creates_the_admin_and_asks_for_it(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_REQUIRE_ACCOUNTS": "1",
-                     "CLIPSEEK_ADMIN_PASSWORD": "long enough"}
+                     "CLIPSEEK_ADMIN_PASSWORD": "long enough now"}
     # Two workers build the app at once, as in docker-compose.yml: one creates the admin.
     server = subprocess.Popen(["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                "webapp:create_app()"], env=env, cwd=ROOT,

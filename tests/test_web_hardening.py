@@ -194,7 +194,7 @@ def test_a_server_bound_elsewhere_answers_to_any_name_unless_told(settings: Sett
                                                                    redis_url: str, db: Database) -> None:
     # Served beyond this machine, ClipSeek needs accounts: /login is the page anyone may ask for.
     with db.session() as session:
-        add_user(session, name="admin", secret="long enough", user_role=Role.ADMIN)
+        add_user(session, name="admin", secret="long enough now", user_role=Role.ADMIN)
         session.commit()
     open_app = _host_app(settings, redis_url, web_host="0.0.0.0")
     assert open_app.test_client().get("/login", base_url="http://photos.example:8000").status_code == 200

@@ -1,4 +1,4 @@
-"""One's own account (API tokens) and the admin's page (users, roles, recent uploads and deletions)."""
+"""One's own account (password, API tokens) and the admin's page (users, roles, the audit)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from clipseek import accounts
+from clipseek.errors import BadQuery
 from clipseek.models import User
 from webapp.auth import Account, signed_in
 from webapp.db_session import get_session
@@ -32,9 +33,28 @@ def _user(account: Account) -> User:
 
 @account_bp.get("/account")
 def page() -> str:
-    """The signed-in user's API tokens."""
+    """The signed-in user's password form and API tokens."""
     user = _user(_me())
     return render_template("account.html", user=user, tokens=accounts.tokens_of(get_session(), user))
+
+
+@account_bp.post("/account/password")
+def change_password() -> Response | tuple[str, int]:
+    """Change one's own password; one's other sessions end, this one stays signed in."""
+    session = get_session()
+    account = _me()
+    user = _user(account)
+    try:
+        accounts.change_own_password(session, user, current=request.form.get("current", ""),
+                                     new=request.form.get("new", ""),
+                                     repeated=request.form.get("repeated", ""),
+                                     keep_session=account.login_secret)
+    except BadQuery as refused:
+        return render_template("account.html", user=user, tokens=accounts.tokens_of(session, user),
+                               password_error=str(refused)), 400
+    session.commit()
+    flash("Changed your password; your other sessions are signed out.", "info")
+    return redirect(url_for("account.page"))
 
 
 @account_bp.post("/account/tokens")
@@ -71,7 +91,7 @@ def add_user() -> Response:
     """Create an account."""
     session = get_session()
     user = accounts.add_user(session, name=accounts.user_name(request.form.get("name", "")),
-                             secret=accounts.password(request.form.get("password", "")),
+                             secret=request.form.get("password", ""),
                              user_role=accounts.role(request.form.get("role", "")))
     session.commit()
     flash(f"Added {user.name} ({user.role}).", "info")

@@ -25,10 +25,10 @@ from werkzeug.wrappers import Response
 
 from clipseek import accounts
 from clipseek.broker import broker_url
-from clipseek.models import Image, Role, User
+from clipseek.models import Caption, Image, Role, User
 from clipseek.settings import Settings
 from webapp.db_session import get_session
-from webapp.policies import enforce
+from webapp.policies import enforce, may_caption, may_change_caption
 
 LOGIN_LIMIT = "5 per minute"
 WRONG_LOGIN = "The user name or the password is wrong; check both and try again."
@@ -81,6 +81,20 @@ def uploader_name(image: Image) -> str | None:
     if account is None or account.role is not Role.ADMIN or image.added_by is None:
         return None
     return get_session().scalar(select(User.name).where(User.id == image.added_by))
+
+
+def offers_captioning(image: Image) -> bool:
+    """Whether the image page shows "Add a caption" to this request's account (everyone in the local mode)."""
+    account = signed_in()
+    return not accounts_on() or (account is not None and may_caption(
+        account.role, account.user_id, picture_by=image.added_by))
+
+
+def offers_caption_change(caption: Caption) -> bool:
+    """Whether the image page shows a caption's Edit and Delete to this request's account."""
+    account = signed_in()
+    return not accounts_on() or (account is not None and may_change_caption(
+        account.role, account.user_id, written_by=caption.added_by, picture_by=caption.image.added_by))
 
 
 def _load_session(secret: str) -> Account | None:
@@ -180,7 +194,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     if required:
         app.before_request(_authorize)
     app.register_blueprint(blueprint(limiter))
-    app.jinja_env.globals["uploader_name"] = uploader_name
+    app.jinja_env.globals.update(uploader_name=uploader_name, offers_captioning=offers_captioning,
+                                 offers_caption_change=offers_caption_change)
 
     @app.context_processor
     def account_globals() -> dict[str, Any]:

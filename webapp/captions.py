@@ -16,6 +16,7 @@ from clipseek.captions import (
     parse_caption_text,
 )
 from clipseek.models import Caption
+from webapp.auth import signed_in
 from webapp.db_session import get_session
 from webapp.params import MAX_IMAGE_ID
 
@@ -46,6 +47,12 @@ def _json_text() -> CaptionText:
     return parse_caption_text(body.get("text") if isinstance(body, dict) else None)
 
 
+def _writer() -> int | None:
+    """The signed-in user, recorded as a caption's author (None in the local single-user mode)."""
+    account = signed_in()
+    return account.user_id if account else None
+
+
 def _found(caption: Caption | None, caption_id: int) -> Caption:
     if caption is None:
         abort(404, description=f"There is no caption {caption_id}.")
@@ -61,7 +68,7 @@ def _back_to(image_id: int) -> Response:
 def api_add(image_id: int) -> tuple[Response, int]:
     """POST /api/images/<id>/captions {"text": ...} : add a person's caption; 201 with it."""
     text = _json_text()
-    caption = add_caption(get_session(), image_id=image_id, text=text)
+    caption = add_caption(get_session(), image_id=image_id, text=text, added_by=_writer())
     if caption is None:
         abort(404, description=f"There is no image {image_id}.")
     get_session().commit()
@@ -72,7 +79,8 @@ def api_add(image_id: int) -> tuple[Response, int]:
 def api_edit(caption_id: int) -> Response:
     """PUT /api/captions/<id> {"text": ...} : change a caption's text (it becomes the user's)."""
     text = _json_text()
-    caption = _found(edit_caption(get_session(), caption_id=caption_id, text=text), caption_id)
+    edited = edit_caption(get_session(), caption_id=caption_id, text=text, edited_by=_writer())
+    caption = _found(edited, caption_id)
     get_session().commit()
     return jsonify(caption_dict(caption))
 
@@ -90,7 +98,7 @@ def api_delete(caption_id: int) -> Response:
 def add(image_id: int) -> Response:
     """The image page's "Add caption" form."""
     text = parse_caption_text(request.form.get("text", ""))
-    if add_caption(get_session(), image_id=image_id, text=text) is None:
+    if add_caption(get_session(), image_id=image_id, text=text, added_by=_writer()) is None:
         abort(404, description=f"There is no image {image_id}.")
     get_session().commit()
     return _back_to(image_id)
@@ -100,7 +108,8 @@ def add(image_id: int) -> Response:
 def edit(caption_id: int) -> Response:
     """A caption's "Save" form on the image page."""
     text = parse_caption_text(request.form.get("text", ""))
-    caption = _found(edit_caption(get_session(), caption_id=caption_id, text=text), caption_id)
+    edited = edit_caption(get_session(), caption_id=caption_id, text=text, edited_by=_writer())
+    caption = _found(edited, caption_id)
     image_id = caption.image_id
     get_session().commit()
     return _back_to(image_id)

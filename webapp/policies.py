@@ -8,6 +8,7 @@ from flask import abort, redirect, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from clipseek.captions import caption_owners
 from clipseek.models import Image, Role
 from webapp.db_session import get_session
 
@@ -18,8 +19,11 @@ class Policy(StrEnum):
     PUBLIC = "public"  # the sign-in page and the static files
     SIGNED_IN = "signed in"  # one's own account page
     VIEW = "view"  # search, browse, look: viewers and up
-    CONTRIBUTE = "contribute"  # upload and caption: contributors and admins
+    CONTRIBUTE = "contribute"  # upload: contributors and admins
     DELETE_OWN = "delete own"  # contributors delete what they uploaded; admins anything
+    # Contributors caption the pictures they uploaded, and change the captions on those and
+    # the captions they wrote; admins any (as Immich lets only a picture's owner describe it).
+    CAPTION_OWN = "caption own"
     ADMIN = "admin"  # users, collections, deleting in bulk
 
 
@@ -28,6 +32,7 @@ POLICIES: dict[str, Policy] = {
     "auth.login": Policy.PUBLIC,
     "auth.logout": Policy.PUBLIC,
     "account.page": Policy.SIGNED_IN,
+    "account.change_password": Policy.SIGNED_IN,
     "account.create_token": Policy.SIGNED_IN,
     "account.revoke_token": Policy.SIGNED_IN,
     "admin.overview": Policy.ADMIN,
@@ -55,12 +60,12 @@ POLICIES: dict[str, Policy] = {
     "api.delete": Policy.DELETE_OWN,
     # Queues failed pictures again where another try can mend them: as harmless as an upload.
     "api.retry": Policy.CONTRIBUTE,
-    "captions.api_add": Policy.CONTRIBUTE,
-    "captions.api_edit": Policy.CONTRIBUTE,
-    "captions.api_delete": Policy.CONTRIBUTE,
-    "captions.add": Policy.CONTRIBUTE,
-    "captions.edit": Policy.CONTRIBUTE,
-    "captions.delete": Policy.CONTRIBUTE,
+    "captions.api_add": Policy.CAPTION_OWN,
+    "captions.api_edit": Policy.CAPTION_OWN,
+    "captions.api_delete": Policy.CAPTION_OWN,
+    "captions.add": Policy.CAPTION_OWN,
+    "captions.edit": Policy.CAPTION_OWN,
+    "captions.delete": Policy.CAPTION_OWN,
     "collections.page": Policy.VIEW,
     "collections.browse": Policy.VIEW,
     "collections.rename": Policy.ADMIN,
@@ -71,8 +76,33 @@ POLICIES: dict[str, Policy] = {
 }
 
 _NEEDS = {Policy.VIEW: Role.VIEWER, Policy.CONTRIBUTE: Role.CONTRIBUTOR,
-          Policy.DELETE_OWN: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN}
+          Policy.DELETE_OWN: Role.CONTRIBUTOR, Policy.CAPTION_OWN: Role.CONTRIBUTOR,
+          Policy.ADMIN: Role.ADMIN}
 _WHAT = {Role.VIEWER: "a viewer's", Role.CONTRIBUTOR: "a contributor's", Role.ADMIN: "an admin's"}
+NOT_YOUR_CAPTION = ("You may add captions only on pictures you uploaded, and change only captions on "
+                    "pictures you uploaded or that you wrote; ask an admin to change this one.")
+
+
+def may_caption(role: Role, user_id: int, *, picture_by: int | None) -> bool:
+    """Whether an account may add a caption to a picture uploaded by user `picture_by`."""
+    return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank and picture_by == user_id)
+
+
+def may_change_caption(role: Role, user_id: int, *, written_by: int | None, picture_by: int | None) -> bool:
+    """Whether an account may edit or delete a caption written by `written_by` on `picture_by`'s picture."""
+    return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank and user_id in (written_by, picture_by))
+
+
+def _captioning_allowed(role: Role, user_id: int) -> bool:
+    # A caption or picture that does not exist passes, so that the route answers 404.
+    args = request.view_args or {}
+    session = get_session()
+    if "caption_id" in args:
+        owners = caption_owners(session, args["caption_id"])
+        return owners is None or may_change_caption(role, user_id, written_by=owners[0],
+                                                    picture_by=owners[1])
+    row = session.execute(select(Image.added_by).where(Image.id == args.get("image_id"))).first()
+    return row is None or may_caption(role, user_id, picture_by=row[0])
 
 
 def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Response | None:
@@ -102,4 +132,6 @@ def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Res
         if added_by != user_id:
             abort(403, description="You may delete only pictures you uploaded; ask an admin "
                                    "to delete this one.")
+    if policy is Policy.CAPTION_OWN and user_id is not None and not _captioning_allowed(role, user_id):
+        abort(403, description=NOT_YOUR_CAPTION)
     return None

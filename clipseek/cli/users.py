@@ -12,9 +12,10 @@ from clipseek.models import User
 
 
 def _new_password(given: str | None) -> str:
-    secret = given if given is not None else click.prompt("Password", hide_input=True,
-                                                          confirmation_prompt=True)
-    return accounts.password(secret)
+    secret: str = given if given is not None else click.prompt("Password", hide_input=True,
+                                                               confirmation_prompt=True)
+    accounts.check_password(secret)
+    return secret
 
 
 @click.group()
