@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from clipseek.catalog import Candidate
+from clipseek.encoder import ClipEncoder
+from clipseek.indexing import index_images
 from clipseek.ingest import decode_pool
 from clipseek.models import Image
 from clipseek.sync import sync_folder
@@ -173,3 +175,23 @@ def test_collections_page_forms_rename_and_delete_with_csrf(
     assert deleted.status_code == 302
     assert "Deleted the 2 image(s) of garden" in client.get("/collections").get_data(as_text=True)
     assert _names(client) == {"Greece 2019": 3} and len(list(folders["garden"].iterdir())) == 2
+
+
+def test_a_collection_page_links_only_thumbnails_that_exist(
+    app: Flask, client: FlaskClient, folders: dict[str, Path], encoder: ClipEncoder,
+) -> None:
+    ctx = app.extensions["clipseek"]
+    ids = _ids(app, "holiday")
+    gone = next((folders["holiday"]).iterdir())
+    gone.unlink()  # gone before the worker read it: failed, with the format its probe read
+    with ctx.db.session() as session, decode_pool(ctx.settings) as pool:
+        index_images(session, encoder, ids, pool=pool, batch_size=8,
+                     max_pixels=ctx.settings.max_image_pixels)
+    page = client.get("/collections/browse?name=holiday").get_data(as_text=True)
+    thumbnails = re.findall(r'<img src="(/thumb/[0-9]+\.jpg)"', page)
+    assert len(thumbnails) == 2 and gone.name in page
+    codes = []
+    for url in thumbnails:
+        with client.get(url) as answer:  # a file is streamed: closed when read
+            codes.append(answer.status_code)
+    assert codes == [200, 200]
