@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,10 +185,17 @@ class ClipEncoder:
             tokenizer = self._tokenizer
 
             def measure() -> list[Measurement]:
+                # Batches of 32 images in each precision, and an ONNX export: about a minute
+                # on a quiet machine, 140 s was seen on a busy 2-core one.
                 log.info("Measuring which precision runs %s fastest on this CPU (%s; once per "
-                         "machine, 10-60 seconds)…", self.model_id, ", ".join(runnable))
-                return measure_precisions(model, tokenizer, device, runnable, preprocess=self.preprocess,
-                                          onnx_folder=self.onnx_folder, model_id=self.model_id)
+                         "machine, one to a few minutes)…", self.model_id, ", ".join(runnable))
+                started = time.monotonic()
+                found = measure_precisions(model, tokenizer, device, runnable,
+                                           preprocess=self.preprocess, onnx_folder=self.onnx_folder,
+                                           model_id=self.model_id)
+                log.info("Measured the precisions of %s in %.0f s.", self.model_id,
+                         time.monotonic() - started)
+                return found
 
             self.precision_choice, self.precision_from_cache = resolve_auto(
                 self.precision_cache, key, measure, runnable)
