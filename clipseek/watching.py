@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -59,6 +60,11 @@ class FolderWatcher:
                 if event.event_type not in _IGNORED:
                     watcher.note(self.folder)
 
+        # A folder moved out of a watched tree and back gets the inotify watch it had, and
+        # watchdog warns (with a dump of its state) that it replaces the callback it finds
+        # there with the same one: nothing is wrong, and the folder is watched again.
+        warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch",
+                                category=RuntimeWarning)
         observer = Observer()
         for folder in self.folders:
             if not folder.is_dir():

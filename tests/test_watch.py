@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from sqlalchemy import select
@@ -75,3 +76,29 @@ def test_clipseek_watch_indexes_what_arrives_and_notices_what_goes(
             watch.kill()
             watch.wait()
     assert "Stopped watching." in log.read_text()
+
+
+def test_a_folder_moved_out_and_back_is_watched_again_without_a_warning(
+    sample_photos: list[Candidate], tmp_path: Path,
+) -> None:
+    folder = tmp_path / "watched"
+    (folder / "trip" / "day1").mkdir(parents=True)
+    calls: list[Path] = []
+    watcher = FolderWatcher([folder], calls.append, quiet_s=0.3, max_wait_s=30.0)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # every thread's warnings, recorded rather than raised
+        watcher.start()
+        try:
+            for _ in range(3):
+                (folder / "trip").rename(tmp_path / "trip")
+                time.sleep(0.3)
+                (tmp_path / "trip").rename(folder / "trip")
+                time.sleep(0.3)
+            wait_for(lambda: bool(calls), 30, "a sync after the moves")
+            time.sleep(1)  # quiet again
+            before = len(calls)
+            shutil.copy(sample_photos[0].path, folder / "trip" / "day1" / "new.jpg")
+            wait_for(lambda: len(calls) > before, 30, "a sync of a file in the folder moved back")
+        finally:
+            watcher.stop()
+    assert [str(w.message) for w in seen] == []
