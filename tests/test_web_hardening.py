@@ -207,3 +207,30 @@ def test_a_server_bound_elsewhere_answers_to_any_name_unless_told(settings: Sett
         assert "CLIPSEEK_ALLOWED_HOSTS" in _refused(client, "/login", 400, base_url="http://other.example")
     finally:
         listed.extensions["clipseek"].close()
+
+
+def test_hostile_sign_in_input_gets_an_answer_never_a_500(settings: Settings, redis_url: str,
+                                                          db: Database) -> None:
+    from tests.test_signin_security import HOSTILE_NEXT
+
+    with db.session() as session:
+        add_user(session, name="admin", secret="long enough", user_role=Role.ADMIN)
+        session.commit()
+    application = _host_app(settings, redis_url, require_accounts=True)
+    answers: list[tuple[str, TestResponse]] = []
+    try:
+        for raw in HOSTILE_NEXT:
+            application.extensions["clipseek_limiter"].reset()  # no limit hides what `next` does
+            client = application.test_client()
+            page = client.get(f"/login?next={raw}")
+            token = page.get_data(as_text=True).split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            signed = client.post(f"/login?next={raw}", data={"csrf_token": token, "name": "admin",
+                                                            "password": "long enough"})
+            answers += [(f"GET next={raw}", page), (f"POST next={raw}", signed)]
+    finally:
+        application.extensions["clipseek"].close()
+    for what, answer in answers:
+        answer.close()
+        assert answer.status_code < 500, (what, answer.status_code)
+        if answer.status_code >= 400:
+            _sentence(answer)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -21,6 +23,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
+from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
 from clipseek import accounts
@@ -122,11 +125,20 @@ def _authorize() -> Response | None:
                    account.role if account else None)
 
 
-def _safe_next(target: str | None) -> str:
-    # Only paths on this site: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("pages.search")
+# Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so a `next`
+# holding any of these, or other invisible characters, could lead elsewhere than it looks.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x20\x7f-\x9f\\\s]")
+
+
+def safe_next(target: str | None) -> str | None:
+    """`target` as the redirect will send it, if that is a path on this site; otherwise None."""
+    if not target or _UNSAFE_IN_NEXT.search(target):
+        return None
+    sent = iri_to_uri(target)  # what werkzeug writes into the Location header
+    parts = urlsplit(sent)
+    if parts.scheme or parts.netloc or not sent.startswith("/") or sent.startswith("//"):
+        return None
+    return sent
 
 
 def _login_name() -> str:
@@ -144,7 +156,7 @@ def blueprint(limiter: Limiter) -> Blueprint:
         """The sign-in form; a right name and password start a new session."""
         if not accounts_on():
             return redirect(url_for("pages.search"))
-        next_page = request.values.get("next")
+        next_page = safe_next(request.values.get("next"))
         if request.method == "GET":
             return render_template("login.html", next=next_page), 200
         db = get_session()
@@ -156,7 +168,7 @@ def blueprint(limiter: Limiter) -> Blueprint:
         db.commit()
         session.clear()  # a new session at every sign-in: nothing set before it carries over
         login_user(Account(user, login_secret=secret))
-        return redirect(_safe_next(next_page))
+        return redirect(next_page or url_for("pages.search"))
 
     @bp.post("/logout")
     def logout() -> Response:
