@@ -4,6 +4,7 @@ which Authorization headers count."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -11,10 +12,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from clipseek import accounts
+from clipseek.db import Database
+from clipseek.models import Role
+from clipseek.settings import Settings
 from tests.test_accounts_web import PASSWORD
 from tests.test_accounts_web import accounts_app as accounts_app  # fixtures, found by name
 from tests.test_accounts_web import accounts_settings as accounts_settings
 from tests.test_accounts_web import people as people
+from webapp import auth, create_app
 
 SITE = "http://localhost/login"
 
@@ -75,3 +81,100 @@ def test_a_next_on_the_site_is_kept(accounts_app: Flask, target: str) -> None:
     answer = client.post("/login", data={"csrf_token": token, "name": "viewer", "password": PASSWORD,
                                          "next": target})
     assert answer.status_code == 302 and answer.headers["Location"] == target
+
+
+def _add_users(db: Database, names: list[str]) -> None:
+    with db.session() as session:
+        for name in names:
+            accounts.add_user(session, name=name, secret=PASSWORD, user_role=Role.VIEWER)
+        session.commit()
+
+
+def test_six_colleagues_behind_one_address_all_sign_in(accounts_app: Flask, db: Database) -> None:
+    colleagues = [f"colleague{i}" for i in range(6)]
+    _add_users(db, colleagues)
+    for name in colleagues:
+        answer = _post_login(accounts_app.test_client(), name, PASSWORD, address="10.0.0.7")
+        assert answer.status_code == 302, (name, answer.status_code)
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_account_elsewhere(
+        accounts_app: Flask) -> None:
+    attacker = accounts_app.test_client()
+    statuses = [_post_login(attacker, "viewer", "guess", address="203.0.113.9").status_code
+                for _ in range(5)]
+    assert statuses == [401] * 5
+    blocked = _post_login(attacker, "viewer", PASSWORD, address="203.0.113.9")
+    assert blocked.status_code == 429
+    page = blocked.get_data(as_text=True)
+    assert "wait a minute" in page and '<form class="login"' in page and 'name="password"' in page
+    owner = _post_login(accounts_app.test_client(), "viewer", PASSWORD, address="10.0.0.7")
+    assert owner.status_code == 302
+
+
+def test_one_address_guessing_many_accounts_is_stopped(accounts_app: Flask) -> None:
+    client = accounts_app.test_client()
+    statuses = [_post_login(client, f"nobody{i}", "guess", address="203.0.113.9").status_code
+                for i in range(20)]
+    assert statuses == [401] * 20
+    assert _post_login(client, "viewer", PASSWORD, address="203.0.113.9").status_code == 429
+    assert _post_login(client, "viewer", PASSWORD, address="10.0.0.7").status_code == 302
+
+
+def test_one_account_guessed_from_many_addresses_is_stopped(
+        accounts_settings: Settings, people: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real bound is the same mechanism with a larger number, which would take a minute of
+    # Argon2 work to reach here.
+    monkeypatch.setattr(auth, "ACCOUNT_LIMIT", "8 per hour")
+    application = create_app({"TESTING": True}, settings=accounts_settings)
+    client = application.test_client()
+    try:
+        for attempt in range(8):
+            address = f"198.51.100.{attempt // 4}"  # under the limits of one address
+            assert _post_login(client, "admin", "guess", address=address).status_code == 401
+        assert _post_login(client, "admin", PASSWORD, address="10.0.0.7").status_code == 429
+        assert _post_login(client, "viewer", PASSWORD, address="10.0.0.7").status_code == 302
+    finally:
+        application.extensions["clipseek"].close()
+
+
+@pytest.fixture
+def proxied_app(accounts_settings: Settings, people: dict[str, str]) -> Iterator[Flask]:
+    """The accounts mode behind one reverse proxy."""
+    application = create_app({"TESTING": True}, settings=accounts_settings.with_changes(trusted_proxies=1))
+    yield application
+    application.extensions["clipseek"].close()
+
+
+def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(accounts_app: Flask) -> None:
+    client = accounts_app.test_client()
+    for i in range(5):
+        answer = _post_login(client, "viewer", "guess", address="10.0.0.1",
+                             headers={"X-Forwarded-For": f"192.0.2.{i}"})
+        assert answer.status_code == 401
+    other = _post_login(client, "viewer", PASSWORD, address="10.0.0.1",
+                        headers={"X-Forwarded-For": "192.0.2.200"})
+    assert other.status_code == 429
+
+
+def test_x_forwarded_for_names_the_address_behind_a_trusted_proxy(proxied_app: Flask) -> None:
+    client = proxied_app.test_client()
+    for _ in range(5):
+        answer = _post_login(client, "viewer", "guess", address="10.0.0.1",
+                             headers={"X-Forwarded-For": "203.0.113.9"})
+        assert answer.status_code == 401
+    blocked = _post_login(client, "viewer", PASSWORD, address="10.0.0.1",
+                          headers={"X-Forwarded-For": "203.0.113.9"})
+    assert blocked.status_code == 429
+    owner = _post_login(client, "viewer", PASSWORD, address="10.0.0.1",
+                        headers={"X-Forwarded-For": "192.0.2.44"})
+    assert owner.status_code == 302
+    # Only the proxy's own entry counts: a client cannot choose its address by adding more.
+    spoofed = _post_login(client, "viewer", PASSWORD, address="10.0.0.1",
+                          headers={"X-Forwarded-For": "192.0.2.44, 203.0.113.9"})
+    assert spoofed.status_code == 429
+
+
+def test_the_trusted_proxies_setting_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"CLIPSEEK_HOME": "/x"}).trusted_proxies == 0
+    assert Settings.from_env({"CLIPSEEK_HOME": "/x", "CLIPSEEK_TRUSTED_PROXIES": "2"}).trusted_proxies == 2

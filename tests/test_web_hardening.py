@@ -209,6 +209,12 @@ def test_a_server_bound_elsewhere_answers_to_any_name_unless_told(settings: Sett
         listed.extensions["clipseek"].close()
 
 
+HOSTILE_AUTHORIZATION = ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "bearer csk_", "Bearer a b c",
+                         "Bearer " + "x" * 10_000, "Negotiate", " ", "Bearer caf\u00e9", "Digest x=\"y\""]
+HOSTILE_FORWARDED_FOR = ["", ",", "not-an-address", "1.2.3.4, , ,", "x" * 5000, "[::1]",
+                         "999.999.999.999", "2001:db8::1, 10.0.0.1"]
+
+
 def test_hostile_sign_in_input_gets_an_answer_never_a_500(settings: Settings, redis_url: str,
                                                           db: Database) -> None:
     from tests.test_signin_security import HOSTILE_NEXT
@@ -216,7 +222,7 @@ def test_hostile_sign_in_input_gets_an_answer_never_a_500(settings: Settings, re
     with db.session() as session:
         add_user(session, name="admin", secret="long enough", user_role=Role.ADMIN)
         session.commit()
-    application = _host_app(settings, redis_url, require_accounts=True)
+    application = _host_app(settings, redis_url, require_accounts=True, trusted_proxies=1)
     answers: list[tuple[str, TestResponse]] = []
     try:
         for raw in HOSTILE_NEXT:
@@ -227,6 +233,19 @@ def test_hostile_sign_in_input_gets_an_answer_never_a_500(settings: Settings, re
             signed = client.post(f"/login?next={raw}", data={"csrf_token": token, "name": "admin",
                                                             "password": "long enough"})
             answers += [(f"GET next={raw}", page), (f"POST next={raw}", signed)]
+        for header in HOSTILE_AUTHORIZATION:
+            for url in ["/login", "/", "/api/status", "/file/1", "/thumb/1.jpg"]:
+                answers.append((f"{header[:20]!r} {url}",
+                                application.test_client().get(url, headers={"Authorization": header})))
+        for forwarded in HOSTILE_FORWARDED_FOR:
+            client = application.test_client()
+            proxied = {"X-Forwarded-For": forwarded}
+            page = client.get("/login", headers=proxied)
+            token = page.get_data(as_text=True).split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            wrong = client.post("/login", headers=proxied,
+                                data={"name": "admin", "password": "wrong", "csrf_token": token})
+            answers += [(f"{forwarded[:20]!r} GET /login", page), (f"{forwarded[:20]!r} POST /login", wrong),
+                        (f"{forwarded[:20]!r} /api/status", client.get("/api/status", headers=proxied))]
     finally:
         application.extensions["clipseek"].close()
     for what, answer in answers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded, RouteLimit
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
@@ -33,7 +34,12 @@ from clipseek.settings import Settings
 from webapp.db_session import get_session
 from webapp.policies import enforce, may_caption, may_change_caption
 
-LOGIN_LIMIT = "5 per minute"
+# Only failed sign-ins count, so that colleagues behind one address never block each other.
+# A guesser is held per account and address, and per address across accounts; per account
+# alone the bound is loose, so that nobody can lock another out from an address or two.
+ACCOUNT_AND_ADDRESS_LIMIT = "5 per minute"
+ADDRESS_LIMIT = "20 per hour"
+ACCOUNT_LIMIT = "100 per hour"
 WRONG_LOGIN = "The user name or the password is wrong; check both and try again."
 TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
 BAD_TOKEN = ("The API token is unknown or revoked; create a new one on the account page or with "
@@ -141,17 +147,37 @@ def safe_next(target: str | None) -> str | None:
     return sent
 
 
-def _login_name() -> str:
+def _account() -> str:
     return "account:" + request.form.get("name", "").strip().lower()[:64]
+
+
+def _account_and_address() -> str:
+    return f"{_account()} from:{get_remote_address()}"
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _too_many(_exc: RateLimitExceeded) -> tuple[str, int]:
+    # The form stays, so that the person can try again in a minute from the same page.
+    return render_template("login.html", next=safe_next(request.values.get("next")),
+                           error=TOO_MANY), 429
 
 
 def blueprint(limiter: Limiter) -> Blueprint:
     """The sign-in and sign-out routes, limited by `limiter`."""
     bp = Blueprint("auth", __name__)
 
+    def failures(limit: str, key: Callable[[], str]) -> RouteLimit:
+        # Checked before the password is, counted only when it was wrong.
+        return limiter.limit(limit, key_func=key, methods=["POST"], deduct_when=_failed,
+                             error_message=TOO_MANY)
+
     @bp.route("/login", methods=["GET", "POST"])
-    @limiter.limit(LOGIN_LIMIT, methods=["POST"], error_message=TOO_MANY)
-    @limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_login_name, error_message=TOO_MANY)
+    @failures(ACCOUNT_AND_ADDRESS_LIMIT, _account_and_address)
+    @failures(ADDRESS_LIMIT, get_remote_address)
+    @failures(ACCOUNT_LIMIT, _account)
     def login() -> Response | tuple[str, int]:
         """The sign-in form; a right name and password start a new session."""
         if not accounts_on():
@@ -206,6 +232,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if required:
         app.before_request(_authorize)
     app.register_blueprint(blueprint(limiter))
+    app.register_error_handler(RateLimitExceeded, _too_many)
     app.jinja_env.globals.update(uploader_name=uploader_name, offers_captioning=offers_captioning,
                                  offers_caption_change=offers_caption_change)
 
