@@ -3,6 +3,7 @@ which Authorization headers count."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
@@ -10,13 +11,15 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image as PILImage
 from werkzeug.test import TestResponse
 
 from clipseek import accounts
 from clipseek.db import Database
 from clipseek.models import Role
 from clipseek.settings import Settings
-from tests.test_accounts_web import PASSWORD
+from tests.images import encoded, photo_array
+from tests.test_accounts_web import PASSWORD, sign_in
 from tests.test_accounts_web import accounts_app as accounts_app  # fixtures, found by name
 from tests.test_accounts_web import accounts_settings as accounts_settings
 from tests.test_accounts_web import people as people
@@ -178,3 +181,59 @@ def test_x_forwarded_for_names_the_address_behind_a_trusted_proxy(proxied_app: F
 def test_the_trusted_proxies_setting_is_read_from_the_environment() -> None:
     assert Settings.from_env({"CLIPSEEK_HOME": "/x"}).trusted_proxies == 0
     assert Settings.from_env({"CLIPSEEK_HOME": "/x", "CLIPSEEK_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+
+
+def _upload(client: FlaskClient, token: str) -> dict[str, str]:
+    picture = encoded(PILImage.fromarray(photo_array(4, (120, 160))), "JPEG")
+    bearer = {"Authorization": f"Bearer {token}"}
+    answer = client.post("/api/images", headers=bearer, data={"files": [(io.BytesIO(picture), "p.jpg")]})
+    assert answer.status_code == 202, answer.get_json()
+    image_id = answer.get_json()["uploads"][0]["image_id"]
+    described: dict[str, str] = client.get(f"/api/images/{image_id}", headers=bearer).get_json()
+    return described
+
+
+def test_a_token_fetches_the_pictures_the_api_returns(accounts_app: Flask,
+                                                      people: dict[str, str]) -> None:
+    client = accounts_app.test_client()
+    image = _upload(client, people["token-contributor"])
+    for url in (image["thumbnail_url"], image["image_url"]):
+        answer = client.get(url, headers={"Authorization": f"Bearer {people['token-viewer']}"})
+        assert answer.status_code == 200 and (answer.mimetype or "").startswith("image/"), url
+        answer.close()
+        for wrong in ("csk_wrong", people["revoked"], ""):
+            refused = client.get(url, headers={"Authorization": f"Bearer {wrong}"})
+            assert refused.status_code == 401 and "token" in refused.get_data(as_text=True), url
+        assert client.get(url).headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Negotiate YII=", "Digest username=\"x\"",
+                                    "basic", "Token abc"])
+def test_authorization_schemes_clipseek_does_not_use_are_ignored(accounts_app: Flask, header: str) -> None:
+    client = accounts_app.test_client()
+    proxy = {"Authorization": header}
+    assert client.get("/login", headers=proxy).status_code == 200
+    token = _csrf(client)
+    signed = client.post("/login", headers=proxy,
+                         data={"csrf_token": token, "name": "viewer", "password": PASSWORD})
+    assert signed.status_code == 302
+    assert client.get("/", headers=proxy).status_code == 200
+    assert client.get("/api/status", headers=proxy).status_code == 200
+    anonymous = accounts_app.test_client().get("/api/status", headers=proxy)
+    assert anonymous.status_code == 401 and "Sign in first" in anonymous.get_json()["error"]
+
+
+def test_a_token_on_a_page_is_refused_with_a_sentence(accounts_app: Flask,
+                                                      people: dict[str, str]) -> None:
+    answer = accounts_app.test_client().get("/", headers={"Authorization": f"Bearer {people['token-admin']}"})
+    assert answer.status_code == 401 and "token" in answer.get_data(as_text=True)
+
+
+def test_a_token_sent_with_a_session_cookie_acts_with_the_token_s_rights_only(
+        accounts_app: Flask, people: dict[str, str]) -> None:
+    admin = sign_in(accounts_app, "admin")
+    viewer_token = {"Authorization": f"Bearer {people['token-viewer']}"}
+    # No CSRF token: the bearer token stands for the request, and it is a viewer's.
+    answer = admin.delete("/api/collections/holiday", headers=viewer_token)
+    assert answer.status_code == 403 and "viewer" in answer.get_json()["error"]
+    assert admin.get("/api/status", headers=viewer_token).status_code == 200

@@ -44,6 +44,8 @@ WRONG_LOGIN = "The user name or the password is wrong; check both and try again.
 TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
 BAD_TOKEN = ("The API token is unknown or revoked; create a new one on the account page or with "
              "`clipseek token create`.")
+TOKEN_ON_A_PAGE = ("API tokens work on /api/ and on the picture URLs it returns; sign in to use the "
+                   "pages.")
 
 
 class Account(UserMixin):  # type: ignore[misc]
@@ -107,6 +109,8 @@ def offers_caption_change(caption: Caption) -> bool:
 
 
 def _load_session(secret: str) -> Account | None:
+    if g.get("token_account") is not None:
+        return None  # a request with a token acts with the token's rights, whatever its cookie
     user = accounts.user_of_session(get_session(), secret)
     return Account(user, login_secret=secret) if user is not None else None
 
@@ -116,12 +120,25 @@ def _load_token(_request: Any) -> Account | None:
     return token_account
 
 
+def _bearer_token() -> str | None:
+    """The request's bearer token ("" when the header has none), or None without one."""
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    # Other schemes are not ClipSeek's (a proxy's Basic login, say): as if no header came.
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
+def _takes_tokens() -> bool:
+    # The API and the pictures whose URLs it returns, all read-only or under /api/; the
+    # pages, with their forms, are for a browser's session.
+    return request.path.startswith("/api/") or request.blueprint == "files"
+
+
 def _authorize() -> Response | None:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        kind, _, secret = header.partition(" ")
-        user = (accounts.user_of_token(get_session(), secret.strip())
-                if kind.lower() == "bearer" and request.path.startswith("/api/") else None)
+    secret = _bearer_token()
+    if secret is not None:
+        if not _takes_tokens():
+            abort(401, description=TOKEN_ON_A_PAGE)
+        user = accounts.user_of_token(get_session(), secret) if secret else None
         if user is None:
             abort(401, description=BAD_TOKEN)
         get_session().commit()  # the token's last use
