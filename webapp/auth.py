@@ -32,6 +32,7 @@ from clipseek.broker import broker_url
 from clipseek.models import Caption, Image, Role, User
 from clipseek.settings import Settings
 from webapp.db_session import get_session
+from webapp.errors import error_response
 from webapp.policies import enforce, may_caption, may_change_caption
 
 # Only failed sign-ins count, so that colleagues behind one address never block each other.
@@ -41,7 +42,7 @@ ACCOUNT_AND_ADDRESS_LIMIT = "5 per minute"
 ADDRESS_LIMIT = "20 per hour"
 ACCOUNT_LIMIT = "100 per hour"
 WRONG_LOGIN = "The user name or the password is wrong; check both and try again."
-TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
+TOO_MANY = "Too many failed sign-ins; wait a minute (after many, up to an hour) and try again."
 BAD_TOKEN = ("The API token is unknown or revoked; create a new one on the account page or with "
              "`clipseek token create`.")
 TOKEN_ON_A_PAGE = ("API tokens work on /api/ and on the picture URLs it returns; sign in to use the "
@@ -176,8 +177,10 @@ def _failed(response: Response) -> bool:
     return response.status_code == 401
 
 
-def _too_many(_exc: RateLimitExceeded) -> tuple[str, int]:
-    # The form stays, so that the person can try again in a minute from the same page.
+def _too_many(exc: RateLimitExceeded) -> tuple[Response | str, int]:
+    if request.endpoint != "auth.login":
+        return error_response(429, exc.description or TOO_MANY)
+    # The form stays, so that the person can try again later from the same page.
     return render_template("login.html", next=safe_next(request.values.get("next")),
                            error=TOO_MANY), 429
 
