@@ -81,6 +81,7 @@ class Settings:
     admin_name: str = "admin"
     admin_password: str | None = None
     models_in_memory: int = 2
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +121,9 @@ class Settings:
             # Models a process keeps loaded at once (a worker serving a switch needs two); the
             # least recently used one is let go beyond this.
             models_in_memory=max(1, _int(env, "CLIPSEEK_MODELS_IN_MEMORY", 2)),
+            # Reverse proxies in front of the web app whose X-Forwarded-For and -Proto are
+            # believed; none by default, since anyone can send those headers.
+            trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
         )
 
     def with_changes(self, **changes: object) -> Settings:

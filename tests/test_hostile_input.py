@@ -9,15 +9,19 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
+from clipseek.accounts import add_user
 from clipseek.catalog import Candidate
 from clipseek.db import Database
 from clipseek.encoder import ClipEncoder
 from clipseek.errors import BadQuery
 from clipseek.ingest import ingest_inline
-from clipseek.models import Image
+from clipseek.models import Image, Role
 from clipseek.query import PARAMETERS, parse_request
 from clipseek.settings import Settings
+from tests.test_signin_security import HOSTILE_NEXT
+from webapp import create_app
 
 # Each is a value someone typed, pasted or forged: a NUL byte (PostgreSQL text cannot hold it),
 # line breaks that would split a header, invisible and direction-changing characters, bytes
@@ -82,8 +86,8 @@ def test_a_nul_byte_in_a_search_is_a_400_that_says_why(client: FlaskClient, firs
     assert "cannot contain" in answer.get_data(as_text=True)
 
 
-def _csrf(client: FlaskClient) -> str:
-    page = client.get("/upload").get_data(as_text=True)
+def _csrf(client: FlaskClient, page_url: str = "/upload") -> str:
+    page = client.get(page_url).get_data(as_text=True)
     found = re.search(r'name="csrf-token" content="([^"]+)"', page)
     assert found
     return found.group(1)
@@ -123,3 +127,54 @@ def test_no_hostile_value_posted_to_a_form_or_the_json_api_is_a_server_error(
 def test_a_python_search_refuses_a_nul_byte_in_one_sentence() -> None:
     with pytest.raises(BadQuery, match="cannot contain a NUL character"):
         parse_request({"q": ["a\x00b"]})
+
+
+# What a proxy, a script or a forger may put in the headers the accounts mode reads.
+HOSTILE_AUTHORIZATION = ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "bearer csk_", "Bearer a b c",
+                         "Bearer " + "x" * 10_000, "Negotiate", " ", "Bearer caf\u00e9", "Digest x=\"y\""]
+HOSTILE_FORWARDED_FOR = ["", ",", "not-an-address", "1.2.3.4, , ,", "x" * 5000, "[::1]",
+                         "999.999.999.999", "2001:db8::1, 10.0.0.1"]
+ADMIN_PASSWORD = "a long enough admin password"
+
+
+def test_no_hostile_sign_in_value_or_header_is_a_server_error(settings: Settings, redis_url: str,
+                                                              db: Database) -> None:
+    with db.session() as session:
+        add_user(session, name="admin", secret=ADMIN_PASSWORD, user_role=Role.ADMIN)
+        session.commit()
+    app = create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False}, settings=settings.with_changes(
+        redis_url=redis_url, require_accounts=True, trusted_proxies=1))
+    limiter = app.extensions["clipseek_limiter"]
+    failures: list[str] = []
+
+    def check(what: str, answer: TestResponse) -> None:
+        answer.close()
+        if answer.status_code >= 500:
+            failures.append(f"{what}: {answer.status_code}")
+
+    try:
+        # `next` as a link carries it (percent-encoded), and typed values of every kind.
+        for raw in [*HOSTILE_NEXT, *(_quoted(value) for value in HOSTILE)]:
+            limiter.reset()  # no sign-in limit may hide what `next` does
+            client = app.test_client()
+            check(f"GET next={raw[:30]}", client.get(f"/login?next={raw}"))
+            token = _csrf(client, "/login")
+            body = f"csrf_token={token}&name=admin&password={quote(ADMIN_PASSWORD)}"
+            check(f"POST next={raw[:30]}", client.post(
+                f"/login?next={raw}", data=body, content_type="application/x-www-form-urlencoded"))
+        for header in HOSTILE_AUTHORIZATION:
+            for url in ["/login", "/", "/api/status", "/file/1", "/thumb/1.jpg"]:
+                check(f"Authorization {header[:20]!r} {url}",
+                      app.test_client().get(url, headers={"Authorization": header}))
+        for forwarded in HOSTILE_FORWARDED_FOR:
+            client = app.test_client()
+            proxied = {"X-Forwarded-For": forwarded}
+            check(f"X-Forwarded-For {forwarded[:20]!r} GET /login", client.get("/login", headers=proxied))
+            wrong = {"csrf_token": _csrf(client, "/login"), "name": "admin", "password": "wrong"}
+            check(f"X-Forwarded-For {forwarded[:20]!r} POST /login",
+                  client.post("/login", headers=proxied, data=wrong))
+            check(f"X-Forwarded-For {forwarded[:20]!r} /api/status",
+                  client.get("/api/status", headers=proxied))
+    finally:
+        app.extensions["clipseek"].close()
+    assert failures == [], "\n".join(failures)

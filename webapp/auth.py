@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -17,10 +20,11 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded, RouteLimit
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
+from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
 from clipseek import accounts
@@ -28,13 +32,21 @@ from clipseek.broker import broker_url
 from clipseek.models import Caption, Image, Role, User
 from clipseek.settings import Settings
 from webapp.db_session import get_session
+from webapp.errors import error_response
 from webapp.policies import enforce, may_caption, may_change_caption
 
-LOGIN_LIMIT = "5 per minute"
+# Only failed sign-ins count, so that colleagues behind one address never block each other.
+# A guesser is held per account and address, and per address across accounts; per account
+# alone the bound is loose, so that nobody can lock another out from an address or two.
+ACCOUNT_AND_ADDRESS_LIMIT = "5 per minute"
+ADDRESS_LIMIT = "20 per hour"
+ACCOUNT_LIMIT = "100 per hour"
 WRONG_LOGIN = "The user name or the password is wrong; check both and try again."
-TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
+TOO_MANY = "Too many failed sign-ins; wait a minute (after many, up to an hour) and try again."
 BAD_TOKEN = ("The API token is unknown or revoked; create a new one on the account page or with "
              "`clipseek token create`.")
+TOKEN_ON_A_PAGE = ("API tokens work on /api/ and on the picture URLs it returns; sign in to use the "
+                   "pages.")
 
 
 class Account(UserMixin):  # type: ignore[misc]
@@ -98,6 +110,8 @@ def offers_caption_change(caption: Caption) -> bool:
 
 
 def _load_session(secret: str) -> Account | None:
+    if g.get("token_account") is not None:
+        return None  # a request with a token acts with the token's rights, whatever its cookie
     user = accounts.user_of_session(get_session(), secret)
     return Account(user, login_secret=secret) if user is not None else None
 
@@ -107,12 +121,25 @@ def _load_token(_request: Any) -> Account | None:
     return token_account
 
 
+def _bearer_token() -> str | None:
+    """The request's bearer token ("" when the header has none), or None without one."""
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    # Other schemes are not ClipSeek's (a proxy's Basic login, say): as if no header came.
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
+def _takes_tokens() -> bool:
+    # The API and the pictures whose URLs it returns, all read-only or under /api/; the
+    # pages, with their forms, are for a browser's session.
+    return request.path.startswith("/api/") or request.blueprint == "files"
+
+
 def _authorize() -> Response | None:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        kind, _, secret = header.partition(" ")
-        user = (accounts.user_of_token(get_session(), secret.strip())
-                if kind.lower() == "bearer" and request.path.startswith("/api/") else None)
+    secret = _bearer_token()
+    if secret is not None:
+        if not _takes_tokens():
+            abort(401, description=TOKEN_ON_A_PAGE)
+        user = accounts.user_of_token(get_session(), secret) if secret else None
         if user is None:
             abort(401, description=BAD_TOKEN)
         get_session().commit()  # the token's last use
@@ -122,29 +149,60 @@ def _authorize() -> Response | None:
                    account.role if account else None)
 
 
-def _safe_next(target: str | None) -> str:
-    # Only paths on this site: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("pages.search")
+# Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so a `next`
+# holding any of these, or other invisible characters, could lead elsewhere than it looks.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x20\x7f-\x9f\\\s]")
 
 
-def _login_name() -> str:
+def safe_next(target: str | None) -> str | None:
+    """`target` as the redirect will send it, if that is a path on this site; otherwise None."""
+    if not target or _UNSAFE_IN_NEXT.search(target):
+        return None
+    sent = iri_to_uri(target)  # what werkzeug writes into the Location header
+    parts = urlsplit(sent)
+    if parts.scheme or parts.netloc or not sent.startswith("/") or sent.startswith("//"):
+        return None
+    return sent
+
+
+def _account() -> str:
     return "account:" + request.form.get("name", "").strip().lower()[:64]
+
+
+def _account_and_address() -> str:
+    return f"{_account()} from:{get_remote_address()}"
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _too_many(exc: RateLimitExceeded) -> tuple[Response | str, int]:
+    if request.endpoint != "auth.login":
+        return error_response(429, exc.description or TOO_MANY)
+    # The form stays, so that the person can try again later from the same page.
+    return render_template("login.html", next=safe_next(request.values.get("next")),
+                           error=TOO_MANY), 429
 
 
 def blueprint(limiter: Limiter) -> Blueprint:
     """The sign-in and sign-out routes, limited by `limiter`."""
     bp = Blueprint("auth", __name__)
 
+    def failures(limit: str, key: Callable[[], str]) -> RouteLimit:
+        # Checked before the password is, counted only when it was wrong.
+        return limiter.limit(limit, key_func=key, methods=["POST"], deduct_when=_failed,
+                             error_message=TOO_MANY)
+
     @bp.route("/login", methods=["GET", "POST"])
-    @limiter.limit(LOGIN_LIMIT, methods=["POST"], error_message=TOO_MANY)
-    @limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_login_name, error_message=TOO_MANY)
+    @failures(ACCOUNT_AND_ADDRESS_LIMIT, _account_and_address)
+    @failures(ADDRESS_LIMIT, get_remote_address)
+    @failures(ACCOUNT_LIMIT, _account)
     def login() -> Response | tuple[str, int]:
         """The sign-in form; a right name and password start a new session."""
         if not accounts_on():
             return redirect(url_for("pages.search"))
-        next_page = request.values.get("next")
+        next_page = safe_next(request.values.get("next"))
         if request.method == "GET":
             return render_template("login.html", next=next_page), 200
         db = get_session()
@@ -156,7 +214,7 @@ def blueprint(limiter: Limiter) -> Blueprint:
         db.commit()
         session.clear()  # a new session at every sign-in: nothing set before it carries over
         login_user(Account(user, login_secret=secret))
-        return redirect(_safe_next(next_page))
+        return redirect(next_page or url_for("pages.search"))
 
     @bp.post("/logout")
     def logout() -> Response:
@@ -194,6 +252,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if required:
         app.before_request(_authorize)
     app.register_blueprint(blueprint(limiter))
+    app.register_error_handler(RateLimitExceeded, _too_many)
     app.jinja_env.globals.update(uploader_name=uploader_name, offers_captioning=offers_captioning,
                                  offers_caption_change=offers_caption_change)
 

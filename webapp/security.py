@@ -1,4 +1,5 @@
-"""Headers every answer carries (CSP, nosniff, referrer, framing), and the local-only Host check."""
+"""Headers every answer carries (CSP, nosniff, referrer, framing), the local-only Host check, and
+which proxies' forwarding headers are believed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ipaddress
 from collections.abc import Callable
 
 from flask import Flask, abort, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from clipseek.settings import Settings
@@ -69,7 +71,13 @@ def _headers(response: Response) -> Response:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Check the Host of every request first; give every response the security headers."""
+    """Trust the configured proxies, check the Host of every request first, and give every
+    response the security headers."""
+    if settings.trusted_proxies:
+        # The client's address (which the sign-in limits count) and scheme (the Secure cookie)
+        # as the last `trusted_proxies` hops saw them; any entry before those is the client's say.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     check = _host_check(settings)
     if check is not None:
         app.before_request(check)
