@@ -22,15 +22,15 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bench.common import markdown_table, scratch_home, write_results
-from clipseek.caption_text import caption_from_filename
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.imaging import probe_with_facts
-from clipseek.ingest import decode_pool, register_candidates
-from clipseek.metadata import read_text
-from clipseek.models import Caption
-from clipseek.samples import write_sample_photos
+from clipseek.context import open_database
+from clipseek.library.ingest import decode_pool, register_candidates
+from clipseek.library.register import Candidate
+from clipseek.library.samples import write_sample_photos
+from clipseek.photo.caption_text import caption_from_filename
+from clipseek.photo.imaging import probe_with_facts
+from clipseek.photo.metadata import read_text
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.tables import Caption
 
 RESULTS = Path(__file__).resolve().parent / "results" / "epyc-avx512-bf16"
 NAMES = ["beach-sunset-2024.jpg", "IMG_0042.JPG", "PXL_20240101_123456789.jpg", "Strand_Münster.jpg",
@@ -101,7 +101,7 @@ def header_costs(paths: list[Path], repeat: int) -> dict[str, float]:
 
 def registration(settings: Settings, paths: list[Path]) -> dict[str, Any]:
     """Register every photo once (hash, probe, rows, derived captions) and count the captions."""
-    db = Database.connect(settings)
+    db = open_database(settings)
     try:
         with decode_pool(settings) as pool:
             started = time.perf_counter()
@@ -141,7 +141,7 @@ def main() -> None:
             registered = registration(settings, paths)
         finally:
             if not settings.database_url:
-                from clipseek.embedded_db import EmbeddedPostgres
+                from clipseek.store.embedded_db import EmbeddedPostgres
 
                 EmbeddedPostgres(settings.pgdata).stop()
     results = {"file_name_us": names_us, **headers, "registration": registered}

@@ -26,9 +26,10 @@ from sqlalchemy import select, text
 
 from bench.common import markdown_table, percentiles, scratch_home, write_results
 from bench.search import build_index, clustered, load, recall
-from clipseek import search, search_sql
 from clipseek.context import Context
-from clipseek.query import Filters, Mode, SearchRequest
+from clipseek.search import run as search
+from clipseek.search import sql as search_sql
+from clipseek.search.query import Filters, Mode, SearchRequest
 from clipseek.settings import RANDOM_MODEL, Settings
 
 SELECTIVITIES = (0.5, 0.1, 0.01, 0.001)
@@ -136,7 +137,7 @@ def main() -> None:
         finally:
             ctx.close()
             if not settings.database_url:
-                from clipseek.embedded_db import EmbeddedPostgres
+                from clipseek.store.embedded_db import EmbeddedPostgres
 
                 EmbeddedPostgres(settings.pgdata).stop()
     md = report(result)

@@ -23,9 +23,9 @@ from sqlalchemy import Engine, text
 from bench.common import markdown_table, scratch_home, write_results
 from bench.search import EF_VALUES, build_index, clustered, ef_sweep, load, sql_top10, vector_literal
 from clipseek.context import Context
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.model_indexes import index_name
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.vector_indexes import index_name
 
 
 def insert_ms_per_row(engine: Engine, vectors: np.ndarray, model: str, first_id: int) -> float:

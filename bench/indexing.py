@@ -26,13 +26,13 @@ from sqlalchemy import text
 
 from bench.common import markdown_table, scratch_home, write_results
 from bench.make_images import make_photos
-from clipseek.catalog import Candidate
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import pick_device, runnable_precisions
+from clipseek.clip.precision import accurate_enough, read_cpu
 from clipseek.context import Context
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline, ingest_queued
-from clipseek.model_loading import pick_device, runnable_precisions
-from clipseek.precision import accurate_enough, read_cpu
-from clipseek.queueing import wait_until_indexed
+from clipseek.indexing.queueing import wait_until_indexed
+from clipseek.library.ingest import ingest_inline, ingest_queued
+from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
 
 # Distinct queries (the encoder remembers ones it has seen), of a user's length.
@@ -253,8 +253,8 @@ def main() -> None:
                 worker_path(ctx, candidates, Candidate(path=paths[0], source="folder"), env), 2)
         finally:
             ctx.close()
-            from clipseek.embedded_db import EmbeddedPostgres
-            from clipseek.embedded_redis import EmbeddedRedis
+            from clipseek.indexing.embedded_redis import EmbeddedRedis
+            from clipseek.store.embedded_db import EmbeddedPostgres
 
             EmbeddedRedis(settings.redis_folder).stop()
             EmbeddedPostgres(settings.pgdata).stop()

@@ -59,7 +59,7 @@ def measure(batch_size: int, rounds: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from clipseek.model_loading import (
+    from clipseek.clip.loading import (
         LoadPolicy,
         build_network,
         convert,

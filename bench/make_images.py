@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clipseek.samples import write_sample_photos
+from clipseek.library.samples import write_sample_photos
 
 
 def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:

@@ -55,7 +55,7 @@ def busy_processes(count: int) -> Iterator[None]:
 def probe_once(passes: dict[str, Callable[[], object]], clock_name: str, photos: int,
                budget_s: float) -> dict[str, float]:
     """Images/s per precision from one probe timed by `clock_name` ('wall' or 'cpu')."""
-    from clipseek.model_loading import probe_clock, time_round_robin
+    from clipseek.clip.loading import probe_clock, time_round_robin
 
     if clock_name == "wall":
         seconds = time_round_robin(passes, time.perf_counter, budget_s)
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args()
 
-    from clipseek.model_loading import (
+    from clipseek.clip.loading import (
         PROBE_BATCH,
         PROBE_BUDGET_S,
         LoadPolicy,

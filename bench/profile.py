@@ -21,11 +21,11 @@ import numpy as np
 
 from bench.common import markdown_table, scratch_home, write_results
 from bench.make_images import make_photos
-from clipseek.catalog import Candidate, inspect_file
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
-from clipseek.encoder import ClipEncoder
-from clipseek.indexing import decode_for_clip
-from clipseek.ingest import ingest_inline
+from clipseek.indexing.encoding import decode_for_clip
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate, inspect_file
 from clipseek.settings import RANDOM_MODEL, Settings
 
 # (label, substring of "file:function" as pstats names it)
@@ -37,7 +37,7 @@ INDEXING_PARTS = [
     ("waiting for registered chunks", "queue.py:get"),
 ]
 QUERY_PARTS = [
-    ("text encoder forward pass", "model_loading.py:embed_tokens"),
+    ("text encoder forward pass", "clip/loading.py:embed_tokens"),
     ("tokenizer", "tokenizer.py:__call__"),
 ]
 
@@ -122,7 +122,7 @@ def main() -> None:
             precision = ctx.encoder.precision
         finally:
             ctx.close()
-            from clipseek.embedded_db import EmbeddedPostgres
+            from clipseek.store.embedded_db import EmbeddedPostgres
 
             EmbeddedPostgres(settings.pgdata).stop()
     headers = ["part", "seconds (cumulative)", "share of wall time"]

@@ -32,8 +32,7 @@ from PIL import Image
 
 from bench.common import markdown_table, write_results
 from bench.make_images import make_photos
-from clipseek.imaging import clip_pixels
-from clipseek.model_loading import (
+from clipseek.clip.loading import (
     LoadPolicy,
     build_network,
     embed_pixels,
@@ -41,7 +40,8 @@ from clipseek.model_loading import (
     probe_pixels,
     runnable_precisions,
 )
-from clipseek.onnx_int8 import export_fp32
+from clipseek.clip.onnx_int8 import export_fp32
+from clipseek.photo.imaging import clip_pixels
 
 INSTALL_HINT = ("ONNX Runtime is not installed: run `make install`, which installs it with "
                 "ClipSeek's requirements.")

@@ -28,8 +28,8 @@ from sqlalchemy import Engine, text
 
 from bench.common import markdown_table, percentiles, scratch_home, write_results
 from clipseek.context import Context
-from clipseek.model_indexes import HNSW_EF_CONSTRUCTION, HNSW_M, index_name, index_sql, quoted
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.vector_indexes import HNSW_EF_CONSTRUCTION, HNSW_M, index_name, index_sql, quoted
 
 DIM = 512
 EF_VALUES = (40, 80, 120, 200, 300, 400)
@@ -315,7 +315,7 @@ def main() -> None:
         finally:
             ctx.close()
             if not settings.database_url:
-                from clipseek.embedded_db import EmbeddedPostgres
+                from clipseek.store.embedded_db import EmbeddedPostgres
 
                 EmbeddedPostgres(settings.pgdata).stop()
     md = report(results)

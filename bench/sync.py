@@ -22,12 +22,13 @@ from PIL import Image as PILImage
 from sqlalchemy import insert
 
 from bench.common import markdown_table, scratch_home, write_results
-from clipseek.db import Database
-from clipseek.ingest import decode_pool
-from clipseek.models import Image, ImageStatus
-from clipseek.samples import write_sample_photos
+from clipseek.context import open_database
+from clipseek.library.ingest import decode_pool
+from clipseek.library.samples import write_sample_photos
+from clipseek.library.sync import sync_folder
 from clipseek.settings import RANDOM_MODEL, Settings
-from clipseek.sync import sync_folder
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, ImageStatus
 
 PER_FOLDER = 500
 INSERT_CHUNK = 5000
@@ -100,14 +101,14 @@ def main() -> None:
             env["DATABASE_URL"] = os.environ["DATABASE_URL"]
         settings = Settings.from_env(env)
         source = small_jpeg(write_sample_photos(home / "samples")[0].path)
-        db = Database.connect(settings)
+        db = open_database(settings)
         try:
             results = [run_size(db, settings, home, int(n), args.repeat, source)
                        for n in args.sizes.split(",")]
         finally:
             db.close()
             if not settings.database_url:
-                from clipseek.embedded_db import EmbeddedPostgres
+                from clipseek.store.embedded_db import EmbeddedPostgres
 
                 EmbeddedPostgres(settings.pgdata).stop()
     md = "Re-sync of an unchanged folder (seconds; stat only, no file read):\n\n" + markdown_table(

@@ -29,11 +29,12 @@ from sqlalchemy import exists, select
 
 from bench.common import markdown_table, scratch_home, write_results
 from bench.make_images import make_photos
-from clipseek.db import Database
-from clipseek.models import Embedding, Image, ImageStatus
-from clipseek.search import count_searchable
+from clipseek.context import open_database
+from clipseek.library.watch import MAX_WAIT_S, QUIET_S
+from clipseek.search.run import count_searchable
 from clipseek.settings import RANDOM_MODEL, Settings
-from clipseek.watching import MAX_WAIT_S, QUIET_S
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, Image, ImageStatus
 
 POLL_S = 0.02
 PHASE_TIMEOUT_S = 600.0
@@ -134,7 +135,7 @@ def main() -> None:
             "watch": subprocess.Popen([sys.executable, "-m", "clipseek", "watch", str(folder)], env=env,
                                       stdout=logs["watch"], stderr=subprocess.STDOUT),
         }
-        db = Database.connect(settings)
+        db = open_database(settings)
         results = []
         try:
             warm = str(folder / photos[0].name)

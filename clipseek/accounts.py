@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clipseek.errors import BadQuery, ClipSeekError
-from clipseek.models import ApiToken, AuditEvent, Image, LoginSession, Role, User
 from clipseek.settings import Settings
-from clipseek.user_text import user_text
+from clipseek.store.tables import ApiToken, AuditEvent, Image, LoginSession, Role, User
+from clipseek.util.user_text import user_text
 
 _hasher = PasswordHasher()
 # A wrong user name costs the same Argon2 work as a wrong password, so timing tells nothing.

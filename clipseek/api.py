@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipseek.context import Context, shared_context
-from clipseek.display import render_grid
-from clipseek.query import parse_request
-from clipseek.search import SearchPage, run_search
+from clipseek.search.display import render_grid
+from clipseek.search.query import parse_request
+from clipseek.search.run import SearchPage, run_search
 from clipseek.settings import Settings
 
 

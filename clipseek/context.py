@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from clipseek.broker import create_celery, send_index_task
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.broker import create_celery, send_index_task
 from clipseek.settings import Settings
+from clipseek.store.db import Database
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -63,6 +63,17 @@ def loaded_models() -> list[str]:
         return [encoder.model_id for encoder in _encoders.values()]
 
 
+def open_database(settings: Settings) -> Database:
+    """The database, migrated, with an active model: on a new database, the configured one
+    (its vector index is built then)."""
+    from clipseek.switching.switch import ensure_active_model
+
+    database = Database.connect(settings)
+    # The composition root decides which model serves; opening a database does not.
+    ensure_active_model(database.engine, settings.model)
+    return database
+
+
 def shared_context(settings: Settings) -> Context:
     """The process-wide context for these settings (the worker's tasks and the Python API use it)."""
     return _shared_instance(Context, settings, lambda: Context(settings))
@@ -86,13 +97,13 @@ class Context:
     def db(self) -> Database:
         """The database, started and migrated on first use."""
         if self._db is None:
-            self._db = Database.connect(self.settings)
+            self._db = open_database(self.settings)
         return self._db
 
     @property
     def model(self) -> str:
         """The model searches use now (it lives in the database, and a switch changes it)."""
-        from clipseek.model_switch import active_model
+        from clipseek.switching.switch import active_model
 
         with self.db.session() as session:
             return active_model(session)

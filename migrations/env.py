@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from clipseek.model_indexes import include_in_autogenerate
-from clipseek.models import Base
+from clipseek.store.tables import Base
+from clipseek.store.vector_indexes import include_in_autogenerate
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,8 +17,8 @@ def _url() -> str:
     if url:
         return str(url)
     # Run as plain `alembic upgrade head`: use the same database ClipSeek would.
-    from clipseek.db import database_url
     from clipseek.settings import Settings
+    from clipseek.store.db import database_url
 
     return database_url(Settings.from_env())
 

@@ -15,14 +15,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database, upgrade_schema
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.embedded_redis import EmbeddedRedis
-from clipseek.encoder import ClipEncoder
-from clipseek.model_loading import runnable_precisions
-from clipseek.samples import write_sample_photos
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import runnable_precisions
+from clipseek.context import open_database
+from clipseek.indexing.embedded_redis import EmbeddedRedis
+from clipseek.library.register import Candidate
+from clipseek.library.samples import write_sample_photos
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.db import Database, upgrade_schema
+from clipseek.store.embedded_db import EmbeddedPostgres
 from webapp import create_app
 
 TEMPLATE = "clipseek_template"
@@ -96,7 +97,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
     """The test's database, connected."""
-    database = Database.connect(settings)
+    database = open_database(settings)
     yield database
     database.close()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from clipseek.imaging import load_rgb
+from clipseek.photo.imaging import load_rgb
 
 SIDE = 10_000  # 100 megapixels, the default CLIPSEEK_MAX_IMAGE_PIXELS
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import text, update
 
-from clipseek.db import Database
-from clipseek.model_switch import register_model
-from clipseek.models import Embedding, Image, ModelState, SearchModel
 from clipseek.settings import RANDOM_MODEL
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, Image, ModelState, SearchModel
+from clipseek.switching.switch import register_model
 
 # Another dimension than the active model's, so the two live side by side as in a real switch.
 INCOMING = "RN50/random"

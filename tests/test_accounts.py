@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from clipseek import accounts
-from clipseek.db import Database
 from clipseek.errors import BadQuery
-from clipseek.models import AuditEvent, Image, Role
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import AuditEvent, Image, Role
 
 
 def test_password_is_stored_as_argon2_and_verified(db: Database) -> None:

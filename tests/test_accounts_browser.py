@@ -7,9 +7,9 @@ import shutil
 from playwright.sync_api import ConsoleMessage, Response, expect, sync_playwright
 
 from clipseek import accounts
-from clipseek.db import Database
-from clipseek.models import Role
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Role
 from tests.httpserver import serve_app
 
 

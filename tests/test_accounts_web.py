@@ -14,10 +14,10 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select, text
 
 from clipseek import accounts
-from clipseek.db import Database
 from clipseek.errors import ClipSeekError
-from clipseek.models import Role, User
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Role, User
 from tests.images import encoded, photo_array
 from webapp import create_app
 from webapp.policies import POLICIES, Policy

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect, sync_playwright
 
-from clipseek.catalog import Candidate
+from clipseek.library.register import Candidate
 from tests.images import write_bad_files
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipseek.caption_text import MAX_CAPTION_CHARS, caption_from_filename, clean_description
+from clipseek.photo.caption_text import MAX_CAPTION_CHARS, caption_from_filename, clean_description
 
 FILE_NAMES = [
     ("beach-sunset-2024.jpg", "beach sunset 2024"),

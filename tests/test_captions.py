@@ -10,14 +10,14 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from clipseek.captions import CaptionText, add_caption, edit_caption
-from clipseek.catalog import Candidate, discover_files
-from clipseek.db import Database
-from clipseek.ingest import decode_pool, register_candidates
-from clipseek.models import Caption, Image
-from clipseek.reindexing import backfill_captions
+from clipseek.library.captions import CaptionText, add_caption, edit_caption
+from clipseek.library.ingest import decode_pool, register_candidates
+from clipseek.library.register import Candidate, discover_files
+from clipseek.library.sync import sync_folder
 from clipseek.settings import Settings
-from clipseek.sync import sync_folder
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Image
+from clipseek.upkeep.reindexing import backfill_captions
 from tests.images import photo_with_text, xmp_packet
 
 Captions = dict[str, list[tuple[str, str]]]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clipseek.metadata import PhotoText, read_facts_from
-from clipseek.xmp_text import MAX_XMP_BYTES, xmp_texts
+from clipseek.photo.metadata import PhotoText, read_facts_from
+from clipseek.photo.xmp_text import MAX_XMP_BYTES, xmp_texts
 from tests.images import XMP_TEMPLATE, photo_with_text, xmp_packet
 
 XP_TITLE, XP_COMMENT, XP_KEYWORDS, XP_SUBJECT = 0x9C9B, 0x9C9C, 0x9C9E, 0x9C9F

@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect, sync_playwright
 
-from clipseek.catalog import Candidate
-from clipseek.ingest import decode_pool, register_candidates
+from clipseek.library.ingest import decode_pool, register_candidates
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from tests.httpserver import serve_app
 from tests.images import photo_with_text, xmp_packet

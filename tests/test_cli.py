@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 from clipseek.api import display_results, search
-from clipseek.catalog import Candidate
 from clipseek.context import Context
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from tests.cli import run_in_process
 from tests.images import write_bad_files
@@ -74,7 +74,7 @@ def test_db_url_prints_a_url_psql_accepts(cli_env: dict[str, str], settings: Set
 
 def test_python_api_search_and_display(settings: Settings, sample_photos: list[Candidate],
                                        tmp_path: Path) -> None:
-    from clipseek.ingest import ingest_inline
+    from clipseek.library.ingest import ingest_inline
 
     ctx = Context(settings)
     try:
@@ -90,7 +90,7 @@ def test_python_api_search_and_display(settings: Settings, sample_photos: list[C
 
 def test_embedded_servers_are_reused_and_stopped_by_clipseek_stop(cli_env: dict[str, str],
                                                                   tmp_path: Path) -> None:
-    from clipseek.embedded_db import EmbeddedPostgres
+    from clipseek.store.embedded_db import EmbeddedPostgres
 
     home = Path(tempfile.mkdtemp(prefix="clipseek-stop-", dir="/tmp"))
     env = {k: v for k, v in cli_env.items() if k != "DATABASE_URL"} | {"CLIPSEEK_HOME": str(home)}

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.models import Image
+from clipseek.library.register import Candidate
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 
 
 def _run(env: dict[str, str], *args: str, answer: str | None = None) -> subprocess.CompletedProcess[str]:

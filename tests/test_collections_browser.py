@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, expect, sync_playwright
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.ingest import decode_pool
+from clipseek.library.ingest import decode_pool
+from clipseek.library.register import Candidate
+from clipseek.library.sync import sync_folder
 from clipseek.settings import Settings
-from clipseek.sync import sync_folder
+from clipseek.store.db import Database
 from tests.httpserver import serve_app
 
 # A folder-like name with no space to break at: it must wrap, not widen the page.

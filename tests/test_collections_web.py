@@ -11,12 +11,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.encoder import ClipEncoder
-from clipseek.indexing import index_images
-from clipseek.ingest import decode_pool
-from clipseek.models import Image
-from clipseek.sync import sync_folder
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.encoding import index_images
+from clipseek.library.ingest import decode_pool
+from clipseek.library.register import Candidate
+from clipseek.library.sync import sync_folder
+from clipseek.store.tables import Image
 
 API = {"X-Requested-With": "test"}
 

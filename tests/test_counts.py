@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import delete, select, text
 
-from clipseek.db import Database
-from clipseek.models import Embedding, EmbeddingCount, Image
-from clipseek.search import count_searchable
-from clipseek.status import count_pending
+from clipseek.search.run import count_searchable
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, EmbeddingCount, Image
+from clipseek.upkeep.status import count_pending
 
 
 def _image(n: int, status: str = "indexed") -> Image:

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.deletion import Deletion, Selection, count_selected, delete_images
-from clipseek.derivatives import ensure_thumbnail
-from clipseek.encoder import ClipEncoder
-from clipseek.image_store import reconcile_image_store
-from clipseek.indexing import record_results
-from clipseek.ingest import decode_pool, ingest_inline, register_candidates
-from clipseek.models import Caption, Embedding, EmbeddingCount, Image, ImageStatus
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.encoding import record_results
+from clipseek.library.deletion import Deletion, Selection, count_selected, delete_images
+from clipseek.library.derivatives import ensure_thumbnail
+from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
+from clipseek.library.register import Candidate
+from clipseek.library.store import reconcile_image_store
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus
 
 
 def test_results_for_an_image_deleted_meanwhile_are_dropped_not_an_error(

@@ -12,11 +12,11 @@ from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
-from clipseek.models import Image
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.tables import Image
 from tests.images import photo_array
 
 API = {"X-Requested-With": "test"}

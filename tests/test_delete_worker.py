@@ -11,11 +11,11 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.deletion import Selection, delete_images
-from clipseek.models import Embedding, Image, ImageStatus, WorkerBeat
+from clipseek.library.deletion import Selection, delete_images
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, Image, ImageStatus, WorkerBeat
 from tests.waiting import wait_for
 from tests.workers import WorkerProcess
 

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from clipseek import accounts
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.ingest import ingest_inline
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.embedded_db import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

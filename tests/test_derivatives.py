@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipseek.derivatives import DISPLAY_SIZE, display_copy_path, ensure_display_copy
-from clipseek.imaging import ImageDecodeError
+from clipseek.library.derivatives import DISPLAY_SIZE, display_copy_path, ensure_display_copy
+from clipseek.photo.imaging import ImageDecodeError
 from tests.images import photo_array
 
 LIMIT = 100_000_000

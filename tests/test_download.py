@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from clipseek.catalog import Candidate
-from clipseek.coco import download_coco
-from clipseek.download import download_file
 from clipseek.errors import DownloadError
+from clipseek.library.coco import download_coco
+from clipseek.library.register import Candidate
+from clipseek.util.download import download_file
 from tests.httpserver import Files, serve
 
 

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from clipseek.embedded_db import APP_ROLE, PASSWORDS_FILE, EmbeddedPostgres
-from clipseek.embedded_redis import EmbeddedRedis
-from clipseek.private_dir import UnsafeFolder, short_socket_dir
+from clipseek.indexing.embedded_redis import EmbeddedRedis
+from clipseek.store.embedded_db import APP_ROLE, PASSWORDS_FILE, EmbeddedPostgres
+from clipseek.util.private_dir import UnsafeFolder, short_socket_dir
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another local user needs root")
 

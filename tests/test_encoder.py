@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clipseek.encoder import ClipEncoder, parse_model_id
+from clipseek.clip.encoder import ClipEncoder, parse_model_id
+from clipseek.clip.loading import LoadPolicy, build_network, convert, embed_tokens, runnable_precisions
 from clipseek.errors import ConfigError, WeightsError
-from clipseek.model_loading import LoadPolicy, build_network, convert, embed_tokens, runnable_precisions
 from clipseek.settings import RANDOM_MODEL
 from tests.images import photo_array
 
@@ -121,7 +121,7 @@ def test_no_weights_offline_says_how_to_provide_them(tmp_path: Path) -> None:
 
 def test_cached_checkpoint_is_used_when_it_verifies(checkpoints: dict[str, Path], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from clipseek import weights
+    from clipseek.clip import weights
 
     path = checkpoints["torchscript"]
     official = weights.OPENAI_CHECKPOINTS["ViT-B-32"]
@@ -180,7 +180,7 @@ def test_repeated_queries_come_from_the_cache(encoder: ClipEncoder) -> None:
 
 def test_weights_are_downloaded_verified_and_cached(checkpoints: dict[str, Path], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from clipseek import weights
+    from clipseek.clip import weights
     from tests.httpserver import Files, serve
 
     payload = checkpoints["torchscript"].read_bytes()

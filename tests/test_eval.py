@@ -12,15 +12,15 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.evaluation import EvalError, Pair, chance_recall, evaluate, pairs_from_file, stored_pairs
-from clipseek.imaging import OPENAI_PREPROCESS, Preprocess
-from clipseek.ingest import ingest_inline
-from clipseek.model_catalog import UnknownModel, lookup
-from clipseek.models import Embedding
+from clipseek.clip.catalog import UnknownModel, lookup
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.photo.imaging import OPENAI_PREPROCESS, Preprocess
+from clipseek.search.evaluation import EvalError, Pair, chance_recall, evaluate, pairs_from_file, stored_pairs
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding
 from tests.cli import run_in_process
 from tests.images import photo_array
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.embedded_redis import EmbeddedRedis
-from clipseek.recovery import SCHEDULER_LOCK
+from clipseek.indexing.embedded_redis import EmbeddedRedis
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.upkeep.recovery import SCHEDULER_LOCK
 from tests.httpserver import serve_app
 from tests.waiting import wait_for
 from tests.workers import WorkerProcess
@@ -140,8 +140,8 @@ def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
 
 
 def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
-    from clipseek.embedded_db import EmbeddedPostgres
-    from clipseek.launcher import Watchdog
+    from clipseek.cli.launcher import Watchdog
+    from clipseek.store.embedded_db import EmbeddedPostgres
 
     folder = Path(tempfile.mkdtemp(prefix="clipseek-watch-", dir="/tmp"))
     pg, broker = EmbeddedPostgres(folder / "pgdata"), EmbeddedRedis(folder / "redis")
@@ -183,7 +183,7 @@ def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
 
     from sqlalchemy import func, select
 
-    from clipseek.models import Image
+    from clipseek.store.tables import Image
 
     env = cli_env | {"REDIS_URL": redis_url}
     first, second = (c.path.read_bytes() for c in sample_photos[:2])

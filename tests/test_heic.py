@@ -7,13 +7,13 @@ from pathlib import Path
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate, discover_files
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.imaging import load_rgb, probe
-from clipseek.ingest import ingest_inline
-from clipseek.models import Embedding, Image, ImageStatus
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate, discover_files
+from clipseek.photo.imaging import load_rgb, probe
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, Image, ImageStatus
 
 
 def _phone_photos(folder: Path, source: Path) -> list[Path]:

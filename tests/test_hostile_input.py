@@ -12,14 +12,14 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from clipseek.accounts import add_user
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.ingest import ingest_inline
-from clipseek.models import Image, Role
-from clipseek.query import PARAMETERS, parse_request
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.search.query import PARAMETERS, parse_request
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, Role
 from tests.test_signin_security import HOSTILE_NEXT
 from webapp import create_app
 

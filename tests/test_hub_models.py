@@ -12,17 +12,17 @@ import torch
 from PIL import Image
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.catalog import MODELS
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import missing_for, runnable_precisions, text_features
 from clipseek.errors import ConfigError, WeightsError
-from clipseek.imaging import OPENAI_PREPROCESS, Preprocess, clip_pixels, load_rgb
-from clipseek.indexing import decode_for_clip
-from clipseek.ingest import ingest_inline
-from clipseek.model_catalog import MODELS
-from clipseek.model_loading import missing_for, runnable_precisions, text_features
-from clipseek.models import Embedding
+from clipseek.indexing.encoding import decode_for_clip
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.photo.imaging import OPENAI_PREPROCESS, Preprocess, clip_pixels, load_rgb
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding
 from tests.cli import run_in_process
 
 LAION = "ViT-B-32/laion2b_s34b_b79k"

@@ -9,17 +9,17 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from clipseek import cutoff
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.examples import store_example
-from clipseek.ingest import ingest_inline
-from clipseek.models import Caption, Embedding, Image, ScoreCutoff
-from clipseek.query import SearchRequest, Term, parse_request
-from clipseek.search import SearchPage, query_vector, run_search
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.search import cutoff
+from clipseek.search.examples import store_example
+from clipseek.search.query import SearchRequest, Term, parse_request
+from clipseek.search.run import SearchPage, query_vector, run_search
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Embedding, Image, ScoreCutoff
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 from PIL import Image as PILImage
 from sqlalchemy import insert, select
 
-from clipseek.catalog import stored_path
-from clipseek.db import Database
-from clipseek.image_store import LOCK_NAME, reconcile_image_store, writing_to
-from clipseek.models import Image
+from clipseek.library.register import stored_path
+from clipseek.library.store import LOCK_NAME, reconcile_image_store, writing_to
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from tests.images import photo_array
 
 HOUR = 3600
@@ -110,7 +110,7 @@ def test_a_killed_writer_leaves_its_files_to_the_next_start_at_once(db: Database
     left = _in_store(store, _jpeg(7), age_s=0)
     writer = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from pathlib import Path\n"
-                               "from clipseek.image_store import writing_to\n"
+                               "from clipseek.library.store import writing_to\n"
                                "with writing_to(Path(sys.argv[1])):\n"
                                "    print('holding', flush=True); time.sleep(120)\n", str(store)],
                               stdout=subprocess.PIPE, text=True)

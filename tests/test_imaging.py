@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from clipseek.catalog import Candidate
-from clipseek.imaging import (
+from clipseek.library.register import Candidate
+from clipseek.photo.imaging import (
     CLIP_SIZE,
     ImageDecodeError,
     clip_pixels,

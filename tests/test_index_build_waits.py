@@ -8,15 +8,15 @@ import threading
 import psycopg
 import pytest
 
-from clipseek.db import Database
-from clipseek.model_indexes import create_index, index_state
+from clipseek.store.db import Database
+from clipseek.store.vector_indexes import create_index, index_state
 from tests.waiting import wait_for
 
 
 def test_an_index_build_held_back_by_an_old_transaction_names_it(
     db: Database, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="clipseek.lock_waits")
+    caplog.set_level(logging.WARNING, logger="clipseek.store.lock_waits")
     address = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(address) as old:
         old.execute("SET application_name = 'a long report'")

@@ -11,14 +11,14 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate, discover_files
-from clipseek.coco import coco_candidates
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import REGISTER_CHUNK, ingest_inline, ingest_queued
-from clipseek.models import Caption, Embedding, Image
-from clipseek.queueing import BATCHES_PER_TASK
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.queueing import BATCHES_PER_TASK
+from clipseek.library.coco import coco_candidates
+from clipseek.library.ingest import REGISTER_CHUNK, ingest_inline, ingest_queued
+from clipseek.library.register import Candidate, discover_files
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Embedding, Image
 from tests.images import photo_array, write_bad_files
 
 
@@ -84,8 +84,8 @@ def test_same_picture_under_another_name_is_a_duplicate(
 def test_interrupted_indexing_is_finished_by_the_next_run(
     db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
 ) -> None:
-    from clipseek.indexing import pending_image_ids
-    from clipseek.ingest import decode_pool, register_candidates
+    from clipseek.indexing.encoding import pending_image_ids
+    from clipseek.library.ingest import decode_pool, register_candidates
 
     with decode_pool(settings) as pool:
         register_candidates(db, sample_photos[:5], settings=settings, pool=pool)

@@ -11,10 +11,10 @@ from PIL import ExifTags
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.models import Image, ImageStatus
-from clipseek.reindexing import backfill_metadata
+from clipseek.library.register import Candidate
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, ImageStatus
+from clipseek.upkeep.reindexing import backfill_metadata
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

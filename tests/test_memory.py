@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from clipseek.catalog import Candidate, register_batch, sha256_of
-from clipseek.db import Database
-from clipseek.derivatives import DISPLAY_SIZE
-from clipseek.imaging import LARGE_DECODE_SLOTS
+from clipseek.library.derivatives import DISPLAY_SIZE
+from clipseek.library.register import Candidate, register_batch
+from clipseek.photo.imaging import LARGE_DECODE_SLOTS
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.util.hashing import sha256_of
 from tests.memory_probe import SIDE
 from webapp import create_app
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image
 
-from clipseek.catalog import Candidate
-from clipseek.metadata import PhotoFacts, read_facts_from
+from clipseek.library.register import Candidate
+from clipseek.photo.metadata import PhotoFacts, read_facts_from
 
 
 def _with_exif(source: Path, target: Path, **tags: object) -> Path:

@@ -13,15 +13,19 @@ from flask import Flask
 from PIL import Image as PILImage
 from sqlalchemy import func, select, text
 
-from clipseek import search_sql
-from clipseek.catalog import Candidate
-from clipseek.context import loaded_models, shared_encoder
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.indexing import index_images
-from clipseek.ingest import ingest_inline
-from clipseek.model_indexes import index_name, index_state
-from clipseek.model_switch import (
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.context import loaded_models, open_database, shared_encoder
+from clipseek.indexing.encoding import index_images
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.search import sql as search_sql
+from clipseek.search.query import Filters
+from clipseek.search.run import similar_images
+from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding, Image, SearchModel
+from clipseek.store.vector_indexes import index_name, index_state
+from clipseek.switching.switch import (
     SwitchError,
     active_model,
     drop_model,
@@ -29,10 +33,6 @@ from clipseek.model_switch import (
     resume_stalled_switch,
     use_model,
 )
-from clipseek.models import Embedding, Image, SearchModel
-from clipseek.query import Filters
-from clipseek.search import similar_images
-from clipseek.settings import RANDOM_MODEL, Settings
 from tests.cli import run_in_process
 from tests.conftest import TEST_PRECISION
 from tests.waiting import wait_for
@@ -288,9 +288,9 @@ def test_a_forced_switch_searches_what_is_covered_and_a_stalled_one_is_queued_ag
 def test_clipseek_model_decides_while_the_active_model_has_no_vectors(
         settings: Settings, encoder: ClipEncoder, sample_photos: list[Candidate]) -> None:
     # A first start with a model whose weights were missing left it active with nothing embedded.
-    first = Database.connect(settings.with_changes(model="ViT-B-16/random"))
+    first = open_database(settings.with_changes(model="ViT-B-16/random"))
     first.close()
-    db = Database.connect(settings)
+    db = open_database(settings)
     try:
         with db.session() as session:
             assert active_model(session) == RANDOM_MODEL
@@ -300,7 +300,7 @@ def test_clipseek_model_decides_while_the_active_model_has_no_vectors(
         ingest_inline(db, encoder, sample_photos[:1], settings=settings)
     finally:
         db.close()
-    again = Database.connect(settings.with_changes(model="ViT-B-16/random"))
+    again = open_database(settings.with_changes(model="ViT-B-16/random"))
     try:
         with again.session() as session:
             assert active_model(session) == RANDOM_MODEL

@@ -14,14 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from clipseek import onnx_int8
-from clipseek.catalog import Candidate, sha256_of
-from clipseek.encoder import ClipEncoder
+from clipseek.clip import onnx_int8
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import convert, embed_pixels, embed_tokens, precision_copies, probe_pixels
+from clipseek.clip.precision import (
+    INT8_MIN_COSINE,
+    INT8_MIN_MEAN_COSINE,
+    Measurement,
+    choose_fastest_accurate,
+)
 from clipseek.errors import ConfigError
-from clipseek.imaging import load_rgb
-from clipseek.model_loading import convert, embed_pixels, embed_tokens, precision_copies, probe_pixels
-from clipseek.precision import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, Measurement, choose_fastest_accurate
+from clipseek.library.register import Candidate
+from clipseek.photo.imaging import load_rgb
 from clipseek.settings import RANDOM_MODEL
+from clipseek.util.hashing import sha256_of
 
 pytestmark = pytest.mark.skipif(not onnx_int8.available(), reason="onnxruntime, onnx or onnxscript missing")
 
@@ -99,7 +105,7 @@ def test_a_cached_file_that_fails_its_checksum_is_exported_again(
     killed = tmp_path / ".export-killed"  # what an export killed half way leaves
     killed.mkdir()
     (killed / "image-fp32.onnx").write_bytes(b"partial")
-    with caplog.at_level(logging.WARNING, logger="clipseek.onnx_int8"):
+    with caplog.at_level(logging.WARNING, logger="clipseek.clip.onnx_int8"):
         again = onnx_int8.exported(model, tmp_path, "tiny/one", reduce_range=False)
     assert again == path and path.read_bytes() != bytes(damaged)
     assert "does not match its recorded checksum" in caplog.text
@@ -167,7 +173,7 @@ def test_the_process_logs_as_before_after_an_export(tmp_path: Path) -> None:
 import logging, sys, torch
 from pathlib import Path
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-from clipseek import onnx_int8
+from clipseek.clip import onnx_int8
 torch.manual_seed(4)
 model = CLIP(embed_dim=32, vision_cfg=CLIPVisionCfg(layers=1, width=64, head_width=32, patch_size=32,
              image_size=64), text_cfg=CLIPTextCfg(layers=1, width=64, heads=2, context_length=77,

@@ -10,10 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select, update
 
-from clipseek.catalog import Candidate
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import decode_pool, ingest_inline, register_candidates
-from clipseek.models import Caption, Image
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
+from clipseek.library.register import Candidate
+from clipseek.store.tables import Caption, Image
 from tests.images import write_bad_files
 from webapp.presenters import score_text
 

@@ -12,12 +12,12 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
-from clipseek.models import Image
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from tests.httpserver import serve_app
 from tests.images import write_bad_files
 from tests.switching import half_switched

@@ -17,13 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from clipseek import model_loading
-from clipseek.catalog import Candidate
-from clipseek.encoder import ClipEncoder
-from clipseek.errors import ConfigError
-from clipseek.imaging import load_rgb
-from clipseek.model_loading import PROBE_BATCH, probe_clock, time_round_robin
-from clipseek.precision import (
+from clipseek.clip import loading as model_loading
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import PROBE_BATCH, probe_clock, time_round_robin
+from clipseek.clip.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
     Cpu,
@@ -37,6 +34,9 @@ from clipseek.precision import (
     report_lines,
     resolve_auto,
 )
+from clipseek.errors import ConfigError
+from clipseek.library.register import Candidate
+from clipseek.photo.imaging import load_rgb
 from clipseek.settings import RANDOM_MODEL, Settings
 from tests.cli import run_in_process
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
-from clipseek.model_indexes import index_name
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.db import Database
+from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
 README = Path(__file__).resolve().parent.parent / "README.md"

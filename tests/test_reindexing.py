@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate, discover_files
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import decode_pool, ingest_inline, register_candidates
-from clipseek.models import Image
-from clipseek.reindexing import reindex_images
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
+from clipseek.library.register import Candidate, discover_files
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
+from clipseek.upkeep.reindexing import reindex_images
 from tests.images import write_bad_files
 
 

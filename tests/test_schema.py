@@ -7,15 +7,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
-from clipseek.db import Database
-from clipseek.model_indexes import include_in_autogenerate, index_name
-from clipseek.model_switch import active_model
-from clipseek.models import Base, Image, ImageStatus
+from clipseek.context import open_database
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Base, Image, ImageStatus
+from clipseek.store.vector_indexes import include_in_autogenerate, index_name
+from clipseek.switching.switch import active_model
 
 
 def test_autogenerate_finds_nothing_to_change(db: Database) -> None:
-    # The per-model HNSW indexes are made at run time, one per model (clipseek.model_indexes).
+    # The per-model HNSW indexes are made at run time, one per model (clipseek.store.vector_indexes).
     options = {"include_object": include_in_autogenerate}
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts=options), Base.metadata)
@@ -68,7 +69,7 @@ def test_migration_0008_gives_each_stored_model_its_own_index_and_keeps_every_ve
         database_url: str, settings: Settings) -> None:
     from alembic import command
 
-    from clipseek.db import _alembic_config, normalize_url
+    from clipseek.store.db import _alembic_config, normalize_url
 
     config = _alembic_config(normalize_url(database_url))
     command.downgrade(config, "0007")  # the template is at head: back to one shared 512-d index
@@ -95,7 +96,7 @@ def test_migration_0008_gives_each_stored_model_its_own_index_and_keeps_every_ve
     assert kept == {old: ("kept", 512), other: ("kept", 512)} and vectors == 6
     assert {index_name(old), index_name(other)} <= indexes and "embeddings_hnsw_cosine_idx" not in indexes
     # The first start picks CLIPSEEK_MODEL among them as the active one.
-    db = Database.connect(settings.with_changes(model=other))
+    db = open_database(settings.with_changes(model=other))
     try:
         with db.session() as session:
             assert active_model(session) == other

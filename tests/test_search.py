@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.ingest import ingest_inline
-from clipseek.models import Embedding
-from clipseek.query import Mode
-from clipseek.search import rank_by_vector, search_images, similar_images
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.search.query import Mode
+from clipseek.search.run import rank_by_vector, search_images, similar_images
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Embedding
 from tests.ranking import SCORE_TOLERANCE, assert_ranking_agrees, assert_scores_descend
 
 

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from clipseek import search
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.ingest import ingest_inline
-from clipseek.models import Caption, Image, ImageStatus
-from clipseek.query import parse_request
-from clipseek.search import SearchPage, run_search
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.search import run as search
+from clipseek.search.query import parse_request
+from clipseek.search.run import SearchPage, run_search
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Image, ImageStatus
 
 MODES = ("semantic", "hybrid", "text")
 

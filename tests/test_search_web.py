@@ -15,13 +15,13 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select, update
 
 from clipseek.api import search
-from clipseek.catalog import Candidate
+from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
-from clipseek.models import Image, ScoreCutoff
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, ScoreCutoff
 from tests.httpserver import serve_app
 
 

@@ -15,9 +15,9 @@ from PIL import Image as PILImage
 from werkzeug.test import TestResponse
 
 from clipseek import accounts
-from clipseek.db import Database
-from clipseek.models import Role
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Role
 from tests.images import encoded, photo_array
 from tests.test_accounts_web import PASSWORD, sign_in
 from tests.test_accounts_web import accounts_app as accounts_app  # fixtures, found by name

@@ -13,15 +13,15 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import ingest_inline
-from clipseek.recovery import SCHEDULER_LOCK
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import ingest_inline
+from clipseek.library.register import Candidate
+from clipseek.library.sync import _lock_key
 from clipseek.settings import Settings
-from clipseek.sql_reader import READER_TABLES, create_reader_login, end_overrunning_readers
-from clipseek.sync import _lock_key
+from clipseek.store.db import Database
+from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.sql_reader import READER_TABLES, create_reader_login, end_overrunning_readers
+from clipseek.upkeep.recovery import SCHEDULER_LOCK
 from tests.test_readme import README, _sql_blocks
 from tests.waiting import wait_for
 

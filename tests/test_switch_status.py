@@ -9,10 +9,10 @@ import subprocess
 import pytest
 from flask.testing import FlaskClient
 
-from clipseek.db import Database
-from clipseek.model_switch import SwitchProgress, register_model
 from clipseek.settings import RANDOM_MODEL
-from clipseek.status import (
+from clipseek.store.db import Database
+from clipseek.switching.switch import SwitchProgress, register_model
+from clipseek.upkeep.status import (
     collection_status,
     duration_text,
     percent_done,

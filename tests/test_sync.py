@@ -11,18 +11,18 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate, Inspected, inspect_file
-from clipseek.db import Database
-from clipseek.derivatives import thumbnail_path
-from clipseek.encoder import ClipEncoder
-from clipseek.indexing import index_images
-from clipseek.ingest import decode_pool
-from clipseek.models import Caption, DuplicateFile, Embedding, Image, ImageStatus
-from clipseek.queueing import ids_without
-from clipseek.search import count_searchable, search_images, similar_images
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.encoding import index_images
+from clipseek.indexing.queueing import ids_without
+from clipseek.library.derivatives import thumbnail_path
+from clipseek.library.ingest import decode_pool
+from clipseek.library.register import Candidate, Inspected, inspect_file
+from clipseek.library.sync import SyncRefused, SyncReport, prune_missing, sync_folder
+from clipseek.search.run import count_searchable, search_images, similar_images
 from clipseek.settings import Settings
-from clipseek.status import collection_status
-from clipseek.sync import SyncRefused, SyncReport, prune_missing, sync_folder
+from clipseek.store.db import Database
+from clipseek.store.tables import Caption, DuplicateFile, Embedding, Image, ImageStatus
+from clipseek.upkeep.status import collection_status
 
 
 def _folder(tmp_path: Path, samples: list[Candidate], count: int = 4) -> Path:
@@ -163,7 +163,7 @@ def test_a_second_sync_of_an_unchanged_folder_reads_no_file(
     def must_not_read(*args: object) -> None:
         raise AssertionError("an unchanged file was read")
 
-    monkeypatch.setattr("clipseek.sync.inspect_file", must_not_read)
+    monkeypatch.setattr("clipseek.library.sync.inspect_file", must_not_read)
     assert _sync(db, settings, folder).counts() == {
         "new": 0, "changed": 0, "moved": 0, "missing": 0, "returned": 0, "unchanged": 4,
         "duplicates": 0, "failed": 0, "skipped": 0}
@@ -219,7 +219,7 @@ def test_link_loops_vanishing_and_unlisted_files_are_reported_and_nothing_is_los
             candidate.path.unlink()
         return inspect_file(candidate, max_pixels)
 
-    monkeypatch.setattr("clipseek.sync.inspect_file", vanish_first)
+    monkeypatch.setattr("clipseek.library.sync.inspect_file", vanish_first)
     found = _sync(db, settings, folder)
     assert "cannot read the file" in found.failed[str(folder / "self.jpg")]
     assert found.failed[str(folder / "fleeting.jpg")] == "the file vanished while it was being read"
@@ -327,7 +327,7 @@ def test_a_second_copy_is_read_once_and_takes_over_when_the_original_goes(
     first = _sync(db, settings, folder)
     assert len(first.new_ids) == 4 and len(first.duplicate_ids) == 1
     with monkeypatch.context() as patched:
-        patched.setattr("clipseek.sync.inspect_file", lambda *args: pytest.fail("a file was read"))
+        patched.setattr("clipseek.library.sync.inspect_file", lambda *args: pytest.fail("a file was read"))
         again = _sync(db, settings, folder)
     assert again.unchanged == 5 and not again.duplicate_ids
     edited = folder / "edited.jpg"

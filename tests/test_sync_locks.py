@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from sqlalchemy import func, select, text
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.ingest import decode_pool
-from clipseek.models import Image
+from clipseek.library.ingest import decode_pool
+from clipseek.library.register import Candidate
+from clipseek.library.sync import SyncReport, _lock_key, sync_folder
 from clipseek.settings import Settings
-from clipseek.sync import SyncReport, _lock_key, sync_folder
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from tests.waiting import wait_for
 
 
@@ -95,7 +95,7 @@ def test_a_sync_that_waits_says_who_holds_its_lock_and_goes_on_once_it_is_free(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     top = _library(tmp_path, sample_photos)
-    caplog.set_level(logging.WARNING, logger="clipseek.lock_waits")
+    caplog.set_level(logging.WARNING, logger="clipseek.store.lock_waits")
     address = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(address, autocommit=True) as holder:
         holder.execute("SET application_name = 'someone else'")

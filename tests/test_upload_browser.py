@@ -14,7 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
 
-from clipseek.uploads import MAX_UPLOAD_BYTES
+from clipseek.library.uploads import MAX_UPLOAD_BYTES
 from tests import test_browser
 from tests.images import photo_array
 

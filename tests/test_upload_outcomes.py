@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from sqlalchemy import select, text
 
-from clipseek.db import Database
-from clipseek.image_store import LOCK_NAME
-from clipseek.models import Image
+from clipseek.library.store import LOCK_NAME
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from tests.images import photo_array
 from webapp import create_app
 

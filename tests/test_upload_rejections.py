@@ -10,12 +10,12 @@ from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.indexing import index_images
-from clipseek.ingest import decode_pool
-from clipseek.models import Image, ImageStatus
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.encoding import index_images
+from clipseek.library.ingest import decode_pool
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, ImageStatus
 from tests.images import photo_array
 
 API = {"X-Requested-With": "test"}

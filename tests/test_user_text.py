@@ -7,11 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from clipseek import accounts
-from clipseek.captions import parse_caption_text
-from clipseek.db import Database
 from clipseek.errors import BadQuery
-from clipseek.models import Role
-from clipseek.named_collections import collection_name
+from clipseek.library.captions import parse_caption_text
+from clipseek.library.collections import collection_name
+from clipseek.store.db import Database
+from clipseek.store.tables import Role
 
 INVISIBLE = ["\u200b", "\ufeff", "\u200b\ufeff\u200b", " \u200b \ufeff ", "\u2060\u200d\u200c",
              "\u3164", "\u00ad\u200b"]

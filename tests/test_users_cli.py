@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from clipseek import accounts
-from clipseek.db import Database
+from clipseek.store.db import Database
 
 
 def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

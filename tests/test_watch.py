@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.models import Image, ImageStatus
-from clipseek.watching import FolderWatcher
+from clipseek.library.register import Candidate
+from clipseek.library.watch import FolderWatcher
+from clipseek.store.db import Database
+from clipseek.store.tables import Image, ImageStatus
 from tests.waiting import wait_for
 
 

@@ -18,10 +18,10 @@ from sqlalchemy import insert
 from werkzeug.test import TestResponse
 
 from clipseek.accounts import add_user
-from clipseek.db import Database
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.models import Image, Role
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.db import Database
+from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.tables import Image, Role
 from tests.images import photo_array
 from webapp import create_app
 

@@ -12,12 +12,12 @@ from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from sqlalchemy import event, select
 
-from clipseek.catalog import Candidate
-from clipseek.db import Database
-from clipseek.encoder import ClipEncoder
-from clipseek.ingest import decode_pool, ingest_inline, register_candidates
-from clipseek.models import Image
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
+from clipseek.library.register import Candidate
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from tests.images import photo_array
 
 API = {"X-Requested-With": "test"}

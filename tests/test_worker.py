@@ -18,12 +18,12 @@ import redis
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from clipseek.catalog import Candidate, stored_path
-from clipseek.db import Database
-from clipseek.embedded_db import EmbeddedPostgres
-from clipseek.embedded_redis import EmbeddedRedis
-from clipseek.models import Embedding, Image
+from clipseek.indexing.embedded_redis import EmbeddedRedis
+from clipseek.library.register import Candidate, stored_path
 from clipseek.settings import Settings
+from clipseek.store.db import Database
+from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.tables import Embedding, Image
 from tests.images import write_bad_files
 from tests.waiting import wait_for
 from tests.workers import WorkerProcess

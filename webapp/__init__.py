@@ -9,8 +9,8 @@ from flask import Flask
 
 from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.context import Context
-from clipseek.models import ImageStatus
 from clipseek.settings import Settings
+from clipseek.store.tables import ImageStatus
 
 
 def _secret_key(settings: Settings) -> str:
@@ -72,7 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
 
-    from clipseek.encoder import is_random_model
+    from clipseek.clip.encoder import is_random_model
 
     @app.context_processor
     def model_banner() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from clipseek import accounts
 from clipseek.errors import BadQuery
-from clipseek.models import User
+from clipseek.store.tables import User
 from webapp.auth import Account, signed_in
 from webapp.db_session import get_session
 

@@ -8,14 +8,14 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from clipseek.accounts import record_deletions
-from clipseek.broker import queue_depth
-from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
-from clipseek.models import Image
-from clipseek.named_collections import collection_counts
-from clipseek.retrying import retry_failed_images
-from clipseek.search import run_search, similar_images
-from clipseek.status import collection_status
+from clipseek.indexing.broker import queue_depth
+from clipseek.library.collections import collection_counts
+from clipseek.library.deletion import Selection, delete_images
+from clipseek.search.run import run_search, similar_images
+from clipseek.store.tables import Image
+from clipseek.upkeep.retrying import retry_failed_images
+from clipseek.upkeep.status import collection_status
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import paging, parse_ids, search_request

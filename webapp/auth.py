@@ -28,9 +28,9 @@ from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
 from clipseek import accounts
-from clipseek.broker import broker_url
-from clipseek.models import Caption, Image, Role, User
+from clipseek.indexing.broker import broker_url
 from clipseek.settings import Settings
+from clipseek.store.tables import Caption, Image, Role, User
 from webapp.db_session import get_session
 from webapp.errors import error_response
 from webapp.policies import enforce, may_caption, may_change_caption

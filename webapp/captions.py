@@ -7,7 +7,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
-from clipseek.captions import (
+from clipseek.library.captions import (
     CaptionText,
     add_caption,
     caption_dict,
@@ -15,7 +15,7 @@ from clipseek.captions import (
     edit_caption,
     parse_caption_text,
 )
-from clipseek.models import Caption
+from clipseek.store.tables import Caption
 from webapp.auth import signed_in
 from webapp.db_session import get_session
 from webapp.params import MAX_IMAGE_ID

@@ -10,15 +10,15 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from clipseek.accounts import record_deletions
-from clipseek.deletion import Deletion, Selection, delete_images, selected_ids
 from clipseek.errors import BadQuery
-from clipseek.models import Image
-from clipseek.named_collections import (
+from clipseek.library.collections import (
     collection_counts,
     collection_images,
     collection_name,
     rename_collection,
 )
+from clipseek.library.deletion import Deletion, Selection, delete_images, selected_ids
+from clipseek.store.tables import Image
 from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import MAX_IDS, MAX_IMAGE_ID, paging

@@ -6,8 +6,8 @@ from flask import Flask, abort, current_app, g
 from sqlalchemy.orm import Session, selectinload
 
 from clipseek.context import Context
-from clipseek.model_switch import active_model
-from clipseek.models import Image
+from clipseek.store.tables import Image
+from clipseek.switching.switch import active_model
 
 
 def clipseek() -> Context:

@@ -7,9 +7,9 @@ from pathlib import Path
 from flask import Blueprint, abort, send_file
 from werkzeug.wrappers import Response
 
-from clipseek.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumbnail
-from clipseek.imaging import ImageDecodeError
-from clipseek.models import Image
+from clipseek.library.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumbnail
+from clipseek.photo.imaging import ImageDecodeError
+from clipseek.store.tables import Image
 from webapp.db_session import clipseek, get_session
 from webapp.presenters import missing_notice
 

@@ -8,14 +8,14 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from clipseek.accounts import record_deletions
-from clipseek.broker import queue_depth
-from clipseek.deletion import Selection, delete_images
 from clipseek.errors import BadQuery
-from clipseek.examples import store_example
-from clipseek.imaging import ImageDecodeError, read_rgb
-from clipseek.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
-from clipseek.search import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
-from clipseek.status import collection_status, count_pending, switch_summary
+from clipseek.indexing.broker import queue_depth
+from clipseek.library.deletion import Selection, delete_images
+from clipseek.photo.imaging import ImageDecodeError, read_rgb
+from clipseek.search.examples import store_example
+from clipseek.search.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
+from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
+from clipseek.upkeep.status import collection_status, count_pending, switch_summary
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request

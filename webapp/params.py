@@ -10,8 +10,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BaseConverter
 
 from clipseek.errors import BadQuery
-from clipseek.query import SearchRequest, parse_request
-from clipseek.search import MAX_PAGE, MAX_PER_PAGE
+from clipseek.search.query import SearchRequest, parse_request
+from clipseek.search.run import MAX_PAGE, MAX_PER_PAGE
 
 PAGE_SIZES = (12, 24, 48, 96)
 DEFAULT_PAGE_SIZE = 24

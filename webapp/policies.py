@@ -8,8 +8,8 @@ from flask import abort, redirect, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from clipseek.captions import caption_owners
-from clipseek.models import Image, Role
+from clipseek.library.captions import caption_owners
+from clipseek.store.tables import Image, Role
 from webapp.db_session import get_session
 
 

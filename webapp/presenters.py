@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import url_for
 
-from clipseek.captions import caption_dict
-from clipseek.models import Image, ImageStatus
-from clipseek.retrying import is_retryable
-from clipseek.search import SearchHit, SearchPage
+from clipseek.indexing.failures import is_retryable
+from clipseek.library.captions import caption_dict
+from clipseek.search.run import SearchHit, SearchPage
+from clipseek.store.tables import Image, ImageStatus
 
 
 def hit_dict(hit: SearchHit) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import LimitedStream
 
-from clipseek.uploads import MAX_UPLOAD_BYTES, clean_upload_name
+from clipseek.library.uploads import MAX_UPLOAD_BYTES, clean_upload_name
 from webapp.errors import error_response
 
 MB = 1024 * 1024

@@ -11,9 +11,8 @@ from werkzeug.wrappers import Response
 
 from clipseek.accounts import record_uploads
 from clipseek.errors import BadQuery
-from clipseek.models import Image
-from clipseek.named_collections import UPLOADS, collection_name
-from clipseek.uploads import (
+from clipseek.library.collections import UPLOADS, collection_name
+from clipseek.library.uploads import (
     MAX_UPLOAD_BYTES,
     UploadOutcome,
     accept_uploads,
@@ -21,6 +20,7 @@ from clipseek.uploads import (
     registered_ids,
     too_large,
 )
+from clipseek.store.tables import Image
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session
 from webapp.params import parse_ids

@@ -10,11 +10,11 @@ from typing import Any
 from celery import Celery
 from celery import signals as celery_signals
 
-from clipseek.broker import INDEX_TASK, QUEUE, create_celery
 from clipseek.context import Context
-from clipseek.recovery import scheduler_for
+from clipseek.indexing.broker import INDEX_TASK, QUEUE, create_celery
+from clipseek.indexing.heartbeats import Heartbeat
 from clipseek.settings import Settings
-from clipseek.workers import Heartbeat
+from clipseek.upkeep.recovery import scheduler_for
 
 log = logging.getLogger("clipseek.worker")
 

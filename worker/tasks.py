@@ -7,11 +7,11 @@ import logging
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from clipseek.broker import INDEX_TASK
 from clipseek.context import shared_context
 from clipseek.errors import DatabaseUnavailable
-from clipseek.indexing import index_images
-from clipseek.model_switch import after_index_task, is_known
+from clipseek.indexing.broker import INDEX_TASK
+from clipseek.indexing.encoding import index_images
+from clipseek.switching.switch import after_index_task, is_known
 
 log = logging.getLogger("clipseek.worker")
 

@@ -14,7 +14,7 @@ from clipseek.errors import ClipSeekError
 
 # Loggers whose lines a command shows as they come: the first load of a model on a machine
 # measures precisions and may export a tower (up to a minute), which should not look hung.
-PROGRESS_LOGGERS = ("clipseek.encoder", "clipseek.onnx_int8", "clipseek.lock_waits")
+PROGRESS_LOGGERS = ("clipseek.clip.encoder", "clipseek.clip.onnx_int8", "clipseek.store.lock_waits")
 
 
 class _ProgressLines(logging.Handler):

@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from clipseek.catalog import Candidate
 from clipseek.cli.progress import counting_bar, position_bar
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
-from clipseek.indexing import pending_image_ids
-from clipseek.ingest import IngestSummary, ingest_inline
+from clipseek.indexing.encoding import pending_image_ids
+from clipseek.library.ingest import IngestSummary, ingest_inline
+from clipseek.library.register import Candidate
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -45,8 +45,8 @@ def recover_image_store(ctx: Context) -> None:
     """Settle what an interrupted upload or import left in the image store; queue what it registers."""
     from kombu.exceptions import OperationalError as BrokerError
 
-    from clipseek.image_store import reconcile_image_store
-    from clipseek.queueing import queue_for_indexing
+    from clipseek.indexing.queueing import queue_for_indexing
+    from clipseek.library.store import reconcile_image_store
 
     settings = ctx.settings
     with ctx.db.session() as session:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from clipseek.broker import queue_depth
-from clipseek.catalog import Candidate, discover_files
 from clipseek.cli.base import (
     import_options,
     index_here,
@@ -19,20 +17,22 @@ from clipseek.cli.base import (
 )
 from clipseek.cli.library import sync_paths
 from clipseek.cli.progress import StageBars, counting_bar, position_bar
-from clipseek.coco import COCO_BASE_URL, coco_candidates, download_coco
+from clipseek.clip.encoder import parse_model_id
 from clipseek.context import Context
-from clipseek.encoder import parse_model_id
 from clipseek.errors import ClipSeekError
-from clipseek.indexing import pending_image_ids
-from clipseek.ingest import ingest_queued
-from clipseek.models import ImageStatus
-from clipseek.named_collections import collection_name, folder_collection
-from clipseek.queueing import wait_until_indexed
-from clipseek.reindexing import backfill_captions, backfill_metadata, reindex_images
-from clipseek.samples import write_sample_photos
-from clipseek.status import collection_status, count_by_status, switch_summary
-from clipseek.sync import is_known_folder
-from clipseek.workers import worker_states
+from clipseek.indexing.broker import queue_depth
+from clipseek.indexing.encoding import pending_image_ids
+from clipseek.indexing.heartbeats import worker_states
+from clipseek.indexing.queueing import wait_until_indexed
+from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
+from clipseek.library.collections import collection_name, folder_collection
+from clipseek.library.ingest import ingest_queued
+from clipseek.library.register import Candidate, discover_files
+from clipseek.library.samples import write_sample_photos
+from clipseek.library.sync import is_known_folder
+from clipseek.store.tables import ImageStatus
+from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, reindex_images
+from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
 
 
 @click.command()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 from sqlalchemy.engine import make_url
 
-from clipseek.app_role import check_app_role, hand_database_to
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
-from clipseek.db import database_url, upgrade_schema
-from clipseek.embedded_db import EmbeddedPostgres
 from clipseek.errors import ClipSeekError
-from clipseek.sql_reader import create_reader_login, reader_login_name
+from clipseek.store.app_role import check_app_role, hand_database_to
+from clipseek.store.db import database_url, upgrade_schema
+from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.sql_reader import create_reader_login, reader_login_name
 
 
 @click.group()

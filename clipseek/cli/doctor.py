@@ -7,9 +7,9 @@ import os
 import click
 
 from clipseek.cli.base import pass_context
+from clipseek.clip.loading import pick_device, runnable_precisions
+from clipseek.clip.precision import check_runnable, read_cpu, report_lines
 from clipseek.context import Context
-from clipseek.model_loading import pick_device, runnable_precisions
-from clipseek.precision import check_runnable, read_cpu, report_lines
 
 
 @click.command()

@@ -11,12 +11,12 @@ import click
 
 from clipseek.cli.base import pass_context, queue_errors, random_warning
 from clipseek.context import Context
-from clipseek.indexing import index_images
-from clipseek.ingest import decode_pool
-from clipseek.named_collections import collection_name
-from clipseek.queueing import queue_for_indexing
-from clipseek.sync import SyncReport, prune_missing, sync_folder
-from clipseek.watching import FolderWatcher
+from clipseek.indexing.encoding import index_images
+from clipseek.indexing.queueing import queue_for_indexing
+from clipseek.library.collections import collection_name
+from clipseek.library.ingest import decode_pool
+from clipseek.library.sync import SyncReport, prune_missing, sync_folder
+from clipseek.library.watch import FolderWatcher
 
 
 def sync_lines(folder: Path, found: SyncReport) -> list[str]:

@@ -9,9 +9,9 @@ import click
 
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
-from clipseek.deletion import Selection, count_selected, delete_images
 from clipseek.errors import ClipSeekError
-from clipseek.named_collections import collection_counts, collection_name, rename_collection
+from clipseek.library.collections import collection_counts, collection_name, rename_collection
+from clipseek.library.deletion import Selection, count_selected, delete_images
 
 MAX_IMAGE_ID = 2**63 - 1
 

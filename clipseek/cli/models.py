@@ -10,10 +10,12 @@ import click
 from sqlalchemy import select
 
 from clipseek.cli.base import pass_context, queue_errors
+from clipseek.clip.catalog import lookup
+from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.loading import missing_for
 from clipseek.context import Context
-from clipseek.encoder import ClipEncoder
 from clipseek.errors import ConfigError
-from clipseek.evaluation import (
+from clipseek.search.evaluation import (
     KS,
     EvalResult,
     Pair,
@@ -22,11 +24,9 @@ from clipseek.evaluation import (
     pairs_from_file,
     stored_pairs,
 )
-from clipseek.model_catalog import lookup
-from clipseek.model_loading import missing_for
-from clipseek.model_overview import model_rows, random_model_rows
-from clipseek.model_switch import drop_model, use_model
-from clipseek.models import EmbeddingCount, ModelState, SearchModel
+from clipseek.store.tables import EmbeddingCount, ModelState, SearchModel
+from clipseek.switching.overview import model_rows, random_model_rows
+from clipseek.switching.switch import drop_model, use_model
 
 STATE_MARKS = {ModelState.ACTIVE.value: "*", ModelState.INCOMING.value: "+", ModelState.KEPT.value: "~"}
 

@@ -11,10 +11,7 @@ import click
 
 from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.cli.base import pass_context, queue_errors, random_warning, recover_image_store
-from clipseek.cli.library import start_watching
-from clipseek.context import Context
-from clipseek.ingest import ingest_queued
-from clipseek.launcher import (
+from clipseek.cli.launcher import (
     Services,
     Watchdog,
     check_port_free,
@@ -24,11 +21,14 @@ from clipseek.launcher import (
     start_worker,
     stop_process,
 )
-from clipseek.model_loading import checkpoint_path
-from clipseek.recovery import scheduler_for
-from clipseek.samples import write_sample_photos
-from clipseek.status import count_images
-from clipseek.watching import FolderWatcher
+from clipseek.cli.library import start_watching
+from clipseek.clip.loading import checkpoint_path
+from clipseek.context import Context
+from clipseek.library.ingest import ingest_queued
+from clipseek.library.samples import write_sample_photos
+from clipseek.library.watch import FolderWatcher
+from clipseek.upkeep.recovery import scheduler_for
+from clipseek.upkeep.status import count_images
 
 
 @click.command()

@@ -9,10 +9,10 @@ import click
 
 from clipseek.cli.base import index_here, pass_context, random_warning, report
 from clipseek.context import Context
-from clipseek.display import render_grid
-from clipseek.query import parse_request
-from clipseek.samples import write_sample_photos
-from clipseek.search import run_search, search_images
+from clipseek.library.samples import write_sample_photos
+from clipseek.search.display import render_grid
+from clipseek.search.query import parse_request
+from clipseek.search.run import run_search, search_images
 
 
 @click.command()

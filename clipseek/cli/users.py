@@ -8,7 +8,7 @@ from sqlalchemy import select
 from clipseek import accounts
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
-from clipseek.models import User
+from clipseek.store.tables import User
 
 
 def _new_password(given: str | None) -> str:

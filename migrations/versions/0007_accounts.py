@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from clipseek.sql_reader import grant_reader_sql
+from clipseek.store.sql_reader import grant_reader_sql
 
 revision: str = "0007"
 down_revision: str | None = "0006"

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from clipseek.model_indexes import index_sql
-from clipseek.sql_reader import grant_reader_sql
+from clipseek.store.sql_reader import grant_reader_sql
+from clipseek.store.vector_indexes import index_sql
 
 revision: str = "0008"
 down_revision: str | None = "0007"

@@ -1,0 +1,72 @@
+"""Derived pictures: thumbnails and display copies, made once per image and cached on disk."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from clipseek.photo.imaging import fit_rgb
+
+THUMBNAIL_SIZE = 320
+# Display copies (of formats browsers cannot show) fit in this square: enough for a screen,
+# and a few MB however large the original is.
+DISPLAY_SIZE = 2048
+# Requests for one picture share a lock, so the second waits for the first one's copy
+# instead of decoding the original again; 64 stripes keep unrelated pictures apart.
+_making = tuple(threading.Lock() for _ in range(64))
+
+
+def thumbnail_path(folder: Path, sha256: str) -> Path:
+    """Where the cached thumbnail of an image lives."""
+    return folder / sha256[:2] / f"{sha256}-{THUMBNAIL_SIZE}.jpg"
+
+
+def display_copy_path(folder: Path, sha256: str) -> Path:
+    """Where the cached display copy of an image lives, next to its thumbnail."""
+    return folder / sha256[:2] / f"{sha256}-{DISPLAY_SIZE}.png"
+
+
+def ensure_thumbnail(folder: Path, *, sha256: str, source: Path, max_pixels: int) -> Path:
+    """Return the cached thumbnail, making it first if needed (EXIF-oriented, RGB, JPEG).
+
+    Raises ImageDecodeError when the source cannot be read.
+    """
+    return _ensure(thumbnail_path(folder, sha256), source, max_pixels=max_pixels,
+                   side=THUMBNAIL_SIZE, fmt="JPEG", quality=85)
+
+
+def ensure_display_copy(folder: Path, *, sha256: str, source: Path, max_pixels: int) -> Path:
+    """Return the cached PNG display copy, at most DISPLAY_SIZE a side, making it first if needed.
+
+    Raises ImageDecodeError when the source cannot be read.
+    """
+    return _ensure(display_copy_path(folder, sha256), source, max_pixels=max_pixels,
+                   side=DISPLAY_SIZE, fmt="PNG")
+
+
+def _ensure(target: Path, source: Path, *, max_pixels: int, side: int, fmt: str,
+            **params: int) -> Path:
+    if target.exists():
+        return target
+    with _making[hash(target.name) % len(_making)]:
+        if not target.exists():
+            _write_atomically(fit_rgb(source, max_pixels=max_pixels, side=side), target, fmt, params)
+    return target
+
+
+def _write_atomically(img: Image.Image, target: Path, fmt: str, params: dict[str, int]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a name of its own, synced, then renamed: a reader (in this process or
+    # another) sees the whole file or none, even after a crash, as browsers keep it a year.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            img.save(handle, format=fmt, **params)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)

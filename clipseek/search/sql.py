@@ -1,0 +1,203 @@
+"""The SQL of a search: filters as conditions, and one statement per mode that ranks and counts."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+)
+
+from clipseek.search.query import Filters, Orientation, Sort, day_after, day_start
+from clipseek.store.tables import Caption, Embedding, Image, ImageStatus
+from clipseek.store.vector_indexes import distance_to, of_model
+
+# Reciprocal Rank Fusion's constant, as in Cormack et al. (2009): it damps the top ranks so
+# that neither list alone decides the order.
+RRF_K = 60
+ENGLISH: ColumnElement[Any] = literal_column("'english'::regconfig")
+
+
+def shown_at() -> ColumnElement[Any]:
+    """The capture time, else the time the image was added (the expression images_shown_at_idx holds)."""
+    # The zone is a literal, not a bound parameter, so that the planner matches the index.
+    return func.coalesce(Image.taken_at, func.timezone(literal_column("'UTC'"), Image.created_at))
+
+
+def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[ColumnElement[bool]]:
+    """The conditions on `images` for these filters; missing images are always left out, and
+    so is the image `exclude` (the picture a "more like this" search starts from)."""
+    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING]
+    if exclude is not None:
+        out.append(Image.id != exclude)
+    if filters.collections:
+        out.append(Image.collection.in_(filters.collections))
+    if filters.sources:
+        out.append(Image.source.in_(filters.sources))
+    if filters.folder:
+        # A folder, not a string prefix: /photos/2024 must not match /photos/2024-old.
+        out.append(Image.path.startswith(filters.folder.rstrip("/") + "/", autoescape=True))
+    if filters.formats:
+        out.append(Image.format.in_(filters.formats))
+    if filters.taken_from:
+        out.append(shown_at() >= day_start(filters.taken_from))
+    if filters.taken_to:
+        out.append(shown_at() < day_after(filters.taken_to))
+    if filters.added_from:
+        out.append(Image.created_at >= day_start(filters.added_from).replace(tzinfo=UTC))
+    if filters.added_to:
+        out.append(Image.created_at < day_after(filters.added_to).replace(tzinfo=UTC))
+    width = func.coalesce(Image.display_width, Image.width)
+    height = func.coalesce(Image.display_height, Image.height)
+    if filters.orientation is Orientation.PORTRAIT:
+        out.append(height > width)
+    elif filters.orientation is Orientation.LANDSCAPE:
+        out.append(width > height)
+    elif filters.orientation is Orientation.SQUARE:
+        out.append(width == height)
+    if filters.min_width:
+        out.append(width >= filters.min_width)
+    if filters.min_height:
+        out.append(height >= filters.min_height)
+    if filters.min_megapixels:
+        out.append(cast(width, Float) * height >= filters.min_megapixels * 1_000_000)
+    return out
+
+
+def count_candidates(filters: Filters, *, cap: int, exclude: int | None = None) -> Select[Any]:
+    """How many indexed images the filters keep, counting no further than `cap`.
+
+    Indexed images are those with an embedding from the active model (bar the moments after a
+    model change), and counting them needs no join with the embeddings.
+    """
+    return select(func.count()).select_from(kept_images(filters, exclude=exclude).limit(cap).subquery())
+
+
+def kept_images(filters: Filters, *, exclude: int | None = None) -> Select[Any]:
+    """The indexed images the filters keep (uncounted: for the planner's estimate of their number)."""
+    return select(literal(1)).select_from(Image).where(Image.status == ImageStatus.INDEXED,
+                                                       *filter_conditions(filters, exclude=exclude))
+
+
+def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth: int,
+                     exact: bool, exclude: int | None = None) -> CTE:
+    """The `depth` images nearest to `vector` among those the filters keep, with their rank.
+
+    `exact` computes every kept image's distance (for filters that keep few images); else
+    the HNSW index is walked, with iterative scans filling the depth despite the filters.
+    """
+    if exact:
+        # The kept ids first (through the images' own indexes), then their embeddings by
+        # primary key; "+ 0" keeps the planner from ordering through the HNSW index instead.
+        kept = (select(Image.id).where(*filter_conditions(filters, exclude=exclude))
+                .cte("filtered").prefix_with("MATERIALIZED"))
+        distance = distance_to(vector) + 0
+        ranked = (select(Embedding.image_id, (1 - distance).label("score"),
+                         func.row_number().over(order_by=distance).label("position"))
+                  .join(kept, kept.c.id == Embedding.image_id).where(of_model(model)))
+    else:
+        distance = distance_to(vector)
+        ranked = (select(Embedding.image_id, (1 - distance).label("score"),
+                         func.row_number().over(order_by=distance).label("position"))
+                  .join(Image, Image.id == Embedding.image_id)
+                  .where(of_model(model), *filter_conditions(filters, exclude=exclude)))
+    return ranked.order_by(distance).limit(depth).cte("semantic")
+
+
+def text_ranking(words: str, filters: Filters, *, depth: int | None,
+                 exclude: int | None = None) -> CTE:
+    """The images whose captions hold every word of `words` (web-search syntax), best first."""
+    query = func.websearch_to_tsquery(ENGLISH, words)
+    best = func.max(func.ts_rank(Caption.words, query))
+    ranked = (select(Caption.image_id, cast(best, Float).label("score"),
+                     func.row_number().over(order_by=(best.desc(), Caption.image_id)).label("position"))
+              .join(Image, Image.id == Caption.image_id)
+              .where(Caption.words.bool_op("@@")(query), *filter_conditions(filters, exclude=exclude))
+              .group_by(Caption.image_id).order_by(best.desc(), Caption.image_id))
+    return (ranked.limit(depth) if depth else ranked).cte("textual")
+
+
+def fused_ranking(semantic: CTE, textual: CTE, vector: np.ndarray, *, model: str) -> CTE:
+    """Reciprocal Rank Fusion of the two rankings, with each image's cosine score."""
+    image_id = func.coalesce(semantic.c.image_id, textual.c.image_id)
+    rrf = (func.coalesce(1.0 / (RRF_K + semantic.c.position), 0.0)
+           + func.coalesce(1.0 / (RRF_K + textual.c.position), 0.0))
+    joined = semantic.join(textual, semantic.c.image_id == textual.c.image_id, full=True)
+    fused = (select(image_id.label("image_id"), rrf.label("fused"),
+                    (textual.c.image_id.is_not(None)).label("text_match"),
+                    semantic.c.score.label("semantic_score"))
+             .select_from(joined).cte("fused"))
+    # Text matches outside the semantic depth still get their true cosine score.
+    cosine = 1 - distance_to(vector)
+    return (select(fused.c.image_id, fused.c.fused, fused.c.text_match,
+                   func.coalesce(fused.c.semantic_score, cosine).label("score"))
+            .select_from(fused.outerjoin(Embedding, and_(Embedding.image_id == fused.c.image_id,
+                                                         of_model(model))))
+            .cte("scored"))
+
+
+def page_of(ranking: CTE, *, cutoff: float | None, sort: Sort, offset: int, limit: int,
+            fused: bool = False) -> Select[Any]:
+    """One page of a ranking's matches, and how many rows it had and how many match.
+
+    Every answer has at least one row (the counts), so an empty page still says how many.
+    """
+    if cutoff is None:
+        keep: ColumnElement[bool] = true()
+    else:
+        keep = ranking.c.score >= cutoff
+        if fused:
+            keep = or_(ranking.c.text_match, keep)
+    kept = select(ranking).where(keep).cte("kept")
+    counts = select(select(func.count()).select_from(ranking).scalar_subquery().label("ranked"),
+                    select(func.count()).select_from(kept).scalar_subquery().label("matches")
+                    ).cte("counts")
+    order: list[ColumnElement[Any]]
+    if sort is Sort.DATE:
+        order = [shown_at().desc(), kept.c.image_id.desc()]
+    elif fused:
+        order = [kept.c.fused.desc(), kept.c.score.desc().nulls_last(), kept.c.image_id]
+    else:
+        order = [kept.c.score.desc(), kept.c.image_id]
+    page = (select(kept.c.image_id, kept.c.score).join(Image, Image.id == kept.c.image_id)
+            .order_by(*order).offset(offset).limit(limit).subquery().lateral("page"))
+    return select(counts.c.ranked, counts.c.matches, page.c.image_id, page.c.score).select_from(
+        counts.outerjoin(page, true()))
+
+
+def browse_page(filters: Filters, *, offset: int, limit: int, cap: int) -> Select[Any]:
+    """Indexed images newest first (capture date, else added date), with a capped count."""
+    conditions = [Image.status == ImageStatus.INDEXED, *filter_conditions(filters)]
+    counted = select(literal(1)).select_from(Image).where(*conditions).limit(cap).subquery()
+    counts = select(select(func.count()).select_from(counted).scalar_subquery().label("ranked")
+                    ).cte("counts")
+    page = (select(Image.id.label("image_id"), null().label("score")).where(*conditions)
+            .order_by(shown_at().desc(), Image.id.desc()).offset(offset).limit(limit)
+            .subquery().lateral("page"))
+    return select(counts.c.ranked, counts.c.ranked.label("matches"), page.c.image_id,
+                  page.c.score).select_from(counts.outerjoin(page, true()))
+
+
+def only_stop_words(words: str) -> Select[Any]:
+    """Whether `words` leave nothing to look for once English stop words are dropped."""
+    return select(func.numnode(func.websearch_to_tsquery(ENGLISH, words)) == 0)
+
+
+def any_captions() -> Select[Any]:
+    """Whether any caption is stored (hybrid search is the default only then)."""
+    return select(select(Caption.id).limit(1).exists())
+

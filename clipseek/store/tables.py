@@ -1,0 +1,366 @@
+"""The tables: images, their captions, and their embeddings per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+
+from pgvector.sqlalchemy import HALFVEC
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class ImageStatus(StrEnum):
+    """Where an image stands: registered, then queued, then indexed; or failed, with a reason."""
+
+    REGISTERED = "registered"
+    QUEUED = "queued"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    # Its file is gone from the folder it was synced from: kept (with its embedding) in case
+    # it comes back, but out of every search until then.
+    MISSING = "missing"
+
+
+# Stored but neither indexed nor failed yet: waiting for the model.
+WAITING = (ImageStatus.REGISTERED, ImageStatus.QUEUED)
+
+
+# An image's date for date filters and date order: when it was taken, else when it was added
+# (in UTC, like capture times without a zone). Written once here so the index and the
+# queries use the same expression.
+SHOWN_AT_SQL = "COALESCE(taken_at, (created_at AT TIME ZONE 'UTC'))"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all ClipSeek tables."""
+
+
+class Image(Base):
+    """One stored picture and where it stands in its lifecycle."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    original_name: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    collection: Mapped[str | None] = mapped_column(Text)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default=ImageStatus.REGISTERED.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Seconds since the epoch as the file system reported them: a re-sync compares size and
+    # mtime with these instead of reading the file again.
+    file_mtime: Mapped[float | None] = mapped_column(Double)
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # From the photo's EXIF (clipseek.photo.metadata): the camera's wall-clock time, without a zone,
+    # and its offset from UTC where the camera recorded one.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    taken_offset_minutes: Mapped[int | None] = mapped_column(Integer)
+    camera_make: Mapped[str | None] = mapped_column(Text)
+    camera_model: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Double)
+    longitude: Mapped[float | None] = mapped_column(Double)
+    display_width: Mapped[int | None] = mapped_column(Integer)
+    display_height: Mapped[int | None] = mapped_column(Integer)
+    # Who uploaded it, for the audit and for a contributor's right to delete it; NULL for
+    # imports, synced folders and uploads in the local single-user mode.
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    captions: Mapped[list[Caption]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in ImageStatus) + ")", name="images_status_valid"
+        ),
+        Index("images_status_idx", "status"),
+        # Re-running an import skips files already registered without hashing them again.
+        Index("images_path_idx", "path"),
+        Index("images_taken_at_idx", "taken_at"),
+        # For the search filters (clipseek.search.query.Filters) and browsing newest first.
+        Index("images_created_at_idx", "created_at"),
+        Index("images_collection_idx", "collection"),
+        Index("images_path_prefix_idx", "path", postgresql_ops={"path": "text_pattern_ops"}),
+        Index("images_shown_at_idx", text(SHOWN_AT_SQL)),
+    )
+
+
+class DuplicateFile(Base):
+    """A file in a synced folder whose content is already stored as another image.
+
+    Remembered with its size and mtime so that the next sync need not read it again, and so
+    that the image can take this path if its own file goes.
+    """
+
+    __tablename__ = "duplicate_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    file_mtime: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (Index("duplicate_files_image_id_idx", "image_id"),)
+
+
+class Caption(Base):
+    """A sentence describing an image (MS-COCO gives five per image)."""
+
+    __tablename__ = "captions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    # Who wrote it, for a contributor's right to change it; NULL for captions a file brought
+    # (name, EXIF, XMP), COCO's, the samples', and those written in the local single-user mode.
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Kept by PostgreSQL itself, so every way a caption is written is searchable at once.
+    words: Mapped[str | None] = mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)",
+                                                          persisted=True))
+
+    image: Mapped[Image] = relationship(back_populates="captions")
+
+    __table_args__ = (
+        Index("captions_image_id_idx", "image_id"),
+        Index("captions_words_idx", "words", postgresql_using="gin"),
+    )
+
+
+class Embedding(Base):
+    """An image's CLIP embedding, produced by the model named in `model`.
+
+    Stored as `halfvec` without a fixed dimension, so models of any dimension share the
+    table; each model has its own HNSW index, a partial index over its rows with the column
+    cast to its dimension (clipseek.store.vector_indexes), so no graph mixes embedding spaces.
+    Half precision keeps a 512-d row (1,032 bytes) inline in the heap, whereas a 512-d
+    `vector` (2,056 bytes) is TOASTed out of line, which made an exact scan over 118,000
+    rows 9x slower (680 ms vs 74 ms p50, bench/search.py, BENCHMARKS.md). Rounding to fp16
+    moves cosine scores by under 1e-3, far below the gaps that separate CLIP matches.
+    """
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Written from numpy arrays; read back as lists of floats.
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("embeddings_model_idx", "model"),)
+
+
+class EmbeddingCount(Base):
+    """How many embeddings each model has, kept exact by triggers on `embeddings`.
+
+    Counting 118,000 rows cost a search about 15 ms (bench/search.py); reading this row
+    costs well under one.
+    """
+
+    __tablename__ = "embedding_counts"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    images: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelState(StrEnum):
+    """A model's part in search: the one searches use, the one being moved to, or kept aside."""
+
+    ACTIVE = "active"
+    # Embedding the collection by the workers; searches move to it once it covers every image.
+    INCOMING = "incoming"
+    # A former active model: its vectors and index stay until `clipseek model drop`.
+    KEPT = "kept"
+
+
+class SearchModel(Base):
+    """A model that has (or is getting) embeddings here, and its part in search.
+
+    Exactly one is active (the first run takes CLIPSEEK_MODEL); at most one is incoming.
+    """
+
+    __tablename__ = "search_models"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the move to this model began, and when searches moved to it.
+    switch_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the images the incoming model lacked were last sent to the workers.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("state IN (" + ", ".join(f"'{s}'" for s in ModelState) + ")",
+                        name="search_models_state_valid"),
+        Index("search_models_one_active", "state", unique=True,
+              postgresql_where=text("state = 'active'")),
+        Index("search_models_one_incoming", "state", unique=True,
+              postgresql_where=text("state = 'incoming'")),
+    )
+
+
+class WorkerBeat(Base):
+    """A running worker's heartbeat and the task it holds, written every few seconds.
+
+    Liveness comes from here rather than from a broadcast over the broker: a status page
+    reads one small table, and a worker whose heartbeat stopped is known to be gone, so the
+    images it held can be queued again at once instead of after the visibility timeout.
+    """
+
+    __tablename__ = "worker_beats"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The broker's delivery tag of the task in hand and the image ids it carries.
+    task_id: Mapped[str | None] = mapped_column(Text)
+    image_ids: Mapped[list[int] | None] = mapped_column(JSONB)
+
+
+class QueryExample(Base):
+    """An example picture's embedding, kept so its search pages, reloads and shares by URL.
+
+    Named by the SHA-256 of the picture; short-lived: unused ones are dropped after a while.
+    """
+
+    __tablename__ = "query_examples"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("query_examples_last_used_at_idx", "last_used_at"),)
+
+
+class ScoreCutoff(Base):
+    """The score below which a model's matches are hidden, calibrated on the stored collection."""
+
+    __tablename__ = "score_cutoffs"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cutoff: Mapped[float] = mapped_column(Double)
+    # How many images the model had embedded when it was calibrated: a collection that has
+    # grown much since is calibrated again.
+    images: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class UploadRejection(Base):
+    """A file refused at upload (not an image, too large, ...), kept so the refusal is never lost."""
+
+    __tablename__ = "upload_rejections"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    filename: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    collection: Mapped[str | None] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("upload_rejections_rejected_at_idx", "rejected_at"),)
+
+
+class Role(StrEnum):
+    """What an account may do: viewers search and look, contributors also upload, admins everything."""
+
+    VIEWER = "viewer"
+    CONTRIBUTOR = "contributor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """Order of the roles: each may do what the ones below it may."""
+        return list(Role).index(self)
+
+
+class User(Base):
+    """An account of a shared deployment; the local single-user mode has none."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in Role) + ")", name="users_role_valid"),
+    )
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 is kept; the secret is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginSession(Base):
+    """A signed-in browser: the cookie holds the secret, the server its SHA-256.
+
+    Logging out deletes the row, so a copied cookie is worthless afterwards; changing the
+    password deletes every row of that user.
+    """
+
+    __tablename__ = "login_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AuditEvent(Base):
+    """Who uploaded or deleted which image, and when (kept after the image and the user are gone)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    image_name: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)

@@ -1,0 +1,126 @@
+"""Queueing images again on request: lost ones, failed ones, or every image for another model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from clipseek.indexing.broker import broker_client
+from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
+from clipseek.library.captions import add_derived_captions
+from clipseek.photo.metadata import read_facts_from
+from clipseek.settings import Settings
+from clipseek.store.tables import Caption, Image, ImageStatus
+from clipseek.switching.switch import active_model, register_model
+from clipseek.upkeep.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
+
+# Seconds the broker may take to list what it holds before `--stale` gives up.
+BROKER_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What a re-index queued: the images, the tasks that carry them, and for which model."""
+
+    image_ids: list[int]
+    tasks: int
+    model: str
+
+
+def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, stale: bool = False,
+            older_than_s: int | None = None, failed: bool = False, model: str | None = None) -> Requeued:
+    """Queue images again for `model` (the active one by default); commits the session first if
+    `model` is another one (its index is built concurrently).
+
+    `stale` queues every waiting image that nothing holds any more (the broker is asked), or,
+    with `older_than_s`, every image waiting longer than that; `failed` tries failed images
+    again; `model` embeds every usable image with that model, leaving their status alone.
+    """
+    target = model or active_model(session)
+    if target != active_model(session):
+        # Its vectors need their own index and a row, or workers would skip its tasks. The
+        # index is built concurrently, which waits for every open transaction: this one too.
+        session.commit()
+        register_model(session.get_bind().engine, target)
+    ids: set[int] = set()
+    lost = Recovery()
+    if stale and older_than_s is None:
+        client = broker_client(settings, timeout_s=BROKER_TIMEOUT_S)
+        try:
+            lost = requeue_lost(session, client, model=target, batch_size=settings.batch_size,
+                                enqueue=enqueue, grace_s=0)
+        finally:
+            client.close()
+    elif stale:
+        ids |= set(waiting_image_ids(session, model=target, older_than_s=older_than_s or 0))
+    if failed:
+        ids |= set(reset_failed(session))
+    if model:
+        ids |= set(ids_without(session, model=model))
+    ids -= set(lost.requeued)
+    tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
+                                 batch_size=settings.batch_size, enqueue=enqueue)
+    return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
+
+
+# Called after each committed batch with how many images have been read so far.
+OnFacts = Callable[[int], None]
+FACTS_BATCH = 200
+
+
+def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> int:
+    """Read EXIF facts into the rows registered before ClipSeek read them; return how many.
+
+    Rows without a display size have never been read (every readable picture has one);
+    missing files are left alone. Commits after each batch, so an interruption keeps the work.
+    """
+    done = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.path).where(Image.display_width.is_(None), Image.id > last_id,
+                                               Image.status != ImageStatus.MISSING)
+            .order_by(Image.id).limit(FACTS_BATCH)).all()
+        if not rows:
+            return done
+        for image_id, path in rows:
+            facts = read_facts_from(Path(path))
+            session.execute(update(Image).where(Image.id == image_id).values(**facts.columns()))
+        session.commit()
+        done += len(rows)
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(done)
+
+
+def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> tuple[int, int]:
+    """Derive captions (file name, EXIF and XMP text) for images that have none; return (read, captioned).
+
+    An image with any caption, derived or written, is left alone, so a second run reads
+    only the pictures that say nothing. Missing and failed files are skipped. Commits after
+    each batch, so an interruption keeps the work.
+    """
+    read = captioned = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.path, Image.original_name)
+            .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
+                   ~exists().where(Caption.image_id == Image.id))
+            .order_by(Image.id).limit(FACTS_BATCH)).all()
+        if not rows:
+            return read, captioned
+        for image_id, path, name in rows:
+            facts = read_facts_from(Path(path))
+            add_derived_captions(session, image_id, name=name, text=facts.text)
+        session.commit()
+        read += len(rows)
+        captioned += len(set(session.scalars(select(Caption.image_id).where(
+            Caption.image_id.in_([row.id for row in rows])))))
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(read)

@@ -1,0 +1,178 @@
+"""Where the collection stands: counts per status and model, workers, the queue, recent failures,
+and the move to another model when one is under way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from clipseek.indexing.heartbeats import WorkerState, worker_states
+from clipseek.library.uploads import recent_rejections
+from clipseek.search.run import count_searchable
+from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus
+from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be indexed, with the reason."""
+
+    image_id: int
+    path: str
+    error: str | None
+    at: datetime
+    # The file's name as it arrived: an upload's path is an internal name in the store.
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A file refused at upload, with the reason."""
+
+    filename: str
+    size: int | None
+    reason: str
+    collection: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for the API."""
+        return {"filename": self.filename, "size": self.size, "reason": self.reason,
+                "collection": self.collection, "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything the status page, `clipseek status` and /api/status show."""
+
+    model: str
+    by_status: dict[str, int]
+    embeddings_by_model: dict[str, int]
+    recent_failures: list[Failure]
+    workers: list[WorkerState] = field(default_factory=list)
+    # Tasks waiting in the broker; None when it did not answer in time.
+    queue_depth: int | None = None
+    # Images the active model has embedded and whose file is there (missing ones are not searched).
+    searchable: int = 0
+    recent_rejections: list[Rejection] = field(default_factory=list)
+    # The move to another model under way, if any (searches use `model` until it completes).
+    switch: SwitchProgress | None = None
+
+    @property
+    def switch_percent(self) -> int | None:
+        """How much of the collection the incoming model has embedded, in whole percent."""
+        return None if self.switch is None else percent_done(self.switch)
+
+    @property
+    def images(self) -> int:
+        """Every image ClipSeek knows, whatever its status."""
+        return sum(self.by_status.values())
+
+    @property
+    def live_workers(self) -> list[WorkerState]:
+        """Workers whose heartbeat is recent."""
+        return [w for w in self.workers if w.alive]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for the API and `clipseek status --json`."""
+        return {
+            "model": self.model,
+            "images": self.images,
+            "by_status": self.by_status,
+            "embeddings_by_model": self.embeddings_by_model,
+            "searchable": self.searchable,
+            "queue_depth": self.queue_depth,
+            "workers": [w.name for w in self.live_workers],
+            "worker_details": [w.to_dict() for w in self.workers],
+            "recent_failures": [{"image_id": f.image_id, "name": f.name, "path": f.path,
+                                 "error": f.error, "at": f.at.isoformat()}
+                                for f in self.recent_failures],
+            "recent_rejections": [r.to_dict() for r in self.recent_rejections],
+            "switch": None if self.switch is None else {**self.switch.to_dict(),
+                                                         "percent": self.switch_percent},
+        }
+
+
+def percent_done(progress: SwitchProgress) -> int:
+    """The incoming model's share of the collection, rounded down so 100% means switched."""
+    if progress.total <= 0:
+        return 100
+    return min(100, progress.embedded * 100 // progress.total)
+
+
+def duration_text(seconds: float) -> str:
+    """A time left as a person says it: "under a minute", "about 12 min", "about 3 h 20 min"."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def switch_summary(progress: SwitchProgress) -> str:
+    """One line on a switch's progress, worded the same by `clipseek status` and the Status page."""
+    done = f"{progress.embedded} of {progress.total} images embedded ({percent_done(progress)}%)"
+    if progress.rate is None or progress.eta_s is None:
+        # No recent vector: the workers have not started on it, or none is running.
+        return f"{done}; none in the last {RATE_WINDOW_S // 60} minutes, so the time left is unknown."
+    return f"{done} at {rate_text(progress.rate)}; {duration_text(progress.eta_s)} left."
+
+
+def rate_text(per_second: float) -> str:
+    """An embedding rate in a unit that keeps a slow CPU's readable: "3 images/min", "12.5 images/s"."""
+    if per_second * 60 < 0.5:
+        return "under 1 image/min"
+    if per_second < 1:
+        return f"{per_second * 60:.0f} images/min"
+    return f"{per_second:.1f} images/s"
+
+
+def collection_status(session: Session, *, model: str, recent_failures: int = 10,
+                      queue_depth: int | None = None) -> StatusReport:
+    """Counts of images per status, embeddings per model, workers and the latest failures.
+
+    The queue depth is measured by the caller before the session is used, so that no
+    database connection is held while the broker is asked (clipseek.indexing.broker.queue_depth).
+    """
+    by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
+    for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
+        by_status[status] = count
+    per_model = {row.model: row.images for row in session.execute(
+        select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
+        .order_by(EmbeddingCount.model))}
+    failures = session.execute(
+        select(Image.id, Image.path, Image.error, Image.updated_at, Image.original_name)
+        .where(Image.status == ImageStatus.FAILED)
+        .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
+    return StatusReport(
+        model=model, by_status=by_status, embeddings_by_model=per_model,
+        recent_failures=[Failure(f.id, f.path, f.error, f.updated_at, f.original_name)
+                         for f in failures],
+        workers=worker_states(session), queue_depth=queue_depth,
+        searchable=count_searchable(session, model),
+        recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
+                           for r in recent_rejections(session, limit=recent_failures)],
+        switch=switch_progress(session))
+
+
+def count_pending(session: Session) -> int:
+    """How many images are registered or queued: stored, but not yet indexed or failed."""
+    return int(session.scalar(select(func.count()).select_from(Image)
+                              .where(Image.status.in_(WAITING))) or 0)
+
+
+def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int]:
+    """How many of these images are in each status (statuses none of them is in are left out)."""
+    return dict(session.execute(select(Image.status, func.count()).where(Image.id.in_(image_ids))
+                                .group_by(Image.status)).all())
+
+
+def count_images(session: Session) -> int:
+    """How many images ClipSeek knows, whatever their status."""
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
