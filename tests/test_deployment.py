@@ -86,8 +86,7 @@ def test_services_healthchecks_and_order_are_as_documented() -> None:
     assert set(compose["volumes"]) == {"pgdata", "redisdata", "images", "models"}
     assert services["worker"]["command"] == ["clipseek", "worker", "--no-beat"]
     assert "ports" not in services["worker"]  # so that --scale worker=N works
-    readme = (ROOT / "README.md").read_text()
-    deployment = readme[readme.index("## Deployment"):]
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
     for word in [*services, *compose["volumes"], "--scale worker=", "pg_dump", "clipseek db upgrade"]:
         assert word in deployment, word
 
