@@ -1,4 +1,5 @@
-"""The README's SQL examples run as written (with the test model's name) and mean what they say."""
+"""The documentation holds: its SQL runs as written (with the test model's name) and means what it
+says, its links lead somewhere, and the README stays short."""
 
 from __future__ import annotations
 
@@ -15,21 +16,25 @@ from clipseek.store.db import Database
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+SQL_PAGE = DOCS / "sql.md"
+DEPLOYMENT_PAGE = DOCS / "deployment.md"
 DOCUMENTED = "ViT-B-32/openai"
 
 
 def _for_test_model(sql: str) -> str:
-    """The README's SQL with the test model's name, and its index's name, in place of ViT-B-32/openai's."""
+    """The documented SQL with the test model's name, and its index's name, in place of ViT-B-32/openai's."""
     return (sql.replace(index_name(DOCUMENTED), index_name(RANDOM_MODEL))
             .replace(DOCUMENTED, RANDOM_MODEL))
 
 
 def _sql_blocks() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+    return re.findall(r"```sql\n(.*?)```", SQL_PAGE.read_text(), flags=re.S)
 
 
-def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
+def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = _sql_blocks()
@@ -52,7 +57,7 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
     neighbours, cats, hybrid, statuses, failures = results
     assert ef_search == "200"
-    # The nearest-neighbour walks go through the model's own index, as the README says.
+    # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
@@ -64,11 +69,11 @@ def test_readme_sql_examples_run(db: Database, encoder: ClipEncoder, settings: S
     assert failures == []
 
 
-def test_readme_index_rebuild_keeps_search_on_the_bigger_graph(
+def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(
     db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate]
 ) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
-    blocks = re.findall(r"```postgresql\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```postgresql\n(.*?)```", DEPLOYMENT_PAGE.read_text(), flags=re.S)
     assert len(blocks) == 1
     statements = [_for_test_model(" ".join(s.split())) for s in blocks[0].split(";") if s.strip()]
     name = index_name(RANDOM_MODEL)
@@ -86,3 +91,45 @@ def test_readme_index_rebuild_keeps_search_on_the_bigger_graph(
     # One index for the model, under the name ClipSeek looks it up by, with the bigger graph.
     assert indexes == {name: ["m=24", "ef_construction=128"]}
     assert f"Index Scan using {name}" in plan
+
+
+def _pages() -> list[Path]:
+    """Every page of the documentation: the README, docs/, the benchmarks and their history."""
+    return [README, *sorted(DOCS.glob("*.md")), ROOT / "BENCHMARKS.md",
+            *sorted((ROOT / "bench" / "results").rglob("HISTORY.md"))]
+
+
+def _prose(page: Path) -> str:
+    """A page without its fenced code blocks, where a `#` starts a comment, not a heading."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings."""
+    headings = re.findall(r"^#+ (.+)$", _prose(page), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_the_readme_stays_short() -> None:
+    assert len(README.read_text().splitlines()) <= 210
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
+    broken = []
+    for page in _pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", _prose(page)):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []
+
+
+def test_no_page_tells_time_by_rounds_of_work() -> None:
+    # "this session" means nothing to a reader; a date does.
+    stale = re.compile(r"this session|last round|latest round|earlier session", flags=re.I)
+    found = [f"{page.relative_to(ROOT)}: {match.group(0)}" for page in _pages()
+             for match in stale.finditer(page.read_text())]
+    assert found == []

@@ -1,4 +1,4 @@
-"""The read-only SQL role on real PostgreSQL: it runs the README's examples and nothing else."""
+"""The read-only SQL role on real PostgreSQL: it runs the examples of docs/sql.md and nothing else."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from clipseek.store.db import Database
 from clipseek.store.embedded_db import EmbeddedPostgres
 from clipseek.store.sql_reader import READER_TABLES, create_reader_login, end_overrunning_readers
 from clipseek.upkeep.recovery import SCHEDULER_LOCK
-from tests.test_readme import README, _sql_blocks
+from tests.test_readme import SQL_PAGE, _sql_blocks
 from tests.waiting import wait_for
 
 
@@ -43,8 +43,8 @@ def _rows(conn: psycopg.Connection, statement: str) -> list[Any] | None:
     return None if cursor.description is None else cursor.fetchall()  # None: a SET
 
 
-def test_the_reader_runs_every_readme_example(reader_url: str, db: Database, encoder: ClipEncoder,
-                                              settings: Settings, sample_photos: list[Candidate]) -> None:
+def test_the_reader_runs_every_documented_example(reader_url: str, db: Database, encoder: ClipEncoder,
+                                                  settings: Settings, sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
     assert reader_url.startswith("postgresql://analyst_")
     statements = [s.strip().replace("ViT-B-32/openai", "ViT-B-32/random")
@@ -88,8 +88,8 @@ def test_a_bad_reader_name_is_one_sentence(cli_env: dict[str, str]) -> None:
     assert answer.returncode == 1 and "cannot name a database login" in answer.stderr
 
 
-def test_the_readme_lists_exactly_the_tables_the_reader_may_read() -> None:
-    section = README.read_text().split("\n## SQL\n", 1)[1].split("\n## ", 1)[0]
+def test_the_sql_page_lists_exactly_the_tables_the_reader_may_read() -> None:
+    section = SQL_PAGE.read_text().split("\n## Tables\n", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
     assert sorted(listed) == sorted(READER_TABLES)
 
