@@ -166,4 +166,4 @@ def test_a_person_adds_a_caption_on_the_image_page_in_a_browser(
         expect(added).to_contain_text("written by a person")
         browser_page.get_by_label("Add a caption").fill("   ")
         browser_page.get_by_role("button", name="Add caption").click()
-        expect(browser_page.locator("body")).to_contain_text("Write some text for the caption")
+        expect(browser_page.locator("body")).to_contain_text("A caption cannot be empty.")

@@ -22,6 +22,7 @@ from clipseek.clip.precision import (
     INT8_MIN_MEAN_COSINE,
     Measurement,
     choose_fastest_accurate,
+    read_cpu,
 )
 from clipseek.errors import ConfigError
 from clipseek.library.register import Candidate
@@ -192,8 +193,10 @@ print("done")
 def test_a_file_onnx_runtime_cannot_run_leaves_onnx_int8_out_of_autos_choice(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     model = _tiny_clip(5)
-    # A file that passes the checksum check but is no model: what a broken export would be.
-    path = tmp_path / onnx_int8.cache_name("tiny/five", onnx_int8.weights_checksum(model), reduce_range=False)
+    # A file that passes the checksum check but is no model: what a broken export would be,
+    # named with the quantisation this CPU gets (7-bit weights where it has no VNNI).
+    path = tmp_path / onnx_int8.cache_name("tiny/five", onnx_int8.weights_checksum(model),
+                                           reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
     path.write_bytes(b"not an ONNX model")
     path.with_name(path.name + ".json").write_text(json.dumps(
         {"sha256": sha256_of(path), "weights_sha256": onnx_int8.weights_checksum(model)}))

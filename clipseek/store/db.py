@@ -13,7 +13,7 @@ from clipseek.errors import DatabaseUnavailable
 from clipseek.settings import Settings
 from clipseek.store.embedded_db import EmbeddedPostgres
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def normalize_url(url: str) -> str:

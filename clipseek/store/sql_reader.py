@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READER_ROLE = "clipseek_reader"
-# The tables the README's SQL section documents; accounts, tokens and the audit stay private.
+# The tables docs/sql.md documents; accounts, tokens and the audit stay private.
 READER_TABLES = ("images", "captions", "duplicate_files", "embeddings", "embedding_counts",
                  "query_examples", "upload_rejections", "score_cutoffs", "worker_beats",
                  "search_models")
