@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-packages lint bench bench-tiny clean
+.PHONY: install run test test-all test-packages lint bench bench-tiny clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "Could not create the virtualenv with" \
@@ -24,8 +24,15 @@ run: $(STAMP)
 test-packages:
 	@sh scripts/test-packages.sh
 
-## Run the whole test suite (starts its own PostgreSQL, Redis and workers).
+## Run the tests (starts its own PostgreSQL, Redis, workers and browser), less the long fault
+## drills and measurements (marked slow): minutes, with the same realism.
 test: test-packages $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow" --durations=25
+
+## Run every test, the slow drills included (what CI runs).
+test-all: test-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest $(PYTEST_PARALLEL) --durations=25

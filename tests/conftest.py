@@ -7,8 +7,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -22,9 +23,13 @@ from clipseek.indexing.embedded_redis import EmbeddedRedis
 from clipseek.library.register import Candidate
 from clipseek.library.samples import write_sample_photos
 from clipseek.settings import RANDOM_MODEL, Settings
-from clipseek.store.db import Database, upgrade_schema
+from clipseek.store.db import Database, make_engine, upgrade_schema
 from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.switching.switch import ensure_active_model
 from webapp import create_app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 TEMPLATE = "clipseek_template"
 _counter = itertools.count()
@@ -57,6 +62,11 @@ def pg_server(server_folder: Path) -> Iterator[EmbeddedPostgres]:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
     upgrade_schema(_url(server, TEMPLATE))
+    # The template holds the test model as the active one, with its vector index: each
+    # test's database is a copy, and opening it has nothing left to build.
+    template = make_engine(_url(server, TEMPLATE))
+    ensure_active_model(template, RANDOM_MODEL)
+    template.dispose()
     yield server
     server.stop()
 
@@ -172,6 +182,38 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     client.flushall()
     client.close()
     return redis_server.url()
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for every browser test of this test process (a start costs seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    path = shutil.which("chromium")  # what scripts/test-packages.sh looks for
+    assert path, "the browser tests need Debian's chromium: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(chromium: Browser) -> Iterator[Callable[..., Page]]:
+    """Open pages in browser contexts of this test's own (cookies, storage), closed after it."""
+    contexts: list[BrowserContext] = []
+
+    def open_page(**options: Any) -> Page:
+        context = chromium.new_context(**options)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 
-from playwright.sync_api import ConsoleMessage, Response, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
 from clipseek import accounts
 from clipseek.settings import Settings
@@ -13,19 +13,15 @@ from clipseek.store.tables import Role
 from tests.httpserver import serve_app
 
 
-def test_sign_in_pages_and_sign_out_without_csp_violations(settings: Settings, redis_url: str,
-                                                            db: Database) -> None:
+def test_sign_in_pages_and_sign_out_without_csp_violations(
+    settings: Settings, redis_url: str, db: Database, new_page: Callable[..., Page],
+) -> None:
     with db.session() as session:
         accounts.add_user(session, name="alice", secret="a long password", user_role=Role.ADMIN)
         session.commit()
-    chromium = shutil.which("chromium")
-    assert chromium, "the browser tests need Debian's chromium: apt-get install chromium"
     errors: list[str] = []
-    with serve_app(settings.with_changes(redis_url=redis_url, require_accounts=True)) as port, \
-            sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+    with serve_app(settings.with_changes(redis_url=redis_url, require_accounts=True)) as port:
+        page = new_page()
 
         def console(message: ConsoleMessage) -> None:
             # A missing resource is reported by its response below, with its address.
@@ -56,5 +52,4 @@ def test_sign_in_pages_and_sign_out_without_csp_violations(settings: Settings, r
         assert "/login" in page.url
         page.goto(f"{base}/account")
         assert "/login" in page.url
-        browser.close()
     assert errors == []

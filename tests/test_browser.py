@@ -10,12 +10,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from clipseek.library.register import Candidate
 from tests.images import write_bad_files
@@ -70,17 +70,9 @@ def live_server(cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iter
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    chromium = shutil.which("chromium")  # what scripts/test-packages.sh looks for
-    assert chromium, "the browser tests need Debian's chromium: apt-get install chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        yield tab
-        browser.close()
+def page(new_page: Callable[..., Page]) -> Page:
+    """A desktop-sized page of the shared browser."""
+    return new_page(viewport={"width": 1280, "height": 900})
 
 
 def _upload_files(folder: Path, samples: list[Candidate]) -> list[Path]:

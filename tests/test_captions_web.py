@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from clipseek.library.ingest import decode_pool, register_candidates
 from clipseek.library.register import Candidate
@@ -144,13 +143,9 @@ def test_the_image_page_shows_sources_and_edits_captions_with_its_forms(
 
 
 @pytest.fixture
-def browser_page() -> Iterator[Page]:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu"])
-        yield browser.new_page()
-        browser.close()
+def browser_page(new_page: Callable[..., Page]) -> Page:
+    """A page of the shared browser."""
+    return new_page()
 
 
 def test_a_person_adds_a_caption_on_the_image_page_in_a_browser(

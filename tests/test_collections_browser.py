@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Dialog, Page, expect
 
 from clipseek.library.ingest import decode_pool
 from clipseek.library.register import Candidate
@@ -21,15 +21,9 @@ LONG_NAME = "Holidays_in_Greece_with_the_whole_family_and_the_neighbours_" * 2
 
 
 @pytest.fixture
-def phone() -> Iterator[Page]:
-    """Chromium, headless, with a phone-sized window (390 pixels wide)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser.new_page(viewport={"width": 390, "height": 844})
-        browser.close()
+def phone(new_page: Callable[..., Page]) -> Page:
+    """A page of the shared browser with a phone-sized window (390 pixels wide)."""
+    return new_page(viewport={"width": 390, "height": 844})
 
 
 def _sync(db: Database, settings: Settings, folder: Path, collection: str) -> None:

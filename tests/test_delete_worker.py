@@ -33,6 +33,7 @@ def _held(db: Database) -> list[int]:
         return [i for ids in s.scalars(select(WorkerBeat.image_ids)) if ids for i in ids]
 
 
+@pytest.mark.slow
 def test_images_deleted_while_the_worker_embeds_them_leave_no_orphans_and_no_retries(
     cli_env: dict[str, str], redis_url: str, worker: WorkerProcess, db: Database, settings: Settings,
     sample_photos: list[Candidate], tmp_path: Path,

@@ -76,6 +76,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+@pytest.mark.slow
 def test_workers_with_beat_elect_one_scheduler_and_leave_no_process_behind(
     cli_env: dict[str, str], redis_url: str, db: Database, tmp_path: Path
 ) -> None:
@@ -101,6 +102,7 @@ def test_workers_with_beat_elect_one_scheduler_and_leave_no_process_behind(
         second.stop()
 
 
+@pytest.mark.slow
 def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -139,6 +141,7 @@ def test_clipseek_up_restarts_what_dies_and_its_worker_dies_with_it(
         redis_server.stop()
 
 
+@pytest.mark.slow
 def test_the_watchdog_starts_dead_servers_again(tmp_path: Path) -> None:
     from clipseek.cli.launcher import Watchdog
     from clipseek.store.embedded_db import EmbeddedPostgres
@@ -175,6 +178,7 @@ def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+@pytest.mark.slow
 def test_web_server_killed_mid_upload_leaves_no_file_without_a_row(
     cli_env: dict[str, str], redis_url: str, db: Database, settings: Settings,
     sample_photos: list[Candidate], tmp_path: Path,

@@ -185,6 +185,7 @@ class _BrokenModel(ClipEncoder):
         raise RuntimeError("the model failed")
 
 
+@pytest.mark.slow
 def test_a_failing_model_stops_registration_at_the_next_chunk(
     db: Database, settings: Settings, tmp_path: Path
 ) -> None:

@@ -143,6 +143,7 @@ def _add_photos(folder: Path, sample_photos: list[Candidate], count: int) -> Non
             img.convert("RGB").crop((w // 6, h // 6, w - w // 6, h - h // 6)).save(folder / f"new{n}.jpg")
 
 
+@pytest.mark.slow
 def test_switch_under_search_load_never_fails_nor_empties_and_keeps_the_old_vectors(
         app: Flask, db: Database, settings: Settings, encoder: ClipEncoder, cli_env: dict[str, str],
         redis_url: str, sample_photos: list[Candidate], tmp_path: Path) -> None:

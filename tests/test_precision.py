@@ -262,6 +262,7 @@ def test_int8_agrees_with_fp32_on_real_photos_in_both_towers(sample_photos: list
     assert {"visual", "transformer"} <= quantised  # the image and the text tower
 
 
+@pytest.mark.slow
 def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path, onnx_cache: Path) -> None:
     cache = tmp_path / "precision.json"
     first = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache, cache_dir=onnx_cache)
@@ -292,6 +293,7 @@ def _clipseek(home: Path, *args: str, precision: str = "auto", database_url: str
                           capture_output=True, text=True, check=False, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str,
                                                                    onnx_cache: Path) -> None:
     # The database says which model is active; the test's own spares starting an embedded one.

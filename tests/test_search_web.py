@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from sqlalchemy import select, update
 
 from clipseek.api import search
@@ -141,14 +140,9 @@ def test_python_search_takes_the_same_parameters(settings: Settings, indexed: li
 
 
 @pytest.fixture
-def browser_page() -> Iterator[object]:
-    chromium = shutil.which("chromium")
-    assert chromium, "the browser tests need Debian's chromium: apt-get install chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu"])
-        yield browser.new_page(viewport={"width": 1280, "height": 900})
-        browser.close()
+def browser_page(new_page: Callable[..., object]) -> object:
+    """A desktop-sized page of the shared browser."""
+    return new_page(viewport={"width": 1280, "height": 900})
 
 
 def test_the_form_pages_through_results_keeping_every_filter(settings: Settings, redis_url: str,

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
@@ -145,6 +146,7 @@ def _search_by_example_pages_and_reloads(live_server: str, page: Page, folder: P
     assert [hits.nth(n).get_attribute("data-viewer-id") for n in range(8)] == second
 
 
+@pytest.mark.slow
 def test_viewer_keys_and_150_mixed_uploads_each_keep_an_outcome_after_reload(
     live_server: str, page: Page, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ def _recovery_time(what: str, seconds: float) -> None:
     print(f"recovery: {what}: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_batch_is_recovered_long_before_the_visibility_timeout(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database,
@@ -140,6 +141,7 @@ def test_worker_killed_mid_batch_is_recovered_long_before_the_visibility_timeout
     _assert_all_indexed_once(db)
 
 
+@pytest.mark.slow
 def test_flushed_queue_is_recovered_at_once_by_reindex_stale(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database, redis_url: str,
@@ -160,6 +162,7 @@ def test_flushed_queue_is_recovered_at_once_by_reindex_stale(
     assert "Queued 0 image(s)" in again.stdout  # nothing is lost now: nothing is sent twice
 
 
+@pytest.mark.slow
 def test_batch_survives_an_immediate_database_stop(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database, pg_server: EmbeddedPostgres,
@@ -181,6 +184,7 @@ def test_batch_survives_an_immediate_database_stop(
     assert "retry: Retry in" in worker.log.read_text()  # the outage was felt, and survived
 
 
+@pytest.mark.slow
 def test_redis_killed_mid_indexing_and_its_queue_lost_is_recovered(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database, tmp_path: Path,
@@ -217,6 +221,7 @@ def test_unreachable_queue_keeps_images_registered_and_says_what_to_do(
     assert _count(db) == 33  # registered, nothing lost
 
 
+@pytest.mark.slow
 def test_a_worker_with_beat_requeues_a_lost_queue_by_itself(
     worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], photo_folder: Path,
     db: Database, redis_url: str,
@@ -234,6 +239,7 @@ def test_a_worker_with_beat_requeues_a_lost_queue_by_itself(
     assert "queued 31 lost image(s) again" in worker.log.read_text()
 
 
+@pytest.mark.slow
 def test_a_starting_worker_registers_and_indexes_files_a_killed_upload_left(
     start_worker: Callable[..., WorkerProcess], db: Database, settings: Settings,
     sample_photos: list[Candidate], tmp_path: Path,
