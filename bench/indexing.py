@@ -27,7 +27,7 @@ from sqlalchemy import text
 from bench.common import markdown_table, scratch_home, write_results
 from bench.make_images import make_photos
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import pick_device, runnable_precisions
+from clipseek.clip.network import pick_device, runnable_precisions
 from clipseek.clip.precision import accurate_enough, read_cpu
 from clipseek.context import Context
 from clipseek.indexing.queueing import wait_until_indexed

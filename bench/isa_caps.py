@@ -59,14 +59,9 @@ def measure(batch_size: int, rounds: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from clipseek.clip.loading import (
-        LoadPolicy,
-        build_network,
-        convert,
-        embed_pixels,
-        precision_copies,
-        runnable_precisions,
-    )
+    from clipseek.clip.checkpoint import LoadPolicy
+    from clipseek.clip.network import build_network, convert, embed_pixels, runnable_precisions
+    from clipseek.clip.probe import precision_copies
 
     # onnx-int8 is left out: the caps reach PyTorch's kernel libraries, not ONNX Runtime's.
     precisions = [p for p in runnable_precisions("cpu") if p != "onnx-int8"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.common import markdown_table, write_results
 from clipseek.clip.catalog import MODELS
-from clipseek.clip.loading import embed_pixels, embed_tokens
+from clipseek.clip.network import embed_pixels, embed_tokens
 
 QUERIES = [f"a photo of {n} dogs running on a beach at sunset" for n in range(64)]
 

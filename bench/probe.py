@@ -55,7 +55,7 @@ def busy_processes(count: int) -> Iterator[None]:
 def probe_once(passes: dict[str, Callable[[], object]], clock_name: str, photos: int,
                budget_s: float) -> dict[str, float]:
     """Images/s per precision from one probe timed by `clock_name` ('wall' or 'cpu')."""
-    from clipseek.clip.loading import probe_clock, time_round_robin
+    from clipseek.clip.probe import probe_clock, time_round_robin
 
     if clock_name == "wall":
         seconds = time_round_robin(passes, time.perf_counter, budget_s)
@@ -76,17 +76,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args()
 
-    from clipseek.clip.loading import (
-        PROBE_BATCH,
-        PROBE_BUDGET_S,
-        LoadPolicy,
-        build_network,
-        embed_pixels,
-        precision_copies,
-        probe_batch,
-        probe_pixels,
-        runnable_precisions,
-    )
+    from clipseek.clip.checkpoint import LoadPolicy
+    from clipseek.clip.network import build_network, embed_pixels, runnable_precisions
+    from clipseek.clip.probe import PROBE_BATCH, PROBE_BUDGET_S, precision_copies, probe_batch, probe_pixels
 
     photos, budget_s = (2, 0.0) if args.tiny else (PROBE_BATCH, PROBE_BUDGET_S)
     repeats = 1 if args.tiny else args.repeats

@@ -37,7 +37,7 @@ INDEXING_PARTS = [
     ("waiting for registered chunks", "queue.py:get"),
 ]
 QUERY_PARTS = [
-    ("text encoder forward pass", "clip/loading.py:embed_tokens"),
+    ("text encoder forward pass", "clip/network.py:embed_tokens"),
     ("tokenizer", "tokenizer.py:__call__"),
 ]
 

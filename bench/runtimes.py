@@ -32,15 +32,10 @@ from PIL import Image
 
 from bench.common import markdown_table, write_results
 from bench.make_images import make_photos
-from clipseek.clip.loading import (
-    LoadPolicy,
-    build_network,
-    embed_pixels,
-    precision_copies,
-    probe_pixels,
-    runnable_precisions,
-)
+from clipseek.clip.checkpoint import LoadPolicy
+from clipseek.clip.network import build_network, embed_pixels, runnable_precisions
 from clipseek.clip.onnx_int8 import export_fp32
+from clipseek.clip.probe import precision_copies, probe_pixels
 from clipseek.photo.imaging import clip_pixels
 
 INSTALL_HINT = ("ONNX Runtime is not installed: run `make install`, which installs it with "

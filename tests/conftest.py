@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import runnable_precisions
+from clipseek.clip.network import runnable_precisions
 from clipseek.context import open_database
 from clipseek.indexing.embedded_redis import EmbeddedRedis
 from clipseek.library.register import Candidate

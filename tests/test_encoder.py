@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from clipseek.clip.checkpoint import LoadPolicy
 from clipseek.clip.encoder import ClipEncoder, parse_model_id
-from clipseek.clip.loading import LoadPolicy, build_network, convert, embed_tokens, runnable_precisions
+from clipseek.clip.network import build_network, convert, embed_tokens, runnable_precisions
 from clipseek.errors import ConfigError, WeightsError
 from clipseek.settings import RANDOM_MODEL
 from tests.images import photo_array

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from clipseek.clip.catalog import MODELS
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import missing_for, runnable_precisions, text_features
+from clipseek.clip.network import missing_for, runnable_precisions, text_features
 from clipseek.errors import ConfigError, WeightsError
 from clipseek.indexing.encoding import decode_for_clip
 from clipseek.library.ingest import ingest_inline

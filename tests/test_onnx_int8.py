@@ -16,7 +16,7 @@ import torch
 
 from clipseek.clip import onnx_int8
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import convert, embed_pixels, embed_tokens, precision_copies, probe_pixels
+from clipseek.clip.network import convert, embed_pixels, embed_tokens
 from clipseek.clip.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
@@ -24,6 +24,7 @@ from clipseek.clip.precision import (
     choose_fastest_accurate,
     read_cpu,
 )
+from clipseek.clip.probe import precision_copies, probe_pixels
 from clipseek.errors import ConfigError
 from clipseek.library.register import Candidate
 from clipseek.photo.imaging import load_rgb

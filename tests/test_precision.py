@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipseek.clip import loading as model_loading
+from clipseek.clip import probe as model_loading
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import PROBE_BATCH, probe_clock, time_round_robin
 from clipseek.clip.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
@@ -34,6 +33,7 @@ from clipseek.clip.precision import (
     report_lines,
     resolve_auto,
 )
+from clipseek.clip.probe import PROBE_BATCH, probe_clock, time_round_robin
 from clipseek.errors import ConfigError
 from clipseek.library.register import Candidate
 from clipseek.photo.imaging import load_rgb

@@ -7,7 +7,7 @@ import os
 import click
 
 from clipseek.cli.base import pass_context
-from clipseek.clip.loading import pick_device, runnable_precisions
+from clipseek.clip.network import pick_device, runnable_precisions
 from clipseek.clip.precision import check_runnable, read_cpu, report_lines
 from clipseek.context import Context
 

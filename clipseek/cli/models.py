@@ -12,7 +12,7 @@ from sqlalchemy import select
 from clipseek.cli.base import pass_context, queue_errors
 from clipseek.clip.catalog import lookup
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.loading import missing_for
+from clipseek.clip.network import missing_for
 from clipseek.context import Context
 from clipseek.errors import ConfigError
 from clipseek.search.evaluation import (

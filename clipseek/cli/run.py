@@ -22,7 +22,7 @@ from clipseek.cli.launcher import (
     stop_process,
 )
 from clipseek.cli.library import start_watching
-from clipseek.clip.loading import checkpoint_path
+from clipseek.clip.checkpoint import checkpoint_path
 from clipseek.context import Context
 from clipseek.library.ingest import ingest_queued
 from clipseek.library.samples import write_sample_photos

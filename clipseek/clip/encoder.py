@@ -14,14 +14,13 @@ import numpy as np
 from PIL import Image
 
 from clipseek.clip.catalog import MODELS, lookup
-from clipseek.clip.loading import (
-    LoadPolicy,
+from clipseek.clip.checkpoint import LoadPolicy
+from clipseek.clip.network import (
     build_network,
     convert,
     embed_pixels,
     embed_tokens,
     embedding_dim,
-    measure_precisions,
     pick_device,
     preprocess_for,
     runnable_precisions,
@@ -36,6 +35,7 @@ from clipseek.clip.precision import (
     read_cpu,
     resolve_auto,
 )
+from clipseek.clip.probe import measure_precisions
 from clipseek.errors import ConfigError
 from clipseek.photo.imaging import Preprocess, clip_pixels
 from clipseek.settings import Settings
@@ -99,8 +99,8 @@ def is_random_model(model_id: str) -> bool:
 class ClipEncoder:
     """CLIP through open_clip; the network loads on first use, once per process.
 
-    How it loads (checkpoint, device, precision) is clipseek.clip.loading's business; this
-    class encodes, and remembers recent text queries.
+    How it loads (checkpoint, device, precision) is the business of the checkpoint and
+    network modules; this class encodes, and remembers recent text queries.
     """
 
     def __init__(
