@@ -31,13 +31,13 @@ def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Ca
     for c in sample_photos[:6]:
         shutil.copy(c.path, folder)
     write_bad_files(folder, sample_photos[0].path)
-    ingest = _run(cli_env, "ingest", str(folder), "--inline", "--no-progress")
+    ingest = run_in_process(cli_env, "ingest", str(folder), "--inline", "--no-progress")
     assert ingest.returncode == 0, ingest.stderr
     assert "Registered 10 new file(s) (3 unreadable)" in ingest.stdout
     assert "Indexed 6 image(s)" in ingest.stdout and "1 failed" in ingest.stdout  # truncated
     assert "random weights" in ingest.stderr
 
-    result = _run(cli_env, "search", "a dog running on the beach", "--top-k", "4", "--json")
+    result = run_in_process(cli_env, "search", "a dog running on the beach", "--top-k", "4", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["model"] == "ViT-B-32/random" and data["random_weights"] is True
@@ -46,7 +46,7 @@ def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Ca
     scores = [r["score"] for r in data["results"]]
     assert_scores_descend(scores)
 
-    text = _run(cli_env, "search", "a cat", "-k", "2", "--page", "3")
+    text = run_in_process(cli_env, "search", "a cat", "-k", "2", "--page", "3")
     assert text.returncode == 0 and "Page 3 of 3 (6 images searched)" in text.stdout
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,11 @@ from sqlalchemy import func, select
 from clipseek.library.register import Candidate
 from clipseek.store.db import Database
 from clipseek.store.tables import Image
+from tests.cli import CliResult, run_in_process
 
 
-def _run(env: dict[str, str], *args: str, answer: str | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True, input=answer,
-                            timeout=300, check=False)
-    return result
+def _run(env: dict[str, str], *args: str, answer: str | None = None) -> CliResult:
+    return run_in_process(env, *args, stdin=answer)
 
 
 def _photos(tmp_path: Path, sample_photos: list[Candidate], name: str, count: int) -> Path:

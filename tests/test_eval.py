@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,15 +20,15 @@ from clipseek.search.evaluation import EvalError, Pair, chance_recall, evaluate,
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Embedding
-from tests.cli import run_in_process
+from tests.cli import CliResult, run_in_process
 from tests.images import photo_array
 
 IMAGES = 40
 CAPTIONS_PER_IMAGE = 2
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True, timeout=600)
+def _run(env: dict[str, str], *args: str) -> CliResult:
+    return run_in_process(env, *args)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -15,11 +14,11 @@ from clipseek.library.register import Candidate
 from clipseek.store.db import Database
 from clipseek.store.tables import Image, ImageStatus
 from clipseek.upkeep.reindexing import backfill_metadata
+from tests.cli import CliResult, run_in_process
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+def _run(env: dict[str, str], *args: str) -> CliResult:
+    return run_in_process(env, *args)
 
 
 def _photo_with_exif(source: Path, target: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +20,7 @@ from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Image, ScoreCutoff
+from tests.cli import run_in_process
 from tests.httpserver import serve_app
 
 
@@ -116,14 +116,12 @@ def test_more_like_this_leaves_the_picture_itself_out_everywhere(client: FlaskCl
 
 def test_cli_search_takes_filter_flags_and_explains_bad_ones(cli_env: dict[str, str],
                                                              indexed: list[int]) -> None:
-    ok = subprocess.run(["clipseek", "search", "a cat", "--collection", "trips", "--mode", "semantic",
-                         "--sort", "date", "--json", "-k", "20"], env=cli_env, capture_output=True,
-                        text=True, timeout=300, check=False)
+    ok = run_in_process(cli_env, "search", "a cat", "--collection", "trips", "--mode", "semantic",
+                        "--sort", "date", "--json", "-k", "20")
     assert ok.returncode == 0, ok.stderr
     data = json.loads(ok.stdout)
     assert data["sort"] == "date" and {r["image_id"] for r in data["results"]} == set(indexed[:8])
-    bad = subprocess.run(["clipseek", "search", "a cat", "--orientation", "round"], env=cli_env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    bad = run_in_process(cli_env, "search", "a cat", "--orientation", "round")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "must be one of portrait, landscape, square" in bad.stderr
 
