@@ -8,9 +8,11 @@ through real processes.
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 import sys
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
@@ -38,7 +40,9 @@ def run_in_process(env: dict[str, str], *args: str, stdin: str | None = None) ->
     try:
         if stdin is not None:
             sys.stdin = io.StringIO(stdin)
-        with redirect_stdout(out), redirect_stderr(err):
+        with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+            # No terminal here: a password prompt reads the given stdin, as it does in a pipe.
+            warnings.simplefilter("ignore", getpass.GetPassWarning)
             try:
                 main(list(args))
             except SystemExit as exc:

@@ -52,7 +52,7 @@ def test_ingest_then_search_json(cli_env: dict[str, str], sample_photos: list[Ca
 
 def test_missing_weights_stop_with_one_clear_sentence(cli_env: dict[str, str]) -> None:
     env = cli_env | {"CLIPSEEK_MODEL": "ViT-B-32/openai"}
-    result = _run(env, "search", "a cat")
+    result = run_in_process(env, "search", "a cat")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: The ViT-B-32 weights are not on this machine")
@@ -61,13 +61,13 @@ def test_missing_weights_stop_with_one_clear_sentence(cli_env: dict[str, str]) -
 
 def test_unreachable_database_is_reported_plainly(cli_env: dict[str, str], tmp_path: Path) -> None:
     env = cli_env | {"DATABASE_URL": f"postgresql://postgres@/clipseek?host={tmp_path}"}
-    result = _run(env, "search", "a cat")
+    result = run_in_process(env, "search", "a cat")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "Cannot reach the database" in result.stderr and "DATABASE_URL" in result.stderr
 
 
 def test_db_url_prints_a_url_psql_accepts(cli_env: dict[str, str], settings: Settings) -> None:
-    result = _run(cli_env, "db", "url", "--psql")
+    result = run_in_process(cli_env, "db", "url", "--psql")
     assert result.returncode == 0
     assert re.match(r"postgresql://postgres:[^@]+@/test_", result.stdout.strip())
 

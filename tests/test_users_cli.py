@@ -6,11 +6,11 @@ import subprocess
 
 from clipseek import accounts
 from clipseek.store.db import Database
+from tests.cli import CliResult, run_in_process
 
 
-def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["clipseek", *args], env=env, capture_output=True, text=True, input=stdin,
-                          timeout=120)
+def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> CliResult:
+    return run_in_process(env, *args, stdin=stdin)
 
 
 def test_users_are_added_listed_changed_and_removed(cli_env: dict[str, str], db: Database) -> None:
