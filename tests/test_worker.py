@@ -232,7 +232,9 @@ def test_a_worker_with_beat_requeues_a_lost_queue_by_itself(
     client.close()
     lost = time.monotonic()
     worker = start_worker(beat=True)
-    wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 60,
+    # Minutes at most, where the broker's visibility timeout is an hour: on a busy 2-core
+    # machine the worker's start alone (PyTorch, the model) can take most of a minute.
+    wait_for(lambda: _count(db, Image.status.in_(("queued", "registered"))) == 0, 180,
               "the scheduler to queue the lost images again and the worker to index them")
     _recovery_time("queue flushed", time.monotonic() - lost)
     _assert_all_indexed_once(db)
