@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,12 @@ class _Known:
         if self.status != ImageStatus.FAILED or self.error is None:
             return False
         return is_retryable(self.error) if read_now else self.error.startswith(FILE_GONE)
+
+
+def _known_rows() -> Select[int, str, str, int, float | None, str, str | None]:
+    # The columns of _Known, in its order.
+    return select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
+                  Image.error)
 
 
 def _prefix(root: Path) -> str:
@@ -148,8 +154,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     report = SyncReport(skipped_by_extension=scan.skipped_by_extension,
                         skipped_names=scan.skipped_names, failed=dict(scan.unreadable))
     known = {row.path: _Known(*row) for row in session.execute(
-        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
-               Image.error).where(Image.path.startswith(_prefix(root), autoescape=True)))}
+        _known_rows().where(Image.path.startswith(_prefix(root), autoescape=True)))}
     copies = {dup.path: dup for dup in session.scalars(
         select(DuplicateFile).where(DuplicateFile.path.startswith(_prefix(root), autoescape=True)))}
     to_read: list[str] = []
@@ -259,8 +264,7 @@ def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known]
     """New paths: moves of known pictures whose old file is gone, duplicates, or new images."""
     hashes = {item.sha256 for item in fresh if not item.error}
     by_hash = {row.sha256: _Known(*row) for row in session.execute(
-        select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
-               Image.error).where(Image.sha256.in_(hashes)))} if hashes else {}
+        _known_rows().where(Image.sha256.in_(hashes)))} if hashes else {}
     unknown: list[Inspected] = []
     for item in fresh:
         path = str(item.candidate.path)
