@@ -37,6 +37,26 @@ class ImageStatus(StrEnum):
     MISSING = "missing"
 
 
+class OcrState(StrEnum):
+    """Where reading the words in an indexed image stands (NULL in the table: not read yet)."""
+
+    READ = "read"
+    FAILED = "failed"
+    # Reading was turned off (CLIPSEEK_OCR=0) when its turn came.
+    SKIPPED = "skipped"
+
+
+class CaptionSource(StrEnum):
+    """Captions that ClipSeek derives itself, shown apart from what people and files wrote."""
+
+    OCR = "ocr"
+    PLACE = "place"
+
+
+# Derived captions are searched like any other, but never edited or listed as captions.
+DERIVED_SOURCES = tuple(CaptionSource)
+
+
 # Stored but neither indexed nor failed yet: waiting for the model.
 WAITING = (ImageStatus.REGISTERED, ImageStatus.QUEUED)
 
@@ -91,6 +111,19 @@ class Image(Base):
     # Who uploaded it, for the audit and for a contributor's right to delete it; NULL for
     # imports, synced folders and uploads in the local single-user mode.
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The place its GPS coordinates name (an offline gazetteer); placed_at is when it was
+    # looked up, so images registered before places existed are told apart from those
+    # whose coordinates name no place.
+    place_city: Mapped[str | None] = mapped_column(Text)
+    place_region: Mapped[str | None] = mapped_column(Text)
+    place_country: Mapped[str | None] = mapped_column(Text)
+    place_country_code: Mapped[str | None] = mapped_column(Text)
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Reading the words in it, after it is indexed: NULL while waiting, else an OcrState.
+    # A failure here never makes the image `failed` for search.
+    ocr_state: Mapped[str | None] = mapped_column(String(16))
+    ocr_error: Mapped[str | None] = mapped_column(Text)
+    ocr_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -100,6 +133,11 @@ class Image(Base):
         CheckConstraint(
             "status IN (" + ", ".join(f"'{s}'" for s in ImageStatus) + ")", name="images_status_valid"
         ),
+        CheckConstraint("ocr_state IN (" + ", ".join(f"'{s}'" for s in OcrState) + ")",
+                        name="images_ocr_state_valid"),
+        Index("images_ocr_waiting_idx", "id",
+              postgresql_where=text("ocr_state IS NULL AND status = 'indexed'")),
+        Index("images_place_country_idx", "place_country"),
         Index("images_status_idx", "status"),
         # Re-running an import skips files already registered without hashing them again.
         Index("images_path_idx", "path"),
@@ -141,6 +179,10 @@ class Caption(Base):
     # Who wrote it, for a contributor's right to change it; NULL for captions a file brought
     # (name, EXIF, XMP), COCO's, the samples', and those written in the local single-user mode.
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # For text read in the picture (source 'ocr'): the recognizer's mean confidence (0..1)
+    # and the boxes the lines were found in ([[x, y], ...] corners per line, in pixels).
+    confidence: Mapped[float | None] = mapped_column(Double)
+    boxes: Mapped[list[list[list[float]]] | None] = mapped_column(JSONB)
     # Kept by PostgreSQL itself, so every way a caption is written is searchable at once.
     words: Mapped[str | None] = mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)",
                                                           persisted=True))
