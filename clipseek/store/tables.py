@@ -124,6 +124,10 @@ class Image(Base):
     ocr_state: Mapped[str | None] = mapped_column(String(16))
     ocr_error: Mapped[str | None] = mapped_column(Text)
     ocr_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # In the trash since then (out of search and browsing, restorable with everything it
+    # had) until the trash is emptied; NULL for every picture in the library.
+    trashed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trashed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -138,6 +142,7 @@ class Image(Base):
         Index("images_ocr_waiting_idx", "id",
               postgresql_where=text("ocr_state IS NULL AND status = 'indexed'")),
         Index("images_place_country_idx", "place_country"),
+        Index("images_trashed_at_idx", "trashed_at", postgresql_where=text("trashed_at IS NOT NULL")),
         Index("images_status_idx", "status"),
         # Re-running an import skips files already registered without hashing them again.
         Index("images_path_idx", "path"),
@@ -165,6 +170,53 @@ class DuplicateFile(Base):
     file_mtime: Mapped[float] = mapped_column(Double)
 
     __table_args__ = (Index("duplicate_files_image_id_idx", "image_id"),)
+
+
+class ForgottenFile(Base):
+    """A file in a synced folder whose picture was deleted: `sync` and `watch` leave it out.
+
+    Without it, deleting a picture indexed where it lies (its file is kept) would bring it
+    back as new at the next sync. Restoring the picture, or asking for it, forgets this row.
+    """
+
+    __tablename__ = "forgotten_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("forgotten_files_sha256_idx", "sha256"),)
+
+
+class Album(Base):
+    """A set of pictures chosen by people; a picture may be in any number of albums.
+
+    Collections say where pictures came from; albums are what people make of them.
+    """
+
+    __tablename__ = "albums"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    # Its maker: contributors manage their own albums, admins every album.
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("albums_name_key", text("lower(name)"), unique=True),)
+
+
+class AlbumImage(Base):
+    """A picture's place in an album (kept while the picture is in the trash)."""
+
+    __tablename__ = "album_images"
+
+    album_id: Mapped[int] = mapped_column(ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("album_images_image_id_idx", "image_id"),)
 
 
 class Caption(Base):
