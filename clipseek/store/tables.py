@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from pgvector.sqlalchemy import HALFVEC
+from pgvector.sqlalchemy import BIT, HALFVEC
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -128,6 +128,9 @@ class Image(Base):
     # had) until the trash is emptied; NULL for every picture in the library.
     trashed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     trashed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Its perceptual hash (64 bits, as '0101…'): near-duplicates are a Hamming-distance
+    # query on an HNSW index. NULL until computed (`clipseek reindex --hashes`).
+    phash: Mapped[str | None] = mapped_column(BIT(64))
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -142,6 +145,8 @@ class Image(Base):
         Index("images_ocr_waiting_idx", "id",
               postgresql_where=text("ocr_state IS NULL AND status = 'indexed'")),
         Index("images_place_country_idx", "place_country"),
+        Index("images_phash_hnsw_idx", "phash", postgresql_using="hnsw",
+              postgresql_ops={"phash": "bit_hamming_ops"}),
         Index("images_trashed_at_idx", "trashed_at", postgresql_where=text("trashed_at IS NOT NULL")),
         Index("images_status_idx", "status"),
         # Re-running an import skips files already registered without hashing them again.
