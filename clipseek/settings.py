@@ -17,6 +17,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx-int8")
 # gap), so the index needs a wide search: bench/search.py measured recall@10 of 0.69 at
 # pgvector's default of 40 and 0.95+ from 200 at 118,000 images, for ~3 ms more.
 DEFAULT_EF_SEARCH = 200
+# Near-duplicates: the most bits of two 64-bit perceptual hashes that may differ for the same
+# picture. bench/duplicates.py measured it on real photos in re-encodes, resizes, small crops
+# and light edits, against distinct photos of similar scenes.
+DEFAULT_DUPLICATE_DISTANCE = 10
+# Beyond half the bits, two hashes have nothing in common.
+MAX_DUPLICATE_DISTANCE = 32
 
 
 def default_home(environ: Mapping[str, str]) -> Path:
@@ -40,6 +46,14 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
         raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}.")
+    return value
+
+
+def _duplicate_distance(environ: Mapping[str, str]) -> int:
+    value = _int(environ, "CLIPSEEK_DUPLICATE_DISTANCE", DEFAULT_DUPLICATE_DISTANCE, minimum=0)
+    if value > MAX_DUPLICATE_DISTANCE:
+        raise ConfigError(f"CLIPSEEK_DUPLICATE_DISTANCE must be at most {MAX_DUPLICATE_DISTANCE} "
+                          f"(of 64 bits), not {value}.")
     return value
 
 
@@ -82,6 +96,7 @@ class Settings:
     admin_password: str | None = None
     models_in_memory: int = 2
     trusted_proxies: int = 0
+    duplicate_distance: int = DEFAULT_DUPLICATE_DISTANCE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +139,7 @@ class Settings:
             # Reverse proxies in front of the web app whose X-Forwarded-For and -Proto are
             # believed; none by default, since anyone can send those headers.
             trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
+            duplicate_distance=_duplicate_distance(env),
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -108,3 +108,42 @@ def photo_with_text(path: Path, *, seed: int = 0, description: str | bytes | Non
         options["xmp"] = xmp
     img.save(path, **options)
     return path
+
+
+def real_photo(name: str) -> Image.Image:
+    """A real photo as RGB: scikit-image's by name, or matplotlib's "grace_hopper"."""
+    if name == "grace_hopper":
+        import matplotlib
+
+        with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg") as img:
+            return img.convert("RGB")
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+
+
+def crop_fraction(img: Image.Image, fraction: float) -> Image.Image:
+    """The picture less `fraction` of its width and height, taken evenly from both sides."""
+    w, h = img.size
+    dx, dy = round(w * fraction / 2), round(h * fraction / 2)
+    return img.crop((dx, dy, w - dx, h - dy))
+
+
+def near_copies(img: Image.Image) -> dict[str, bytes]:
+    """The same picture as others keep it: re-encoded at JPEG quality 60, resized to half,
+    cropped by 5%, 10% brighter (JPEG bytes, by what was done)."""
+    from PIL import ImageEnhance
+
+    return {
+        "q60": encoded_jpeg(img, quality=60),
+        "half": encoded_jpeg(img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)),
+        "crop5": encoded_jpeg(crop_fraction(img, 0.05)),
+        "brighter": encoded_jpeg(ImageEnhance.Brightness(img).enhance(1.1)),
+    }
+
+
+def encoded_jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    """JPEG bytes of a picture."""
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
