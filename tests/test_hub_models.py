@@ -154,7 +154,7 @@ def test_mobileclip_loads_with_its_own_preprocessing(mobile_file: Path, sample_p
     assert mine.shape == openai.shape and mine.min() >= 0.0 and mine.max() <= 1.0
     assert openai.min() < -1.0
     # The decode threads of indexing prepare each image the model's way.
-    _, decoded, error = decode_for_clip(1, str(sample_photos[0].path), 100_000_000, enc.preprocess)
+    _, decoded, error, _ = decode_for_clip(1, str(sample_photos[0].path), 100_000_000, enc.preprocess)
     assert error is None and decoded is not None and np.array_equal(decoded, mine)
     images, texts = enc.encode_images([photo]), enc.encode_texts(["a lighthouse at dusk"])
     assert images.shape == (1, 512) and texts.shape == (1, 512) and enc.dim == 512

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from clipseek.clip.encoder import Encoder
 from clipseek.indexing.queueing import lacks_embedding
 from clipseek.photo.imaging import OPENAI_PREPROCESS, ImageDecodeError, Preprocess, clip_pixels, load_rgb
+from clipseek.photo.perceptual_hash import perceptual_hash
 from clipseek.store.tables import WAITING, Embedding, Image, ImageStatus
 
 
@@ -33,19 +34,22 @@ class IndexReport:
         self.skipped += other.skipped
 
 
-Decoded = tuple[int, np.ndarray | None, str | None]
+# (image id, the model's input, why there is none, the perceptual hash of the same pixels)
+Decoded = tuple[int, np.ndarray | None, str | None, str | None]
 
 
 def decode_for_clip(image_id: int, path: str, max_pixels: int,
                     preprocess: Preprocess = OPENAI_PREPROCESS) -> Decoded:
-    """Decode one file into the model's input, or return the reason it cannot be used."""
+    """Decode one file into the model's input and its perceptual hash, or the reason it cannot be used."""
     try:
         rgb = load_rgb(Path(path), max_pixels=max_pixels, min_side=preprocess.size)
-        return image_id, clip_pixels(rgb, preprocess), None
+        # The hash costs well under a millisecond on pixels decoded anyway; a pass of its
+        # own would decode every picture a second time.
+        return image_id, clip_pixels(rgb, preprocess), None, perceptual_hash(rgb)
     except ImageDecodeError as exc:
-        return image_id, None, str(exc)
+        return image_id, None, str(exc), None
     except MemoryError:
-        return image_id, None, "the image is too large to decode in the available memory"
+        return image_id, None, "the image is too large to decode in the available memory", None
 
 
 def images_needing(session: Session, model_id: str, image_ids: Sequence[int]) -> list[tuple[int, str]]:
@@ -67,8 +71,9 @@ def pending_image_ids(session: Session, model_id: str, *,
 
 
 def record_results(session: Session, model_id: str, ids: Sequence[int], vectors: np.ndarray,
-                   failures: dict[int, str]) -> None:
-    """Store embeddings and move images to indexed, or to failed with their reasons.
+                   failures: dict[int, str], hashes: dict[int, str] | None = None) -> None:
+    """Store embeddings (and the perceptual hashes of the same pixels) and move images to
+    indexed, or to failed with their reasons.
 
     Images deleted while they were being encoded are left out: their results are dropped.
     """
@@ -90,6 +95,7 @@ def record_results(session: Session, model_id: str, ids: Sequence[int], vectors:
             .values(status=ImageStatus.INDEXED, error=None, indexed_at=func.now(),
                     attempts=Image.attempts + 1)
         )
+    record_hashes(session, {i: h for i, h in (hashes or {}).items() if i in present})
     for image_id, reason in failures.items():
         session.execute(
             update(Image).where(Image.id == image_id)
@@ -97,11 +103,17 @@ def record_results(session: Session, model_id: str, ids: Sequence[int], vectors:
         )
 
 
+def record_hashes(session: Session, hashes: dict[int, str]) -> None:
+    """Store perceptual hashes by image id, in one statement."""
+    if hashes:
+        session.execute(update(Image), [{"id": i, "phash": h} for i, h in hashes.items()])
+
+
 def encode_decoded(encoder: Encoder, decoded: Sequence[Decoded]) -> tuple[list[int], np.ndarray,
                                                                           dict[int, str]]:
     """Run the model on the decodable part of a batch; return ids, vectors and failures."""
-    good = [(i, px) for i, px, _ in decoded if px is not None]
-    failures = {i: err for i, px, err in decoded if px is None and err is not None}
+    good = [(i, px) for i, px, _, _ in decoded if px is not None]
+    failures = {i: err for i, px, err, _ in decoded if px is None and err is not None}
     if not good:
         return [], np.zeros((0, encoder.dim), dtype=np.float32), failures
     vectors = encoder.encode_pixels(np.stack([px for _, px in good]))
@@ -137,8 +149,9 @@ def index_images(
     def submit(batch: Sequence[tuple[int, str]]) -> list[Future[Decoded]]:
         return [pool.submit(decode_for_clip, i, p, max_pixels, preprocess) for i, p in batch]
 
-    def write(ids: list[int], vectors: np.ndarray, failures: dict[int, str]) -> IndexReport:
-        record_results(session, encoder.model_id, ids, vectors, failures)
+    def write(ids: list[int], vectors: np.ndarray, failures: dict[int, str],
+              hashes: dict[int, str]) -> IndexReport:
+        record_results(session, encoder.model_id, ids, vectors, failures, hashes)
         session.commit()
         return IndexReport(indexed=ids, failed=failures)
 
@@ -158,8 +171,9 @@ def index_images(
         writing: Future[IndexReport] | None = None
         for index in range(len(batches)):
             current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
-            encoded = encode_decoded(encoder, [f.result() for f in current])
+            decoded = [f.result() for f in current]
+            encoded = encode_decoded(encoder, decoded)
             finish(writing)
-            writing = writer.submit(write, *encoded)
+            writing = writer.submit(write, *encoded, {i: h for i, _, _, h in decoded if h is not None})
         finish(writing)
     return total

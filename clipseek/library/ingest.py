@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from clipseek.clip.encoder import Encoder
 from clipseek.indexing.encoding import IndexReport, index_images
 from clipseek.indexing.queueing import Enqueue, queue_for_indexing
+from clipseek.library.duplicates import look_alikes
 from clipseek.library.register import Candidate, RegisterReport, register_batch
 from clipseek.library.store import writing_to
 from clipseek.settings import Settings
@@ -47,6 +48,8 @@ class IngestSummary:
     seconds_registering: float = 0.0
     seconds_indexing: float = 0.0
     queued: int = 0
+    # New pictures that look like one already in the library (known once they are indexed).
+    look_alikes: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -65,7 +68,14 @@ class IngestSummary:
         if idx.indexed or idx.failed:
             out.append(f"Indexed {len(idx.indexed)} image(s) in {self.seconds_indexing:.1f} s "
                        f"({self.images_per_second:.1f} images/s); {len(idx.failed)} failed.")
+        if self.look_alikes:
+            out.append(look_alike_line(self.look_alikes))
         return out
+
+
+def look_alike_line(count: int) -> str:
+    """What an import says of its new pictures that look like pictures already there."""
+    return f"{count} look like pictures you already have (`clipseek duplicates` lists them)."
 
 
 def _chunks(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
@@ -192,6 +202,9 @@ def ingest_inline(
         finally:
             stop.set()
         registering.result()
+    with db.session() as session:
+        summary.look_alikes = len(look_alikes(session, summary.registered.new_ids,
+                                              distance=settings.duplicate_distance))
     return summary
 
 

@@ -96,9 +96,11 @@ class Inspected:
 
     def file_columns(self) -> dict[str, object]:
         """What the images table records of the file's content: hash, size, pixels, EXIF."""
+        # The perceptual hash comes from the pixels decoded for indexing: new content has none
+        # until then, so that a changed file never keeps its old picture's hash.
         return {"sha256": self.sha256, "file_size": self.size, "file_mtime": self.mtime,
                 "width": self.width, "height": self.height, "format": self.format,
-                "error": self.error, **self.facts.columns()}
+                "error": self.error, "phash": None, **self.facts.columns()}
 
 
 def inspect_file(candidate: Candidate, max_pixels: int) -> Inspected:

@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 from clipseek.indexing.queueing import Enqueue, queue_for_indexing
 from clipseek.library.captions import add_derived_captions
 from clipseek.library.collections import UPLOADS
+from clipseek.library.duplicates import look_alikes
 from clipseek.library.register import stored_path
 from clipseek.library.store import INCOMING, writing_to
 from clipseek.photo.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe_with_facts
+from clipseek.photo.perceptual_hash import hash_file
+from clipseek.settings import DEFAULT_DUPLICATE_DISTANCE
 from clipseek.store.tables import Image, ImageStatus, UploadRejection
 
 log = logging.getLogger(__name__)
@@ -42,11 +45,13 @@ class UploadOutcome:
     state: str  # "registered", "duplicate" or "rejected"
     message: str
     size: int | None = None  # bytes, where they were counted
+    # A picture already in the library that this new one looks like (a near-duplicate).
+    looks_like: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON form for the API."""
         return {"filename": self.filename, "image_id": self.image_id, "state": self.state,
-                "message": self.message, "size": self.size}
+                "message": self.message, "size": self.size, "looks_like": self.looks_like}
 
 
 def _save_stream(stream: IO[bytes], folder: Path, limit: int) -> tuple[Path, str, int] | None:
@@ -96,7 +101,7 @@ def clean_upload_name(filename: str) -> str:
 
 def _store_one(
     session: Session, *, filename: str, stream: IO[bytes], store: Path, max_pixels: int, max_bytes: int,
-    collection: str,
+    collection: str, duplicate_distance: int,
 ) -> tuple[UploadOutcome, _Placed | None]:
     """Keep one uploaded file if it is a usable image; the caller commits, or removes what was placed."""
     name = clean_upload_name(filename)
@@ -111,13 +116,26 @@ def _store_one(
     tmp, sha, size = saved
     try:
         return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels,
-                         collection=collection)
+                         collection=collection, duplicate_distance=duplicate_distance)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _upload_hash(path: Path, max_pixels: int) -> str | None:
+    """The perceptual hash of an upload, decoded as a worker decodes it; None if it cannot be.
+
+    An upload is hashed at once, so that the answer can say which picture it looks like; a
+    file that fails to decode here fails again at indexing, with its reason.
+    """
+    try:
+        return hash_file(path, max_pixels=max_pixels)
+    except (ImageDecodeError, MemoryError):
+        return None
+
+
 def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
-              max_pixels: int, collection: str) -> tuple[UploadOutcome, _Placed | None]:
+              max_pixels: int, collection: str,
+              duplicate_distance: int) -> tuple[UploadOutcome, _Placed | None]:
     existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
     if existing is not None:
         return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
@@ -125,6 +143,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
         info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         return UploadOutcome(name, None, "rejected", f"not accepted: {exc}", size), None
+    phash = _upload_hash(tmp, max_pixels)
     suffix = Path(name).suffix.lower()
     target = stored_path(store, sha, suffix if suffix in IMAGE_EXTENSIONS else f".{info.format.lower()}")
     placed: _Placed | None = None
@@ -137,7 +156,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
                 pg_insert(Image).values(
                     sha256=sha, path=str(target), original_name=name, source="upload",
                     collection=collection, file_size=size, width=info.width, height=info.height,
-                    format=info.format, status=ImageStatus.REGISTERED, **facts.columns(),
+                    format=info.format, status=ImageStatus.REGISTERED, phash=phash, **facts.columns(),
                 ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
             )
             if image_id is None:
@@ -158,7 +177,10 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
         log.warning("upload %r was not stored: %s", name, exc)
         return UploadOutcome(name, None, "rejected",
                              "could not be recorded; try again (the server log says why)", size), None
-    return UploadOutcome(name, image_id, "registered", "stored; waiting to be indexed", size), placed
+    earlier = look_alikes(session, [image_id], distance=duplicate_distance).get(image_id)
+    message = "stored; waiting to be indexed" + (
+        f"; looks like image {earlier}, already in the collection" if earlier is not None else "")
+    return UploadOutcome(name, image_id, "registered", message, size, looks_like=earlier), placed
 
 
 def too_large(filename: str, size: int | None, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadOutcome:
@@ -199,6 +221,7 @@ def accept_uploads(
     max_bytes: int = MAX_UPLOAD_BYTES,
     collection: str = UPLOADS,
     refused: Iterable[UploadOutcome] = (),
+    duplicate_distance: int = DEFAULT_DUPLICATE_DISTANCE,
 ) -> list[UploadOutcome]:
     """Store every usable file, commit, and queue the new ones for the workers.
 
@@ -207,7 +230,9 @@ def accept_uploads(
     fails, is removed again. If the queue cannot be reached, the images stay registered (the
     recovery check of a worker started with --beat queues them within seconds of the broker coming back).
     `refused` are files already turned away unread (the browser found them too large); they
-    are recorded with the others. Every rejection is kept in upload_rejections.
+    are recorded with the others. Every rejection is kept in upload_rejections. Each new
+    picture is hashed and says which earlier one it looks like (at most `duplicate_distance`
+    bits apart), if any.
     """
     outcomes: list[UploadOutcome] = list(refused)
     placed: list[_Placed] = []
@@ -216,7 +241,7 @@ def accept_uploads(
             for name, stream in files:
                 outcome, where = _store_one(session, filename=name, stream=stream, store=store,
                                             max_pixels=max_pixels, max_bytes=max_bytes,
-                                            collection=collection)
+                                            collection=collection, duplicate_distance=duplicate_distance)
                 outcomes.append(outcome)
                 if where is not None:
                     placed.append(where)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,9 +11,12 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.broker import broker_client
+from clipseek.indexing.encoding import record_hashes
 from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
 from clipseek.library.captions import add_derived_captions
+from clipseek.photo.imaging import ImageDecodeError
 from clipseek.photo.metadata import read_facts_from
+from clipseek.photo.perceptual_hash import hash_file
 from clipseek.settings import Settings
 from clipseek.store.tables import Caption, Image, ImageStatus
 from clipseek.switching.switch import active_model, register_model
@@ -124,3 +128,38 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         last_id = rows[-1].id
         if on_batch:
             on_batch(read)
+
+
+def _hash_or_none(path: str, max_pixels: int) -> str | None:
+    try:
+        return hash_file(Path(path), max_pixels=max_pixels)
+    except (ImageDecodeError, MemoryError):
+        return None
+
+
+def backfill_hashes(session: Session, *, max_pixels: int, pool: ThreadPoolExecutor,
+                    on_batch: OnFacts | None = None) -> tuple[int, int]:
+    """Compute the perceptual hash of every indexed image without one; return (hashed, unreadable).
+
+    Images waiting to be indexed get theirs from the worker; failed and missing ones have no
+    pixels to hash. Files decode in `pool`, as indexing decodes them; commits after each
+    batch, so an interruption keeps the work. An unreadable file is left without a hash.
+    """
+    hashed = unreadable = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.path).where(Image.status == ImageStatus.INDEXED, Image.phash.is_(None),
+                                               Image.id > last_id)
+            .order_by(Image.id).limit(FACTS_BATCH)).all()
+        if not rows:
+            return hashed, unreadable
+        found = list(pool.map(lambda row: (row.id, _hash_or_none(row.path, max_pixels)), rows))
+        hashes = {image_id: phash for image_id, phash in found if phash is not None}
+        record_hashes(session, hashes)
+        session.commit()
+        hashed += len(hashes)
+        unreadable += len(rows) - len(hashes)
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(hashed + unreadable)
