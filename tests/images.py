@@ -147,3 +147,28 @@ def encoded_jpeg(img: Image.Image, quality: int = 90) -> bytes:
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+HOLDOUT_PHOTOS = ("astronaut", "chelsea", "camera", "grace_hopper")
+
+
+def write_holdout(folder: Path) -> dict[str, list[Path]]:
+    """Each photo as a PNG and four near copies of it; two other views of one more scene alone."""
+    folder.mkdir()
+    files: dict[str, list[Path]] = {}
+    for name in HOLDOUT_PHOTOS:
+        photo = real_photo(name)
+        original = folder / f"{name}.png"
+        photo.save(original)
+        files[name] = [original]
+        for kind, data in near_copies(photo).items():
+            copy = folder / f"{name}-{kind}.jpg"
+            copy.write_bytes(data)
+            files[name].append(copy)
+    scene = real_photo("coffee")
+    w, h = scene.size
+    for n, dx in enumerate((0.0, 0.3)):
+        view = folder / f"coffee-view-{n}.jpg"
+        scene.crop((round(w * dx), 0, round(w * (dx + 0.65)), round(h * 0.65))).save(view, quality=90)
+        files[f"coffee-view-{n}"] = [view]
+    return files

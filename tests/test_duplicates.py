@@ -3,6 +3,7 @@ as usual, come out as exactly one group per photo, with the one to keep first.""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,39 +25,17 @@ from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Image
-from tests.images import near_copies, real_photo
-
-PHOTOS = ("astronaut", "chelsea", "camera", "grace_hopper")
-
-
-def write_holdout(folder: Path) -> dict[str, list[Path]]:
-    """Each photo as a PNG and four near copies of it; two other views of one more scene alone."""
-    folder.mkdir()
-    files: dict[str, list[Path]] = {}
-    for name in PHOTOS:
-        photo = real_photo(name)
-        original = folder / f"{name}.png"
-        photo.save(original)
-        files[name] = [original]
-        for kind, data in near_copies(photo).items():
-            copy = folder / f"{name}-{kind}.jpg"
-            copy.write_bytes(data)
-            files[name].append(copy)
-    scene = real_photo("coffee")
-    w, h = scene.size
-    for n, dx in enumerate((0.0, 0.3)):
-        view = folder / f"coffee-view-{n}.jpg"
-        scene.crop((round(w * dx), 0, round(w * (dx + 0.65)), round(h * 0.65))).save(view, quality=90)
-        files[f"coffee-view-{n}"] = [view]
-    return files
+from tests.cli import run_in_process
+from tests.images import HOLDOUT_PHOTOS as PHOTOS
+from tests.images import real_photo, write_holdout
 
 
 @pytest.fixture
 def holdout(db: Database, encoder: ClipEncoder, settings: Settings, tmp_path: Path) -> dict[str, list[int]]:
     """The holdout files registered and indexed in process (hashed as a worker hashes them): ids by photo."""
     files = write_holdout(tmp_path / "holdout")
-    summary = ingest_inline(db, encoder, [Candidate(path=p, source="folder") for ps in files.values() for p in ps],
-                            settings=settings)
+    candidates = [Candidate(path=p, source="folder") for paths in files.values() for p in paths]
+    summary = ingest_inline(db, encoder, candidates, settings=settings)
     assert not summary.indexed.failed
     with db.session() as session:
         ids = {path: image_id for path, image_id in session.execute(select(Image.path, Image.id))}
@@ -108,7 +87,8 @@ def test_new_pictures_say_which_earlier_one_they_look_like(
 def test_trashed_pictures_leave_their_groups_and_the_extras_go_through_the_deletion_service(
         db: Database, settings: Settings, holdout: dict[str, list[int]]) -> None:
     with db.session() as session:
-        session.execute(update(Image).where(Image.id == holdout["camera"][1]).values(trashed_at=datetime.now(UTC)))
+        session.execute(update(Image).where(Image.id == holdout["camera"][1])
+                        .values(trashed_at=datetime.now(UTC)))
         session.commit()
         groups = find_duplicate_groups(session, distance=settings.duplicate_distance)
         camera = next(g for g in groups if g.keeper.id == holdout["camera"][0])
@@ -120,3 +100,37 @@ def test_trashed_pictures_leave_their_groups_and_the_extras_go_through_the_delet
         assert find_duplicate_groups(session, distance=settings.duplicate_distance) == []
         kept = set(session.scalars(select(Image.id).where(Image.trashed_at.is_(None))))
     assert {holdout[name][0] for name in PHOTOS} <= kept
+
+
+def test_the_command_lists_the_groups_and_moves_the_extras_to_the_trash_once_confirmed(
+        cli_env: dict[str, str], holdout: dict[str, list[int]]) -> None:
+    listed = json.loads(run_in_process(cli_env, "duplicates", "--json").stdout)
+    assert listed["distance"] == 10 and listed["unhashed"] == 0
+    assert sorted(g["keep"] for g in listed["groups"]) == sorted(holdout[name][0] for name in PHOTOS)
+    text = run_in_process(cli_env, "duplicates").stdout
+    assert f"keep #{holdout['astronaut'][0]} astronaut.png (512x512 PNG" in text
+    assert "4 group(s) of the same picture; 16 picture(s) besides the ones to keep" in text
+    assert "none" not in run_in_process(cli_env, "duplicates", "--threshold", "0").stdout
+    refused = run_in_process(cli_env, "duplicates", "--trash-extras", stdin="n\n")
+    assert "Nothing was moved." in refused.stdout
+    moved = run_in_process(cli_env, "duplicates", "--trash-extras", stdin="y\n")
+    assert moved.returncode == 0 and "Moved 16 picture(s) to the trash." in moved.stdout
+    assert json.loads(run_in_process(cli_env, "duplicates", "--json").stdout)["groups"] == []
+    wrong = run_in_process(cli_env, "duplicates", "--threshold", "40")
+    assert wrong.returncode == 2 and "0<=x<=32" in wrong.stderr
+
+
+def test_reindex_hashes_fills_the_pictures_indexed_before_hashes_existed(
+        cli_env: dict[str, str], db: Database, holdout: dict[str, list[int]]) -> None:
+    with db.session() as session:
+        before = {i: h for i, h in session.execute(select(Image.id, Image.phash))}
+        session.execute(update(Image).values(phash=None))
+        session.commit()
+    unhashed = run_in_process(cli_env, "duplicates")
+    assert "0 group(s)" in unhashed.stdout
+    assert "22 indexed picture(s) have no perceptual hash yet" in unhashed.stderr
+    filled = run_in_process(cli_env, "reindex", "--hashes")
+    assert filled.returncode == 0 and "Computed the perceptual hash of 22 image(s)." in filled.stdout
+    with db.session() as session:
+        assert {i: h for i, h in session.execute(select(Image.id, Image.phash))} == before
+    assert len(json.loads(run_in_process(cli_env, "duplicates", "--json").stdout)["groups"]) == 4

@@ -8,7 +8,18 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, doctor, library, manage, models, run, search, users
+from clipseek.cli import (
+    collection,
+    database,
+    doctor,
+    duplicates,
+    library,
+    manage,
+    models,
+    run,
+    search,
+    users,
+)
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -53,7 +64,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, doctor.doctor, models.models, models.model_group,
+                 manage.delete, manage.collections, duplicates.duplicates, doctor.doctor, models.models,
+                 models.model_group,
                  models.eval_command, users.user, users.token):
     cli.add_command(_command)
 

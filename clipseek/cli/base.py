@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -10,7 +11,8 @@ from clipseek.cli.progress import counting_bar, position_bar
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.encoding import pending_image_ids
-from clipseek.library.ingest import IngestSummary, ingest_inline
+from clipseek.library.duplicates import look_alikes
+from clipseek.library.ingest import IngestSummary, ingest_inline, look_alike_line
 from clipseek.library.register import Candidate
 
 pass_context = click.make_pass_decorator(Context)
@@ -92,3 +94,11 @@ def import_options(func: Any) -> Any:
     func = click.option("--inline", is_flag=True,
                         help="Index in this process instead of through the workers.")(func)
     return func
+
+
+def report_look_alikes(ctx: Context, image_ids: Sequence[int], *, indent: str = "") -> None:
+    """Say how many of these newly indexed pictures look like pictures already there."""
+    with ctx.db.session() as session:
+        count = len(look_alikes(session, image_ids, distance=ctx.settings.duplicate_distance))
+    if count:
+        click.echo(indent + look_alike_line(count))

@@ -14,6 +14,7 @@ from clipseek.cli.base import (
     queue_errors,
     random_warning,
     report,
+    report_look_alikes,
 )
 from clipseek.cli.library import sync_paths
 from clipseek.cli.progress import StageBars, counting_bar, position_bar
@@ -26,12 +27,13 @@ from clipseek.indexing.heartbeats import worker_states
 from clipseek.indexing.queueing import wait_until_indexed
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
-from clipseek.library.ingest import ingest_queued
+from clipseek.library.duplicates import count_unhashed
+from clipseek.library.ingest import decode_pool, ingest_queued
 from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
 from clipseek.library.sync import is_known_folder
 from clipseek.store.tables import ImageStatus
-from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, reindex_images
+from clipseek.upkeep.reindexing import backfill_captions, backfill_hashes, backfill_metadata, reindex_images
 from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
 
 
@@ -136,14 +138,16 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Read EXIF facts (date, camera, place) into images registered without them.")
 @click.option("--captions", is_flag=True,
               help="Give images without captions those of their file name and EXIF/XMP text.")
+@click.option("--hashes", is_flag=True,
+              help="Compute the perceptual hash (for near-duplicates) of images indexed without one.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, wait: bool) -> None:
+            metadata: bool, captions: bool, hashes: bool, wait: bool) -> None:
     """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata or captions):
-        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata "
-                            "or --captions.")
+    if not (stale or failed or model or metadata or captions or hashes):
+        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
+                            "--captions or --hashes.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -153,6 +157,8 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
             read, captioned = backfill_captions(session)
         click.echo(f"Read the caption text of {read} image(s) without captions; "
                    f"{captioned} have captions now.")
+    if hashes:
+        backfill_hashes_here(ctx)
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -162,6 +168,18 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
     click.echo(f"Queued {len(queued.image_ids)} image(s) in {queued.tasks} task(s) for {queued.model}.")
     if wait and queued.image_ids:
         wait_for_indexing(ctx, queued.image_ids, timeout=86400, progress=True)
+
+
+def backfill_hashes_here(ctx: Context) -> None:
+    """Hash the indexed images that have no perceptual hash, with a progress bar."""
+    with ctx.db.session() as session:
+        total = count_unhashed(session)
+    with decode_pool(ctx.settings) as pool, ctx.db.session() as session, \
+            position_bar("Hashing", "img", total=total, show=True) as move:
+        hashed, unreadable = backfill_hashes(session, max_pixels=ctx.settings.max_image_pixels, pool=pool,
+                                             on_batch=lambda done: move(done, max(done, total)))
+    gone = f"; {unreadable} could not be read (their files are gone or broken)" if unreadable else ""
+    click.echo(f"Computed the perceptual hash of {hashed} image(s){gone}.")
 
 
 @click.command()
@@ -214,6 +232,7 @@ def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool
     ids = sorted(set(summary.registered.new_ids) | set(unsent))
     if wait and ids:
         wait_for_indexing(ctx, ids, timeout=timeout, progress=progress)
+        report_look_alikes(ctx, summary.registered.new_ids)
     elif ids:
         click.echo("Workers index them in the background: run `clipseek worker` if none is running; "
                    "`clipseek status` shows progress.")

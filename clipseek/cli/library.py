@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from clipseek.cli.base import pass_context, queue_errors, random_warning
+from clipseek.cli.base import pass_context, queue_errors, random_warning, report_look_alikes
 from clipseek.context import Context
 from clipseek.indexing.encoding import index_images
 from clipseek.indexing.queueing import queue_for_indexing
@@ -57,6 +57,7 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
                                         batch_size=settings.batch_size,
                                         max_pixels=settings.max_image_pixels)
                     click.echo(f"  Indexed {len(done.indexed)} image(s); {len(done.failed)} failed.")
+                    report_look_alikes(ctx, found.new_ids + found.changed_ids, indent="  ")
                 elif found.to_queue:
                     with queue_errors(ctx):
                         queue_for_indexing(session, found.to_queue, model=ctx.model,
