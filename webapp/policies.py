@@ -24,7 +24,7 @@ class Policy(StrEnum):
     # Contributors caption the pictures they uploaded, and change the captions on those and
     # the captions they wrote; admins any (as Immich lets only a picture's owner describe it).
     CAPTION_OWN = "caption own"
-    ADMIN = "admin"  # users, collections, deleting in bulk
+    ADMIN = "admin"  # users, collections, deleting in bulk (duplicates too)
 
 
 POLICIES: dict[str, Policy] = {
@@ -73,6 +73,11 @@ POLICIES: dict[str, Policy] = {
     "collections_api.delete_selected": Policy.ADMIN,
     "collections_api.rename_api": Policy.ADMIN,
     "collections_api.delete_api": Policy.ADMIN,
+    # Near-duplicates are a cleanup of the whole library: whoever may delete in bulk.
+    "duplicates.page": Policy.ADMIN,
+    "duplicates.trash": Policy.ADMIN,
+    "duplicates_api.groups": Policy.ADMIN,
+    "duplicates_api.trash_api": Policy.ADMIN,
 }
 
 _NEEDS = {Policy.VIEW: Role.VIEWER, Policy.CONTRIBUTE: Role.CONTRIBUTOR,

@@ -63,7 +63,8 @@ def save_uploads(files: list[FileStorage]) -> list[UploadOutcome]:
     outcomes = accept_uploads(session, [(f.filename or "upload", f.stream) for f in chosen],
                               store=settings.image_store, max_pixels=settings.max_image_pixels,
                               model=active_model_name(), batch_size=settings.batch_size,
-                              enqueue=ctx.enqueue, collection=collection, refused=refused)
+                              enqueue=ctx.enqueue, collection=collection, refused=refused,
+                              duplicate_distance=settings.duplicate_distance)
     record_uploads(session, actor(), registered_ids(outcomes))
     session.commit()
     return outcomes
@@ -86,6 +87,9 @@ def upload() -> Response:
             flash(f"{outcome.filename}: {outcome.message}", "error")
         elif outcome.state == "duplicate":
             flash(f"{outcome.filename}: {outcome.message} (image {outcome.image_id})", "info")
+    alike = sum(o.looks_like is not None for o in outcomes)
+    if alike:
+        flash(f"{alike} look like pictures you already have: the Duplicates page groups them.", "info")
     ids = ",".join(str(o.image_id) for o in outcomes if o.image_id is not None)
     return redirect(url_for("uploads.progress", ids=ids))
 

@@ -16,7 +16,7 @@
   const maxFileBytes = Number(form.dataset.maxFileBytes);
   const maxPartBytes = Number(form.dataset.maxPartBytes);
   const STORE = "clipseek-upload";
-  // One entry per file: {name, state, image_id, message}; kept for a reload of the page.
+  // One entry per file: {name, state, image_id, message, looks_like}; kept for a reload of the page.
   let entries = [];
   let polling = false;
 
@@ -26,6 +26,11 @@
   const mb = (n) => (n / 1048576).toFixed(1) + " MB";
 
   function outcomeText(entry) {
+    const alike = entry.looks_like ? "; looks like image " + entry.looks_like + ", already in the collection" : "";
+    return stateText(entry) + alike;
+  }
+
+  function stateText(entry) {
     if (entry.state === "indexed") return "indexed";
     if (entry.state === "failed") return "failed: " + (entry.message || "");
     if (entry.state === "rejected") return "rejected: " + entry.message;
@@ -58,6 +63,7 @@
       cell.textContent = outcomeText(entry);
     });
     Object.keys(counts).forEach((key) => { document.getElementById("count-" + key).textContent = counts[key]; });
+    document.getElementById("count-alike").textContent = entries.filter((e) => e.looks_like).length;
     retryButton.hidden = !entries.some((e) => e.state === "failed" && e.retryable);
   }
 
@@ -127,7 +133,7 @@
         outcomes.forEach((o, n) => {
           const entry = pending[i][n] || {};
           Object.assign(entry, { name: o.filename, image_id: o.image_id, message: o.message,
-                                 state: o.state === "registered" ? "queued" : o.state });
+                                 looks_like: o.looks_like, state: o.state === "registered" ? "queued" : o.state });
         });
       } catch (error) {
         pending[i].forEach((entry) => Object.assign(entry, { state: "rejected", message: error.message }));
