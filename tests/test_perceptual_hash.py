@@ -50,10 +50,11 @@ def test_a_file_stored_on_its_side_hashes_as_the_upright_picture_its_exif_shows(
     photo = real_photo("chelsea")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to show
-    photo.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", quality=95, exif=exif.tobytes())
-    photo.save(tmp_path / "upright.jpg", quality=95)
-    sideways, upright = (hash_file(tmp_path / n, max_pixels=MAX_PIXELS) for n in ("sideways.jpg", "upright.jpg"))
-    assert hamming_distance(sideways, upright) <= 2
+    sideways, upright = tmp_path / "sideways.jpg", tmp_path / "upright.jpg"
+    photo.transpose(Image.Transpose.ROTATE_90).save(sideways, quality=95, exif=exif.tobytes())
+    photo.save(upright, quality=95)
+    turned, shown = (hash_file(path, max_pixels=MAX_PIXELS) for path in (sideways, upright))
+    assert hamming_distance(turned, shown) <= 2
 
 
 def test_a_hash_is_64_bits_written_as_pgvector_reads_them() -> None:
