@@ -38,7 +38,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
     blocks = _sql_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -55,16 +55,20 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, hybrid, statuses, failures = results
+    neighbours, cats, hybrid, near, statuses, failures = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
+    assert "images_phash_hnsw_idx" in plans[3]
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
     assert_scores_descend(scores)
     assert [r.text for r in cats] == ["a tabby cat looking to the side"] and 0 <= cats[0].distance < 2
     # The only cat caption is in both lists, so the fusion ranks its image first.
     assert hybrid[0].id == cats[0].id and len(hybrid) == 10
+    # The sample photos are all different pictures: their nearest hashes are far apart.
+    bits = [r.bits for r in near]
+    assert len(near) == 5 and bits == sorted(bits) and bits[0] > settings.duplicate_distance
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
 
