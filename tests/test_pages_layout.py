@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image as PILImage
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
@@ -48,13 +49,18 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
-    """The sample photos, one more in a folder with a very long name, and a failed upload."""
+    """The sample photos, one more in a folder with a very long name, a half-size copy of one
+    (a near-duplicate), and a failed upload."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
     shutil.copy(sample_photos[0].path, long_file)
     bad = write_bad_files(tmp_path / "bad", sample_photos[0].path)["text"]
+    copy = folder / f"{LONG_NAME}-small.jpg"
+    with PILImage.open(sample_photos[1].path) as img:
+        img.convert("RGB").resize((img.width // 2, img.height // 2)).save(copy, quality=80)
     candidates = [*sample_photos[1:], Candidate(path=long_file, source="folder", collection=LONG_NAME),
+                  Candidate(path=copy, source="folder", collection=LONG_NAME),
                   Candidate(path=bad, source="upload", original_name=f"{LONG_NAME}.jpg")]
     ingest_inline(db, encoder, candidates, settings=settings)
     with db.session() as session:
@@ -75,6 +81,7 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "collection": f"/collections/browse?name={LONG_NAME}",
         "not-found": "/image/999999",
         "upload": "/upload",
+        "duplicates": "/duplicates",
     }
 
 
