@@ -27,7 +27,7 @@ from clipseek.store.db import Database
 from clipseek.store.tables import Image
 from tests.cli import run_in_process
 from tests.images import HOLDOUT_PHOTOS as PHOTOS
-from tests.images import real_photo, write_holdout
+from tests.images import near_copies, real_photo, write_holdout
 
 
 @pytest.fixture
@@ -134,3 +134,16 @@ def test_reindex_hashes_fills_the_pictures_indexed_before_hashes_existed(
     with db.session() as session:
         assert {i: h for i, h in session.execute(select(Image.id, Image.phash))} == before
     assert len(json.loads(run_in_process(cli_env, "duplicates", "--json").stdout)["groups"]) == 4
+
+
+def test_a_sync_says_how_many_new_pictures_look_like_ones_already_there(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "trip"
+    folder.mkdir()
+    photo = real_photo("chelsea")
+    photo.save(folder / "cat.png")
+    first = run_in_process(cli_env, "sync", "--inline", str(folder))
+    assert first.returncode == 0 and "look like" not in first.stdout
+    (folder / "cat-small.jpg").write_bytes(near_copies(photo)["half"])
+    second = run_in_process(cli_env, "sync", "--inline", str(folder))
+    assert "  1 look like pictures you already have (`clipseek duplicates` lists them)." in second.stdout
