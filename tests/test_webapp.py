@@ -215,7 +215,8 @@ def test_api_upload_returns_each_files_outcome(client: FlaskClient) -> None:
     outcomes = {u["filename"]: u for u in response.get_json()["uploads"]}
     assert outcomes["a.jpg"]["state"] == "registered" and outcomes["a.jpg"]["image_id"]
     assert outcomes["empty.jpg"] == {"filename": "empty.jpg", "image_id": None, "state": "rejected",
-                                     "message": "not accepted: the file is empty", "size": 0}
+                                     "message": "not accepted: the file is empty", "size": 0,
+                                     "looks_like": None}
     not_indexed = client.get(f"/api/images/{outcomes['a.jpg']['image_id']}/similar")
     assert not_indexed.status_code == 409
     assert client.post("/api/images", headers=API).get_json()["error"].startswith("Choose one")
