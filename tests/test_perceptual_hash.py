@@ -42,8 +42,8 @@ def test_different_photos_and_other_parts_of_one_scene_are_beyond_the_distance()
     w, h = scene.size
     windows = [scene.crop((round(w * dx), round(h * dy), round(w * (dx + 0.65)), round(h * (dy + 0.65))))
                for dx, dy in ((0, 0), (0.3, 0), (0, 0.3), (0.3, 0.3))]
-    for a, b in itertools.combinations(windows, 2):
-        assert hamming_distance(perceptual_hash(a), perceptual_hash(b)) > DEFAULT_DUPLICATE_DISTANCE
+    for one, other in itertools.combinations(map(perceptual_hash, windows), 2):
+        assert hamming_distance(one, other) > DEFAULT_DUPLICATE_DISTANCE
 
 
 def test_a_file_stored_on_its_side_hashes_as_the_upright_picture_its_exif_shows(tmp_path: Path) -> None:
