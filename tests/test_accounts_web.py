@@ -424,3 +424,30 @@ def test_contributors_change_captions_only_on_their_pictures_or_their_own(
     assert "/edit" in own and "Add caption" in own
     assert "/edit" not in sign_in(accounts_app, "viewer").get(f"/image/{anns}").get_data(as_text=True)
     assert "/edit" in sign_in(accounts_app, "admin").get(f"/image/{beas}").get_data(as_text=True)
+
+
+def test_pages_offer_only_what_the_role_may_do(accounts_app: Flask, people: dict[str, str]) -> None:
+    client = accounts_app.test_client()
+    anns, admins = _upload(client, 1, people["token-contributor"]), _upload(client, 2, people["token-admin"])
+    upload_link, delete_button = 'href="/upload"', ">Delete</button>"
+    offered = {}
+    for name in ("viewer", "contributor", "admin"):
+        page = sign_in(accounts_app, name)
+        collections = page.get("/collections").get_data(as_text=True)
+        offered[name] = {
+            "upload": upload_link in page.get("/").get_data(as_text=True),
+            "delete own": delete_button in page.get(f"/image/{anns}").get_data(as_text=True),
+            "delete other": delete_button in page.get(f"/image/{admins}").get_data(as_text=True),
+            "caption own": "Add caption" in page.get(f"/image/{anns}").get_data(as_text=True),
+            "rename collection": ">Rename</button>" in collections,
+            "delete collection": ">Delete collection</button>" in collections,
+            # What the viewer's overlay reads before it shows Delete.
+            "viewer delete own": page.get(f"/api/images/{anns}").get_json()["may"]["delete"],
+            "viewer delete other": page.get(f"/api/images/{admins}").get_json()["may"]["delete"],
+        }
+    assert offered["viewer"] == dict.fromkeys(offered["viewer"], False)
+    assert offered["contributor"] == {"upload": True, "delete own": True, "delete other": False,
+                                      "caption own": True, "rename collection": False,
+                                      "delete collection": False, "viewer delete own": True,
+                                      "viewer delete other": False}
+    assert offered["admin"] == dict.fromkeys(offered["admin"], True)

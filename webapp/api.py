@@ -16,7 +16,7 @@ from clipseek.search.run import run_search, similar_images
 from clipseek.store.tables import Image
 from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
-from webapp.auth import actor
+from webapp.auth import actor, may
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import paging, parse_ids, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
@@ -37,8 +37,10 @@ def search() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/images/<int:image_id>")
 def image(image_id: int) -> Response:
-    """GET /api/images/<id> : everything known about one image."""
-    return jsonify(image_dict(image_or_404(image_id)))
+    """GET /api/images/<id> : everything known about one image, and what the caller may do to it."""
+    found = image_or_404(image_id)
+    return jsonify(image_dict(found) | {"may": {"delete": may("api.delete", found),
+                                                "add_caption": may("captions.api_add", found)}})
 
 
 @bp.get("/images")

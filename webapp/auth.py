@@ -33,7 +33,7 @@ from clipseek.settings import Settings
 from clipseek.store.tables import Caption, Image, Role, User
 from webapp.db_session import get_session
 from webapp.errors import error_response
-from webapp.policies import enforce, may_caption, may_change_caption
+from webapp.policies import allows, enforce
 
 # Only failed sign-ins count, so that colleagues behind one address never block each other.
 # A guesser is held per account and address, and per address across accounts; per account
@@ -95,18 +95,21 @@ def uploader_name(image: Image) -> str | None:
     return get_session().scalar(select(User.name).where(User.id == image.added_by))
 
 
-def offers_captioning(image: Image) -> bool:
-    """Whether the image page shows "Add a caption" to this request's account (everyone in the local mode)."""
-    account = signed_in()
-    return not accounts_on() or (account is not None and may_caption(
-        account.role, account.user_id, picture_by=image.added_by))
+def may(endpoint: str, image: Image | None = None, caption: Caption | None = None) -> bool:
+    """Whether this request's account may call `endpoint` (on `image`, or on `caption`), as its policy says.
 
-
-def offers_caption_change(caption: Caption) -> bool:
-    """Whether the image page shows a caption's Edit and Delete to this request's account."""
+    The pages ask this before they offer a link, a button or a form, so that nobody is
+    offered what the server would refuse; everyone may do everything in the local mode.
+    """
+    if not accounts_on():
+        return True
     account = signed_in()
-    return not accounts_on() or (account is not None and may_change_caption(
-        account.role, account.user_id, written_by=caption.added_by, picture_by=caption.image.added_by))
+    if caption is not None:
+        image = caption.image
+    return allows(endpoint, account.role if account else None, account.user_id if account else None,
+                  picture_by=image.added_by if image is not None else None,
+                  caption_by=caption.added_by if caption is not None else None,
+                  on_caption=caption is not None)
 
 
 def _load_session(secret: str) -> Account | None:
@@ -253,8 +256,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         app.before_request(_authorize)
     app.register_blueprint(blueprint(limiter))
     app.register_error_handler(RateLimitExceeded, _too_many)
-    app.jinja_env.globals.update(uploader_name=uploader_name, offers_captioning=offers_captioning,
-                                 offers_caption_change=offers_caption_change)
+    app.jinja_env.globals.update(uploader_name=uploader_name, may=may)
 
     @app.context_processor
     def account_globals() -> dict[str, Any]:

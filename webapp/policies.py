@@ -98,6 +98,35 @@ def may_change_caption(role: Role, user_id: int, *, written_by: int | None, pict
     return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank and user_id in (written_by, picture_by))
 
 
+def may_delete(role: Role, user_id: int, *, picture_by: int | None) -> bool:
+    """Whether an account may delete a picture uploaded by user `picture_by`."""
+    return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank and picture_by == user_id)
+
+
+def allows(endpoint: str, role: Role | None, user_id: int | None, *, picture_by: int | None = None,
+           caption_by: int | None = None, on_caption: bool = False) -> bool:
+    """Whether `enforce` would let the account call `endpoint` on a picture uploaded by `picture_by`.
+
+    `on_caption` asks about changing a caption written by `caption_by` rather than adding one;
+    the pages ask this so that they offer only what the role can do.
+    """
+    policy = POLICIES[endpoint]
+    if policy is Policy.PUBLIC:
+        return True
+    if role is None or user_id is None:
+        return False
+    if policy is Policy.SIGNED_IN:
+        return True
+    if role.rank < _NEEDS[policy].rank:
+        return False
+    if policy is Policy.DELETE_OWN:
+        return may_delete(role, user_id, picture_by=picture_by)
+    if policy is Policy.CAPTION_OWN:
+        return (may_change_caption(role, user_id, written_by=caption_by, picture_by=picture_by)
+                if on_caption else may_caption(role, user_id, picture_by=picture_by))
+    return True
+
+
 def _captioning_allowed(role: Role, user_id: int) -> bool:
     # A caption or picture that does not exist passes, so that the route answers 404.
     args = request.view_args or {}
@@ -134,7 +163,7 @@ def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Res
     if policy is Policy.DELETE_OWN and role is not Role.ADMIN:
         image_id = (request.view_args or {}).get("image_id")
         added_by = get_session().scalar(select(Image.added_by).where(Image.id == image_id))
-        if added_by != user_id:
+        if user_id is None or not may_delete(role, user_id, picture_by=added_by):
             abort(403, description="You may delete only pictures you uploaded; ask an admin "
                                    "to delete this one.")
     if policy is Policy.CAPTION_OWN and user_id is not None and not _captioning_allowed(role, user_id):

@@ -24,7 +24,7 @@
     '<div class="viewer-side"><ul class="viewer-captions"></ul><dl class="viewer-facts"></dl>' +
     '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
     '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
-    '<button type="button" class="viewer-delete">Delete</button></p>' +
+    '<button type="button" class="viewer-delete" hidden>Delete</button></p>' +
     '<p class="viewer-error" role="alert"></p></div>';
   document.body.appendChild(dialog);
   const q = (selector) => dialog.querySelector(selector);
@@ -60,12 +60,14 @@
     q(".viewer-like").href = "/?like=" + id;
     q(".viewer-page").href = "/image/" + id;
     q(".viewer-prev").hidden = q(".viewer-next").hidden = all.length < 2;
+    q(".viewer-delete").hidden = true;  // until the server says this account may
     const ticket = ++loading;
     fetch("/api/images/" + id, { headers: { Accept: "application/json" } })
       .then((response) => response.json())
       .then((image) => {
         if (ticket !== loading) return;  // the person has moved on
         q("figcaption").textContent = image.original_name || "";
+        q(".viewer-delete").hidden = !(image.may && image.may.delete);
         if (image.captions && image.captions.length) img.alt = image.captions[0];
         (image.captions || []).forEach((text) => {
           const li = document.createElement("li");
