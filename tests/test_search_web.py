@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -22,6 +23,8 @@ from clipseek.store.db import Database
 from clipseek.store.tables import Image, ScoreCutoff
 from tests.cli import run_in_process
 from tests.httpserver import serve_app
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture
@@ -167,3 +170,50 @@ def test_the_form_pages_through_results_keeping_every_filter(settings: Settings,
         expect(page.locator('input[name="collection"]')).to_have_value("trips")
         hrefs = [page.locator(".hit a").nth(i).get_attribute("href") for i in range(3)]
         assert all(h and int(h.rsplit("/", 1)[1]) in indexed[:8] for h in hrefs)
+
+
+def test_words_typed_over_an_example_start_a_new_search_and_chips_drop_each_setting(
+        client: FlaskClient, indexed: list[int]) -> None:
+    like = indexed[0]
+    # What the form sends: every field, filled or not.
+    sent = client.get(f"/?q=a+red+car&like={like}&per_page=24&collection=trips&source=&folder=&mode=")
+    assert sent.status_code == 302
+    assert sent.headers["Location"] == "/?q=a+red+car&per_page=24&collection=trips"
+    # Words that begin with - or + refine the picture instead; empty fields still go.
+    refined = client.get(f"/?q=-+%22people%22&like={like}&format=")
+    assert refined.headers["Location"] == f"/?q=-+%22people%22&like={like}"
+    page = client.get(f"/?like={like}&collection=trips&sort=date").get_data(as_text=True)
+    chips = page.split('<ul class="chips"', 1)[1].split("</ul>", 1)[0]
+    assert f'src="/thumb/{like}.jpg"' in chips
+    assert 'href="/?collection=trips&amp;sort=date&amp;per_page=24"' in chips  # without the picture
+    assert f'href="/?like={like}&amp;sort=date&amp;per_page=24"' in chips  # without the collection
+    assert "Order: <strong>newest first</strong>" in chips
+    assert "collection=&" not in page and "source=&" not in page
+
+
+def test_an_example_shows_as_a_chip_with_its_picture_until_words_replace_it(
+        settings: Settings, redis_url: str, indexed: list[int], sample_photos: list[Candidate],
+        browser_page: object) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(browser_page, Page)
+    page = browser_page
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page.goto(f"http://127.0.0.1:{port}/?collection=trips")
+        page.click("details.by-image summary")
+        page.set_input_files('#by-image input[type="file"]', str(sample_photos[2].path))
+        page.click('#by-image button[type="submit"]')
+        page.wait_for_url("**example=**")
+        chip = page.locator(".chip-example img")
+        expect(chip).to_be_visible()  # the tab's copy of the picture
+        page.goto(page.url + "&collection=trips")
+        expect(page.locator(".chip")).to_have_count(2)
+        (ARTIFACTS / "search-chips.png").parent.mkdir(exist_ok=True)
+        page.locator("main").screenshot(path=str(ARTIFACTS / "search-chips.png"))
+        page.fill('input[name="q"]', "a red car")
+        page.click('form.search button[type="submit"]')
+        page.wait_for_url("**q=a+red+car**")
+        assert "example=" not in page.url and "collection=trips" in page.url and "source=" not in page.url
+        expect(page.locator(".summary")).to_contain_text("Results for")
+        page.click(".chip-collection .chip-remove")
+        page.wait_for_url(f"http://127.0.0.1:{port}/?q=a+red+car&per_page=24")

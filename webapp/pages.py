@@ -18,15 +18,19 @@ from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_
 from clipseek.upkeep.status import collection_status, count_pending, switch_summary
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
-from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request
-from webapp.presenters import server_timing
+from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
+from webapp.presenters import search_chips, server_timing
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
-def search() -> tuple[str, int, dict[str, str]]:
+def search() -> tuple[str, int, dict[str, str]] | Response:
     """The search form with its filters and a page of results (without a query: newest first)."""
+    tidy = tidy_search_args(request.args)
+    if tidy is not None:
+        # The form sends every field, filled or not; the address shows only what is set.
+        return redirect(url_for("pages.search", **tidy.to_dict(flat=False)))
     results: SearchPage | None = None
     request_: SearchRequest | None = None
     error = None
@@ -49,6 +53,7 @@ def search() -> tuple[str, int, dict[str, str]]:
         per_page=request_.per_page if request_ else DEFAULT_PAGE_SIZE, page_sizes=PAGE_SIZES,
         searchable=searchable, pending=pending, modes=list(Mode),
         sorts=list(Sort), orientations=list(Orientation), sources=SOURCES, formats=FORMATS,
+        chips=search_chips(request_.params()) if request_ else [],
         endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
 

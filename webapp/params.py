@@ -64,6 +64,21 @@ def search_request(args: MultiDict[str, str]) -> SearchRequest:
     return parse_request(args.to_dict(flat=False), default_per_page=DEFAULT_PAGE_SIZE)
 
 
+def tidy_search_args(args: MultiDict[str, str]) -> MultiDict[str, str] | None:
+    """The search page's arguments without empty values, and without the example when new words replace it.
+
+    None when they are tidy already. Words typed into the box start a new search by text;
+    words that begin with + or - add to or take from the example or picture ("more like
+    this") instead, as in `like=17&q=- "people"`, which the API reads the same way.
+    """
+    kept = MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip()])
+    query = kept.get("q", "").strip()
+    if query and query[0] not in "+-":
+        kept.poplist("example")
+        kept.poplist("like")
+    return None if list(kept.items(multi=True)) == list(args.items(multi=True)) else kept
+
+
 def parse_ids(raw: str) -> list[int]:
     """Image ids from '1,2,3' (at most 500 of them)."""
     parts = [part.strip() for part in raw.split(",") if part.strip()]

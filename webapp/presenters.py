@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -96,3 +97,29 @@ def source_text(source: str) -> str:
 def alt_text(captions: Sequence[str], name: str) -> str:
     """A picture's alternative text: its first caption, else its file name."""
     return captions[0] if captions else name
+
+
+# How each parameter of a search reads on its chip, in the order the chips show.
+CHIP_LABELS = {"example": "Like your example picture", "like": "Like image", "collection": "Collection",
+               "source": "Source", "folder": "Folder", "format": "Format", "taken_from": "Taken from",
+               "taken_to": "Taken to", "added_from": "Added from", "added_to": "Added to",
+               "orientation": "Orientation", "min_size": "At least", "mode": "Mode", "sort": "Order",
+               "min_score": "Minimum score", "all": "Weaker matches shown"}
+_CHIP_VALUES = {"example": "", "all": "", "sort": "newest first"}
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One setting of a search shown as a chip: its words, and the search without it."""
+
+    name: str
+    label: str
+    value: str
+    without: dict[str, str]
+
+
+def search_chips(params: dict[str, str]) -> list[Chip]:
+    """A chip for the example and for each filter, mode and order a search sets (its `params()`)."""
+    return [Chip(name, label, _CHIP_VALUES.get(name, params[name]),
+                 {k: v for k, v in params.items() if k != name})
+            for name, label in CHIP_LABELS.items() if name in params]

@@ -68,6 +68,36 @@
   // the same form as "Find pictures like one of yours" (which works without JavaScript).
   const searchForm = document.getElementById("search-form");
   const byImage = document.getElementById("by-image");
+  // The server keeps only an example's embedding, so the tab keeps a small copy of the
+  // picture under the SHA-256 the server names the example by, for the example's chip.
+  const exampleKey = (hex) => "clipseek-example-" + hex;
+  const rememberExample = (file) => {
+    if (!file || !window.crypto || !crypto.subtle || !window.createImageBitmap) return Promise.resolve();
+    return file.arrayBuffer()
+      .then((bytes) => Promise.all([crypto.subtle.digest("SHA-256", bytes), createImageBitmap(file)]))
+      .then(([digest, bitmap]) => {
+        const hex = Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, "0")).join("");
+        const scale = 96 / Math.max(bitmap.width, bitmap.height, 1);
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+        canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+        canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+        sessionStorage.setItem(exampleKey(hex), canvas.toDataURL("image/jpeg", 0.8));
+      })
+      .catch(() => {});  // without a copy the chip just shows no thumbnail
+  };
+  document.querySelectorAll("img[data-example]").forEach((img) => {
+    const copy = sessionStorage.getItem(exampleKey(img.dataset.example));
+    if (copy) { img.src = copy; img.hidden = false; }
+  });
+  if (byImage) {
+    byImage.addEventListener("submit", (event) => {
+      const file = byImage.querySelector('input[type="file"]');
+      if (!file || !file.files.length) return;
+      event.preventDefault();
+      rememberExample(file.files[0]).then(() => byImage.submit());
+    });
+  }
   if (searchForm && byImage) {
     const fileInput = byImage.querySelector('input[type="file"]');
     const sendPicture = (files) => {
@@ -76,7 +106,7 @@
       const chosenFiles = new DataTransfer();
       chosenFiles.items.add(pictures[0]);
       fileInput.files = chosenFiles.files;
-      byImage.submit();
+      rememberExample(pictures[0]).then(() => byImage.submit());
       return true;
     };
     ["dragenter", "dragover"].forEach((name) =>
