@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -30,7 +31,8 @@ def search() -> tuple[str, int, dict[str, str]] | Response:
     tidy = tidy_search_args(request.args)
     if tidy is not None:
         # The form sends every field, filled or not; the address shows only what is set.
-        return redirect(url_for("pages.search", **tidy.to_dict(flat=False)))
+        query = urlencode(list(tidy.items(multi=True)))
+        return redirect(url_for("pages.search") + (f"?{query}" if query else ""))
     results: SearchPage | None = None
     request_: SearchRequest | None = None
     error = None
