@@ -12,12 +12,14 @@ from PIL import Image as PILImage
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
+from clipseek import accounts
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
+from clipseek.library.uploads import UploadOutcome, record_rejections
 from clipseek.settings import Settings
 from clipseek.store.db import Database
-from clipseek.store.tables import Image
+from clipseek.store.tables import Image, Role
 from tests.httpserver import serve_app
 from tests.images import write_bad_files
 from tests.switching import half_switched
@@ -27,7 +29,9 @@ SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 LONG_NAME = "Holidays_in_Greece_with_the_whole_family_and_the_neighbours_" * 2
 BLOCKING = {"serious", "critical"}
 # Controls a finger must hit: at least 44 px tall (WCAG 2.5.5), wherever they are shown.
-TOUCH_TARGETS = "header nav a, .pager a, .pager strong, main button, main select"
+TOUCH_TARGETS = ("header nav a, .pager a, .pager strong, main button, main select, .chips a, "
+                 ".viewer button, .viewer-actions a")
+ADMIN, PASSWORD = "admin", "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
     """The sample photos, one more in a folder with a very long name, a half-size copy of one
-    (a near-duplicate), and a failed upload."""
+    (a near-duplicate), a failed upload, a refused one, and accounts with tokens (an admin's)."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
@@ -64,6 +68,14 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
                   Candidate(path=bad, source="upload", original_name=f"{LONG_NAME}.jpg")]
     ingest_inline(db, encoder, candidates, settings=settings)
     with db.session() as session:
+        record_rejections(session, [UploadOutcome(f"{LONG_NAME}.heic", None, "rejected",
+                                                  "not a picture ClipSeek can read: cannot identify "
+                                                  "image file", 123_456_789)], collection="uploads")
+        admin = accounts.add_user(session, name=ADMIN, secret=PASSWORD, user_role=Role.ADMIN)
+        accounts.create_token(session, admin, "the nightly backup script on the NAS")
+        accounts.add_user(session, name="Maximiliane-Wilhelmina", secret=PASSWORD,
+                          user_role=Role.CONTRIBUTOR)
+        session.commit()
         failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
         long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
     return {"indexed": long_id, "failed": failed}
@@ -82,7 +94,17 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "not-found": "/image/999999",
         "upload": "/upload",
         "duplicates": "/duplicates",
+        "account": "/account",
+        "admin": "/admin/",
     }
+
+
+def _sign_in(page: Page, port: int) -> None:
+    page.goto(f"http://127.0.0.1:{port}/login")
+    page.fill('input[name="name"]', ADMIN)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('form button[type="submit"]')
+    page.wait_for_url(f"http://127.0.0.1:{port}/")
 
 
 def _problems(page: Page, name: str, scheme: str) -> list[str]:
@@ -110,9 +132,10 @@ def test_every_page_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
     browser: Browser, library: dict[str, int], settings: Settings, redis_url: str, screenshots: Path,
 ) -> None:
     problems: list[str] = []
-    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+    with serve_app(settings.with_changes(redis_url=redis_url, require_accounts=True)) as port:
         for size, (width, height) in SIZES.items():
             page = browser.new_page(viewport={"width": width, "height": height})
+            _sign_in(page, port)
             for name, url in _pages(library).items():
                 page.goto(f"http://127.0.0.1:{port}{url}")
                 if name == "search":
@@ -125,6 +148,20 @@ def test_every_page_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
                     page.emulate_media(color_scheme=scheme)
                     problems += _problems(page, f"{name} at {size} in {scheme}", scheme)
                     page.screenshot(path=screenshots / f"{name}-{size}-{scheme}.png", full_page=True)
+            page.goto(f"http://127.0.0.1:{port}/?q=a+cat")
+            page.wait_for_load_state("networkidle")  # no thumbnail still being sent at shutdown
+            # The first results show on the first screen, with room for their captions (the
+            # random model's banner, which a real library does not show, takes some of it).
+            first = page.locator(".hit").first.evaluate("e => e.getBoundingClientRect().top")
+            if first > height * .6:
+                problems.append(f"results at {size}: the first starts at {first:.0f} px of {height}")
+            page.locator(".hit a").first.click()
+            page.wait_for_selector(".viewer-facts dt")
+            page.wait_for_load_state("networkidle")
+            for shade in ("light", "dark"):
+                page.emulate_media(color_scheme=shade)
+                problems += _problems(page, f"viewer at {size} in {shade}", shade)
+                page.screenshot(path=screenshots / f"viewer-{size}-{shade}.png")
             page.close()
     assert not problems, "\n".join(problems)
 
