@@ -217,3 +217,40 @@ def test_an_example_shows_as_a_chip_with_its_picture_until_words_replace_it(
         expect(page.locator(".summary")).to_contain_text("Results for")
         page.click(".chip-collection .chip-remove")
         page.wait_for_url(f"http://127.0.0.1:{port}/?q=a+red+car&per_page=24")
+
+
+def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_next_page(
+        settings: Settings, redis_url: str, indexed: list[int], browser_page: object) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(browser_page, Page)
+    page = browser_page
+    viewer = page.locator("#viewer")
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        results = f"http://127.0.0.1:{port}/?per_page=12"
+        page.goto(results)
+        first = page.locator("[data-viewer-id]").first.get_attribute("data-viewer-id")
+        page.locator(".hit a").first.click()
+        expect(viewer).to_be_visible()
+        assert page.url == f"{results}#view={first}"
+        page.go_back()  # a phone's back gesture
+        expect(viewer).to_be_hidden()
+        assert page.url == results
+        last = page.locator("[data-viewer-id]").last.get_attribute("data-viewer-id")
+        page.goto(f"{results}#view={last}")
+        page.reload()  # a link with the picture in it opens the viewer
+        expect(viewer).to_be_visible()
+        expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
+        page.click(".viewer-next")
+        page.wait_for_url("**page=2**")
+        expect(viewer).to_be_visible()
+        expect(page.locator("#viewer-title")).to_have_text("Image 1 of 10")
+        page.click(".viewer-prev")
+        page.wait_for_url(f"**#view={last}")
+        expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
+        # A collection's picture opens in the viewer too, not on its page.
+        page.goto(f"http://127.0.0.1:{port}/collections/browse?name=trips")
+        page.locator(".hit a").first.click()
+        expect(viewer).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / "viewer.png"))

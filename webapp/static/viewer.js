@@ -1,6 +1,9 @@
 // The viewer: a result card opens large in an overlay, with previous/next (buttons, arrow
 // keys, swipe), its captions and facts, download, "more like this", the image page and
-// delete. Without JavaScript each card's link still opens the image page.
+// delete. Without JavaScript each card's link still opens the image page. The open picture
+// is in the address (#view=<id>): opening adds a history entry, so Back (a phone's back
+// gesture too) closes the viewer, and a link with it opens the viewer. Previous/next go on
+// to the neighbouring page of results (#view=first / #view=last there).
 (function () {
   "use strict";
   const cards = () => Array.from(document.querySelectorAll("[data-viewer-id]"));
@@ -32,6 +35,10 @@
   let index = -1;
   let opener = null;
   let loading = 0;
+  let pushed = false;  // whether opening added the history entry that closing goes back over
+  const pagerLink = (rel) => document.querySelector('.pager a[rel="' + rel + '"]');
+  const viewHash = (id) => "#view=" + id;
+  const hashView = () => (/^#view=(\w+)$/.exec(location.hash) || [])[1] || null;
 
   function fact(list, name, value) {
     if (value === null || value === undefined || value === "") return;
@@ -45,7 +52,14 @@
   function show(at) {
     const all = cards();
     if (!all.length) { close(); return; }
-    index = (at + all.length) % all.length;
+    const beyond = at < 0 ? pagerLink("prev") : at >= all.length ? pagerLink("next") : null;
+    if (beyond) {
+      // The neighbouring page of results, with the viewer open on its first or last picture.
+      location.assign(beyond.href + viewHash(at < 0 ? "last" : "first"));
+      return;
+    }
+    if (at < 0 || at >= all.length) return;
+    index = at;
     const card = all[index];
     const id = card.dataset.viewerId;
     const thumb = card.querySelector("img");
@@ -59,7 +73,9 @@
     q(".viewer-download").href = "/file/" + id;
     q(".viewer-like").href = "/?like=" + id;
     q(".viewer-page").href = "/image/" + id;
-    q(".viewer-prev").hidden = q(".viewer-next").hidden = all.length < 2;
+    q(".viewer-prev").hidden = index === 0 && !pagerLink("prev");
+    q(".viewer-next").hidden = index === all.length - 1 && !pagerLink("next");
+    if (hashView() !== id) history.replaceState(history.state, "", viewHash(id));
     q(".viewer-delete").hidden = true;  // until the server says this account may
     const ticket = ++loading;
     fetch("/api/images/" + id, { headers: { Accept: "application/json" } })
@@ -83,8 +99,12 @@
       .catch(() => { q(".viewer-error").textContent = "Could not load this image's details; reload the page."; });
   }
 
-  function open(card) {
+  function open(card, fromAddress) {
     opener = card.querySelector("a") || card;
+    if (!fromAddress && dialog.hidden) {
+      history.pushState({ viewer: true }, "", viewHash(card.dataset.viewerId));
+      pushed = true;
+    }
     dialog.hidden = false;
     document.body.classList.add("viewer-open");
     show(cards().indexOf(card));
@@ -92,6 +112,20 @@
   }
 
   function close() {
+    if (pushed) { pushed = false; history.back(); return; }  // popstate hides it
+    hide();
+    if (hashView()) history.replaceState(history.state, "", location.pathname + location.search);
+  }
+
+  function openFromAddress() {
+    const wanted = hashView();
+    const all = cards();
+    const card = wanted === "first" ? all[0] : wanted === "last" ? all[all.length - 1]
+      : all.find((c) => c.dataset.viewerId === wanted);
+    if (card) open(card, true); else if (!dialog.hidden) hide();
+  }
+
+  function hide() {
     dialog.hidden = true;
     document.body.classList.remove("viewer-open");
     img.removeAttribute("src");
@@ -110,6 +144,8 @@
     open(link.closest("[data-viewer-id]"));
   });
   q(".viewer-close").addEventListener("click", close);
+  window.addEventListener("popstate", () => { pushed = false; openFromAddress(); });
+  openFromAddress();
   q(".viewer-prev").addEventListener("click", () => show(index - 1));
   q(".viewer-next").addEventListener("click", () => show(index + 1));
   dialog.addEventListener("keydown", (event) => {
