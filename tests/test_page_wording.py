@@ -145,3 +145,13 @@ def test_an_image_page_says_others_are_still_being_indexed(
     html = client.get(f"/image/{first}").get_data(as_text=True)
     assert "No other images are indexed yet" not in html
     assert "No other pictures are searchable yet: 21 are still being indexed." in html
+
+
+def test_one_picture_is_counted_in_the_singular(client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    with app.extensions["clipseek"].db.session() as session:
+        session.execute(update(Image).where(Image.id == indexed[0]).values(collection="solo"))
+        session.commit()
+    for url in ("/?collection=solo", "/?q=a+cat&collection=solo&all=1"):
+        html = client.get(url).get_data(as_text=True)
+        summary = html.split('<p class="summary">', 1)[1].split("</p>", 1)[0]
+        assert re.search(r"1 (image|image searched|match) in", summary), (url, summary)

@@ -248,6 +248,11 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         page.click(".viewer-prev")
         page.wait_for_url(f"**#view={last}")
         expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
+        name = page.locator("#viewer figcaption").text_content()
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+        page.click(".viewer-delete")
+        assert name and asked and asked[0].startswith(f"Delete {name}?")
         # A collection's picture opens in the viewer too, not on its page.
         page.goto(f"http://127.0.0.1:{port}/collections/browse?name=trips")
         page.locator(".hit a").first.click()

@@ -174,7 +174,8 @@
   q(".viewer-delete").addEventListener("click", () => {
     const card = cards()[index];
     const id = card.dataset.viewerId;
-    if (!window.confirm("Delete this image? Its file in ClipSeek's store and its thumbnails go too.")) return;
+    const name = q("figcaption").textContent || "this image";
+    if (!window.confirm("Delete " + name + "? Its file in ClipSeek's store and its thumbnails go too.")) return;
     fetch("/api/images/" + id, {
       method: "DELETE",
       headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token, Accept: "application/json" },
