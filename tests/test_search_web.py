@@ -221,7 +221,7 @@ def test_an_example_shows_as_a_chip_with_its_picture_until_words_replace_it(
 
 def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_next_page(
         settings: Settings, redis_url: str, indexed: list[int], browser_page: object) -> None:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Dialog, Page
 
     assert isinstance(browser_page, Page)
     page = browser_page
@@ -250,7 +250,12 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
         name = page.locator("#viewer figcaption").text_content()
         asked: list[str] = []
-        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+        def answer(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.dismiss()
+
+        page.once("dialog", answer)
         page.click(".viewer-delete")
         assert name and asked and asked[0].startswith(f"Delete {name}?")
         # A collection's picture opens in the viewer too, not on its page.
