@@ -105,6 +105,7 @@ def _sign_in(page: Page, port: int) -> None:
     page.fill('input[name="password"]', PASSWORD)
     page.click('form button[type="submit"]')
     page.wait_for_url(f"http://127.0.0.1:{port}/")
+    page.wait_for_load_state("networkidle")  # no thumbnail of / cut off by the next page
 
 
 def _problems(page: Page, name: str, scheme: str) -> list[str]:

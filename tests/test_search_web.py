@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -264,3 +265,9 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         expect(viewer).to_be_visible()
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+        picture = page.locator("#viewer figure img")
+        picture.dblclick()
+        expect(picture).to_have_attribute("style", re.compile(r"scale\(2\.5\)"))
+        page.screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
+        page.click(".viewer-next")  # another picture starts unzoomed
+        expect(picture).not_to_have_attribute("style", re.compile("scale"))

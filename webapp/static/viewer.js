@@ -19,7 +19,8 @@
   dialog.setAttribute("aria-labelledby", "viewer-title");
   dialog.innerHTML =
     '<div class="viewer-bar"><p id="viewer-title" class="viewer-title"></p>' +
-    '<button type="button" class="viewer-close" aria-label="Close">×</button></div>' +
+    '<span><button type="button" class="viewer-full">Full screen</button> ' +
+    '<button type="button" class="viewer-close" aria-label="Close">×</button></span></div>' +
     '<div class="viewer-body">' +
     '<button type="button" class="viewer-prev" aria-label="Previous image">‹</button>' +
     '<figure><img alt=""><figcaption></figcaption></figure>' +
@@ -60,6 +61,7 @@
     }
     if (at < 0 || at >= all.length) return;
     index = at;
+    zoomAt(1, 0, 0);
     const card = all[index];
     const id = card.dataset.viewerId;
     const thumb = card.querySelector("img");
@@ -126,6 +128,7 @@
   }
 
   function hide() {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
     dialog.hidden = true;
     document.body.classList.remove("viewer-open");
     img.removeAttribute("src");
@@ -145,13 +148,14 @@
   });
   q(".viewer-close").addEventListener("click", close);
   window.addEventListener("popstate", () => { pushed = false; openFromAddress(); });
-  openFromAddress();
   q(".viewer-prev").addEventListener("click", () => show(index - 1));
   q(".viewer-next").addEventListener("click", () => show(index + 1));
   dialog.addEventListener("keydown", (event) => {
     if (event.key === "Escape") { event.preventDefault(); close(); }
     else if (event.key === "ArrowLeft") { event.preventDefault(); show(index - 1); }
     else if (event.key === "ArrowRight") { event.preventDefault(); show(index + 1); }
+    else if (event.key === "+" || event.key === "=") { event.preventDefault(); zoomAt(zoom * 1.5, ...middle()); }
+    else if (event.key === "-") { event.preventDefault(); zoomAt(zoom / 1.5, ...middle()); }
     else if (event.key === "Tab") {
       // Focus stays inside the dialog while it is open.
       const items = focusable();
@@ -162,10 +166,78 @@
     }
   });
 
+  // Zoom: the wheel, a pinch, a double click or double tap (and + / - keys) enlarge the
+  // picture up to 4× around the pointer; dragging moves it while it is enlarged.
+  let zoom = 1;
+  let panX = 0;
+  let panY = 0;
+  function zoomAt(next, x, y) {
+    next = Math.min(4, Math.max(1, next));
+    const box = img.getBoundingClientRect();
+    const factor = next / zoom;
+    // The point under the pointer stays where it is.
+    panX -= (x - (box.left + box.width / 2)) * (factor - 1);
+    panY -= (y - (box.top + box.height / 2)) * (factor - 1);
+    zoom = next;
+    if (zoom === 1) { panX = 0; panY = 0; }
+    img.style.transform = zoom === 1 ? "" : "translate(" + panX + "px, " + panY + "px) scale(" + zoom + ")";
+    dialog.classList.toggle("viewer-zoomed", zoom > 1);
+  }
+  const toggleZoom = (x, y) => zoomAt(zoom > 1 ? 1 : 2.5, x, y);
+  const middle = () => { const box = img.getBoundingClientRect(); return [box.left + box.width / 2, box.top + box.height / 2]; };
+  img.addEventListener("dblclick", (event) => toggleZoom(event.clientX, event.clientY));
+  img.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    zoomAt(zoom * (event.deltaY < 0 ? 1.25 : 0.8), event.clientX, event.clientY);
+  }, { passive: false });
+  const pointers = new Map();
+  let pinch = null;
+  let lastTap = 0;
+  img.addEventListener("pointerdown", (event) => {
+    pointers.set(event.pointerId, [event.clientX, event.clientY]);
+    img.setPointerCapture(event.pointerId);
+    if (pointers.size === 2) {
+      const [a, b] = Array.from(pointers.values());
+      pinch = { distance: Math.hypot(a[0] - b[0], a[1] - b[1]) || 1, zoom };
+    }
+  });
+  img.addEventListener("pointermove", (event) => {
+    const before = pointers.get(event.pointerId);
+    if (!before) return;
+    pointers.set(event.pointerId, [event.clientX, event.clientY]);
+    if (pinch && pointers.size === 2) {
+      const [a, b] = Array.from(pointers.values());
+      zoomAt(pinch.zoom * Math.hypot(a[0] - b[0], a[1] - b[1]) / pinch.distance, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2);
+    } else if (zoom > 1) {
+      panX += event.clientX - before[0];
+      panY += event.clientY - before[1];
+      img.style.transform = "translate(" + panX + "px, " + panY + "px) scale(" + zoom + ")";
+    }
+  });
+  const lift = (event) => {
+    pointers.delete(event.pointerId);
+    if (pointers.size < 2) pinch = null;
+    if (event.type === "pointerup" && event.pointerType === "touch") {
+      // A double tap (touch screens send no dblclick with touch-action: none).
+      if (event.timeStamp - lastTap < 300) { toggleZoom(event.clientX, event.clientY); lastTap = 0; }
+      else lastTap = event.timeStamp;
+    }
+  };
+  img.addEventListener("pointerup", lift);
+  img.addEventListener("pointercancel", lift);
+
+  const full = q(".viewer-full");
+  full.hidden = !document.fullscreenEnabled;
+  full.addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else dialog.requestFullscreen().catch(() => {});
+  });
+
   let touchX = null;
   dialog.addEventListener("touchstart", (event) => { touchX = event.changedTouches[0].clientX; }, { passive: true });
   dialog.addEventListener("touchend", (event) => {
     if (touchX === null) return;
+    if (zoom > 1 || event.touches.length) { touchX = null; return; }  // moving or pinching the picture
     const dx = event.changedTouches[0].clientX - touchX;
     touchX = null;
     if (Math.abs(dx) > 50) show(dx < 0 ? index + 1 : index - 1);
@@ -187,4 +259,5 @@
       return null;
     }).catch((error) => { q(".viewer-error").textContent = error.message || "The image could not be deleted; reload the page."; });
   });
+  openFromAddress();
 })();
