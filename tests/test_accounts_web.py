@@ -451,3 +451,20 @@ def test_pages_offer_only_what_the_role_may_do(accounts_app: Flask, people: dict
                                       "delete collection": False, "viewer delete own": True,
                                       "viewer delete other": False}
     assert offered["admin"] == dict.fromkeys(offered["admin"], True)
+
+
+def test_the_admin_page_shows_its_refusals_inline_and_keeps_what_was_typed(accounts_app: Flask) -> None:
+    client = sign_in(accounts_app, "admin")
+    token = _csrf(client.get("/admin/").get_data(as_text=True))
+    taken = client.post("/admin/users", data={"csrf_token": token, "name": "viewer",
+                                              "password": PASSWORD, "role": "contributor"})
+    page = taken.get_data(as_text=True)
+    assert taken.status_code == 400 and "<h1>Users</h1>" in page  # the page, not an error page
+    form = page.split("<h2>Add a user</h2>", 1)[1]
+    assert "There is already a user &#39;viewer&#39;" in form
+    assert 'maxlength="64" value="viewer"' in form and "<option selected>contributor</option>" in form
+    with accounts_app.extensions["clipseek"].db.session() as session:
+        admin_id = session.scalar(select(User.id).where(User.name == "admin"))
+    alone = client.post(f"/admin/users/{admin_id}/role", data={"csrf_token": token, "role": "viewer"})
+    page = alone.get_data(as_text=True)
+    assert alone.status_code == 400 and "<h1>Users</h1>" in page and "the only admin" in page

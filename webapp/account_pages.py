@@ -79,31 +79,46 @@ def revoke_token(token_id: int) -> Response:
 
 
 @admin_bp.get("/")
-def overview() -> str:
-    """Users, their roles, and recent uploads and deletions."""
+def overview(error: str | None = None, user_error: tuple[int, str] | None = None) -> str:
+    """Users, their roles, and recent uploads and deletions (with a refused form's sentence by it)."""
     session = get_session()
     users = session.scalars(select(User).order_by(User.name)).all()
-    return render_template("admin.html", users=users, events=accounts.recent_events(session))
+    return render_template("admin.html", users=users, events=accounts.recent_events(session),
+                           error=error, user_error=user_error, typed=request.form)
+
+
+def _refused(exc: BadQuery, *, user_id: int | None = None) -> tuple[str, int]:
+    # The page again, the sentence beside the form and what was typed still in it.
+    get_session().rollback()
+    if user_id is None:
+        return overview(error=str(exc)), 400
+    return overview(user_error=(user_id, str(exc))), 400
 
 
 @admin_bp.post("/users")
-def add_user() -> Response:
+def add_user() -> Response | tuple[str, int]:
     """Create an account."""
     session = get_session()
-    user = accounts.add_user(session, name=accounts.user_name(request.form.get("name", "")),
-                             secret=request.form.get("password", ""),
-                             user_role=accounts.role(request.form.get("role", "")))
+    try:
+        user = accounts.add_user(session, name=accounts.user_name(request.form.get("name", "")),
+                                 secret=request.form.get("password", ""),
+                                 user_role=accounts.role(request.form.get("role", "")))
+    except BadQuery as exc:
+        return _refused(exc)
     session.commit()
     flash(f"Added {user.name} ({user.role}).", "info")
     return redirect(url_for("admin.overview"))
 
 
 @admin_bp.post("/users/<int:user_id>/role")
-def set_role(user_id: int) -> Response:
+def set_role(user_id: int) -> Response | tuple[str, int]:
     """Change a user's role."""
     session = get_session()
     user = _found(user_id)
-    accounts.set_role(session, user, accounts.role(request.form.get("role", "")))
+    try:
+        accounts.set_role(session, user, accounts.role(request.form.get("role", "")))
+    except BadQuery as exc:
+        return _refused(exc, user_id=user_id)
     session.commit()
     flash(f"{user.name} is now {user.role}.", "info")
     return redirect(url_for("admin.overview"))
