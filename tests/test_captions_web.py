@@ -162,3 +162,14 @@ def test_a_person_adds_a_caption_on_the_image_page_in_a_browser(
         browser_page.get_by_label("Add a caption").fill("   ")
         browser_page.get_by_role("button", name="Add caption").click()
         expect(browser_page.locator("body")).to_contain_text("A caption cannot be empty.")
+
+
+def test_a_refused_caption_shows_its_sentence_on_the_image_page_and_keeps_the_text(
+        client: FlaskClient, image_id: int) -> None:
+    token = _csrf(client.get(f"/image/{image_id}").get_data(as_text=True))
+    typed = "a long description of the dunes " * 40
+    refused = client.post(f"/image/{image_id}/captions", data={"csrf_token": token, "text": typed})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and 'class="image-name"' in page  # the image page, not an error page
+    form = page.split('class="add-caption"', 1)[1].split("</form>", 1)[0]
+    assert 'role="alert"' in form and f'value="{typed}"' in form

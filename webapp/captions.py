@@ -7,6 +7,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
+from clipseek.errors import BadQuery
 from clipseek.library.captions import (
     CaptionText,
     add_caption,
@@ -18,6 +19,7 @@ from clipseek.library.captions import (
 from clipseek.store.tables import Caption
 from webapp.auth import signed_in
 from webapp.db_session import get_session
+from webapp.pages import image_page
 from webapp.params import MAX_IMAGE_ID
 
 bp = Blueprint("captions", __name__)
@@ -95,9 +97,12 @@ def api_delete(caption_id: int) -> Response:
 
 
 @bp.post("/image/<int:image_id>/captions")
-def add(image_id: int) -> Response:
-    """The image page's "Add caption" form."""
-    text = parse_caption_text(request.form.get("text", ""))
+def add(image_id: int) -> Response | tuple[str, int]:
+    """The image page's "Add caption" form (refused: the page again, the sentence by the form)."""
+    try:
+        text = parse_caption_text(request.form.get("text", ""))
+    except BadQuery as exc:
+        return image_page(image_id, caption_error=str(exc), typed_caption=request.form.get("text", "")), 400
     if add_caption(get_session(), image_id=image_id, text=text, added_by=_writer()) is None:
         abort(404, description=f"There is no image {image_id}.")
     get_session().commit()

@@ -79,11 +79,17 @@ def by_image() -> Response:
 @bp.get("/image/<int:image_id>")
 def image(image_id: int) -> str:
     """One image: the picture, its captions and facts, and its nearest neighbours."""
+    return image_page(image_id)
+
+
+def image_page(image_id: int, *, caption_error: str | None = None, typed_caption: str = "") -> str:
+    """The image page, with a refused caption's sentence and its text kept in the form."""
     picture = image_or_404(image_id)
     similar = similar_images(get_session(), image_id, model=active_model_name(), per_page=12,
                              ef_search=clipseek().settings.ef_search)
     return render_template("image.html", image=picture, similar=similar,
-                           pending=count_pending(get_session()))
+                           pending=count_pending(get_session()), caption_error=caption_error,
+                           typed_caption=typed_caption)
 
 
 @bp.post("/image/<int:image_id>/delete")
