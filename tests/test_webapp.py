@@ -81,7 +81,9 @@ def test_a_results_page_runs_the_same_few_statements_however_many_hits_it_shows(
 
 
 def test_search_page_explains_bad_queries(client: FlaskClient, indexed: list[int]) -> None:
-    empty = client.get("/?q=++")  # no query: the collection, newest first
+    # No query: the collection, newest first, at an address without the blank words.
+    empty = client.get("/?q=++", follow_redirects=True)
+    assert empty.request.path == "/" and not empty.request.query_string
     assert empty.status_code == 200 and "Newest first" in empty.get_data(as_text=True)
     long = client.get("/?q=" + "a" * 1200)
     assert long.status_code == 400 and "keep it under 1000" in long.get_data(as_text=True)
