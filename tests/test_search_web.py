@@ -205,19 +205,23 @@ def test_an_example_shows_as_a_chip_with_its_picture_until_words_replace_it(
         page.set_input_files('#by-image input[type="file"]', str(sample_photos[2].path))
         page.click('#by-image button[type="submit"]')
         page.wait_for_url("**example=**")
+        page.wait_for_load_state("networkidle")  # no thumbnail cut off by the next navigation
         chip = page.locator(".chip-example img")
         expect(chip).to_be_visible()  # the tab's copy of the picture
         page.goto(page.url + "&collection=trips")
+        page.wait_for_load_state("networkidle")
         expect(page.locator(".chip")).to_have_count(2)
         (ARTIFACTS / "search-chips.png").parent.mkdir(exist_ok=True)
         page.locator("main").screenshot(path=str(ARTIFACTS / "search-chips.png"))
         page.fill('input[name="q"]', "a red car")
         page.click('form.search button[type="submit"]')
         page.wait_for_url("**q=a+red+car**")
+        page.wait_for_load_state("networkidle")
         assert "example=" not in page.url and "collection=trips" in page.url and "source=" not in page.url
         expect(page.locator(".summary")).to_contain_text("Results for")
         page.click(".chip-collection .chip-remove")
         page.wait_for_url(f"http://127.0.0.1:{port}/?q=a+red+car&per_page=24")
+        page.wait_for_load_state("networkidle")
 
 
 def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_next_page(
@@ -227,9 +231,12 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
     assert isinstance(browser_page, Page)
     page = browser_page
     viewer = page.locator("#viewer")
+    # Each page's thumbnails arrive before the next navigation, so that none is cut off mid-send.
+    settle = page.wait_for_load_state
     with serve_app(settings.with_changes(redis_url=redis_url)) as port:
         results = f"http://127.0.0.1:{port}/?per_page=12"
         page.goto(results)
+        settle("networkidle")
         first = page.locator("[data-viewer-id]").first.get_attribute("data-viewer-id")
         page.locator(".hit a").first.click()
         expect(viewer).to_be_visible()
@@ -240,14 +247,17 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         last = page.locator("[data-viewer-id]").last.get_attribute("data-viewer-id")
         page.goto(f"{results}#view={last}")
         page.reload()  # a link with the picture in it opens the viewer
+        settle("networkidle")
         expect(viewer).to_be_visible()
         expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
         page.click(".viewer-next")
         page.wait_for_url("**page=2**")
+        settle("networkidle")
         expect(viewer).to_be_visible()
         expect(page.locator("#viewer-title")).to_have_text("Image 1 of 10")
         page.click(".viewer-prev")
         page.wait_for_url(f"**#view={last}")
+        settle("networkidle")
         expect(page.locator("#viewer-title")).to_have_text("Image 12 of 12")
         name = page.locator("#viewer figcaption").text_content()
         asked: list[str] = []
@@ -261,6 +271,7 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         assert name and asked and asked[0].startswith(f"Delete {name}?")
         # A collection's picture opens in the viewer too, not on its page.
         page.goto(f"http://127.0.0.1:{port}/collections/browse?name=trips")
+        settle("networkidle")
         page.locator(".hit a").first.click()
         expect(viewer).to_be_visible()
         page.wait_for_load_state("networkidle")
@@ -271,3 +282,4 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         page.screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
         page.click(".viewer-next")  # another picture starts unzoomed
         expect(picture).not_to_have_attribute("style", re.compile("scale"))
+        settle("networkidle")
