@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, doctor, library, manage, models, run, search, users
+from clipseek.cli import albums, collection, database, doctor, library, manage, models, run, search, users
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -54,7 +54,7 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections, doctor.doctor, models.models, models.model_group,
-                 models.eval_command, users.user, users.token):
+                 models.eval_command, users.user, users.token, albums.album):
     cli.add_command(_command)
 
 
