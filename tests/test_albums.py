@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from flask import Flask
 from sqlalchemy import select, update
 
 from clipseek.api import search
@@ -121,7 +122,7 @@ def test_a_picture_is_in_any_number_of_albums_and_the_trash_leaves_counts_pages_
 
 
 def test_the_album_filter_keeps_an_albums_pictures_on_every_interface(
-    db: Database, encoder: ClipEncoder, settings: Settings, cli_env: dict[str, str], pictures: list[int],
+    db: Database, app: Flask, settings: Settings, cli_env: dict[str, str], pictures: list[int],
 ) -> None:
     with db.session() as session:
         album = create_album(session, name="Beach days", created_by=None)
@@ -132,6 +133,7 @@ def test_the_album_filter_keeps_an_albums_pictures_on_every_interface(
         session.commit()
         album_id, other_id = album.id, other.id
     wanted = set(pictures[1:4])
+    encoder = app.extensions["clipseek"].encoder
     # The service, by id and by name (any case), browsing and searching in each mode.
     with db.session() as session:
         for params in ({"album": str(album_id)}, {"album": "beach DAYS"},
@@ -148,6 +150,14 @@ def test_the_album_filter_keeps_an_albums_pictures_on_every_interface(
     assert parse_request({k: [v] for k, v in request.params().items()}) == request
     with pytest.raises(BadQuery, match="album id from 1 to"):
         parse_request({"album": ["9999999999999999999"]})
+    # The web form and the JSON API.
+    client = app.test_client()
+    api = client.get(f"/api/search?album={album_id}&per_page=50").get_json()
+    assert {r["image_id"] for r in api["results"]} == wanted and api["filters"] == {"albums": [str(album_id)]}
+    form = client.get(f"/?album={album_id}").get_data(as_text=True)
+    assert f'<option value="{album_id}" selected>Beach days</option>' in form
+    assert all(f'data-viewer-id="{i}"' in form for i in wanted)
+    assert f'data-viewer-id="{pictures[0]}"' not in form
     # The command line, by name, and the Python API.
     out = run_in_process(cli_env, "search", "--album", "Beach days", "--album", str(other_id), "--json",
                          "-k", "20")

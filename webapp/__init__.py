@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     """Build the Flask app for `settings` (from the environment by default)."""
     from webapp import (
         account_pages,
+        albums,
         api,
         auth,
         captions,
@@ -41,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         params,
         presenters,
         security,
+        selection,
         upload_limits,
         uploads,
     )
@@ -96,6 +98,12 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(captions.bp)
     app.register_blueprint(collections.bp)
     app.register_blueprint(collections.api_bp)
+    app.register_blueprint(albums.bp)
+    app.register_blueprint(albums.api_bp)
+    app.register_blueprint(selection.bp)
+    app.register_blueprint(selection.api_bp)
+    albums.init_app(app)
+    selection.init_app(app)
     app.register_blueprint(account_pages.account_bp)
     app.register_blueprint(account_pages.admin_bp)
     return app
