@@ -113,7 +113,7 @@ def _contributor_walk(page: Page, base: str, library: dict[str, int]) -> None:
     bar = page.locator("#selection")
     page.get_by_role("button", name="Select page").click()
     expect(bar.locator(".selection-count")).to_have_text("4 pictures selected")
-    page.get_by_role("button", name="Select all matches").click()
+    page.get_by_role("button", name="Select all 10 matches").click()
     expect(bar.locator(".selection-count")).to_have_text("All 10 matches selected")
     bar.locator(".album-pick summary").click()
     bar.locator("select[name=album_id]").select_option(label="Holidays")

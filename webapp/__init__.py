@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     from webapp import (
         account_pages,
         albums,
+        albums_api,
         api,
         auth,
         captions,
@@ -99,7 +100,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(collections.bp)
     app.register_blueprint(collections.api_bp)
     app.register_blueprint(albums.bp)
-    app.register_blueprint(albums.api_bp)
+    app.register_blueprint(albums_api.api_bp)
     app.register_blueprint(selection.bp)
     app.register_blueprint(selection.api_bp)
     albums.init_app(app)

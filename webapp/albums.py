@@ -1,13 +1,12 @@
-"""Albums on the web: their pages, making, renaming and deleting them, putting pictures in and out."""
+"""Albums on the web: their pages, making, renaming and deleting them, putting pictures in and out
+(the same as JSON: webapp.albums_api)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
@@ -26,17 +25,15 @@ from clipseek.library.albums import (
     remove_from_album,
     rename_album,
 )
-from clipseek.store.tables import Album, Image, Role
+from clipseek.store.tables import Album, Role
 from webapp.auth import accounts_on, signed_in
 from webapp.collections import BrowsePage
 from webapp.db_session import get_session
 from webapp.params import MAX_IMAGE_ID, paging, whole_number
 from webapp.policies import may_manage_album
-from webapp.presenters import image_dict
-from webapp.selection import back, form_selection, json_selection
+from webapp.selection import back, form_selection
 
 bp = Blueprint("albums", __name__)
-api_bp = Blueprint("albums_api", __name__, url_prefix="/api/albums")
 
 
 class AlbumIdConverter(BaseConverter):
@@ -51,15 +48,25 @@ class AlbumIdConverter(BaseConverter):
         return int(value)
 
 
-@bp.record_once
-def _add_converter(state: BlueprintSetupState) -> None:
-    # Recorded before the routes below, so the converter exists when they are added.
+def add_album_id_converter(state: BlueprintSetupState) -> None:
+    """Make `<album_id:...>` in routes an album id; recorded before a blueprint's routes."""
     state.app.url_map.converters["album_id"] = AlbumIdConverter
+
+
+bp.record_once(add_album_id_converter)
 
 ORDERS = ("newest", "oldest")
 
 
-def _maker() -> int | None:
+def album_order() -> str:
+    """The order the request asks an album's pictures in: newest (the default) or oldest first."""
+    order = request.args.get("order", "newest")
+    if order not in ORDERS:
+        raise BadQuery(f"The order parameter must be newest or oldest, not {order[:20]!r}.")
+    return order
+
+
+def maker() -> int | None:
     """The signed-in user, recorded as an album's maker (None in the local single-user mode)."""
     account = signed_in()
     return account.user_id if account else None
@@ -91,21 +98,24 @@ def addable_albums() -> list[AlbumSummary]:
     return [a for a in album_choices() if offers_album_change(a.created_by)]
 
 
-def _summary_or_404(album_id: int) -> AlbumSummary:
+def summary_or_404(album_id: int) -> AlbumSummary:
+    """The album's summary, or a 404 that says where the albums are listed."""
     summary = album_summary(get_session(), album_id)
     if summary is None:
         abort(404, description=f"There is no album {album_id}; the Albums page lists them.")
     return summary
 
 
-def _album_dict(summary: AlbumSummary) -> dict[str, Any]:
+def album_dict(summary: AlbumSummary) -> dict[str, Any]:
+    """An album as the API returns it, with its URLs and whether the caller may change it."""
     return {**summary.to_dict(), "may_change": offers_album_change(summary.created_by),
             "page_url": url_for("albums.show", album_id=summary.id),
             "cover_url": (url_for("files.thumbnail", image_id=summary.cover_id)
                           if summary.cover_id is not None else None)}
 
 
-def _added_message(change: AlbumChange, name: str) -> str:
+def added_message(change: AlbumChange, name: str) -> str:
+    """The sentence that says what adding pictures to album `name` did."""
     parts = [f"Added {change.added} picture(s) to {name}"]
     if change.already:
         parts.append(f"{change.already} were in it already")
@@ -128,7 +138,7 @@ def _chosen_album() -> Album:
     name = request.form.get("new_album", "")
     if not name.strip():
         raise BadQuery("Choose an album, or type the name of a new one.")
-    return create_album(get_session(), name=album_name(name), created_by=_maker())
+    return create_album(get_session(), name=album_name(name), created_by=maker())
 
 
 @bp.get("/albums")
@@ -140,11 +150,9 @@ def page() -> str:
 @bp.get("/albums/<album_id:album_id>")
 def show(album_id: int) -> str:
     """One album's pictures by date, page by page, with the selection bar."""
-    summary = _summary_or_404(album_id)
+    summary = summary_or_404(album_id)
     number, per_page = paging()
-    order = request.args.get("order", "newest")
-    if order not in ORDERS:
-        raise BadQuery(f"The order parameter must be newest or oldest, not {order[:20]!r}.")
+    order = album_order()
     total, images = album_images(get_session(), album_id, page=number, per_page=per_page,
                                  oldest_first=order == "oldest")
     return render_template("album.html", album=summary, total=total, images=images, order=order,
@@ -155,7 +163,7 @@ def show(album_id: int) -> str:
 @bp.post("/albums")
 def create() -> Response:
     """The Albums page's "Make an album" form; then the new album's page."""
-    album = create_album(get_session(), name=album_name(request.form.get("name", "")), created_by=_maker())
+    album = create_album(get_session(), name=album_name(request.form.get("name", "")), created_by=maker())
     get_session().commit()
     flash(f"Made the album {album.name}: add pictures from any grid with the selection bar.", "info")
     return redirect(url_for("albums.show", album_id=album.id), code=303)
@@ -190,8 +198,8 @@ def add() -> Response:
     try:
         ids = form_selection()
         album = _chosen_album()
-        change = add_to_album(get_session(), album_id=album.id, image_ids=ids, added_by=_maker())
-        message = _added_message(change, album.name)
+        change = add_to_album(get_session(), album_id=album.id, image_ids=ids, added_by=maker())
+        message = added_message(change, album.name)
         get_session().commit()
     except BadQuery as exc:
         get_session().rollback()
@@ -204,7 +212,7 @@ def add() -> Response:
 @bp.post("/albums/<album_id:album_id>/remove")
 def remove(album_id: int) -> Response:
     """An album page's "Remove from album": the pictures leave the album, not the library."""
-    summary = _summary_or_404(album_id)
+    summary = summary_or_404(album_id)
     try:
         removed = remove_from_album(get_session(), album_id=album_id, image_ids=form_selection())
         get_session().commit()
@@ -213,86 +221,6 @@ def remove(album_id: int) -> Response:
     else:
         flash(f"Took {removed} picture(s) out of {summary.name}; they stay in the library.", "info")
     return back()
-
-
-def _json_name() -> str:
-    body = request.get_json(silent=True)
-    raw = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(raw, str):
-        raise BadQuery('Send the album\'s name as a string in the "name" field.')
-    return album_name(raw)
-
-
-@api_bp.get("")
-def list_all() -> Response:
-    """GET /api/albums : every album with its count, cover and whether the caller may change it."""
-    return jsonify({"albums": [_album_dict(a) for a in list_albums(get_session())],
-                    "may_create": offers_album_making()})
-
-
-@api_bp.post("")
-def create_api() -> tuple[Response, int]:
-    """POST /api/albums {"name": ...} : make an empty album; 201 with it."""
-    album = create_album(get_session(), name=_json_name(), created_by=_maker())
-    get_session().commit()
-    return jsonify(_album_dict(_summary_or_404(album.id))), 201
-
-
-@api_bp.get("/<album_id:album_id>")
-def one(album_id: int) -> Response:
-    """GET /api/albums/<id>?page=&per_page=&order= : an album and one page of its pictures by date."""
-    summary = _summary_or_404(album_id)
-    number, per_page = paging()
-    order = request.args.get("order", "newest")
-    if order not in ORDERS:
-        raise BadQuery(f"The order parameter must be newest or oldest, not {order[:20]!r}.")
-    total, images = album_images(get_session(), album_id, page=number, per_page=per_page,
-                                 oldest_first=order == "oldest")
-    ids = [i.id for i in images]
-    loaded = {i.id: i for i in get_session().scalars(select(Image).where(Image.id.in_(ids))
-                                                     .options(selectinload(Image.captions)))}
-    return jsonify({**_album_dict(summary), "page": number, "per_page": per_page, "total": total,
-                    "images": [image_dict(loaded[i]) for i in ids]})
-
-
-@api_bp.post("/<album_id:album_id>/rename")
-def rename_api(album_id: int) -> Response:
-    """POST /api/albums/<id>/rename {"name": NEW} : give an album another name."""
-    if rename_album(get_session(), album_id=album_id, name=_json_name()) is None:
-        abort(404, description=f"There is no album {album_id}; GET /api/albums lists them.")
-    get_session().commit()
-    return jsonify(_album_dict(_summary_or_404(album_id)))
-
-
-@api_bp.delete("/<album_id:album_id>")
-def delete_api(album_id: int) -> Response:
-    """DELETE /api/albums/<id> : delete an album; its pictures stay in the library."""
-    summary = _summary_or_404(album_id)
-    delete_album(get_session(), album_id=album_id)
-    get_session().commit()
-    return jsonify({"deleted": summary.to_dict()})
-
-
-@api_bp.post("/<album_id:album_id>/images")
-def add_api(album_id: int) -> Response:
-    """POST /api/albums/<id>/images {selection} : put pictures in an album."""
-    summary = _summary_or_404(album_id)
-    change = add_to_album(get_session(), album_id=album_id,
-                          image_ids=json_selection(request.get_json(silent=True)), added_by=_maker())
-    get_session().commit()
-    return jsonify({**change.to_dict(), "message": _added_message(change, summary.name),
-                    "album": _album_dict(_summary_or_404(album_id))})
-
-
-@api_bp.post("/<album_id:album_id>/images/remove")
-def remove_api(album_id: int) -> Response:
-    """POST /api/albums/<id>/images/remove {selection} : take pictures out of an album."""
-    summary = _summary_or_404(album_id)
-    removed = remove_from_album(get_session(), album_id=album_id,
-                                image_ids=json_selection(request.get_json(silent=True)))
-    get_session().commit()
-    return jsonify({"removed": removed, "message": f"Took {removed} picture(s) out of {summary.name}.",
-                    "album": _album_dict(_summary_or_404(album_id))})
 
 
 def init_app(app: Flask) -> None:

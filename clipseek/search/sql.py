@@ -22,7 +22,7 @@ from sqlalchemy import (
     true,
 )
 
-from clipseek.library.albums import split_album_refs
+from clipseek.library.albums import in_library, split_album_refs
 from clipseek.search.query import Filters, Orientation, Sort, day_after, day_start
 from clipseek.store.tables import Album, AlbumImage, Caption, Embedding, Image, ImageStatus
 from clipseek.store.vector_indexes import distance_to, of_model
@@ -51,6 +51,8 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
         ids, names = split_album_refs(filters.albums)
         chosen = select(Album.id).where(or_(Album.id.in_(ids), func.lower(Album.name).in_(names)))
         out.append(Image.id.in_(select(AlbumImage.image_id).where(AlbumImage.album_id.in_(chosen))))
+        # An album keeps the places of its pictures in the trash (for a restore), never shows them.
+        out.append(in_library())
     if filters.sources:
         out.append(Image.source.in_(filters.sources))
     if filters.folder:

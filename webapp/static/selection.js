@@ -46,6 +46,7 @@
   }
 
   if (tools) tools.hidden = false;
+  if (allButton) allButton.textContent = "Select all " + total.toLocaleString("en") + " matches";
 
   // A long press on a phone ticks the tile; the tap that ends it opens nothing.
   let timer = null;
