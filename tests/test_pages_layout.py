@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.albums import add_to_album, create_album
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
@@ -50,7 +51,7 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
     """The sample photos, one more in a folder with a very long name, a half-size copy of one
-    (a near-duplicate), and a failed upload."""
+    (a near-duplicate), a failed upload, and an album with the long name holding two of them."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
@@ -66,7 +67,11 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
     with db.session() as session:
         failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
         long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
-    return {"indexed": long_id, "failed": failed}
+        album = create_album(session, name=LONG_NAME, created_by=None)
+        session.flush()
+        add_to_album(session, album_id=album.id, image_ids=[long_id, failed], added_by=None)
+        session.commit()
+        return {"indexed": long_id, "failed": failed, "album": album.id}
 
 
 def _pages(ids: dict[str, int]) -> dict[str, str]:
@@ -79,6 +84,8 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "status": "/status",
         "collections": "/collections",
         "collection": f"/collections/browse?name={LONG_NAME}",
+        "albums": "/albums",
+        "album": f"/albums/{ids['album']}",
         "not-found": "/image/999999",
         "upload": "/upload",
         "duplicates": "/duplicates",

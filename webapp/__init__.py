@@ -29,6 +29,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     """Build the Flask app for `settings` (from the environment by default)."""
     from webapp import (
         account_pages,
+        albums,
+        albums_api,
         api,
         auth,
         captions,
@@ -42,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         params,
         presenters,
         security,
+        selection,
         upload_limits,
         uploads,
     )
@@ -99,6 +102,12 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(collections.api_bp)
     app.register_blueprint(duplicates.bp)
     app.register_blueprint(duplicates.api_bp)
+    app.register_blueprint(albums.bp)
+    app.register_blueprint(albums_api.api_bp)
+    app.register_blueprint(selection.bp)
+    app.register_blueprint(selection.api_bp)
+    albums.init_app(app)
+    selection.init_app(app)
     app.register_blueprint(account_pages.account_bp)
     app.register_blueprint(account_pages.admin_bp)
     return app

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from clipseek.cli import (
+    albums,
     collection,
     database,
     doctor,
@@ -66,7 +67,7 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections, duplicates.duplicates, doctor.doctor, models.models,
                  models.model_group,
-                 models.eval_command, users.user, users.token):
+                 models.eval_command, users.user, users.token, albums.album):
     cli.add_command(_command)
 
 

@@ -1,5 +1,5 @@
 """Files become rows: registering pictures from every way in (uploads, folders, sync and watch,
-MS-COCO, the samples), the image store, captions, collections and deletion."""
+MS-COCO, the samples), the image store, captions, collections, albums, zip archives and deletion."""
 
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.register import Candidate

@@ -68,3 +68,9 @@ def rename_collection(session: Session, *, old: str, new: str) -> int:
     """Move every image of collection `old` into `new` (merging when it exists); the caller commits."""
     result = session.execute(update(Image).where(Image.collection == old).values(collection=new))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def collection_image_ids(session: Session, name: str, *, limit: int) -> list[int]:
+    """The ids of collection `name`'s pictures outside the trash, newest first, at most `limit`."""
+    return list(session.scalars(select(Image.id).where(Image.collection == name, Image.trashed_at.is_(None))
+                                .order_by(Image.id.desc()).limit(limit)))

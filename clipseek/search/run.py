@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -234,6 +234,33 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
     `vector` stands in for the request's own query embedding (the benchmarks plant one).
     """
     check_paging(request.page, request.per_page)
+    started = time.perf_counter()
+    result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector)
+    result.hits = hydrate(session, ranked, first_rank=(request.page - 1) * request.per_page + 1)
+    result.timings_ms = {"encode": encode_ms,
+                         "query": (time.perf_counter() - started) * 1000 - encode_ms}
+    return result
+
+
+def all_matches(session: Session, encoder: Encoder, request: SearchRequest, *, limit: int,
+                ef_search: int = DEFAULT_EF_SEARCH) -> list[int]:
+    """The ids of every match of a request, all its pages at once, in its order.
+
+    What its pages count as matches (`total`); BadQuery when they are more than `limit`, or
+    counted only up to a cap, so that acting on "all matches" never acts on a guess.
+    """
+    whole = replace(request, page=1, per_page=limit)
+    result, ranked, _ = _rank(session, encoder, whole, ef_search=ef_search)
+    if result.total > limit or result.total_capped:
+        total = f"{result.total:,}{'+' if result.total_capped else ''}"
+        raise BadQuery(f"The search has {total} matches; act on at most {limit:,} at once: narrow it "
+                       "with words or filters.")
+    return [image_id for image_id, _ in ranked]
+
+
+def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_search: int,
+          vector: np.ndarray | None = None) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
+    """The request's page as ranked ids (not yet hydrated), and the milliseconds its embedding took."""
     model = encoder.model_id
     started = time.perf_counter()
     if vector is None and not request.browsing:
@@ -255,10 +282,7 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
         rows = _ranked_rows(session, request, vector, mode, result, offset=offset,
                             ef_search=ef_search)
     ranked = [(row.image_id, row.score) for row in rows if row.image_id is not None]
-    result.hits = hydrate(session, ranked, first_rank=offset + 1)
-    result.timings_ms = {"encode": (encoded - started) * 1000,
-                         "query": (time.perf_counter() - encoded) * 1000}
-    return result
+    return result, ranked, (encoded - started) * 1000
 
 
 def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | None, mode: Mode,

@@ -25,6 +25,9 @@
     '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
     '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
     '<button type="button" class="viewer-delete">Delete</button></p>' +
+    '<p class="viewer-album" hidden><select aria-label="Album"></select> ' +
+    '<button type="button" class="viewer-album-add">Add to album</button></p>' +
+    '<p class="viewer-status" role="status"></p>' +
     '<p class="viewer-error" role="alert"></p></div>';
   document.body.appendChild(dialog);
   const q = (selector) => dialog.querySelector(selector);
@@ -56,6 +59,7 @@
     q(".viewer-captions").textContent = "";
     q(".viewer-facts").textContent = "";
     q(".viewer-error").textContent = "";
+    q(".viewer-status").textContent = "";
     q(".viewer-download").href = "/file/" + id;
     q(".viewer-like").href = "/?like=" + id;
     q(".viewer-page").href = "/image/" + id;
@@ -85,6 +89,7 @@
     opener = card.querySelector("a") || card;
     dialog.hidden = false;
     document.body.classList.add("viewer-open");
+    loadAlbums();
     show(cards().indexOf(card));
     q(".viewer-close").focus();
   }
@@ -147,5 +152,53 @@
       if (cards().length) show(index); else close();
       return null;
     }).catch((error) => { q(".viewer-error").textContent = error.message || "The image could not be deleted; reload the page."; });
+  });
+
+  // "Add to album": the albums this account may change, asked for once (GET /api/albums).
+  const albumBox = q(".viewer-album");
+  const albumSelect = albumBox.querySelector("select");
+  let albumsAsked = false;
+  function loadAlbums() {
+    if (albumsAsked) return;
+    albumsAsked = true;
+    fetch("/api/albums", { headers: { Accept: "application/json" } })
+      .then((response) => response.json())
+      .then((data) => {
+        data.albums.filter((a) => a.may_change).forEach((a) => albumSelect.add(new Option(a.name, a.id)));
+        if (data.may_create) albumSelect.add(new Option("a new album…", ""));
+        albumBox.hidden = !albumSelect.options.length;
+      })
+      .catch(() => { albumsAsked = false; });
+  }
+
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token,
+                 "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    }).then((response) => response.json().then((answer) => {
+      if (!response.ok) throw new Error(answer.error);
+      return answer;
+    }));
+  }
+
+  q(".viewer-album-add").addEventListener("click", () => {
+    const id = Number(cards()[index].dataset.viewerId);
+    let album;
+    if (albumSelect.value) {
+      album = Promise.resolve({ id: albumSelect.value });
+    } else {
+      const name = window.prompt("The new album's name:");
+      if (!name) return;
+      album = post("/api/albums", { name: name }).then((made) => {
+        albumSelect.add(new Option(made.name, made.id), albumSelect.options.length - 1);
+        albumSelect.value = String(made.id);
+        return made;
+      });
+    }
+    album.then((chosen) => post("/api/albums/" + chosen.id + "/images", { ids: [id] }))
+      .then((answer) => { q(".viewer-status").textContent = answer.message; })
+      .catch((error) => { q(".viewer-error").textContent = error.message || "The picture could not be added; reload the page."; });
   });
 })();
