@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ from clipseek.cli.progress import counting_bar, position_bar
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.encoding import pending_image_ids
+from clipseek.library.excludes import Excludes
 from clipseek.library.ingest import IngestSummary, ingest_inline
 from clipseek.library.register import Candidate
 
@@ -82,6 +84,24 @@ class queue_errors:
                 "Nothing is lost: once Redis runs again, a worker started with --beat queues them "
                 "within seconds, or run `clipseek reindex --stale` (or import with --inline)."
             ) from None
+
+
+def left_out_lines(*, excluded: int, litter: int, names: list[str], indent: str = "") -> list[str]:
+    """The line that says what a walk left out by rule, if it left anything out."""
+    if not excluded and not litter:
+        return []
+    shown = ", ".join(Path(name).name for name in names)
+    return [f"{indent}{excluded + litter} left out ({excluded} by .clipseekignore/--exclude, {litter} "
+            f"NAS/OS litter), e.g. {shown}."]
+
+
+def folder_options(func: Any) -> Any:
+    """The option of every command that walks folders: --exclude (repeatable)."""
+    func = click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+                        callback=lambda _ctx, _param, patterns: Excludes(tuple(patterns)),
+                        help="Leave out files and folders matching this gitignore-style pattern "
+                             "(repeatable; a .clipseekignore in the folders is read too).")(func)
+    return func
 
 
 def import_options(func: Any) -> Any:

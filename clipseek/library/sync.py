@@ -19,6 +19,7 @@ from clipseek.indexing.failures import FILE_GONE, is_retryable
 from clipseek.library.captions import replace_derived_captions
 from clipseek.library.collections import folder_collection
 from clipseek.library.deletion import Selection, delete_images
+from clipseek.library.excludes import Excludes
 from clipseek.library.register import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.library.scan import FileStat, FolderScan, scan_folder
 from clipseek.store.lock_waits import take_advisory_xact_lock
@@ -47,6 +48,10 @@ class SyncReport:
     to_queue: list[int] = field(default_factory=list)
     skipped_by_extension: int = 0
     skipped_names: list[str] = field(default_factory=list)
+    # Left out by --exclude or a .clipseekignore, and NAS/OS litter (a folder counts once).
+    excluded: int = 0
+    litter: int = 0
+    left_out_names: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Every count, by name, for the report and the API."""
@@ -54,7 +59,7 @@ class SyncReport:
                 "moved": len(self.moved_ids), "missing": len(self.missing_ids),
                 "returned": len(self.returned_ids), "unchanged": self.unchanged,
                 "duplicates": len(self.duplicate_ids), "failed": len(self.failed),
-                "skipped": self.skipped_by_extension}
+                "skipped": self.skipped_by_extension, "excluded": self.excluded, "litter": self.litter}
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,8 @@ def _check_root(session: Session, root: Path, allow_missing_root: bool) -> bool:
 
 def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
                 pool: ThreadPoolExecutor, all_files: bool = False, allow_missing_root: bool = False,
-                collection: str | None = None, on_stage: OnStage | None = None) -> SyncReport:
+                collection: str | None = None, on_stage: OnStage | None = None,
+                excludes: Excludes | None = None) -> SyncReport:
     """Compare a folder with the database in one pass and record what changed. The caller commits.
 
     New files go in `collection` (by default the folder's name, as an import names it); a
@@ -143,16 +149,20 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     gone become missing (out of search until they return). Holds the folder's lock until
     the transaction ends, so two syncs of one folder, or of a folder and one inside it, run
     one after the other.
+
+    What `excludes` and the .clipseekignore files leave out, and NAS/OS litter, is not
+    looked at; a picture already registered from there is then missing.
     """
     root = root.absolute()
     new_collection = collection or folder_collection(root)
     lock_folder(session, root)
     walkable = _check_root(session, root, allow_missing_root)
-    scan = scan_folder(root, all_files=all_files) if walkable else FolderScan()
+    scan = scan_folder(root, all_files=all_files, excludes=excludes) if walkable else FolderScan()
     if on_stage:
         on_stage("scanning", len(scan.files))
     report = SyncReport(skipped_by_extension=scan.skipped_by_extension,
-                        skipped_names=scan.skipped_names, failed=dict(scan.unreadable))
+                        skipped_names=scan.skipped_names, failed=dict(scan.unreadable),
+                        excluded=scan.excluded, litter=scan.litter, left_out_names=scan.left_out_names)
     known = {row.path: _Known(*row) for row in session.execute(
         _known_rows().where(Image.path.startswith(_prefix(root), autoescape=True)))}
     copies = {dup.path: dup for dup in session.scalars(
