@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from clipseek.search.query import Filters, Orientation, Sort, day_after, day_start
-from clipseek.store.tables import Caption, Embedding, Image, ImageStatus
+from clipseek.store.tables import Caption, Embedding, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # Reciprocal Rank Fusion's constant, as in Cormack et al. (2009): it damps the top ranks so
@@ -39,9 +39,9 @@ def shown_at() -> ColumnElement[Any]:
 
 
 def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[ColumnElement[bool]]:
-    """The conditions on `images` for these filters; missing images are always left out, and
-    so is the image `exclude` (the picture a "more like this" search starts from)."""
-    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING]
+    """The conditions on `images` for these filters; missing images and those in the trash are
+    always left out, and so is the image `exclude` (the picture a "more like this" search starts from)."""
+    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING, in_library()]
     if exclude is not None:
         out.append(Image.id != exclude)
     if filters.collections:

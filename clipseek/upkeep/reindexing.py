@@ -14,7 +14,7 @@ from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
 from clipseek.library.captions import add_derived_captions
 from clipseek.photo.metadata import read_facts_from
 from clipseek.settings import Settings
-from clipseek.store.tables import Caption, Image, ImageStatus
+from clipseek.store.tables import Caption, Image, ImageStatus, in_library
 from clipseek.switching.switch import active_model, register_model
 from clipseek.upkeep.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 
@@ -83,7 +83,7 @@ def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> i
     while True:
         rows = session.execute(
             select(Image.id, Image.path).where(Image.display_width.is_(None), Image.id > last_id,
-                                               Image.status != ImageStatus.MISSING)
+                                               Image.status != ImageStatus.MISSING, in_library())
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return done
@@ -110,7 +110,7 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         rows = session.execute(
             select(Image.id, Image.path, Image.original_name)
             .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
-                   ~exists().where(Caption.image_id == Image.id))
+                   in_library(), ~exists().where(Caption.image_id == Image.id))
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return read, captioned
