@@ -82,6 +82,7 @@ class Settings:
     admin_password: str | None = None
     models_in_memory: int = 2
     trusted_proxies: int = 0
+    trash_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +125,9 @@ class Settings:
             # Reverse proxies in front of the web app whose X-Forwarded-For and -Proto are
             # believed; none by default, since anyone can send those headers.
             trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
+            # Days a deleted picture stays in the trash, restorable, before the scheduler
+            # removes it for good.
+            trash_days=_int(env, "CLIPSEEK_TRASH_DAYS", 30),
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
@@ -48,7 +49,8 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
-    """The sample photos, one more in a folder with a very long name, and a failed upload."""
+    """The sample photos, one more in a folder with a very long name, a failed upload, and two of
+    the photos in the trash."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
@@ -60,6 +62,10 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
     with db.session() as session:
         failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
         long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
+        trashed = tuple(session.scalars(select(Image.id).where(Image.original_name.in_(
+            ["coffee.jpg", "cat.jpg"]))))
+        delete_images(session, Selection(image_ids=trashed), store=settings.image_store,
+                      thumbnails=settings.thumbnails)
     return {"indexed": long_id, "failed": failed}
 
 
@@ -75,6 +81,7 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "collection": f"/collections/browse?name={LONG_NAME}",
         "not-found": "/image/999999",
         "upload": "/upload",
+        "trash": "/trash",
     }
 
 

@@ -41,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         params,
         presenters,
         security,
+        trash,
         upload_limits,
         uploads,
     )
@@ -96,6 +97,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(captions.bp)
     app.register_blueprint(collections.bp)
     app.register_blueprint(collections.api_bp)
+    app.register_blueprint(trash.bp)
+    app.register_blueprint(trash.api_bp)
     app.register_blueprint(account_pages.account_bp)
     app.register_blueprint(account_pages.admin_bp)
     return app

@@ -24,7 +24,7 @@ class Policy(StrEnum):
     # Contributors caption the pictures they uploaded, and change the captions on those and
     # the captions they wrote; admins any (as Immich lets only a picture's owner describe it).
     CAPTION_OWN = "caption own"
-    ADMIN = "admin"  # users, collections, deleting in bulk
+    ADMIN = "admin"  # users, collections, deleting in bulk, removing from the trash for good
 
 
 POLICIES: dict[str, Policy] = {
@@ -73,6 +73,17 @@ POLICIES: dict[str, Policy] = {
     "collections_api.delete_selected": Policy.ADMIN,
     "collections_api.rename_api": Policy.ADMIN,
     "collections_api.delete_api": Policy.ADMIN,
+    # The trash: contributors see and restore the pictures they uploaded, as they delete them;
+    # removing for good is for admins.
+    "trash.page": Policy.CONTRIBUTE,
+    "trash.restore": Policy.DELETE_OWN,
+    "trash.delete_now": Policy.ADMIN,
+    "trash.empty": Policy.ADMIN,
+    "trash_api.list_api": Policy.CONTRIBUTE,
+    "trash_api.restore_one_api": Policy.DELETE_OWN,
+    "trash_api.restore_api": Policy.ADMIN,
+    "trash_api.purge_api": Policy.ADMIN,
+    "trash_api.empty_api": Policy.ADMIN,
 }
 
 _NEEDS = {Policy.VIEW: Role.VIEWER, Policy.CONTRIBUTE: Role.CONTRIBUTOR,
@@ -130,8 +141,8 @@ def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Res
         image_id = (request.view_args or {}).get("image_id")
         added_by = get_session().scalar(select(Image.added_by).where(Image.id == image_id))
         if added_by != user_id:
-            abort(403, description="You may delete only pictures you uploaded; ask an admin "
-                                   "to delete this one.")
+            abort(403, description="You may delete or restore only pictures you uploaded; ask an "
+                                   "admin to do it for this one.")
     if policy is Policy.CAPTION_OWN and user_id is not None and not _captioning_allowed(role, user_id):
         abort(403, description=NOT_YOUR_CAPTION)
     return None

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clipseek.cli import collection, database, doctor, library, manage, models, run, search, users
+from clipseek.cli import collection, database, doctor, library, manage, models, run, search, trash, users
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
@@ -53,8 +53,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, doctor.doctor, models.models, models.model_group,
-                 models.eval_command, users.user, users.token):
+                 manage.delete, manage.collections, trash.trash, doctor.doctor, models.models,
+                 models.model_group, models.eval_command, users.user, users.token):
     cli.add_command(_command)
 
 

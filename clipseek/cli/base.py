@@ -96,7 +96,10 @@ def left_out_lines(*, excluded: int, litter: int, names: list[str], indent: str 
 
 
 def folder_options(func: Any) -> Any:
-    """The option of every command that walks folders: --exclude (repeatable)."""
+    """The options of every command that walks folders: --exclude (repeatable) and --bring-back."""
+    func = click.option("--bring-back", is_flag=True,
+                        help="Register again the files of deleted pictures (and restore those in "
+                             "the trash) instead of leaving them out.")(func)
     func = click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
                         callback=lambda _ctx, _param, patterns: Excludes(tuple(patterns)),
                         help="Leave out files and folders matching this gitignore-style pattern "

@@ -29,6 +29,7 @@ from clipseek.indexing.queueing import wait_until_indexed
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
 from clipseek.library.excludes import Excludes
+from clipseek.library.forgotten import forgotten_among, remember_again
 from clipseek.library.ingest import ingest_queued
 from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
@@ -49,20 +50,20 @@ from clipseek.upkeep.status import collection_status, count_by_status, switch_su
 @import_options
 @pass_context
 def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option: str | None,
-           all_files: bool, excludes: Excludes, inline: bool, wait: bool, timeout: float,
-           progress: bool) -> None:
+           all_files: bool, excludes: Excludes, bring_back: bool, inline: bool, wait: bool,
+           timeout: float, progress: bool) -> None:
     """Register image files and folders (recursively) and index them.
 
     A folder imported before (and not copied) is synced instead: moved, changed and deleted
-    files are recognised as such, not registered again. NAS/OS litter and what --exclude or
-    a .clipseekignore names are left out of folders.
+    files are recognised as such, not registered again. Files of deleted pictures, NAS/OS
+    litter and what --exclude or a .clipseekignore names are left out of folders.
     """
     chosen = None if collection_option is None else collection_name(collection_option)
     with ctx.db.session() as session:
         known = tuple(p for p in paths if not copy and p.is_dir() and is_known_folder(session, p))
     if known:
         queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline,
-                            collection=chosen, excludes=excludes)
+                            collection=chosen, excludes=excludes, bring_back=bring_back)
         if wait and queued:
             wait_for_indexing(ctx, queued, timeout=timeout, progress=progress)
         paths = tuple(p for p in paths if p not in known)
@@ -78,10 +79,27 @@ def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option:
             raise ClipSeekError(str(exc)) from None
         name = chosen or folder_collection(path)
         candidates += [Candidate(path=p, source="folder", collection=name) for p in files]
+    candidates = _leave_out_forgotten(ctx, candidates, named=paths, bring_back=bring_back)
     for line in _walk_lines(scans):
         click.echo(line)
     import_candidates(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress,
                       timeout=timeout)
+
+
+def _leave_out_forgotten(ctx: Context, candidates: list[Candidate], *, named: tuple[Path, ...],
+                         bring_back: bool) -> list[Candidate]:
+    """Files of pictures deleted before are left out of folders, unless `bring_back`; a file
+    named on its own is always registered again."""
+    explicit = {str(p.absolute()) for p in named if not p.is_dir()}
+    with ctx.db.session() as session:
+        forgotten = forgotten_among(session, [str(c.path) for c in candidates])
+        again = forgotten if bring_back else forgotten & explicit
+        remember_again(session, paths=again)
+        session.commit()
+    left = forgotten - again
+    if left:
+        click.echo(f"Left out {len(left)} file(s) of deleted pictures; --bring-back registers them again.")
+    return [c for c in candidates if str(c.path) not in left]
 
 
 def _walk_lines(scans: list[FolderScan]) -> list[str]:
@@ -205,7 +223,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"Switching to {found.switch.model}: {switch_summary(found.switch)}")
         click.echo(f"  searches use {found.model} until then, and move by themselves when every "
                    f"image is embedded (`clipseek model use {found.switch.model} --force`: now).")
-    click.echo(f"Images: {found.images} ({counts})")
+    click.echo(f"Images: {found.images} ({counts})" + (f"; {found.in_trash} in the trash"
+                                                       if found.in_trash else ""))
     click.echo(f"Searchable with {found.model}: {found.searchable}")
     for name, count in found.embeddings_by_model.items():
         click.echo(f"  embeddings from {name}: {count}")

@@ -20,13 +20,18 @@ from clipseek.library.sync import SyncReport, prune_missing, sync_folder
 from clipseek.library.watch import FolderWatcher
 
 # Counts that have a line of their own, when there is something to say.
-_OWN_LINES = ("excluded", "litter")
+_OWN_LINES = ("deleted", "restored", "excluded", "litter")
 
 
 def sync_lines(folder: Path, found: SyncReport) -> list[str]:
     """What one folder's sync did, as lines for a person."""
     counts = {name: n for name, n in found.counts().items() if name not in _OWN_LINES}
     lines = [f"{folder}: " + ", ".join(f"{n} {name}" for name, n in counts.items()) + "."]
+    if found.restored_ids:
+        lines.append(f"  Brought back {len(found.restored_ids)} picture(s) from the trash.")
+    if found.deleted:
+        lines.append(f"  Left out {found.deleted} file(s) of deleted pictures (in the trash or deleted "
+                     "for good); --bring-back registers them again.")
     lines += left_out_lines(excluded=found.excluded, litter=found.litter, names=found.left_out_names,
                             indent="  ")
     if found.skipped_by_extension:
@@ -42,7 +47,7 @@ def sync_lines(folder: Path, found: SyncReport) -> list[str]:
 
 def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
                allow_missing_root: bool, inline: bool = False, collection: str | None = None,
-               excludes: Excludes | None = None) -> list[int]:
+               excludes: Excludes | None = None, bring_back: bool = False) -> list[int]:
     """Sync each folder, committing each, then queue (or index here) what needs the model.
 
     Returns the ids handed to the workers.
@@ -55,7 +60,7 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
                 found = sync_folder(session, folder, model=ctx.model,
                                     max_pixels=settings.max_image_pixels, pool=pool,
                                     all_files=all_files, allow_missing_root=allow_missing_root,
-                                    collection=collection, excludes=excludes)
+                                    collection=collection, excludes=excludes, bring_back=bring_back)
                 session.commit()
                 for line in sync_lines(folder, found):
                     click.echo(line)
@@ -83,26 +88,31 @@ def sync_paths(ctx: Context, folders: tuple[Path, ...], *, all_files: bool,
 @folder_options
 @pass_context
 def sync(ctx: Context, paths: tuple[Path, ...], all_files: bool, allow_missing_root: bool,
-         inline: bool, collection_option: str | None, excludes: Excludes) -> None:
+         inline: bool, collection_option: str | None, excludes: Excludes, bring_back: bool) -> None:
     """Bring folders and the database in step: new, changed, moved, missing and returned files.
 
-    NAS/OS litter and what --exclude or a .clipseekignore names are left out.
+    Deleted pictures are left out (--bring-back registers them again), and so are NAS/OS
+    litter and what --exclude or a .clipseekignore names.
     """
     random_warning(ctx)
     chosen = None if collection_option is None else collection_name(collection_option)
     queued = sync_paths(ctx, paths, all_files=all_files, allow_missing_root=allow_missing_root,
-                        inline=inline, collection=chosen, excludes=excludes)
+                        inline=inline, collection=chosen, excludes=excludes, bring_back=bring_back)
     if queued:
         click.echo(f"Queued {len(queued)} image(s) for the workers: run `clipseek worker` if none "
                    "is running; `clipseek status` shows progress.")
 
 
 def start_watching(ctx: Context, folders: tuple[Path, ...], *, all_files: bool = False,
-                   inline: bool = False, collection: str | None = None,
-                   excludes: Excludes | None = None) -> FolderWatcher:
-    """Sync the folders now, then again after each burst of changes in them, in a thread."""
+                   inline: bool = False, collection: str | None = None, excludes: Excludes | None = None,
+                   bring_back: bool = False) -> FolderWatcher:
+    """Sync the folders now, then again after each burst of changes in them, in a thread.
+
+    `bring_back` holds for the first sync only: a picture deleted while the folders are
+    watched stays deleted.
+    """
     sync_paths(ctx, folders, all_files=all_files, allow_missing_root=False, inline=inline,
-               collection=collection, excludes=excludes)
+               collection=collection, excludes=excludes, bring_back=bring_back)
 
     def changed(folder: Path) -> None:
         sync_paths(ctx, (folder,), all_files=all_files, allow_missing_root=False, inline=inline,
@@ -123,15 +133,16 @@ def start_watching(ctx: Context, folders: tuple[Path, ...], *, all_files: bool =
 @folder_options
 @pass_context
 def watch(ctx: Context, paths: tuple[Path, ...], all_files: bool, inline: bool,
-          collection_option: str | None, excludes: Excludes) -> None:
+          collection_option: str | None, excludes: Excludes, bring_back: bool) -> None:
     """Keep folders in sync as files arrive, change, move or go; Ctrl-C stops.
 
-    NAS/OS litter and what --exclude or a .clipseekignore names are left out.
+    Deleted pictures stay out (--bring-back registers them again at the first sync), and
+    so do NAS/OS litter and what --exclude or a .clipseekignore names.
     """
     random_warning(ctx)
     chosen = None if collection_option is None else collection_name(collection_option)
     watcher = start_watching(ctx, paths, all_files=all_files, inline=inline, collection=chosen,
-                             excludes=excludes)
+                             excludes=excludes, bring_back=bring_back)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
