@@ -97,6 +97,7 @@ class Settings:
     models_in_memory: int = 2
     trusted_proxies: int = 0
     duplicate_distance: int = DEFAULT_DUPLICATE_DISTANCE
+    trash_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +141,9 @@ class Settings:
             # believed; none by default, since anyone can send those headers.
             trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
             duplicate_distance=_duplicate_distance(env),
+            # Days a deleted picture stays in the trash, restorable, before the scheduler
+            # removes it for good.
+            trash_days=_int(env, "CLIPSEEK_TRASH_DAYS", 30),
         )
 
     def with_changes(self, **changes: object) -> Settings:

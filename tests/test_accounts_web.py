@@ -186,11 +186,11 @@ def test_contributors_delete_only_their_own_uploads_and_viewers_nothing(
         added_by = conn.execute(text("SELECT u.name FROM images i JOIN users u ON u.id = i.added_by "
                                      "WHERE i.id = :i"), {"i": theirs}).scalar_one()
     assert [tuple(r) for r in rows] == [("contributor", "upload", mine), ("admin", "upload", theirs),
-                                        ("contributor", "delete", mine)]
+                                        ("contributor", "trash", mine)]
     assert added_by == "admin"
     admin = sign_in(accounts_app, "admin")
     page = admin.get("/admin/").get_data(as_text=True)
-    assert "p1.jpg" in page and "delete" in page
+    assert "p1.jpg" in page and "trash" in page
     assert "<dt>Added by</dt><dd>admin</dd>" in admin.get(f"/image/{theirs}").get_data(as_text=True)
     assert "Added by" not in sign_in(accounts_app, "viewer").get(f"/image/{theirs}").get_data(as_text=True)
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.albums import add_to_album, create_album
+from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
@@ -51,7 +52,8 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
     """The sample photos, one more in a folder with a very long name, a half-size copy of one
-    (a near-duplicate), a failed upload, and an album with the long name holding two of them."""
+    (a near-duplicate), a failed upload, an album with the long name holding two of them, and
+    two of the photos in the trash."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
@@ -71,6 +73,10 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
         session.flush()
         add_to_album(session, album_id=album.id, image_ids=[long_id, failed], added_by=None)
         session.commit()
+        trashed = tuple(session.scalars(select(Image.id).where(Image.original_name.in_(
+            ["coffee.jpg", "cat.jpg"]))))
+        delete_images(session, Selection(image_ids=trashed), store=settings.image_store,
+                      thumbnails=settings.thumbnails)
         return {"indexed": long_id, "failed": failed, "album": album.id}
 
 
@@ -89,6 +95,7 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "not-found": "/image/999999",
         "upload": "/upload",
         "duplicates": "/duplicates",
+        "trash": "/trash",
     }
 
 

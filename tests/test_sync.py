@@ -166,7 +166,8 @@ def test_a_second_sync_of_an_unchanged_folder_reads_no_file(
     monkeypatch.setattr("clipseek.library.sync.inspect_file", must_not_read)
     assert _sync(db, settings, folder).counts() == {
         "new": 0, "changed": 0, "moved": 0, "missing": 0, "returned": 0, "unchanged": 4,
-        "duplicates": 0, "failed": 0, "skipped": 0}
+        "duplicates": 0, "failed": 0, "skipped": 0, "deleted": 0, "restored": 0, "excluded": 0,
+        "litter": 0}
 
 
 def test_a_vanished_folder_is_refused_unless_allowed(

@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         presenters,
         security,
         selection,
+        trash,
         upload_limits,
         uploads,
     )
@@ -108,6 +109,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(selection.api_bp)
     albums.init_app(app)
     selection.init_app(app)
+    app.register_blueprint(trash.bp)
+    app.register_blueprint(trash.api_bp)
     app.register_blueprint(account_pages.account_bp)
     app.register_blueprint(account_pages.admin_bp)
     return app

@@ -81,14 +81,16 @@ def image(image_id: int) -> str:
 
 @bp.post("/image/<int:image_id>/delete")
 def delete(image_id: int) -> Response:
-    """Delete an image (the page's button asks first), then go back to the search page."""
+    """Move an image to the trash (the page's button asks first), then go back to the search page."""
     picture = image_or_404(image_id)
-    name, settings = picture.original_name, clipseek().settings
+    name, settings, who = picture.original_name, clipseek().settings, actor()
     deletion = delete_images(get_session(), Selection(image_ids=(image_id,)),
-                             store=settings.image_store, thumbnails=settings.thumbnails)
-    record_deletions(get_session(), actor(), dict.fromkeys(deletion.image_ids, name))
+                             store=settings.image_store, thumbnails=settings.thumbnails,
+                             by=who.user_id if who else None)
+    record_deletions(get_session(), who, dict.fromkeys(deletion.image_ids, name))
     get_session().commit()
-    flash(f"Deleted {name} (image {image_id}).", "info")
+    flash(f"Moved {name} (image {image_id}) to the trash; the Trash page restores it for "
+          f"{settings.trash_days} days.", "info")
     return redirect(url_for("pages.search"))
 
 

@@ -26,7 +26,7 @@ class Policy(StrEnum):
     CAPTION_OWN = "caption own"
     # Contributors make albums and manage the ones they made; admins every album.
     ALBUM_OWN = "album own"
-    ADMIN = "admin"  # users, collections, deleting in bulk (duplicates too)
+    ADMIN = "admin"  # users, collections, deleting in bulk (duplicates too), removing from the trash for good
 
 
 POLICIES: dict[str, Policy] = {
@@ -104,6 +104,17 @@ POLICIES: dict[str, Policy] = {
     "selection_api.trash_api": Policy.CONTRIBUTE,
     "selection_api.retry_api": Policy.CONTRIBUTE,
     "selection_api.zip_api": Policy.VIEW,
+    # The trash: contributors see and restore the pictures they uploaded, as they delete them;
+    # removing for good is for admins.
+    "trash.page": Policy.CONTRIBUTE,
+    "trash.restore": Policy.DELETE_OWN,
+    "trash.delete_now": Policy.ADMIN,
+    "trash.empty": Policy.ADMIN,
+    "trash_api.list_api": Policy.CONTRIBUTE,
+    "trash_api.restore_one_api": Policy.DELETE_OWN,
+    "trash_api.restore_api": Policy.ADMIN,
+    "trash_api.purge_api": Policy.ADMIN,
+    "trash_api.empty_api": Policy.ADMIN,
 }
 
 _NEEDS = {Policy.VIEW: Role.VIEWER, Policy.CONTRIBUTE: Role.CONTRIBUTOR,
@@ -187,8 +198,8 @@ def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Res
         image_id = (request.view_args or {}).get("image_id")
         added_by = get_session().scalar(select(Image.added_by).where(Image.id == image_id))
         if added_by != user_id:
-            abort(403, description="You may delete only pictures you uploaded; ask an admin "
-                                   "to delete this one.")
+            abort(403, description="You may delete or restore only pictures you uploaded; ask an "
+                                   "admin to do it for this one.")
     if policy is Policy.CAPTION_OWN and user_id is not None and not _captioning_allowed(role, user_id):
         abort(403, description=NOT_YOUR_CAPTION)
     if policy is Policy.ALBUM_OWN and user_id is not None and not _album_allowed(role, user_id):

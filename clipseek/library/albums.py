@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clipseek.errors import BadQuery
-from clipseek.store.tables import SHOWN_AT_SQL, Album, AlbumImage, Image, ImageStatus
+from clipseek.store.tables import SHOWN_AT_SQL, Album, AlbumImage, Image, ImageStatus, in_library
 from clipseek.util.user_text import user_text
 
 MAX_NAME_CHARS = 200
@@ -71,11 +71,6 @@ def split_album_refs(refs: Sequence[str]) -> tuple[list[int], list[str]]:
     """
     ids = [int(r.strip()) for r in refs if _ID.fullmatch(r.strip())]
     return ids, [r.strip().lower() for r in refs if not _ID.fullmatch(r.strip())]
-
-
-def in_library() -> ColumnElement[bool]:
-    """Pictures that are not in the trash: the only ones albums show and count."""
-    return Image.trashed_at.is_(None)
 
 
 def _newest_first(oldest_first: bool = False) -> list[ColumnElement[Any]]:

@@ -136,9 +136,11 @@ def _upload_hash(path: Path, max_pixels: int) -> str | None:
 def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
               max_pixels: int, collection: str,
               duplicate_distance: int) -> tuple[UploadOutcome, _Placed | None]:
-    existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
+    existing = session.execute(select(Image.id, Image.trashed_at).where(Image.sha256 == sha)).first()
     if existing is not None:
-        return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
+        where = ("in the trash (the Trash page restores it)" if existing.trashed_at is not None
+                 else "already in the collection")
+        return UploadOutcome(name, existing.id, "duplicate", where), None
     try:
         info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:

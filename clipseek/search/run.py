@@ -21,7 +21,7 @@ from clipseek.search.query import MAX_PAGE as MAX_PAGE  # re-exported: the web a
 from clipseek.search.query import MAX_PER_PAGE as MAX_PER_PAGE
 from clipseek.search.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
 from clipseek.settings import DEFAULT_EF_SEARCH
-from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus
+from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
@@ -165,7 +165,7 @@ def rank_by_vector(
                          "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
     distance = distance_to(vector)
     statement = select(Embedding.image_id, distance.label("distance")).where(
-        of_model(model), Embedding.image_id.not_in(_missing_ids()))
+        of_model(model), Embedding.image_id.not_in(_hidden_ids()))
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()
@@ -175,22 +175,25 @@ def rank_by_vector(
     return [(row.image_id, 1.0 - float(row.distance)) for row in rows], total
 
 
-def _missing_ids() -> Select[int]:
-    # Missing images keep their embeddings, so a file that comes back needs no model, but
-    # no search may show them: few are missing at a time, so this set is small and hashed once.
-    return select(Image.id).where(Image.status == ImageStatus.MISSING)
+def _hidden_ids() -> Select[int]:
+    # Missing images and those in the trash keep their embeddings, so a file that comes back
+    # or a picture restored needs no model, but no search may show them: few are hidden at
+    # a time (each side has its own index), so this set is small and hashed once.
+    return select(Image.id).where((Image.status == ImageStatus.MISSING) | ~in_library())
 
 
 def count_searchable(session: Session, model: str) -> int:
-    """How many images have an embedding from `model` and a file (the number a search ranks).
+    """How many images in the library have an embedding from `model` and a file (the number a
+    search ranks).
 
-    The triggers' count includes missing images' embeddings; those few are counted and
-    taken off rather than counting the whole table. One statement: every results page asks.
+    The triggers' count includes the embeddings of missing images and of those in the
+    trash; those few are counted and taken off rather than counting the whole table. One
+    statement: every results page asks.
     """
     embedded = select(EmbeddingCount.images).where(EmbeddingCount.model == model).scalar_subquery()
-    missing = select(func.count()).select_from(Embedding).where(
-        Embedding.model == model, Embedding.image_id.in_(_missing_ids())).scalar_subquery()
-    return int(session.scalar(select(func.coalesce(embedded, 0) - missing)) or 0)
+    hidden = select(func.count()).select_from(Embedding).where(
+        Embedding.model == model, Embedding.image_id.in_(_hidden_ids())).scalar_subquery()
+    return int(session.scalar(select(func.coalesce(embedded, 0) - hidden)) or 0)
 
 
 def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,

@@ -22,9 +22,9 @@ from sqlalchemy import (
     true,
 )
 
-from clipseek.library.albums import in_library, split_album_refs
+from clipseek.library.albums import split_album_refs
 from clipseek.search.query import Filters, Orientation, Sort, day_after, day_start
-from clipseek.store.tables import Album, AlbumImage, Caption, Embedding, Image, ImageStatus
+from clipseek.store.tables import Album, AlbumImage, Caption, Embedding, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # Reciprocal Rank Fusion's constant, as in Cormack et al. (2009): it damps the top ranks so
@@ -40,9 +40,9 @@ def shown_at() -> ColumnElement[Any]:
 
 
 def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[ColumnElement[bool]]:
-    """The conditions on `images` for these filters; missing images are always left out, and
-    so is the image `exclude` (the picture a "more like this" search starts from)."""
-    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING]
+    """The conditions on `images` for these filters; missing images and those in the trash are
+    always left out, and so is the image `exclude` (the picture a "more like this" search starts from)."""
+    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING, in_library()]
     if exclude is not None:
         out.append(Image.id != exclude)
     if filters.collections:
@@ -50,9 +50,9 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
     if filters.albums:
         ids, names = split_album_refs(filters.albums)
         chosen = select(Album.id).where(or_(Album.id.in_(ids), func.lower(Album.name).in_(names)))
+        # (An album keeps the places of its pictures in the trash, for a restore; the
+        # condition above leaves those out.)
         out.append(Image.id.in_(select(AlbumImage.image_id).where(AlbumImage.album_id.in_(chosen))))
-        # An album keeps the places of its pictures in the trash (for a restore), never shows them.
-        out.append(in_library())
     if filters.sources:
         out.append(Image.source.in_(filters.sources))
     if filters.folder:

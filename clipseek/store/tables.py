@@ -10,6 +10,7 @@ from pgvector.sqlalchemy import BIT, HALFVEC
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     Computed,
     DateTime,
     Double,
@@ -158,6 +159,15 @@ class Image(Base):
         Index("images_path_prefix_idx", "path", postgresql_ops={"path": "text_pattern_ops"}),
         Index("images_shown_at_idx", text(SHOWN_AT_SQL)),
     )
+
+
+def in_library() -> ColumnElement[bool]:
+    """SQL condition: the image is in the library, not in the trash.
+
+    Every query that lists, counts, searches or indexes images holds it; only the trash's
+    own pages and commands look at the others.
+    """
+    return Image.trashed_at.is_(None)
 
 
 class DuplicateFile(Base):

@@ -4,7 +4,8 @@ The database is the record of what must be indexed; the broker only carries it. 
 that the database says is waiting, but that no queued task, no delivered task and no live
 worker holds, is lost, and is queued again at once. One scheduler at a time does this
 every few seconds (a PostgreSQL advisory lock elects it); `clipseek reindex --stale` does
-the same on demand.
+the same on demand. The same passes empty the trash of pictures deleted more than
+CLIPSEEK_TRASH_DAYS ago.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from clipseek.context import Context
 from clipseek.indexing.broker import broker_client, forget_deliveries, ids_in_broker
 from clipseek.indexing.heartbeats import forget_workers, worker_states
 from clipseek.indexing.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
+from clipseek.library.trash import empty_trash
 from clipseek.search.cutoff import calibrate_if_due
 from clipseek.store.db import Database
 from clipseek.store.sql_reader import end_overrunning_readers
-from clipseek.store.tables import WAITING, Image
+from clipseek.store.tables import WAITING, Image, in_library
 from clipseek.switching.switch import active_model, resume_stalled_switch
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 # before the send); it counts as lost only after this long.
 GRACE_S = 10.0
 TICK_S = 10.0
+# Pictures removed for good from the trash per pass at most, so that a pass stays short.
+EMPTY_PER_PASS = 500
 # Any 64-bit number unique to ClipSeek: the advisory lock that elects the one scheduler.
 SCHEDULER_LOCK = 0x436C697053656B31
 
@@ -55,7 +59,7 @@ def waiting_image_ids(session: Session, *, model: str, older_than_s: float) -> l
     """Images registered or queued for longer than `older_than_s` that still lack `model`'s embedding."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
     return list(session.scalars(
-        select(Image.id).where(Image.status.in_(WAITING), Image.updated_at <= cutoff,
+        select(Image.id).where(Image.status.in_(WAITING), Image.updated_at <= cutoff, in_library(),
                                lacks_embedding(model)).order_by(Image.id)))
 
 
@@ -202,6 +206,11 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
         # A reader that SET its own time bounds off must still not hold back index builds.
         end_overrunning_readers(session)
         session.commit()
+        emptied = empty_trash(session, store=settings.image_store, thumbnails=settings.thumbnails,
+                              older_than_days=settings.trash_days, limit=EMPTY_PER_PASS)
+        if emptied.image_ids:
+            log.info("removed %d picture(s) for good from the trash (deleted more than %d days ago)",
+                     len(emptied.image_ids), settings.trash_days)
         # The search's relevance cutoff follows the collection as it grows (clipseek.search.cutoff).
         if calibrate_if_due(session, ctx.encoder) is not None:
             session.commit()

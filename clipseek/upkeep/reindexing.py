@@ -18,7 +18,7 @@ from clipseek.photo.imaging import ImageDecodeError
 from clipseek.photo.metadata import read_facts_from
 from clipseek.photo.perceptual_hash import hash_file
 from clipseek.settings import Settings
-from clipseek.store.tables import Caption, Image, ImageStatus
+from clipseek.store.tables import Caption, Image, ImageStatus, in_library
 from clipseek.switching.switch import active_model, register_model
 from clipseek.upkeep.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 
@@ -87,7 +87,7 @@ def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> i
     while True:
         rows = session.execute(
             select(Image.id, Image.path).where(Image.display_width.is_(None), Image.id > last_id,
-                                               Image.status != ImageStatus.MISSING)
+                                               Image.status != ImageStatus.MISSING, in_library())
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return done
@@ -114,7 +114,7 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         rows = session.execute(
             select(Image.id, Image.path, Image.original_name)
             .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
-                   ~exists().where(Caption.image_id == Image.id))
+                   in_library(), ~exists().where(Caption.image_id == Image.id))
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return read, captioned

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from clipseek.indexing.heartbeats import WorkerState, worker_states
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
-from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus
+from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
 
 
@@ -61,6 +61,8 @@ class StatusReport:
     recent_rejections: list[Rejection] = field(default_factory=list)
     # The move to another model under way, if any (searches use `model` until it completes).
     switch: SwitchProgress | None = None
+    # Pictures in the trash: counted in no status above, restorable until it is emptied.
+    in_trash: int = 0
 
     @property
     def switch_percent(self) -> int | None:
@@ -69,7 +71,7 @@ class StatusReport:
 
     @property
     def images(self) -> int:
-        """Every image ClipSeek knows, whatever its status."""
+        """Every image in the library, whatever its status (those in the trash are apart)."""
         return sum(self.by_status.values())
 
     @property
@@ -83,6 +85,7 @@ class StatusReport:
             "model": self.model,
             "images": self.images,
             "by_status": self.by_status,
+            "in_trash": self.in_trash,
             "embeddings_by_model": self.embeddings_by_model,
             "searchable": self.searchable,
             "queue_depth": self.queue_depth,
@@ -135,20 +138,26 @@ def rate_text(per_second: float) -> str:
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
                       queue_depth: int | None = None) -> StatusReport:
-    """Counts of images per status, embeddings per model, workers and the latest failures.
+    """Counts of images per status (outside the trash) and in the trash, embeddings per model,
+    workers and the latest failures.
 
     The queue depth is measured by the caller before the session is used, so that no
     database connection is held while the broker is asked (clipseek.indexing.broker.queue_depth).
     """
     by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
-    for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
-        by_status[status] = count
+    in_trash = 0
+    for status, trashed, count in session.execute(select(Image.status, ~in_library(), func.count())
+                                                  .group_by(Image.status, ~in_library())):
+        if trashed:
+            in_trash += count
+        else:
+            by_status[status] = count
     per_model = {row.model: row.images for row in session.execute(
         select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
         .order_by(EmbeddingCount.model))}
     failures = session.execute(
         select(Image.id, Image.path, Image.error, Image.updated_at, Image.original_name)
-        .where(Image.status == ImageStatus.FAILED)
+        .where(Image.status == ImageStatus.FAILED, in_library())
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
     return StatusReport(
         model=model, by_status=by_status, embeddings_by_model=per_model,
@@ -158,13 +167,13 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         searchable=count_searchable(session, model),
         recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
                            for r in recent_rejections(session, limit=recent_failures)],
-        switch=switch_progress(session))
+        switch=switch_progress(session), in_trash=in_trash)
 
 
 def count_pending(session: Session) -> int:
-    """How many images are registered or queued: stored, but not yet indexed or failed."""
+    """How many images of the library are registered or queued: stored, but not yet indexed or failed."""
     return int(session.scalar(select(func.count()).select_from(Image)
-                              .where(Image.status.in_(WAITING))) or 0)
+                              .where(Image.status.in_(WAITING), in_library())) or 0)
 
 
 def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int]:
@@ -174,5 +183,5 @@ def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int
 
 
 def count_images(session: Session) -> int:
-    """How many images ClipSeek knows, whatever their status."""
+    """How many images ClipSeek knows, whatever their status, in the trash too."""
     return int(session.scalar(select(func.count()).select_from(Image)) or 0)

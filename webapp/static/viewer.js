@@ -141,7 +141,7 @@
   q(".viewer-delete").addEventListener("click", () => {
     const card = cards()[index];
     const id = card.dataset.viewerId;
-    if (!window.confirm("Delete this image? Its file in ClipSeek's store and its thumbnails go too.")) return;
+    if (!window.confirm("Move this image to the trash? The Trash page restores it until it is emptied.")) return;
     fetch("/api/images/" + id, {
       method: "DELETE",
       headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token, Accept: "application/json" },
