@@ -19,6 +19,7 @@ from clipseek.indexing.failures import FILE_GONE, is_retryable
 from clipseek.library.captions import replace_derived_captions
 from clipseek.library.collections import folder_collection
 from clipseek.library.deletion import Selection, delete_images
+from clipseek.library.places import place_images
 from clipseek.library.register import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.library.scan import FileStat, FolderScan, scan_folder
 from clipseek.store.lock_waits import take_advisory_xact_lock
@@ -252,6 +253,8 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
     if not item.error:  # a broken file says nothing new; it is read again once mended
         replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
+    # Its coordinates were just written anew (none for a broken file): so is its place.
+    place_images(session, {row.id: (item.facts.latitude, item.facts.longitude)})
     report.changed_ids.append(row.id)
     if item.error:
         report.failed[path] = item.error
