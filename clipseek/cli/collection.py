@@ -27,12 +27,13 @@ from clipseek.indexing.queueing import wait_until_indexed
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
 from clipseek.library.ingest import ingest_queued
+from clipseek.library.places import NO_PLACE_REASON
 from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
 from clipseek.library.sync import is_known_folder
 from clipseek.store.tables import ImageStatus
-from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, reindex_images
-from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
+from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, backfill_places, reindex_images
+from clipseek.upkeep.status import collection_status, count_by_status, places_summary, switch_summary
 
 
 @click.command()
@@ -136,14 +137,17 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Read EXIF facts (date, camera, place) into images registered without them.")
 @click.option("--captions", is_flag=True,
               help="Give images without captions those of their file name and EXIF/XMP text.")
+@click.option("--places", is_flag=True,
+              help="Name the place (city, region, country) of pictures whose GPS was never looked up.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, wait: bool) -> None:
-    """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata or captions):
-        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata "
-                            "or --captions.")
+            metadata: bool, captions: bool, places: bool, wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, or all of them for another model; or read
+    what older images lack (EXIF facts, captions, places)."""
+    if not (stale or failed or model or metadata or captions or places):
+        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
+                            "--captions or --places.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -153,6 +157,13 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
             read, captioned = backfill_captions(session)
         click.echo(f"Read the caption text of {read} image(s) without captions; "
                    f"{captioned} have captions now.")
+    if places:
+        with ctx.db.session() as session, position_bar("Placing", "img", total=None, show=True) as move:
+            placed = backfill_places(session, on_batch=move)
+        click.echo(f"Looked up the place of {placed.looked_at} image(s): {placed.placed} placed, "
+                   f"{placed.no_place} with {NO_PLACE_REASON}"
+                   + (f", {placed.dropped} whose coordinates name no point (dropped)." if placed.dropped
+                      else "."))
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -193,6 +204,10 @@ def status(ctx: Context, as_json: bool) -> None:
                f" task(s) waiting; workers: {workers or 'none running'}")
     for failure in found.recent_failures:
         click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+    click.echo(f"Places: {places_summary(found.places)}")
+    for unplaced in found.places.recent_no_place:
+        click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "
+                   f"({unplaced.latitude:.5f}, {unplaced.longitude:.5f})")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,
