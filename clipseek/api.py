@@ -16,8 +16,8 @@ def search(text: str = "", top_k: int = 5, page: int = 1, *, context: Context | 
     """Rank the stored images against `text` (newest first without it); `top_k` results per page.
 
     Keyword arguments are the search parameters of /api/search: collection, source, folder,
-    taken_from, taken_to, added_from, added_to, format, orientation, min_size, mode, sort,
-    min_score, like, example and all; e.g. search("a beach", orientation="portrait").
+    taken_from, taken_to, added_from, added_to, format, orientation, min_size, place, mode,
+    sort, min_score, like, example and all; e.g. search("a beach", place="Portugal").
     """
     params = {name: [value] if isinstance(value, str) else list(value) for name, value in filters.items()}
     request = parse_request(params | {"q": [text], "page": [str(page)], "per_page": [str(top_k)]})
