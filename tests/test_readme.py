@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
+from clipseek.store.tables import Image
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
@@ -37,8 +38,12 @@ def _sql_blocks() -> list[str]:
 def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
+    with db.session() as session:  # the samples carry no GPS: two of them as if taken in Portugal
+        session.execute(update(Image).where(Image.id.in_([1, 2])).values(
+            place_city="Lisbon", place_region="Lisbon", place_country="Portugal", place_country_code="PT"))
+        session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -55,7 +60,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, hybrid, statuses, failures = results
+    neighbours, cats, hybrid, countries, cities, statuses, failures = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
@@ -65,6 +70,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
     assert [r.text for r in cats] == ["a tabby cat looking to the side"] and 0 <= cats[0].distance < 2
     # The only cat caption is in both lists, so the fusion ranks its image first.
     assert hybrid[0].id == cats[0].id and len(hybrid) == 10
+    assert [tuple(r) for r in countries] == [("Portugal", 2)]
+    assert [tuple(r) for r in cities] == [("Lisbon", "Lisbon", 2)]
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
 
