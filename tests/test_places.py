@@ -4,6 +4,7 @@ page, status, `reindex --places`, and a sync that changes a picture's coordinate
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -190,6 +191,17 @@ def test_the_picture_page_and_the_api_show_the_place_and_coordinates_but_no_plac
     assert (data["latitude"], data["longitude"]) == pytest.approx(LISBON, abs=1e-4)
     assert all(c["source"] != "place" for c in data["caption_details"])
     assert "Lisbon, Portugal" not in data["captions"]
+
+
+def test_an_upload_is_placed_as_it_is_stored(client: FlaskClient, sample_photos: list[Candidate],
+                                              tmp_path: Path) -> None:
+    photo = photo_taken_at(sample_photos[7].path, tmp_path / "harbour.jpg", *SYDNEY)
+    answer = client.post("/api/images", headers=API,
+                         data={"files": [(io.BytesIO(photo.read_bytes()), "harbour.jpg")]})
+    assert answer.status_code == 202
+    image_id = answer.get_json()["uploads"][0]["image_id"]
+    assert client.get(f"/api/images/{image_id}").get_json()["place"]["text"] == \
+        "Sydney, New South Wales, Australia"
 
 
 def test_a_place_caption_cannot_be_edited_or_deleted_as_a_caption(
