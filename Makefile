@@ -61,11 +61,12 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.filtered
 	$(BIN)/python -m bench.captions
 	$(BIN)/python -m bench.duplicates
+	$(BIN)/python -m bench.places
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 # Each benchmark in its tiny form checks that the script runs; three at a time, since most of
 # their time goes to starting servers and workers (output kept together per benchmark).
-BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates
+BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates places
 
 bench-tiny: $(VENV)/.bench-installed
 	@$(MAKE) --no-print-directory -j3 --output-sync=target $(addprefix bench-tiny-,$(BENCH_TINY))

@@ -44,9 +44,12 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
         session.flush()
         add_to_album(session, album_id=holidays.id, image_ids=[4, 5, 6], added_by=None)
         session.execute(update(Image).where(Image.id == 5).values(trashed_at=func.now()))
+        # the samples carry no GPS: two of them as if taken in Portugal
+        session.execute(update(Image).where(Image.id.in_([1, 2])).values(
+            place_city="Lisbon", place_region="Lisbon", place_country="Portugal", place_country_code="PT"))
         session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -63,7 +66,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, album, hybrid, near, statuses, failures = results
+    neighbours, cats, album, hybrid, near, countries, cities, statuses, failures = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[3]
@@ -80,6 +83,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
     # The sample photos are all different pictures: their nearest hashes are far apart.
     bits = [r.bits for r in near]
     assert len(near) == 5 and bits == sorted(bits) and bits[0] > settings.duplicate_distance
+    assert [tuple(r) for r in countries] == [("Portugal", 2)]
+    assert [tuple(r) for r in cities] == [("Lisbon", "Lisbon", 2)]
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
 

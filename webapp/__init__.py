@@ -9,6 +9,7 @@ from flask import Flask
 
 from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.context import Context
+from clipseek.library.places import NO_PLACE_REASON
 from clipseek.settings import Settings
 from clipseek.store.tables import ImageStatus
 
@@ -74,6 +75,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
     app.jinja_env.globals["missing_notice"] = presenters.missing_notice
     app.jinja_env.globals["alt_text"] = presenters.alt_text
+    app.jinja_env.globals["place_parts"] = presenters.place_parts
+    app.jinja_env.globals["coordinates_text"] = presenters.coordinates_text
+    app.jinja_env.globals["no_place_reason"] = NO_PLACE_REASON
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
 

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from clipseek.accounts import record_deletions
 from clipseek.errors import BadQuery
 from clipseek.indexing.broker import queue_depth
+from clipseek.library.captions import listed_captions
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.photo.imaging import ImageDecodeError, read_rgb
 from clipseek.search.examples import store_example
@@ -75,8 +76,8 @@ def image(image_id: int) -> str:
     picture = image_or_404(image_id)
     similar = similar_images(get_session(), image_id, model=active_model_name(), per_page=12,
                              ef_search=clipseek().settings.ef_search)
-    return render_template("image.html", image=picture, similar=similar,
-                           pending=count_pending(get_session()))
+    return render_template("image.html", image=picture, captions=listed_captions(picture.captions),
+                           similar=similar, pending=count_pending(get_session()))
 
 
 @bp.post("/image/<int:image_id>/delete")

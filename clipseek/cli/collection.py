@@ -33,13 +33,20 @@ from clipseek.library.duplicates import count_unhashed
 from clipseek.library.excludes import Excludes
 from clipseek.library.forgotten import forgotten_among, remember_again
 from clipseek.library.ingest import decode_pool, ingest_queued
+from clipseek.library.places import NO_PLACE_REASON
 from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
 from clipseek.library.scan import FolderScan
 from clipseek.library.sync import is_known_folder
 from clipseek.store.tables import ImageStatus
-from clipseek.upkeep.reindexing import backfill_captions, backfill_hashes, backfill_metadata, reindex_images
-from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
+from clipseek.upkeep.reindexing import (
+    backfill_captions,
+    backfill_hashes,
+    backfill_metadata,
+    backfill_places,
+    reindex_images,
+)
+from clipseek.upkeep.status import collection_status, count_by_status, places_summary, switch_summary
 
 
 @click.command()
@@ -180,14 +187,17 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Give images without captions those of their file name and EXIF/XMP text.")
 @click.option("--hashes", is_flag=True,
               help="Compute the perceptual hash (for near-duplicates) of images indexed without one.")
+@click.option("--places", is_flag=True,
+              help="Name the place (city, region, country) of pictures whose GPS was never looked up.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, hashes: bool, wait: bool) -> None:
-    """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata or captions or hashes):
+            metadata: bool, captions: bool, hashes: bool, places: bool, wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, or all of them for another model; or read
+    what older images lack (EXIF facts, captions, hashes, places)."""
+    if not (stale or failed or model or metadata or captions or hashes or places):
         raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
-                            "--captions or --hashes.")
+                            "--captions, --hashes or --places.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -199,6 +209,13 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
                    f"{captioned} have captions now.")
     if hashes:
         backfill_hashes_here(ctx)
+    if places:
+        with ctx.db.session() as session, position_bar("Placing", "img", total=None, show=True) as move:
+            placed = backfill_places(session, on_batch=move)
+        click.echo(f"Looked up the place of {placed.looked_at} image(s): {placed.placed} placed, "
+                   f"{placed.no_place} with {NO_PLACE_REASON}"
+                   + (f", {placed.dropped} whose coordinates name no point (dropped)." if placed.dropped
+                      else "."))
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -252,6 +269,10 @@ def status(ctx: Context, as_json: bool) -> None:
                f" task(s) waiting; workers: {workers or 'none running'}")
     for failure in found.recent_failures:
         click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+    click.echo(f"Places: {places_summary(found.places)}")
+    for unplaced in found.places.recent_no_place:
+        click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "
+                   f"({unplaced.latitude:.5f}, {unplaced.longitude:.5f})")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

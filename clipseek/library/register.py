@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.library.captions import add_derived_captions
 from clipseek.library.excludes import Excludes
+from clipseek.library.places import Coordinates, place_images
 from clipseek.library.scan import FolderScan, scan_folder
 from clipseek.photo.imaging import ImageDecodeError, probe_with_facts
 from clipseek.photo.metadata import PhotoFacts
@@ -154,6 +155,7 @@ def register_inspected(session: Session, inspected: Sequence[Inspected], *,
                        copy_to: Path | None = None) -> RegisterReport:
     """Record files already read as images; known contents count as duplicates. The caller commits."""
     report = RegisterReport()
+    coordinates: dict[int, Coordinates] = {}
     for item in inspected:
         image_id = _insert_image(session, item, copy_to)
         if image_id is None:
@@ -170,7 +172,10 @@ def register_inspected(session: Session, inspected: Sequence[Inspected], *,
             # Pictures that arrive without captions (folders, uploads) speak through their
             # name and their own EXIF/XMP text; those with captions (COCO) keep only theirs.
             add_derived_captions(session, image_id, name=_name(item), text=item.facts.text)
+        if item.facts.latitude is not None:
+            coordinates[image_id] = (item.facts.latitude, item.facts.longitude)
         (report.failed_ids if item.error else report.new_ids).append(image_id)
+    place_images(session, coordinates)
     return report
 
 

@@ -22,6 +22,7 @@ from clipseek.library.collections import folder_collection
 from clipseek.library.deletion import Selection, purge_images
 from clipseek.library.excludes import Excludes
 from clipseek.library.forgotten import forget_files, forgotten_hashes, forgotten_under, remember_again
+from clipseek.library.places import place_images
 from clipseek.library.register import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.library.scan import FileStat, FolderScan, scan_folder
 from clipseek.library.trash import restore_images
@@ -287,6 +288,8 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
     if not item.error:  # a broken file says nothing new; it is read again once mended
         replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
+    # Its coordinates were just written anew (none for a broken file): so is its place.
+    place_images(session, {row.id: (item.facts.latitude, item.facts.longitude)})
     report.changed_ids.append(row.id)
     if item.error:
         report.failed[path] = item.error

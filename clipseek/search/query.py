@@ -19,6 +19,8 @@ MAX_PAGE = 100_000
 MAX_VALUES = 50
 # Ids are PostgreSQL bigints.
 MAX_ID = 2**63 - 1
+# GeoNames' longest place names run to about 60 characters.
+MAX_PLACE_CHARS = 100
 # SHA-256 in hex: stored examples are named by the hash of their picture.
 _EXAMPLE_ID = re.compile(r"[0-9a-f]{64}")
 _SIZE = re.compile(r"(?P<w>[0-9]{1,6})x(?P<h>[0-9]{1,6})|(?P<mp>[0-9]{1,4}(?:\.[0-9]{1,3})?)mp")
@@ -76,6 +78,8 @@ class Filters:
     min_width: int | None = None
     min_height: int | None = None
     min_megapixels: float | None = None
+    # A city, region, country or country code, any of them, whatever the case.
+    place: str | None = None
 
     @property
     def active(self) -> bool:
@@ -161,7 +165,7 @@ class SearchRequest:
 
 
 PARAMETERS = ("q", "example", "like", "collection", "album", "source", "folder", "taken_from", "taken_to",
-              "added_from", "added_to", "format", "orientation", "min_size", "mode", "sort",
+              "added_from", "added_to", "format", "orientation", "min_size", "place", "mode", "sort",
               "min_score", "all", "page", "per_page")
 
 
@@ -231,6 +235,14 @@ def _min_size(raw: str) -> tuple[int | None, int | None, float | None]:
     if match["mp"]:
         return None, None, float(match["mp"])
     return int(match["w"]) or None, int(match["h"]) or None, None
+
+
+def _place(raw: str) -> str:
+    text = " ".join(raw.split())
+    if len(text) > MAX_PLACE_CHARS:
+        raise BadQuery(f"The place parameter must be a city, region or country of at most "
+                       f"{MAX_PLACE_CHARS} characters, not {_shown(text)!r}.")
+    return text
 
 
 def _date_range(low: date | None, high: date | None, what: str) -> None:
@@ -317,6 +329,7 @@ def parse_request(params: Mapping[str, Sequence[str]], *, default_per_page: int 
                        lambda f: FORMAT_ALIASES.get(f.upper(), f.upper())),
         orientation=_choice(Orientation, one("orientation"), "orientation") if one("orientation") else None,
         min_width=width, min_height=height, min_megapixels=megapixels,
+        place=_place(one("place")) if one("place") else None,
     )
     _date_range(filters.taken_from, filters.taken_to, "taken")
     _date_range(filters.added_from, filters.added_to, "added")

@@ -56,6 +56,10 @@ class CaptionSource(StrEnum):
 
 # Derived captions are searched like any other, but never edited or listed as captions.
 DERIVED_SOURCES = tuple(CaptionSource)
+# The same as SQL, written out: the partial index over derived captions' words holds it, and
+# a query uses that index only where its condition names the same sources as constants.
+DERIVED_SOURCES_SQL = "source IN (" + ", ".join(f"'{s}'" for s in CaptionSource) + ")"
+_DERIVED = text(DERIVED_SOURCES_SQL)  # Caption's own `text` column hides the function there
 
 
 # Stored but neither indexed nor failed yet: waiting for the model.
@@ -259,6 +263,10 @@ class Caption(Base):
     __table_args__ = (
         Index("captions_image_id_idx", "image_id"),
         Index("captions_words_idx", "words", postgresql_using="gin"),
+        # A text search finds the places and read words that hold part of it here, without a
+        # pass over every caption (clipseek.search.sql.caption_documents).
+        Index("captions_derived_words_idx", "words", postgresql_using="gin",
+              postgresql_where=_DERIVED),
     )
 
 

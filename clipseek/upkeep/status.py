@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.heartbeats import WorkerState, worker_states
+from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
 from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
@@ -63,6 +64,8 @@ class StatusReport:
     switch: SwitchProgress | None = None
     # Pictures in the trash: counted in no status above, restorable until it is emptied.
     in_trash: int = 0
+    # Naming where pictures were taken from their GPS (never a reason to fail a picture).
+    places: PlacesStatus = field(default_factory=PlacesStatus)
 
     @property
     def switch_percent(self) -> int | None:
@@ -97,6 +100,7 @@ class StatusReport:
             "recent_rejections": [r.to_dict() for r in self.recent_rejections],
             "switch": None if self.switch is None else {**self.switch.to_dict(),
                                                          "percent": self.switch_percent},
+            "places": self.places.to_dict(),
         }
 
 
@@ -105,6 +109,18 @@ def percent_done(progress: SwitchProgress) -> int:
     if progress.total <= 0:
         return 100
     return min(100, progress.embedded * 100 // progress.total)
+
+
+def places_summary(places: PlacesStatus) -> str:
+    """One line on placing, as `clipseek status` prints it."""
+    if not places.with_gps:
+        return "No picture has GPS coordinates."
+    line = f"{places.placed} of {places.with_gps} pictures with GPS placed"
+    if places.waiting:
+        line += f", {places.waiting} waiting (`clipseek reindex --places` looks them up)"
+    if places.no_place:
+        line += f", {places.no_place} with no place ({places.no_place_reason})"
+    return line + "."
 
 
 def duration_text(seconds: float) -> str:
@@ -167,7 +183,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         searchable=count_searchable(session, model),
         recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
                            for r in recent_rejections(session, limit=recent_failures)],
-        switch=switch_progress(session), in_trash=in_trash)
+        switch=switch_progress(session), in_trash=in_trash,
+        places=places_status(session, recent=recent_failures))
 
 
 def count_pending(session: Session) -> int:
