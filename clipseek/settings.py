@@ -47,6 +47,17 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     return (environ.get(name) or "").lower() in ("1", "true", "yes")
 
 
+def _switch(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 (on) or 0 (off), not {raw!r}.")
+
+
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = environ.get(name) or default
     if value not in choices:
@@ -82,6 +93,7 @@ class Settings:
     admin_password: str | None = None
     models_in_memory: int = 2
     trusted_proxies: int = 0
+    ocr: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +136,9 @@ class Settings:
             # Reverse proxies in front of the web app whose X-Forwarded-For and -Proto are
             # believed; none by default, since anyone can send those headers.
             trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
+            # Read the words in every indexed picture, after CLIP, at a lower priority; off,
+            # pictures are marked skipped (`clipseek reindex --ocr` reads them later).
+            ocr=_switch(env, "CLIPSEEK_OCR", default=True),
         )
 
     def with_changes(self, **changes: object) -> Settings:
