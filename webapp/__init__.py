@@ -9,6 +9,7 @@ from flask import Flask
 
 from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.context import Context
+from clipseek.library.captions import listed
 from clipseek.settings import Settings
 from clipseek.store.tables import ImageStatus
 
@@ -69,6 +70,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
     app.jinja_env.globals["missing_notice"] = presenters.missing_notice
     app.jinja_env.globals["alt_text"] = presenters.alt_text
+    app.jinja_env.globals["listed"] = listed
+    app.jinja_env.globals["words_read"] = presenters.words_read
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
 

@@ -9,9 +9,9 @@ from typing import Any
 from flask import url_for
 
 from clipseek.indexing.failures import is_retryable
-from clipseek.library.captions import caption_dict
+from clipseek.library.captions import caption_dict, listed
 from clipseek.search.run import SearchHit, SearchPage
-from clipseek.store.tables import Image, ImageStatus
+from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus
 
 
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
@@ -43,9 +43,10 @@ def image_dict(image: Image) -> dict[str, Any]:
         "original_name": image.original_name, "path": image.path, "source": image.source,
         "collection": image.collection, "width": image.width, "height": image.height,
         "format": image.format, "file_size": image.file_size, "sha256": image.sha256,
-        "captions": [c.text for c in image.captions],
+        "captions": [c.text for c in listed(image.captions)],
         # The same captions with their ids and where each came from, for editing them.
-        "caption_details": [caption_dict(c) for c in image.captions],
+        "caption_details": [caption_dict(c) for c in listed(image.captions)],
+        "text_found": text_found(image),
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "missing_since": image.missing_since.isoformat() if image.missing_since else None,
@@ -58,6 +59,19 @@ def image_dict(image: Image) -> dict[str, Any]:
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
     }
+
+
+def words_read(image: Image) -> Caption | None:
+    """The caption holding the words read in the picture, if any were found."""
+    return next((c for c in image.captions if c.source == CaptionSource.OCR), None)
+
+
+def text_found(image: Image) -> dict[str, Any]:
+    """The words read in the picture, line by line, with the reader's confidence and state."""
+    found = words_read(image)
+    return {"state": image.ocr_state, "error": image.ocr_error,
+            "lines": found.text.splitlines() if found else [],
+            "confidence": None if found is None or found.confidence is None else round(found.confidence, 3)}
 
 
 def missing_notice(image: Image, subject: str = "this image") -> str | None:

@@ -24,6 +24,7 @@ from clipseek.indexing.broker import queue_depth
 from clipseek.indexing.encoding import pending_image_ids
 from clipseek.indexing.heartbeats import worker_states
 from clipseek.indexing.queueing import wait_until_indexed
+from clipseek.indexing.reading import reading_counts, wait_until_read
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
 from clipseek.library.ingest import ingest_queued
@@ -31,8 +32,8 @@ from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
 from clipseek.library.sync import is_known_folder
 from clipseek.store.tables import ImageStatus
-from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, reindex_images
-from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
+from clipseek.upkeep.reindexing import backfill_captions, backfill_metadata, reindex_images, reread_words
+from clipseek.upkeep.status import collection_status, count_by_status, reading_summary, switch_summary
 
 
 @click.command()
@@ -136,14 +137,17 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Read EXIF facts (date, camera, place) into images registered without them.")
 @click.option("--captions", is_flag=True,
               help="Give images without captions those of their file name and EXIF/XMP text.")
+@click.option("--ocr", is_flag=True,
+              help="Read the words in every indexed picture not read yet: those indexed before, "
+                   "skipped while reading was off, or whose reading failed.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, wait: bool) -> None:
-    """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata or captions):
-        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata "
-                            "or --captions.")
+            metadata: bool, captions: bool, ocr: bool, wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, all of them for another model, or to read their words."""
+    if not (stale or failed or model or metadata or captions or ocr):
+        raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
+                            "--captions or --ocr.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -153,6 +157,8 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
             read, captioned = backfill_captions(session)
         click.echo(f"Read the caption text of {read} image(s) without captions; "
                    f"{captioned} have captions now.")
+    if ocr:
+        read_words_again(ctx, wait=wait)
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -162,6 +168,25 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
     click.echo(f"Queued {len(queued.image_ids)} image(s) in {queued.tasks} task(s) for {queued.model}.")
     if wait and queued.image_ids:
         wait_for_indexing(ctx, queued.image_ids, timeout=86400, progress=True)
+
+
+def read_words_again(ctx: Context, *, wait: bool) -> None:
+    """Send the pictures whose words are not read to the workers; with `wait`, show their progress."""
+    if not ctx.settings.ocr:
+        raise ClipSeekError("Reading words in pictures is off (CLIPSEEK_OCR=0): turn it on for the "
+                            "workers and this command, then run `clipseek reindex --ocr` again.")
+    with ctx.db.session() as session, queue_errors(ctx):
+        ids = reread_words(session, enqueue=ctx.enqueue_reading)
+    click.echo(f"Sent {len(ids)} picture(s) to be read for words.")
+    if not (wait and ids):
+        return
+    warn_without_workers(ctx)
+    with position_bar("Reading words", "img", total=len(ids), show=True) as move:
+        remaining = wait_until_read(ctx.db, ids, timeout_s=86400, on_progress=lambda done: move(done, None))
+    with ctx.db.session() as session:
+        counts = reading_counts(session, recent_failures=0)
+    click.echo(f"Done: {counts.read} picture(s) read ({counts.with_text} with text), {counts.failed} "
+               f"failed" + (f", {remaining} still waiting (timed out)." if remaining else "."))
 
 
 @click.command()
@@ -193,6 +218,10 @@ def status(ctx: Context, as_json: bool) -> None:
                f" task(s) waiting; workers: {workers or 'none running'}")
     for failure in found.recent_failures:
         click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+    if found.reading is not None:
+        click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
+        for unread in found.reading.recent_failures:
+            click.echo(f"  not read #{unread.image_id} {unread.name}: {unread.error}")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

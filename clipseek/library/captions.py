@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, NewType
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import ColumnElement, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from clipseek.errors import BadQuery
 from clipseek.photo.caption_text import MAX_CAPTION_CHARS, caption_from_filename
 from clipseek.photo.metadata import PhotoText
-from clipseek.store.tables import Caption, Image
+from clipseek.store.tables import DERIVED_SOURCES, Caption, Image
 from clipseek.util.user_text import user_text
 
 
@@ -30,6 +31,22 @@ class BadCaption(BadQuery):
 
 # Written by ClipSeek itself: replaced whenever the file is read again.
 DERIVED = (CaptionSource.FILENAME, CaptionSource.EXIF, CaptionSource.XMP)
+
+def is_listed(caption: Caption) -> bool:
+    """Whether a caption is listed, edited and used as alt text: not one ClipSeek derives
+    itself (words read in the picture, its place), which are searched but shown apart."""
+    return caption.source not in DERIVED_SOURCES
+
+
+def listed(captions: Iterable[Caption]) -> list[Caption]:
+    """The captions of these that are listed as captions (see `is_listed`)."""
+    return [caption for caption in captions if is_listed(caption)]
+
+
+def listed_sql() -> ColumnElement[bool]:
+    """SQL condition: the caption (in `captions`) is listed as a caption (see `is_listed`)."""
+    return Caption.source.not_in(DERIVED_SOURCES)
+
 
 # A caption's text as a person may write it: visible (clipseek.util.user_text), 1 to
 # MAX_CAPTION_CHARS characters.
@@ -67,7 +84,7 @@ def add_derived_captions(session: Session, image_id: int, *, name: str, text: Ph
 def has_given_captions(session: Session, image_id: int) -> bool:
     """Whether the image arrived with captions of its own (COCO's, the samples'): it takes no others."""
     return bool(session.scalar(select(exists().where(
-        Caption.image_id == image_id, Caption.source.not_in([*DERIVED, CaptionSource.USER])))))
+        Caption.image_id == image_id, listed_sql(), Caption.source.not_in([*DERIVED, CaptionSource.USER])))))
 
 
 def replace_derived_captions(session: Session, image_id: int, *, name: str,
@@ -108,7 +125,7 @@ def edit_caption(session: Session, *, caption_id: int, text: CaptionText,
     A caption keeps its author; one without (a file's, say) becomes the editor's.
     """
     caption = session.get(Caption, caption_id)
-    if caption is None:
+    if caption is None or not is_listed(caption):
         return None
     caption.text, caption.source = text, CaptionSource.USER
     if caption.added_by is None:
@@ -120,13 +137,16 @@ def edit_caption(session: Session, *, caption_id: int, text: CaptionText,
 def caption_owners(session: Session, caption_id: int) -> tuple[int | None, int | None] | None:
     """Who wrote a caption and who uploaded its picture (None where unrecorded); None without the caption."""
     row = session.execute(select(Caption.added_by, Image.added_by)
-                          .join(Image, Image.id == Caption.image_id).where(Caption.id == caption_id)).first()
+                          .join(Image, Image.id == Caption.image_id)
+                          .where(Caption.id == caption_id, listed_sql())).first()
     return None if row is None else (row[0], row[1])
 
 
 def delete_caption(session: Session, *, caption_id: int) -> Caption | None:
     """Remove a caption; the removed one, or None if there was none. The caller commits."""
     caption = session.get(Caption, caption_id)
+    if caption is not None and not is_listed(caption):
+        return None
     if caption is not None:
         session.delete(caption)
         session.flush()

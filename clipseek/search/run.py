@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
+from clipseek.library.captions import listed_sql
 from clipseek.search import sql as search_sql
 from clipseek.search.cutoff import stored_cutoff
 from clipseek.search.examples import example_vector, image_vector
@@ -201,8 +202,9 @@ def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
         return []
     # Every results page runs this: one statement of the columns a hit shows, captions
     # included, rather than whole Image objects and a second query for their captions.
+    # Words read in the picture and its place are searched, but are no caption to show.
     captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
-                .where(Caption.image_id == Image.id).scalar_subquery())
+                .where(Caption.image_id == Image.id, listed_sql()).scalar_subquery())
     images = {row.id: row for row in session.execute(
         select(Image.id, Image.path, Image.width, Image.height, Image.source, Image.original_name,
                captions.label("captions")).where(Image.id.in_(ids)))}

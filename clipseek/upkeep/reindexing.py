@@ -1,4 +1,5 @@
-"""Queueing images again on request: lost ones, failed ones, or every image for another model."""
+"""Queueing images again on request: lost ones, failed ones, every image for another model, or
+those whose words are not read; and reading facts and captions into old rows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from clipseek.indexing.broker import broker_client
 from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
-from clipseek.library.captions import add_derived_captions
+from clipseek.indexing.reading import EnqueueReading, queue_for_reading, reset_for_reading
+from clipseek.library.captions import add_derived_captions, listed_sql
 from clipseek.photo.metadata import read_facts_from
 from clipseek.settings import Settings
 from clipseek.store.tables import Caption, Image, ImageStatus
@@ -67,6 +69,15 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
 
 
+def reread_words(session: Session, *, enqueue: EnqueueReading) -> list[int]:
+    """Send every indexed image whose words are not read (waiting, skipped or failed) to be read;
+    return them. Pictures indexed before reading existed are among the waiting ones."""
+    ids = reset_for_reading(session)
+    session.commit()
+    queue_for_reading(session, ids, enqueue=enqueue)
+    return ids
+
+
 # Called after each committed batch with how many images have been read so far.
 OnFacts = Callable[[int], None]
 FACTS_BATCH = 200
@@ -110,7 +121,7 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         rows = session.execute(
             select(Image.id, Image.path, Image.original_name)
             .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
-                   ~exists().where(Caption.image_id == Image.id))
+                   ~exists().where(Caption.image_id == Image.id, listed_sql()))
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return read, captioned
