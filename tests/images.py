@@ -108,3 +108,20 @@ def photo_with_text(path: Path, *, seed: int = 0, description: str | bytes | Non
         options["xmp"] = xmp
     img.save(path, **options)
     return path
+
+
+def photo_with_sign(source: Path, words: str, target: Path) -> Path:
+    """A real photo with a white sign printed on it (Pillow's own font), saved as a JPEG."""
+    from PIL import ImageDraw, ImageFont
+
+    with Image.open(source) as opened:
+        img = opened.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(24, img.width // 16))
+    _, _, width, height = draw.textbbox((0, 0), words, font=font)
+    x, y = img.width // 10, img.height // 2
+    draw.rectangle([x - 12, y - 12, x + width + 12, y + height + 12], fill="white")
+    draw.text((x, y), words, font=font, fill=(20, 20, 20))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    img.save(target, quality=90)
+    return target
