@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Image
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
@@ -37,8 +38,12 @@ def _sql_blocks() -> list[str]:
 def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
+    with db.session() as s:  # the words a worker would have read in one picture
+        s.add(Caption(image_id=2, source="ocr", text="FARMERS MARKET", confidence=0.97))
+        s.execute(update(Image).where(Image.id == 2).values(ocr_state="read"))
+        s.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -55,7 +60,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, hybrid, statuses, failures = results
+    neighbours, cats, hybrid, statuses, failures, words, reading = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
@@ -67,6 +72,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
     assert hybrid[0].id == cats[0].id and len(hybrid) == 10
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
     assert failures == []
+    assert [(r.id, r.text, float(r.confidence)) for r in words] == [(2, "FARMERS MARKET", 0.97)]
+    assert [tuple(r) for r in reading] == [("read", 1), (None, 21)]
 
 
 def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(

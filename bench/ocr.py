@@ -1,0 +1,404 @@
+"""Words in pictures: what the reader finds, what it invents, what it costs, and what it costs indexing.
+
+    python -m bench.ocr                  # every measurement (about 10 minutes on 2 cores)
+    python -m bench.ocr --tiny           # a few pictures: checks the script runs
+
+The pictures are made from the real photos the packages ship (scikit-image's, matplotlib's
+grace_hopper.jpg, and scikit-learn's china.jpg and flower.jpg where it is installed):
+
+- signs: words printed on the photos in several fonts, sizes, colours and angles, on a
+  board or straight on the photo; some set tight (the gap between words narrower than a
+  letter, as signs often are: what makes the recognizer run words together);
+- screenshots: lines of interface text on a flat background at screen sizes;
+- photos without text: the photos themselves and crops of them.
+
+Word recall is the share of the printed words found among the stored words (lower case,
+letters and digits), precision the share of stored words that were printed, both with and
+without the split of run-together words (clipseek.photo.word_splitting). The cost is the
+wall time of one reading on one thread; the indexing part times a real worker indexing new
+pictures while a backlog of reading waits beside it, against the same worker with reading off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from bench.common import markdown_table, scratch_home, write_results
+from clipseek.indexing.text_reader import MAX_SIDE, TextReader
+from clipseek.library.register import Candidate
+from clipseek.library.samples import write_sample_photos
+
+RESULTS = Path(__file__).resolve().parent / "results" / "epyc-avx512-bf16"
+PHRASES = ["FARMERS MARKET", "BAKERY OPEN SUNDAY", "PLATFORM 9 NORTHBOUND", "NO PARKING", "EXIT ONLY",
+           "Fresh Coffee", "Grand Opening", "Museum of Modern Art", "Closed for Lunch",
+           "Welcome to Springfield", "Last Train 23:45", "Room 204", "Fish and Chips", "Ice Cream",
+           "Public Library", "Main Street", "Sale 50% off", "City Hall", "Free WiFi", "Keep Left"]
+SCREEN_LINES = ["Settings", "Wireless network connected", "Battery saver is on", "Download complete",
+                "Your order has shipped", "Meeting at three tomorrow", "Dinner reservation confirmed",
+                "Update available for your phone", "Search results for garden chairs"]
+FONT_FILES = ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+              "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+              "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+              "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"]
+# Pictures of the samples that show text themselves: no ground truth for them.
+WITH_OWN_TEXT = {"page.png", "text.png", "logo.png", "clock.png"}
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def source_photos(folder: Path) -> list[Image.Image]:
+    """The real photos the installed packages ship, as RGB pictures."""
+    photos = []
+    for candidate in write_sample_photos(folder):
+        if candidate.path.name not in WITH_OWN_TEXT:
+            with Image.open(candidate.path) as img:
+                photos.append(img.convert("RGB"))
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError:
+        return photos
+    return photos + [Image.fromarray(array) for array in load_sample_images().images]
+
+
+def fonts(size: int) -> list[ImageFont.FreeTypeFont | ImageFont.ImageFont]:
+    """Pillow's own font and the DejaVu/Liberation fonts that are installed, at `size` pixels."""
+    found: list[ImageFont.FreeTypeFont | ImageFont.ImageFont] = [ImageFont.load_default(size=size)]
+    found += [ImageFont.truetype(path, size) for path in FONT_FILES if Path(path).exists()]
+    return found
+
+
+def draw_words(text: str, font: Any, colour: tuple[int, int, int], board: tuple[int, int, int] | None,
+               tight: bool) -> Image.Image:
+    """The words on a transparent layer, on a board of their own when `board` is set."""
+    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    words = text.split()
+    gap = max(2, int(font.getlength("n") * 0.35)) if tight else int(font.getlength(" "))
+    widths = [int(font.getlength(word)) for word in words]
+    _, top, _, bottom = (int(edge) for edge in probe.textbbox((0, 0), text, font=font))
+    pad = max(6, (bottom - top) // 3)
+    width = sum(widths) + gap * (len(words) - 1) + 2 * pad
+    layer = Image.new("RGBA", (width, bottom + 2 * pad), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    if board is not None:
+        draw.rectangle([0, 0, layer.width - 1, layer.height - 1], fill=(*board, 255))
+    x = pad
+    for word, width in zip(words, widths, strict=True):
+        draw.text((x, pad), word, font=font, fill=(*colour, 255))
+        x += width + gap
+    return layer
+
+
+Sign = tuple[Image.Image, str, dict[str, Any]]
+
+
+def sign_pictures(photos: list[Image.Image], count: int, rng: random.Random) -> list[Sign]:
+    """Photos with a printed phrase: font, size, colour, angle and spacing vary."""
+    made = []
+    for n in range(count):
+        photo = photos[n % len(photos)].copy()
+        phrase = PHRASES[n % len(PHRASES)]
+        size = rng.choice([14, 20, 28, 40, 56])
+        font = rng.choice(fonts(size))
+        on_board = rng.random() < 0.6
+        dark = rng.random() < 0.5
+        colour = (20, 20, 20) if dark else (250, 250, 250)
+        if not on_board:
+            colour = rng.choice([(255, 230, 0), (255, 255, 255), (200, 0, 0), (0, 0, 0)])
+        board = ((245, 245, 240) if dark else (30, 60, 120)) if on_board else None
+        angle = rng.choice([0, 0, 0, -8, 8, 20, 90, 180])
+        tight = rng.random() < 0.4
+        layer = draw_words(phrase, font, colour, board, tight).rotate(angle, expand=True)
+        fit = min(1.0, photo.width * 0.95 / layer.width, photo.height * 0.95 / layer.height)
+        if fit < 1:
+            layer = layer.resize((max(1, int(layer.width * fit)), max(1, int(layer.height * fit))))
+        x = rng.randint(0, max(0, photo.width - layer.width))
+        y = rng.randint(0, max(0, photo.height - layer.height))
+        photo.paste(layer, (x, y), layer)
+        made.append((photo, phrase, {"size": size, "board": on_board, "angle": angle, "tight": tight,
+                                     "font": getattr(font, "path", "pillow default")}))
+    return made
+
+
+def screenshots(count: int, rng: random.Random) -> list[tuple[Image.Image, str]]:
+    """Flat screens with three to five lines of interface text at 13-18 px."""
+    made = []
+    for n in range(count):
+        lines = rng.sample(SCREEN_LINES, rng.randint(3, 5))
+        size = rng.choice([13, 15, 18])
+        font = rng.choice(fonts(size))
+        dark = n % 3 == 0
+        screen = Image.new("RGB", (rng.choice([720, 1080]), 480), (32, 33, 36) if dark else (248, 248, 250))
+        draw = ImageDraw.Draw(screen)
+        for row, line in enumerate(lines):
+            ink = (230, 230, 230) if dark else (30, 30, 30)
+            draw.text((40, 40 + row * (size * 3)), line, font=font, fill=ink)
+        made.append((screen, " ".join(lines)))
+    return made
+
+
+def plain_pictures(photos: list[Image.Image], count: int, rng: random.Random) -> list[Image.Image]:
+    """The photos, and crops of them, without any text."""
+    made = []
+    for n in range(count):
+        photo = photos[n % len(photos)]
+        if n >= len(photos):
+            w, h = photo.size
+            cw, ch = int(w * rng.uniform(0.5, 0.9)), int(h * rng.uniform(0.5, 0.9))
+            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            photo = photo.crop((x, y, x + cw, y + ch))
+        made.append(photo)
+    return made
+
+
+def _median_ms(seconds: list[float]) -> float | None:
+    return round(statistics.median(seconds) * 1000, 1) if seconds else None
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of letters and digits, as a search compares them."""
+    return _WORD.findall(text.lower())
+
+
+def read_timed(reader: TextReader, picture: Image.Image) -> tuple[list[str], list[str], float]:
+    """Stored words with and without the split, and the seconds one reading took."""
+    scale = 1.0
+    if max(picture.size) > reader.max_side:
+        shrunk = picture.copy()
+        shrunk.thumbnail((reader.max_side, reader.max_side))
+        scale, picture = max(picture.size) / max(shrunk.size), shrunk
+    started = time.perf_counter()
+    found = reader.read(picture, scale=scale)
+    seconds = time.perf_counter() - started
+    return (words_of(" ".join(line.text for line in found.lines)),
+            words_of(" ".join(line.raw for line in found.lines)), seconds)
+
+
+def score(truths: list[str], stored: list[list[str]]) -> dict[str, float]:
+    """Word recall and precision over pictures (each word counted once per picture)."""
+    hit = wanted = kept = right = 0
+    for truth, words in zip(truths, stored, strict=True):
+        expected, got = set(words_of(truth)), set(words)
+        hit, wanted = hit + len(expected & got), wanted + len(expected)
+        right, kept = right + len(got & expected), kept + len(got)
+    return {"recall": round(hit / max(1, wanted), 3), "precision": round(right / max(1, kept), 3)}
+
+
+def quality(reader: TextReader, signs: list[Sign], screens: list[tuple[Image.Image, str]],
+            plain: list[Image.Image]) -> dict[str, Any]:
+    """Recall, precision, invented text and cost, per kind of picture."""
+    out: dict[str, Any] = {}
+    kinds = {"signs": [(p, t) for p, t, _ in signs],
+             "signs set tight": [(p, t) for p, t, f in signs if f["tight"]],
+             "signs upside down": [(p, t) for p, t, f in signs if f["angle"] == 180],
+             "screenshots": screens}
+    for name, items in kinds.items():
+        readings = [read_timed(reader, picture) for picture, _ in items]
+        truths = [truth for _, truth in items]
+        out[name] = {"pictures": len(items), "split": score(truths, [r[0] for r in readings]),
+                     "as_recognized": score(truths, [r[1] for r in readings]),
+                     "ms_median": _median_ms([r[2] for r in readings])}
+    plain_readings = [read_timed(reader, picture) for picture in plain]
+    out["without text"] = {"pictures": len(plain),
+                           "invented_share": round(sum(1 for r in plain_readings if r[0])
+                                                   / max(1, len(plain)), 3),
+                           "invented_words": sorted({w for r in plain_readings for w in r[0]})[:20],
+                           "ms_median": _median_ms([r[2] for r in plain_readings])}
+    return out
+
+
+def large_signs(photos: list[Image.Image], count: int, rng: random.Random) -> list[Sign]:
+    """Signs on 12-megapixel photos (4000x3000), the words as large relative to the photo as on small ones."""
+    made = []
+    for picture, phrase, facts in sign_pictures(photos, count, rng):
+        made.append((picture.resize((4000, 3000), Image.Resampling.BICUBIC), phrase, facts))
+    return made
+
+
+def variants(signs: list[Sign], large: list[Sign]) -> dict[str, Any]:
+    """The direction classifier on and off, and the size pictures are shrunk to before reading."""
+    out: dict[str, Any] = {}
+    for use_cls in (True, False):
+        reader = TextReader(use_cls=use_cls)
+        reader.load()
+        readings = [read_timed(reader, picture) for picture, _, _ in signs]
+        upside = [(r, t) for r, (_, t, f) in zip(readings, signs, strict=True) if f["angle"] == 180]
+        out[f"cls={'on' if use_cls else 'off'}"] = {
+            "recall": score([t for _, t, _ in signs], [r[0] for r in readings])["recall"],
+            "recall_upside_down": score([t for _, t in upside], [r[0] for r, _ in upside])["recall"],
+            "ms_median": _median_ms([r[2] for r in readings])}
+    for side in (960, 1280, MAX_SIDE, 2000):
+        reader = TextReader(max_side=side)
+        reader.load()
+        readings = [read_timed(reader, picture) for picture, _, _ in large]
+        out[f"12 MP shrunk to {side}"] = {
+            "recall": score([t for _, t, _ in large], [r[0] for r in readings])["recall"],
+            "ms_median": _median_ms([r[2] for r in readings])}
+    return out
+
+
+def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "clipseek", "worker", "--no-beat",
+                             "--loglevel", "WARNING"], env=env)
+
+
+def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlog: int,
+                            rounds: int) -> dict[str, Any]:
+    """Images/s a warm worker indexes new pictures at: reading off, against reading on with a
+    backlog of pictures waiting to be read when they arrive; the rounds alternate."""
+    from sqlalchemy import text
+
+    from bench.make_images import make_photos
+    from clipseek.context import Context
+    from clipseek.indexing.queueing import wait_until_indexed
+    from clipseek.indexing.reading import reading_counts, unread, wait_until_read
+    from clipseek.library.ingest import ingest_inline, ingest_queued
+    from clipseek.settings import Settings
+    from clipseek.upkeep.reindexing import reread_words
+
+    paths = make_photos(home / "photos", 1 + backlog + new)
+    warm, old, fresh = paths[0], paths[1:1 + backlog], paths[1 + backlog:]
+    rates: dict[str, list[float]] = {"reading off": [], "reading on, backlog waiting": []}
+    read_rates: list[float] = []
+    for round_ in range(rounds):
+        for mode in rates:
+            on = mode != "reading off"
+            settings = Settings.from_env({**env, "CLIPSEEK_OCR": "1" if on else "0"})
+            ctx = Context(settings)
+            with ctx.db.engine.begin() as conn:
+                conn.execute(text("TRUNCATE images RESTART IDENTITY CASCADE"))
+            worker = _worker({**env, "CLIPSEEK_OCR": "1" if on else "0"})
+            try:
+                first = ingest_queued(ctx.db, [Candidate(path=warm, source="folder")], settings=settings,
+                                      enqueue=ctx.enqueue)
+                assert wait_until_indexed(ctx.db, first.registered.new_ids, model=settings.model,
+                                          timeout_s=600, poll_s=0.05) == 0
+                if on:  # the models load on the first reading, before the measurement
+                    assert wait_until_read(ctx.db, first.registered.new_ids, timeout_s=600, poll_s=0.05) == 0
+                    ingest_inline(ctx.db, ctx.encoder, [Candidate(path=p, source="folder") for p in old],
+                                  settings=settings)
+                    with ctx.db.session() as session:
+                        waiting = reread_words(session, enqueue=ctx.enqueue_reading)
+                    while True:  # the worker is reading when the new pictures arrive
+                        with ctx.db.session() as session:
+                            if reading_counts(session).read > 1:
+                                break
+                        time.sleep(0.05)
+                started = time.perf_counter()
+                summary = ingest_queued(ctx.db, [Candidate(path=p, source="folder") for p in fresh],
+                                        settings=settings, enqueue=ctx.enqueue)
+                assert wait_until_indexed(ctx.db, summary.registered.new_ids, model=settings.model,
+                                          timeout_s=3600, poll_s=0.05) == 0
+                rates[mode].append(len(fresh) / (time.perf_counter() - started))
+                if on:
+                    to_read = waiting + summary.registered.new_ids
+                    with ctx.db.session() as session:
+                        remaining = unread(session, to_read)
+                    started = time.perf_counter()
+                    assert wait_until_read(ctx.db, to_read, timeout_s=3600, poll_s=0.1) == 0
+                    read_rates.append(remaining / (time.perf_counter() - started))
+            finally:
+                worker.terminate()
+                worker.wait(timeout=60)
+                ctx.close()
+        print(f"round {round_ + 1}: " + ", ".join(f"{m} {r[-1]:.2f}/s" for m, r in rates.items()), flush=True)
+    medians = {mode: round(statistics.median(r), 2) for mode, r in rates.items()}
+    return {"new_pictures": len(fresh), "backlog": len(old), "rounds": rounds,
+            "images_per_s": medians, "all_rounds": {m: [round(x, 2) for x in r] for m, r in rates.items()},
+            "slowdown": round(1 - medians["reading on, backlog waiting"] / medians["reading off"], 3),
+            "reading_after_indexing_per_s": round(statistics.median(read_rates), 2)}
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    q = results["quality"]
+    rows = [[name, r["pictures"], r["split"]["recall"], r["as_recognized"]["recall"], r["split"]["precision"],
+             r["as_recognized"]["precision"], r["ms_median"]]
+            for name, r in q.items() if name != "without text"]
+    plain = q["without text"]
+    md = ("Stored words against printed words (one thread; recall and precision with the split of "
+          "run-together words, and as the recognizer returned them):\n\n" + markdown_table(
+              ["pictures", "count", "recall (split)", "recall (as recognized)", "precision (split)",
+               "precision (as recognized)", "ms per picture (median)"], rows)
+          + f"\n\nPhotos without text: {plain['pictures']}, text invented on {plain['invented_share']:.1%} "
+          f"(words: {', '.join(plain['invented_words']) or 'none'}); {plain['ms_median']} ms per picture "
+          "(median).\n\n" + markdown_table(
+              ["variant", "recall", "recall upside down", "ms per picture (median)"],
+              [[name, v["recall"], v.get("recall_upside_down", "-"), v["ms_median"]]
+               for name, v in results["variants"].items()]))
+    if "indexing" in results:
+        ix = results["indexing"]
+        md += (f"\n\nIndexing beside reading, one warm worker, median of {ix['rounds']} alternating "
+               f"rounds of {ix['new_pictures']} new pictures (backlog: {ix['backlog']} pictures waiting "
+               "to be read when they arrive):\n\n" + markdown_table(
+                   ["worker", "images indexed per s", "every round"],
+                   [[m, r, ", ".join(map(str, ix["all_rounds"][m]))] for m, r in ix["images_per_s"].items()])
+               + f"\n\nSlowdown of indexing: {ix['slowdown']:.1%}; reading afterwards: "
+               f"{ix['reading_after_indexing_per_s']} pictures/s.")
+    return md
+
+
+def main() -> None:
+    """Measure and write bench/results/epyc-avx512-bf16/ocr.{json,md}."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--signs", type=int, default=80)
+    parser.add_argument("--screens", type=int, default=12)
+    parser.add_argument("--plain", type=int, default=60)
+    parser.add_argument("--large", type=int, default=16)
+    parser.add_argument("--new", type=int, default=96, help="pictures indexed per round beside reading")
+    parser.add_argument("--backlog", type=int, default=48, help="pictures waiting to be read meanwhile")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-indexing", action="store_true", help="leave out the worker measurement")
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.tiny:
+        args.signs, args.screens, args.plain, args.large = 8, 2, 4, 2
+        args.new, args.backlog, args.rounds = 4, 4, 1
+    rng = random.Random(7)
+    results: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "out"},
+                               "reader": {"max_side": MAX_SIDE, "threads": 1}}
+    with scratch_home() as home:
+        photos = source_photos(home / "samples")
+        results["source_photos"] = len(photos)
+        signs = sign_pictures(photos, args.signs, rng)
+        reader = TextReader()
+        reader.load()
+        print("reading signs, screenshots and photos without text…", flush=True)
+        results["quality"] = quality(reader, signs, screenshots(args.screens, rng),
+                                     plain_pictures(photos, args.plain, rng))
+        print("the direction classifier and the size pictures are read at…", flush=True)
+        results["variants"] = variants(signs, large_signs(photos, args.large, rng))
+        if not args.no_indexing:
+            from clipseek.settings import RANDOM_MODEL
+
+            env = {**os.environ, "CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
+                   "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_BATCH_SIZE": "4" if args.tiny else "32"}
+            env.pop("DATABASE_URL", None)
+            env.pop("REDIS_URL", None)
+            try:
+                print("indexing beside reading…", flush=True)
+                results["indexing"] = indexing_beside_reading(home, env, new=args.new, backlog=args.backlog,
+                                                              rounds=args.rounds)
+            finally:
+                from clipseek.indexing.embedded_redis import EmbeddedRedis
+                from clipseek.store.embedded_db import EmbeddedPostgres
+
+                EmbeddedRedis(home / "redis").stop()
+                EmbeddedPostgres(home / "pgdata").stop()
+    md = _markdown(results)
+    write_results("ocr-tiny" if args.tiny else "ocr", results, md, args.out or RESULTS)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
