@@ -4,6 +4,7 @@ searched like captions, shown apart from them, and counted by status."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.errors import ConfigError
 from clipseek.indexing.broker import READ_QUEUE, broker_client, ids_read_in_broker
 from clipseek.indexing.reading import read_words, reading_counts
 from clipseek.indexing.text_reader import TextReader
@@ -209,3 +211,12 @@ def test_the_image_page_and_the_api_show_the_text_found_apart_from_the_captions(
     status = client.get("/api/status").get_json()["words_in_pictures"]
     assert (status["read"], status["with_text"], status["waiting"]) == (3, 1, 0)
     assert "Words in pictures" in client.get("/status").get_data(as_text=True)
+
+
+def test_reading_is_on_unless_clipseek_ocr_says_off() -> None:
+    home = {"CLIPSEEK_HOME": "/tmp/clipseek-settings-test"}
+    assert Settings.from_env(home).ocr is True
+    assert Settings.from_env(home | {"CLIPSEEK_OCR": "0"}).ocr is False
+    assert Settings.from_env(home | {"CLIPSEEK_OCR": "off"}).ocr is False
+    with pytest.raises(ConfigError, match=re.escape("CLIPSEEK_OCR must be 1 (on) or 0 (off), not 'maybe'.")):
+        Settings.from_env(home | {"CLIPSEEK_OCR": "maybe"})

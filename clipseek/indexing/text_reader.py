@@ -81,8 +81,11 @@ class TextReader:
         """Load the three models now rather than on the first read."""
         with self._lock:
             if self._engine is None:
+                import cv2
                 from rapidocr_onnxruntime import RapidOCR
 
+                # OpenCV's own threads (resizing, warping the crops) stay on the same core.
+                cv2.setNumThreads(self.threads)
                 self._engine = RapidOCR(intra_op_num_threads=self.threads, inter_op_num_threads=1,
                                         use_cls=self.use_cls)
 

@@ -23,7 +23,8 @@
     '<figure><img alt=""><figcaption></figcaption></figure>' +
     '<button type="button" class="viewer-next" aria-label="Next image">›</button></div>' +
     '<div class="viewer-side"><ul class="viewer-captions"></ul>' +
-    '<section class="viewer-text" hidden><h2>Text found in the picture</h2><p></p></section>' +
+    '<section class="viewer-text" hidden aria-label="Text found in the picture">' +
+    '<p class="viewer-text-label">Text found in the picture</p><p class="viewer-text-lines"></p></section>' +
     '<dl class="viewer-facts"></dl>' +
     '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
     '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
@@ -57,7 +58,7 @@
     q("#viewer-title").textContent = "Image " + (index + 1) + " of " + all.length;
     q("figcaption").textContent = "";
     q(".viewer-captions").textContent = "";
-    q(".viewer-text p").textContent = "";
+    q(".viewer-text-lines").textContent = "";
     q(".viewer-text").hidden = true;
     q(".viewer-facts").textContent = "";
     q(".viewer-error").textContent = "";
@@ -81,8 +82,8 @@
         if (lines.length) {
           // Each line as read, kept apart; textContent, so no markup in a picture reaches the page.
           lines.forEach((line, n) => {
-            if (n) q(".viewer-text p").appendChild(document.createElement("br"));
-            q(".viewer-text p").appendChild(document.createTextNode(line));
+            if (n) q(".viewer-text-lines").appendChild(document.createElement("br"));
+            q(".viewer-text-lines").appendChild(document.createTextNode(line));
           });
           q(".viewer-text").hidden = false;
         }
