@@ -247,7 +247,7 @@ def variants(signs: list[Sign], large: list[Sign]) -> dict[str, Any]:
             "recall_upside_down": score([t for _, t in upside], [r[0] for r, _ in upside])["recall"],
             "cpu_ms_median": _median_ms([r[2] for r in readings]),
                      "wall_ms_median": _median_ms([r[3] for r in readings])}
-    for side in (960, 1280, MAX_SIDE, 2000):
+    for side in (960, 1280, 1600, 2000):
         reader = TextReader(max_side=side)
         reader.load()
         readings = [read_timed(reader, picture) for picture, _, _ in large]
@@ -271,7 +271,7 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
 
     from bench.make_images import make_photos
     from clipseek.context import Context
-    from clipseek.indexing.queueing import wait_until_indexed
+    from clipseek.indexing.queueing import Enqueue, wait_until_indexed
     from clipseek.indexing.reading import reading_counts, unread, wait_until_read
     from clipseek.library.ingest import ingest_inline, ingest_queued
     from clipseek.settings import Settings
@@ -281,6 +281,9 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
     warm, old, fresh = paths[0], paths[1:1 + backlog], paths[1 + backlog:]
     rates: dict[str, list[float]] = {"reading off": [], "reading on, backlog waiting": []}
     firsts: dict[str, list[float]] = {mode: [] for mode in rates}
+    # From the first index task's sending to its first picture indexed: what a reading in
+    # progress makes indexing wait, without the registration before it.
+    handovers: dict[str, list[float]] = {mode: [] for mode in rates}
     read_rates: list[float] = []
     for round_ in range(rounds):
         for mode in rates:
@@ -306,9 +309,16 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
                             if reading_counts(session).read > 1:
                                 break
                         time.sleep(0.05)
+                sent_at: list[float] = []
+
+                def enqueue(ids: list[int], model: str, sent: list[float] = sent_at,
+                            send: Enqueue = ctx.enqueue) -> None:
+                    sent.append(time.perf_counter())
+                    send(ids, model)
+
                 started = time.perf_counter()
                 summary = ingest_queued(ctx.db, [Candidate(path=p, source="folder") for p in fresh],
-                                        settings=settings, enqueue=ctx.enqueue)
+                                        settings=settings, enqueue=enqueue)
                 first_at: list[float] = []
 
                 def progress(done: int, seen: list[float] = first_at) -> None:
@@ -319,6 +329,7 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
                                           timeout_s=3600, poll_s=0.05, on_progress=progress) == 0
                 rates[mode].append(len(fresh) / (time.perf_counter() - started))
                 firsts[mode].append(first_at[0] - started)
+                handovers[mode].append(first_at[0] - sent_at[0])
                 if on:  # reading goes on after indexing: its rate over a while
                     to_read = waiting + summary.registered.new_ids
                     with ctx.db.session() as session:
@@ -336,10 +347,13 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
             "images_per_s": medians, "all_rounds": {m: [round(x, 2) for x in r] for m, r in rates.items()},
             "slowdown": round(1 - medians["reading on, backlog waiting"] / medians["reading off"], 3),
             "first_indexed_s": {m: round(statistics.median(f), 2) for m, f in firsts.items()},
+            "first_indexed_after_sent_s": {m: round(statistics.median(f), 2) for m, f in handovers.items()},
             "reading_after_indexing_per_s": round(statistics.median(read_rates), 2)}
 
 
 def _markdown(results: dict[str, Any]) -> str:
+    if "quality" not in results:
+        return _indexing_markdown(results["indexing"])
     q = results["quality"]
     rows = [[name, r["pictures"], r["split"]["recall"], r["as_recognized"]["recall"], r["split"]["precision"],
              r["as_recognized"]["precision"], r["cpu_ms_median"], r["wall_ms_median"]]
@@ -357,16 +371,21 @@ def _markdown(results: dict[str, Any]) -> str:
               [[name, v["recall"], v.get("recall_upside_down", "-"), v["cpu_ms_median"], v["wall_ms_median"]]
                for name, v in results["variants"].items()]))
     if "indexing" in results:
-        ix = results["indexing"]
-        md += (f"\n\nIndexing beside reading, one warm worker, median of {ix['rounds']} alternating "
-               f"rounds of {ix['new_pictures']} new pictures (backlog: {ix['backlog']} pictures waiting "
-               "to be read when they arrive):\n\n" + markdown_table(
-                   ["worker", "images indexed per s", "every round"],
-                   [[m, r, ", ".join(map(str, ix["all_rounds"][m]))] for m, r in ix["images_per_s"].items()])
-               + f"\n\nSlowdown of indexing: {ix['slowdown']:.1%}. First new picture indexed after "
-               + ", ".join(f"{s} s ({m})" for m, s in ix["first_indexed_s"].items())
-               + f" (medians). Reading afterwards: {ix['reading_after_indexing_per_s']} pictures/s.")
+        md += "\n\n" + _indexing_markdown(results["indexing"])
     return md
+
+
+def _indexing_markdown(ix: dict[str, Any]) -> str:
+    return (f"Indexing beside reading, one warm worker, median of {ix['rounds']} alternating "
+            f"rounds of {ix['new_pictures']} new pictures (backlog: {ix['backlog']} pictures waiting "
+            "to be read when they arrive):\n\n" + markdown_table(
+                ["worker", "images indexed per s", "every round"],
+                [[m, r, ", ".join(map(str, ix["all_rounds"][m]))] for m, r in ix["images_per_s"].items()])
+            + f"\n\nSlowdown of indexing: {ix['slowdown']:.1%}. First new picture indexed after "
+            + ", ".join(f"{s} s ({m})" for m, s in ix["first_indexed_s"].items())
+            + " (medians); after its index task was sent: "
+            + ", ".join(f"{s} s ({m})" for m, s in ix["first_indexed_after_sent_s"].items())
+            + f". Reading afterwards: {ix['reading_after_indexing_per_s']} pictures/s.")
 
 
 def main() -> None:
@@ -381,6 +400,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=32, help="pictures waiting to be read meanwhile")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-indexing", action="store_true", help="leave out the worker measurement")
+    parser.add_argument("--only-indexing", action="store_true", help="only the worker measurement")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -393,14 +413,15 @@ def main() -> None:
     with scratch_home() as home:
         photos = source_photos(home / "samples")
         results["source_photos"] = len(photos)
-        signs = sign_pictures(photos, args.signs, rng)
-        reader = TextReader()
-        reader.load()
-        print("reading signs, screenshots and photos without text…", flush=True)
-        results["quality"] = quality(reader, signs, screenshots(args.screens, rng),
-                                     plain_pictures(photos, args.plain, rng))
-        print("the direction classifier and the size pictures are read at…", flush=True)
-        results["variants"] = variants(signs, large_signs(photos, args.large, rng))
+        if not args.only_indexing:
+            signs = sign_pictures(photos, args.signs, rng)
+            reader = TextReader()
+            reader.load()
+            print("reading signs, screenshots and photos without text…", flush=True)
+            results["quality"] = quality(reader, signs, screenshots(args.screens, rng),
+                                         plain_pictures(photos, args.plain, rng))
+            print("the direction classifier and the size pictures are read at…", flush=True)
+            results["variants"] = variants(signs, large_signs(photos, args.large, rng))
         if not args.no_indexing:
             from clipseek.settings import RANDOM_MODEL
 
@@ -420,7 +441,8 @@ def main() -> None:
                 EmbeddedRedis(home / "redis").stop()
                 EmbeddedPostgres(home / "pgdata").stop()
     md = _markdown(results)
-    write_results("ocr-tiny" if args.tiny else "ocr", results, md, args.out or RESULTS)
+    name = "ocr-tiny" if args.tiny else "ocr-indexing" if args.only_indexing else "ocr"
+    write_results(name, results, md, args.out or RESULTS)
     print(md)
 
 

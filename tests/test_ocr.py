@@ -15,7 +15,15 @@ from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import ConfigError
-from clipseek.indexing.broker import READ_QUEUE, broker_client, ids_read_in_broker
+from clipseek.indexing.broker import (
+    READ_QUEUE,
+    broker_client,
+    create_celery,
+    ids_read_in_broker,
+    indexing_waits,
+    send_index_task,
+    send_read_task,
+)
 from clipseek.indexing.reading import read_words, reading_counts
 from clipseek.indexing.text_reader import TextReader
 from clipseek.library.ingest import ingest_inline
@@ -220,3 +228,17 @@ def test_reading_is_on_unless_clipseek_ocr_says_off() -> None:
     assert Settings.from_env(home | {"CLIPSEEK_OCR": "off"}).ocr is False
     with pytest.raises(ConfigError, match=re.escape("CLIPSEEK_OCR must be 1 (on) or 0 (off), not 'maybe'.")):
         Settings.from_env(home | {"CLIPSEEK_OCR": "maybe"})
+
+
+def test_a_reading_worker_sees_an_index_task_waiting_in_the_broker(
+    settings: Settings, redis_url: str, broker: redis.Redis,
+) -> None:
+    assert indexing_waits(broker) is False
+    app = create_celery(settings.with_changes(redis_url=redis_url))
+    try:
+        send_index_task(app, [1, 2], settings.model)
+        assert indexing_waits(broker) is True
+        send_read_task(app, [1, 2])
+        assert ids_read_in_broker(broker) == {1, 2}
+    finally:
+        app.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +29,22 @@ def worker_env(cli_env: dict[str, str], redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env, tmp_path / "worker.log")
-    yield process
-    process.stop()
+def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        started.append(WorkerProcess(worker_env, tmp_path / "worker.log"))
+        started[-1].wait_ready()
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 def test_the_worker_indexes_waiting_pictures_before_it_reads_words_queued_earlier(
     db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
-    worker_env: dict[str, str], worker: WorkerProcess, tmp_path: Path,
+    worker_env: dict[str, str], start_worker: Callable[[], WorkerProcess], tmp_path: Path,
 ) -> None:
     by_name = {c.path.name: c.path for c in sample_photos}
     # Indexed before, their words not read: sent to be read first, while no worker runs.
@@ -54,7 +61,7 @@ def test_the_worker_indexes_waiting_pictures_before_it_reads_words_queued_earlie
     queued = run_in_process(worker_env, "ingest", str(folder), "--no-progress")
     assert queued.returncode == 0, queued.stderr
 
-    worker.wait_ready()
+    start_worker()  # only now: everything above waits in the queues when it starts
 
     def everything_read() -> bool:
         with db.session() as s:

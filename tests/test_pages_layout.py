@@ -12,6 +12,8 @@ from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.reading import record_failure, record_text
+from clipseek.indexing.text_reader import TextFound, TextLine
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
@@ -60,6 +62,12 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
     with db.session() as session:
         failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
         long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
+        # Words read in the picture, one line of them long, and a picture whose words could not be read.
+        box = [[10.0, 10.0], [300.0, 10.0], [300.0, 40.0], [10.0, 40.0]]
+        record_text(session, long_id, TextFound([TextLine(LONG_NAME.upper(), LONG_NAME, 0.91, box),
+                                                 TextLine("OPEN DAILY", "OPENDAILY", 0.97, box)]))
+        record_failure(session, long_id - 1, f"unreadable image file ({LONG_NAME})")
+        session.commit()
     return {"indexed": long_id, "failed": failed}
 
 

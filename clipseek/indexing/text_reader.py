@@ -18,10 +18,11 @@ from PIL import Image
 from clipseek.photo.imaging import fit_rgb, probe
 from clipseek.photo.word_splitting import recover_words
 
-# Pictures are read at most this large (longer side, pixels): a 12-megapixel photo shrunk
-# to it costs a third of its full-size reading and kept every word of the benchmark's signs
-# (bench/ocr.py, BENCHMARKS.md).
-MAX_SIDE = 1600
+# Pictures are read at most this large (longer side, pixels). On 12-megapixel photos with
+# signs (bench/ocr.py, BENCHMARKS.md) 1,280 found as many words as 1,600 or 2,000 (the
+# detector keeps large letters better when they are not huge) for 40% and 60% less CPU;
+# 960 lost some.
+MAX_SIDE = 1280
 # Lines read with less confidence are mostly texture taken for letters.
 MIN_CONFIDENCE = 0.75
 # Each reader runs on one core: it works beside CLIP indexing in other workers without
