@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import ConfigError
@@ -24,7 +25,7 @@ from clipseek.indexing.broker import (
     send_index_task,
     send_read_task,
 )
-from clipseek.indexing.reading import read_words, reading_counts
+from clipseek.indexing.reading import make_way_for_indexing, read_words, reading_counts
 from clipseek.indexing.text_reader import TextReader
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
@@ -180,8 +181,10 @@ def test_reading_hands_the_rest_back_when_indexing_waits(
 
 
 def test_recovery_sends_waiting_pictures_that_nothing_holds_once(
-    db: Database, indexed: dict[str, int], broker: redis.Redis,
+    db: Database, indexed: dict[str, int], broker: redis.Redis, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A whole collection may wait (after an upgrade): ids go to the database in slices.
+    monkeypatch.setattr("clipseek.indexing.reading.IDS_PER_STATEMENT", 2)
     sent: list[list[int]] = []
 
     def enqueue(ids: list[int]) -> None:
@@ -242,3 +245,19 @@ def test_a_reading_worker_sees_an_index_task_waiting_in_the_broker(
         assert ids_read_in_broker(broker) == {1, 2}
     finally:
         app.close()
+
+
+def test_reading_makes_way_while_pictures_wait_to_be_indexed(db: Database, indexed: dict[str, int]) -> None:
+    with db.session() as s:
+        assert make_way_for_indexing(s, lambda: False) is False  # nothing waits: read on
+        assert make_way_for_indexing(s, lambda: True) is True  # an index task waits
+        # A picture registered but not yet sent (an import under way): wait for its task,
+        # and hand the turn over when it comes ...
+        s.execute(update(Image).where(Image.id == indexed["cat.jpg"]).values(status="registered"))
+        s.commit()
+        calls = iter([False, False, True])
+        assert make_way_for_indexing(s, lambda: next(calls), poll_s=0.01) is True
+        # ... or when waiting has lasted long enough.
+        started = time.monotonic()
+        assert make_way_for_indexing(s, lambda: False, patience_s=0.2, poll_s=0.01) is True
+        assert time.monotonic() - started >= 0.2

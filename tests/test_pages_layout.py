@@ -162,3 +162,21 @@ def test_status_page_during_a_switch_fits_and_passes_axe_on_desktop_and_phone_in
                 page.screenshot(path=screenshots / f"status-switch-{size}-{scheme}.png", full_page=True)
             page.close()
     assert not problems, "\n".join(problems)
+
+
+def test_the_viewer_shows_the_text_found_in_a_picture_and_still_fits_a_phone(
+    browser: Browser, library: dict[str, int], settings: Settings, redis_url: str,
+) -> None:
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"http://127.0.0.1:{port}/collections/browse?name={LONG_NAME}")
+        page.locator(f"[data-viewer-id='{library['indexed']}'] a").first.click()
+        found = page.locator("#viewer .viewer-text")
+        found.wait_for(state="visible")
+        text = found.inner_text()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.keyboard.press("Escape")
+        page.wait_for_load_state("networkidle")
+        page.close()
+    assert text.splitlines() == ["Text found in the picture", LONG_NAME.upper(), "OPEN DAILY"]
+    assert overflow <= 0

@@ -11,7 +11,7 @@ from clipseek.context import shared_context
 from clipseek.errors import DatabaseUnavailable
 from clipseek.indexing.broker import INDEX_TASK, READ_TASK, broker_client, indexing_waits
 from clipseek.indexing.encoding import index_images
-from clipseek.indexing.reading import queue_for_reading, read_words, skip_reading
+from clipseek.indexing.reading import make_way_for_indexing, queue_for_reading, read_words, skip_reading
 from clipseek.switching.switch import after_index_task, is_known
 
 log = logging.getLogger("clipseek.worker")
@@ -54,8 +54,9 @@ def index_images_task(self: Task, image_ids: list[int], model: str) -> dict[str,
 def read_words_task(self: Task, image_ids: list[int]) -> dict[str, int]:
     """Read the words in a batch of indexed images; images read already are skipped.
 
-    Before each picture it looks at the indexing queue: when a batch waits there, the rest
-    of this one is sent again (behind it) and the worker goes back to indexing.
+    Before each picture it looks at indexing: when an index task waits, or pictures wait
+    for theirs, the rest of this batch is sent again (behind it) and the worker goes back
+    to indexing (clipseek.indexing.reading.make_way_for_indexing).
     """
     ctx = shared_context(self.app.conf.clipseek_settings)
     client = broker_client(ctx.settings)
@@ -63,7 +64,8 @@ def read_words_task(self: Task, image_ids: list[int]) -> dict[str, int]:
         with ctx.db.session() as session:
             report = read_words(session, ctx.text_reader, image_ids,
                                 max_pixels=ctx.settings.max_image_pixels,
-                                hand_over=lambda: indexing_waits(client))
+                                hand_over=lambda: make_way_for_indexing(session,
+                                                                        lambda: indexing_waits(client)))
     finally:
         client.close()
     if report.handed_back:

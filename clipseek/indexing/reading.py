@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.text_reader import TextFound, TextReader
 from clipseek.photo.caption_text import shorten
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.store.db import Database
-from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus, OcrState
+from clipseek.store.tables import WAITING, Caption, CaptionSource, Image, ImageStatus, OcrState
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,20 @@ class ReadReport:
     handed_back: list[int] = field(default_factory=list)
 
 
+# Ids per statement when many are asked about (a whole collection waits after an upgrade):
+# PostgreSQL's protocol takes at most 65,535 parameters.
+IDS_PER_STATEMENT = 10_000
+
+
 def images_to_read(session: Session, image_ids: Sequence[int]) -> list[tuple[int, str]]:
     """Of these ids, the (id, path) of the images that wait to be read."""
-    rows = session.execute(select(Image.id, Image.path)
-                           .where(Image.id.in_(image_ids), waits_to_be_read()).order_by(Image.id))
-    return [(row.id, row.path) for row in rows]
+    ids = sorted(image_ids)
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        rows = session.execute(select(Image.id, Image.path).where(
+            Image.id.in_(ids[start:start + IDS_PER_STATEMENT]), waits_to_be_read()).order_by(Image.id))
+        found += [(row.id, row.path) for row in rows]
+    return found
 
 
 def queue_for_reading(session: Session, image_ids: Sequence[int], *, enqueue: EnqueueReading) -> int:
@@ -104,6 +113,33 @@ def record_failure(session: Session, image_id: int, reason: str) -> None:
     """Mark one image's reading failed with the reason; its status stays as it is. The caller commits."""
     session.execute(update(Image).where(Image.id == image_id)
                     .values(ocr_state=OcrState.FAILED, ocr_error=reason, ocr_at=func.now()))
+
+
+# How long a reading worker waits for the index task of pictures that wait to be indexed
+# (an import registers its files before it sends their task) before it hands its batch back.
+PATIENCE_S = 30.0
+
+
+def make_way_for_indexing(session: Session, index_task_waits: Callable[[], bool], *,
+                          patience_s: float = PATIENCE_S, poll_s: float = 0.25) -> bool:
+    """Whether reading should stop now and leave the worker to indexing.
+
+    Yes at once when an index task waits in the broker. While pictures wait to be indexed
+    but their task is not there yet (an import is registering them, or another worker holds
+    it), reading must not take the cores either: it waits, looking again every `poll_s`,
+    and says yes if the task comes or `patience_s` passes, no once nothing waits.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        if index_task_waits():
+            return True
+        pending = session.scalar(select(exists().where(Image.status.in_(WAITING))))
+        session.commit()  # no transaction stays open while it waits
+        if not pending:
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(poll_s)
 
 
 def read_one(reader: TextReader, path: str, *, max_pixels: int) -> TextFound | str:
@@ -215,8 +251,10 @@ def reading_counts(session: Session, *, recent_failures: int = 10) -> ReadingCou
 
 def unread(session: Session, image_ids: Sequence[int]) -> int:
     """How many of these images still wait to be read."""
-    return int(session.scalar(select(func.count()).select_from(Image)
-                              .where(Image.id.in_(image_ids), waits_to_be_read())) or 0)
+    ids = list(image_ids)
+    return sum(int(session.scalar(select(func.count()).select_from(Image).where(
+        Image.id.in_(ids[start:start + IDS_PER_STATEMENT]), waits_to_be_read())) or 0)
+        for start in range(0, len(ids), IDS_PER_STATEMENT))
 
 
 def wait_until_read(db: Database, image_ids: Sequence[int], *, timeout_s: float,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from clipseek.context import Context
@@ -97,8 +97,9 @@ def requeue_lost(session: Session, broker: redis.Redis, *, model: str, batch_siz
 def unread_image_ids(session: Session, *, older_than_s: float) -> list[int]:
     """Images indexed longer ago than `older_than_s` whose words are not read yet."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-    return list(session.scalars(select(Image.id).where(waits_to_be_read(), Image.indexed_at <= cutoff)
-                                .order_by(Image.id)))
+    # A row indexed by an old version may have no time: it has waited long enough.
+    return list(session.scalars(select(Image.id).where(
+        waits_to_be_read(), or_(Image.indexed_at.is_(None), Image.indexed_at <= cutoff)).order_by(Image.id)))
 
 
 def requeue_lost_reading(session: Session, broker: redis.Redis, *, enqueue: EnqueueReading,
