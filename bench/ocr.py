@@ -164,7 +164,9 @@ def indexing_beside_reading(home: Path, env: dict[str, str], *, new: int, backlo
     handovers: dict[str, list[float]] = {mode: [] for mode in rates}
     read_rates: list[float] = []
     for round_ in range(rounds):
-        for mode in rates:
+        # Each mode goes first in every other round: a load that rises or falls during the
+        # run, or a database warmed by the round before, favours neither.
+        for mode in list(rates) if round_ % 2 == 0 else list(rates)[::-1]:
             on = mode != "reading off"
             settings = Settings.from_env({**env, "CLIPSEEK_OCR": "1" if on else "0"})
             ctx = Context(settings)
