@@ -151,7 +151,7 @@ def test_with_reading_off_pictures_are_skipped_and_reindex_ocr_sends_them_again(
     with db.session() as s:
         assert {i.ocr_state for i in s.scalars(select(Image))} == {"skipped"}
     assert _ocr_captions(db) == {}
-    env = cli_env | {"REDIS_URL": redis_url}
+    env = cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_OCR": "1"}
     off = run_in_process(env | {"CLIPSEEK_OCR": "0"}, "reindex", "--ocr")
     assert off.returncode == 1 and "CLIPSEEK_OCR=0" in off.stderr
     status = run_in_process(env | {"CLIPSEEK_OCR": "0"}, "status")

@@ -25,7 +25,7 @@ from tests.workers import WorkerProcess
 def worker_env(cli_env: dict[str, str], redis_url: str) -> dict[str, str]:
     # Batches of one: the new pictures make two index tasks, and the words of the first
     # task's pictures are queued for reading while the second still waits.
-    return cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_BATCH_SIZE": "1"}
+    return cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_BATCH_SIZE": "1", "CLIPSEEK_OCR": "1"}
 
 
 @pytest.fixture
