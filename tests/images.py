@@ -203,3 +203,20 @@ def photo_taken_at(source: Path, target: Path, latitude: float, longitude: float
     """A real photo whose EXIF GPS says it was taken at this latitude and longitude."""
     return photo_with_exif(source, target, lat_ref="N" if latitude >= 0 else "S", lat=_dms(latitude),
                            lon_ref="E" if longitude >= 0 else "W", lon=_dms(longitude))
+
+
+def photo_with_sign(source: Path, words: str, target: Path) -> Path:
+    """A real photo with a white sign printed on it (Pillow's own font), saved as a JPEG."""
+    from PIL import ImageDraw, ImageFont
+
+    with Image.open(source) as opened:
+        img = opened.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(24, img.width // 16))
+    _, _, width, height = draw.textbbox((0, 0), words, font=font)
+    x, y = img.width // 10, img.height // 2
+    draw.rectangle([x - 12, y - 12, x + width + 12, y + height + 12], fill="white")
+    draw.text((x, y), words, font=font, fill=(20, 20, 20))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    img.save(target, quality=90)
+    return target

@@ -14,7 +14,7 @@ from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
-from clipseek.store.tables import Image
+from clipseek.store.tables import Caption, Image
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
@@ -47,9 +47,12 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
         # the samples carry no GPS: two of them as if taken in Portugal
         session.execute(update(Image).where(Image.id.in_([1, 2])).values(
             place_city="Lisbon", place_region="Lisbon", place_country="Portugal", place_country_code="PT"))
+        # the words a worker would have read in one picture
+        session.add(Caption(image_id=2, source="ocr", text="FARMERS MARKET", confidence=0.97))
+        session.execute(update(Image).where(Image.id == 2).values(ocr_state="read"))
         session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -66,7 +69,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, album, hybrid, near, countries, cities, statuses, failures = results
+    neighbours, cats, album, hybrid, near, countries, cities, statuses, failures, words, reading = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
     assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[3]
@@ -88,6 +91,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
     # Image 5 is in the trash: counted nowhere.
     assert dict((r.status, r.count) for r in statuses) == {"indexed": 21}
     assert failures == []
+    assert [(r.id, r.text, float(r.confidence)) for r in words] == [(2, "FARMERS MARKET", 0.97)]
+    assert [tuple(r) for r in reading] == [("read", 1), (None, 21)]
 
 
 def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(

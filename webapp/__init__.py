@@ -78,6 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.globals["place_parts"] = presenters.place_parts
     app.jinja_env.globals["coordinates_text"] = presenters.coordinates_text
     app.jinja_env.globals["no_place_reason"] = NO_PLACE_REASON
+    app.jinja_env.globals["words_read"] = presenters.words_read
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
 

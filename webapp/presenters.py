@@ -12,7 +12,7 @@ from clipseek.indexing.failures import is_retryable
 from clipseek.library.captions import caption_dict, listed_captions
 from clipseek.photo.places import Place
 from clipseek.search.run import SearchHit, SearchPage
-from clipseek.store.tables import Image, ImageStatus
+from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus
 
 
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
@@ -47,6 +47,7 @@ def image_dict(image: Image) -> dict[str, Any]:
         "captions": [c.text for c in listed_captions(image.captions)],
         # The same captions with their ids and where each came from, for editing them.
         "caption_details": [caption_dict(c) for c in listed_captions(image.captions)],
+        "text_found": text_found(image),
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "missing_since": image.missing_since.isoformat() if image.missing_since else None,
@@ -65,6 +66,19 @@ def image_dict(image: Image) -> dict[str, Any]:
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
     }
+
+
+def words_read(image: Image) -> Caption | None:
+    """The caption holding the words read in the picture, if any were found."""
+    return next((c for c in image.captions if c.source == CaptionSource.OCR), None)
+
+
+def text_found(image: Image) -> dict[str, Any]:
+    """The words read in the picture, line by line, with the reader's confidence and state."""
+    found = words_read(image)
+    return {"state": image.ocr_state, "error": image.ocr_error,
+            "lines": found.text.splitlines() if found else [],
+            "confidence": None if found is None or found.confidence is None else round(found.confidence, 3)}
 
 
 def missing_notice(image: Image, subject: str = "this image") -> str | None:

@@ -27,6 +27,7 @@ from clipseek.indexing.broker import queue_depth
 from clipseek.indexing.encoding import pending_image_ids
 from clipseek.indexing.heartbeats import worker_states
 from clipseek.indexing.queueing import wait_until_indexed
+from clipseek.indexing.reading import reading_counts, wait_until_read
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
 from clipseek.library.duplicates import count_unhashed
@@ -45,8 +46,15 @@ from clipseek.upkeep.reindexing import (
     backfill_metadata,
     backfill_places,
     reindex_images,
+    reread_words,
 )
-from clipseek.upkeep.status import collection_status, count_by_status, places_summary, switch_summary
+from clipseek.upkeep.status import (
+    collection_status,
+    count_by_status,
+    places_summary,
+    reading_summary,
+    switch_summary,
+)
 
 
 @click.command()
@@ -189,15 +197,18 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Compute the perceptual hash (for near-duplicates) of images indexed without one.")
 @click.option("--places", is_flag=True,
               help="Name the place (city, region, country) of pictures whose GPS was never looked up.")
+@click.option("--ocr", is_flag=True,
+              help="Read the words in every indexed picture not read yet: those indexed before, "
+                   "skipped while reading was off, or whose reading failed.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, hashes: bool, places: bool, wait: bool) -> None:
-    """Queue images again: lost ones, failed ones, or all of them for another model; or read
-    what older images lack (EXIF facts, captions, hashes, places)."""
-    if not (stale or failed or model or metadata or captions or hashes or places):
+            metadata: bool, captions: bool, hashes: bool, places: bool, ocr: bool, wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, all of them for another model, or to read
+    their words; or fill in what older images lack (EXIF facts, captions, hashes, places)."""
+    if not (stale or failed or model or metadata or captions or hashes or places or ocr):
         raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
-                            "--captions, --hashes or --places.")
+                            "--captions, --hashes, --places or --ocr.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -216,6 +227,8 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
                    f"{placed.no_place} with {NO_PLACE_REASON}"
                    + (f", {placed.dropped} whose coordinates name no point (dropped)." if placed.dropped
                       else "."))
+    if ocr:
+        read_words_again(ctx, wait=wait)
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -237,6 +250,25 @@ def backfill_hashes_here(ctx: Context) -> None:
                                              on_batch=lambda done: move(done, max(done, total)))
     gone = f"; {unreadable} could not be read (their files are gone or broken)" if unreadable else ""
     click.echo(f"Computed the perceptual hash of {hashed} image(s){gone}.")
+
+
+def read_words_again(ctx: Context, *, wait: bool) -> None:
+    """Send the pictures whose words are not read to the workers; with `wait`, show their progress."""
+    if not ctx.settings.ocr:
+        raise ClipSeekError("Reading words in pictures is off (CLIPSEEK_OCR=0): turn it on for the "
+                            "workers and this command, then run `clipseek reindex --ocr` again.")
+    with ctx.db.session() as session, queue_errors(ctx):
+        ids = reread_words(session, enqueue=ctx.enqueue_reading)
+    click.echo(f"Sent {len(ids)} picture(s) to be read for words.")
+    if not (wait and ids):
+        return
+    warn_without_workers(ctx)
+    with position_bar("Reading words", "img", total=len(ids), show=True) as move:
+        remaining = wait_until_read(ctx.db, ids, timeout_s=86400, on_progress=lambda done: move(done, None))
+    with ctx.db.session() as session:
+        counts = reading_counts(session, recent_failures=0)
+    click.echo(f"Done: {counts.read} picture(s) read ({counts.with_text} with text), {counts.failed} "
+               f"failed" + (f", {remaining} still waiting (timed out)." if remaining else "."))
 
 
 @click.command()
@@ -273,6 +305,10 @@ def status(ctx: Context, as_json: bool) -> None:
     for unplaced in found.places.recent_no_place:
         click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "
                    f"({unplaced.latitude:.5f}, {unplaced.longitude:.5f})")
+    if found.reading is not None:
+        click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
+        for unread in found.reading.recent_failures:
+            click.echo(f"  not read #{unread.image_id} {unread.name}: {unread.error}")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

@@ -39,7 +39,7 @@ from clipseek.upkeep.status import count_images
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
 def worker(ctx: Context, beat: bool, loglevel: str) -> None:
-    """Run a background worker that indexes queued images (run several to go faster)."""
+    """Run a background worker that indexes queued images, then reads their words (run several: faster)."""
     # Here, not at the top: Celery takes a second to import, which other commands need not pay.
     from worker.app import run_worker
 

@@ -48,6 +48,11 @@ def listed_captions(captions: Iterable[Caption]) -> list[Caption]:
     return [c for c in captions if c.source not in DERIVED_SOURCES]
 
 
+def is_listed(caption: Caption) -> bool:
+    """Whether a caption is shown to people as a caption (see `listed()`)."""
+    return caption.source not in DERIVED_SOURCES
+
+
 # A caption's text as a person may write it: visible (clipseek.util.user_text), 1 to
 # MAX_CAPTION_CHARS characters.
 CaptionText = NewType("CaptionText", str)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.failures import FILE_GONE, is_retryable
+from clipseek.indexing.reading import forget_text
 from clipseek.library.captions import replace_derived_captions
 from clipseek.library.collections import folder_collection
 from clipseek.library.deletion import Selection, purge_images
@@ -286,6 +287,8 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
     session.execute(update(Image).where(Image.id == row.id).values(
         **item.file_columns(), missing_since=None, attempts=0, indexed_at=None,
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
+    # Its words are read again from the new content once it is indexed.
+    forget_text(session, row.id)
     if not item.error:  # a broken file says nothing new; it is read again once mended
         replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
     # Its coordinates were just written anew (none for a broken file): so is its place.

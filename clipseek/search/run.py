@@ -205,6 +205,7 @@ def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
         return []
     # Every results page runs this: one statement of the columns a hit shows, captions
     # included, rather than whole Image objects and a second query for their captions.
+    # Words read in the picture and its place are searched, but are no caption to show.
     captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
                 .where(Caption.image_id == Image.id, listed()).scalar_subquery())
     images = {row.id: row for row in session.execute(

@@ -1,4 +1,5 @@
-"""Queueing images again on request: lost ones, failed ones, or every image for another model."""
+"""Queueing images again on request: lost ones, failed ones, every image for another model, or
+those whose words are not read; and reading facts and captions into old rows."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from clipseek.indexing.broker import broker_client
 from clipseek.indexing.encoding import record_hashes
 from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
+from clipseek.indexing.reading import EnqueueReading, queue_for_reading, reset_for_reading
 from clipseek.library.captions import add_derived_captions, listed
 from clipseek.library.places import (
     Coordinates,
@@ -76,6 +78,15 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     tasks = lost.tasks + requeue(session, sorted(ids), model=target, mark=model is None,
                                  batch_size=settings.batch_size, enqueue=enqueue)
     return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
+
+
+def reread_words(session: Session, *, enqueue: EnqueueReading) -> list[int]:
+    """Send every indexed image whose words are not read (waiting, skipped or failed) to be read;
+    return them. Pictures indexed before reading existed are among the waiting ones."""
+    ids = reset_for_reading(session)
+    session.commit()
+    queue_for_reading(session, ids, enqueue=enqueue)
+    return ids
 
 
 # Called after each committed batch with how many images have been read so far.

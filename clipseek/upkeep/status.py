@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.heartbeats import WorkerState, worker_states
+from clipseek.indexing.reading import ReadingCounts, reading_counts
 from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
@@ -66,6 +67,8 @@ class StatusReport:
     in_trash: int = 0
     # Naming where pictures were taken from their GPS (never a reason to fail a picture).
     places: PlacesStatus = field(default_factory=PlacesStatus)
+    # Reading the words in indexed pictures (an enrichment: its failures leave images searchable).
+    reading: ReadingCounts | None = None
 
     @property
     def switch_percent(self) -> int | None:
@@ -101,7 +104,17 @@ class StatusReport:
             "switch": None if self.switch is None else {**self.switch.to_dict(),
                                                          "percent": self.switch_percent},
             "places": self.places.to_dict(),
+            "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
         }
+
+
+def reading_summary(reading: ReadingCounts, *, enabled: bool) -> str:
+    """One line on reading words in pictures, worded the same by `clipseek status` and the Status page."""
+    line = (f"{reading.read} picture(s) read ({reading.with_text} with text), {reading.waiting} waiting, "
+            f"{reading.failed} failed, {reading.skipped} skipped")
+    if not enabled:
+        return line + "; reading is off (CLIPSEEK_OCR=0)."
+    return line + "."
 
 
 def percent_done(progress: SwitchProgress) -> int:
@@ -184,7 +197,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
                            for r in recent_rejections(session, limit=recent_failures)],
         switch=switch_progress(session), in_trash=in_trash,
-        places=places_status(session, recent=recent_failures))
+        places=places_status(session, recent=recent_failures),
+        reading=reading_counts(session, recent_failures=recent_failures))
 
 
 def count_pending(session: Session) -> int:

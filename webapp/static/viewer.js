@@ -1,6 +1,7 @@
 // The viewer: a result card opens large in an overlay, with previous/next (buttons, arrow
-// keys, swipe), its captions and facts, download, "more like this", the image page and
-// delete. Without JavaScript each card's link still opens the image page.
+// keys, swipe), its captions, the text found in it and its facts, download, "more like
+// this", the image page and delete. Without JavaScript each card's link still opens the
+// image page.
 (function () {
   "use strict";
   const cards = () => Array.from(document.querySelectorAll("[data-viewer-id]"));
@@ -21,7 +22,10 @@
     '<button type="button" class="viewer-prev" aria-label="Previous image">‹</button>' +
     '<figure><img alt=""><figcaption></figcaption></figure>' +
     '<button type="button" class="viewer-next" aria-label="Next image">›</button></div>' +
-    '<div class="viewer-side"><ul class="viewer-captions"></ul><dl class="viewer-facts"></dl>' +
+    '<div class="viewer-side"><ul class="viewer-captions"></ul>' +
+    '<section class="viewer-text" hidden aria-label="Text found in the picture">' +
+    '<p class="viewer-text-label">Text found in the picture</p><p class="viewer-text-lines"></p></section>' +
+    '<dl class="viewer-facts"></dl>' +
     '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
     '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
     '<button type="button" class="viewer-delete">Delete</button></p>' +
@@ -57,6 +61,8 @@
     q("#viewer-title").textContent = "Image " + (index + 1) + " of " + all.length;
     q("figcaption").textContent = "";
     q(".viewer-captions").textContent = "";
+    q(".viewer-text-lines").textContent = "";
+    q(".viewer-text").hidden = true;
     q(".viewer-facts").textContent = "";
     q(".viewer-error").textContent = "";
     q(".viewer-status").textContent = "";
@@ -76,6 +82,15 @@
           li.textContent = text;
           q(".viewer-captions").appendChild(li);
         });
+        const lines = (image.text_found && image.text_found.lines) || [];
+        if (lines.length) {
+          // Each line as read, kept apart; textContent, so no markup in a picture reaches the page.
+          lines.forEach((line, n) => {
+            if (n) q(".viewer-text-lines").appendChild(document.createElement("br"));
+            q(".viewer-text-lines").appendChild(document.createTextNode(line));
+          });
+          q(".viewer-text").hidden = false;
+        }
         const facts = q(".viewer-facts");
         fact(facts, "Taken", image.taken_at ? image.taken_at.replace("T", " ") : null);
         fact(facts, "Camera", image.camera);
