@@ -46,7 +46,7 @@ $(VENV)/.bench-installed: $(STAMP) bench/requirements.txt
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	touch $@
 
-## Benchmarks (minutes; results in bench/results/): indexing throughput and search latency.
+## Benchmarks (minutes; results in bench/results/): indexing throughput, search latency, words in pictures.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.search
@@ -61,11 +61,13 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.filtered
 	$(BIN)/python -m bench.captions
 	$(BIN)/python -m bench.duplicates
+	$(BIN)/python -m bench.places
+	$(BIN)/python -m bench.ocr
 
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 # Each benchmark in its tiny form checks that the script runs; three at a time, since most of
 # their time goes to starting servers and workers (output kept together per benchmark).
-BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates
+BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates places ocr
 
 bench-tiny: $(VENV)/.bench-installed
 	@$(MAKE) --no-print-directory -j3 --output-sync=target $(addprefix bench-tiny-,$(BENCH_TINY))

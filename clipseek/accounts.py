@@ -7,9 +7,10 @@ import hashlib
 import ipaddress
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib.resources import files
 
 from argon2 import PasswordHasher
@@ -249,6 +250,15 @@ class Actor:
     name: str
 
 
+class AuditAction(StrEnum):
+    """What the audit records a person doing to a picture (rows before the trash say "delete")."""
+
+    UPLOAD = "upload"
+    TRASH = "trash"  # moved to the trash
+    RESTORE = "restore"  # brought back from the trash
+    PURGE = "purge"  # removed for good from the trash
+
+
 def record_uploads(session: Session, actor: Actor | None, image_ids: Iterable[int]) -> None:
     """Mark new uploads as added by `actor` and record them in the audit (the caller commits)."""
     ids = list(image_ids)
@@ -257,20 +267,29 @@ def record_uploads(session: Session, actor: Actor | None, image_ids: Iterable[in
     session.execute(update(Image).where(Image.id.in_(ids)).values(added_by=actor.user_id))
     names = {row.id: row.original_name for row in
              session.execute(select(Image.id, Image.original_name).where(Image.id.in_(ids)))}
-    session.add_all(AuditEvent(user_id=actor.user_id, user_name=actor.name, action="upload",
-                               image_id=i, image_name=names.get(i)) for i in ids)
+    record_image_events(session, actor, AuditAction.UPLOAD, {i: names.get(i) for i in ids})
 
 
-def record_deletions(session: Session, actor: Actor | None, images: dict[int, str]) -> None:
-    """Record deleted images (id -> name) in the audit (the caller commits)."""
+def record_image_events(session: Session, actor: Actor | None, action: AuditAction,
+                        images: Mapping[int, str | None]) -> None:
+    """Record what `actor` did to these images (id -> name) in the audit (the caller commits).
+
+    Nothing is recorded in the local single-user mode (no actor). Emptying the trash by the
+    scheduler is no person's doing: its log says what it removed.
+    """
     if actor is None:
         return
-    session.add_all(AuditEvent(user_id=actor.user_id, user_name=actor.name, action="delete",
+    session.add_all(AuditEvent(user_id=actor.user_id, user_name=actor.name, action=action.value,
                                image_id=i, image_name=name) for i, name in images.items())
 
 
+def record_deletions(session: Session, actor: Actor | None, images: dict[int, str]) -> None:
+    """Record images (id -> name) moved to the trash in the audit (the caller commits)."""
+    record_image_events(session, actor, AuditAction.TRASH, images)
+
+
 def recent_events(session: Session, *, limit: int = 50) -> list[AuditEvent]:
-    """The latest uploads and deletions, newest first."""
+    """The latest uploads, deletions and restores, newest first."""
     return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
 
 

@@ -15,9 +15,10 @@ def search(text: str = "", top_k: int = 5, page: int = 1, *, context: Context | 
            **filters: str | list[str]) -> SearchPage:
     """Rank the stored images against `text` (newest first without it); `top_k` results per page.
 
-    Keyword arguments are the search parameters of /api/search: collection, source, folder,
-    taken_from, taken_to, added_from, added_to, format, orientation, min_size, mode, sort,
-    min_score, like, example and all; e.g. search("a beach", orientation="portrait").
+    Keyword arguments are the search parameters of /api/search: collection, album (an id or a
+    name), source, folder, taken_from, taken_to, added_from, added_to, format, orientation,
+    min_size, place, mode, sort, min_score, like, example and all; e.g. search("a beach",
+    place="Portugal", album="Summer 2024").
     """
     params = {name: [value] if isinstance(value, str) else list(value) for name, value in filters.items()}
     request = parse_request(params | {"q": [text], "page": [str(page)], "per_page": [str(top_k)]})

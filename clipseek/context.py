@@ -1,4 +1,4 @@
-"""The things a ClipSeek process builds once: settings, database and encoder."""
+"""The things a ClipSeek process builds once: settings, database, encoder and text reader."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.indexing.broker import create_celery, send_index_task
+from clipseek.indexing.broker import create_celery, send_index_task, send_read_task
+from clipseek.indexing.text_reader import TextReader
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 
@@ -74,6 +75,11 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
+def shared_text_reader() -> TextReader:
+    """The process-wide text reader, so its models load once per process (on its first read)."""
+    return _shared_instance(TextReader, "default", TextReader)
+
+
 def shared_context(settings: Settings) -> Context:
     """The process-wide context for these settings (the worker's tasks and the Python API use it)."""
     return _shared_instance(Context, settings, lambda: Context(settings))
@@ -128,6 +134,11 @@ class Context:
         return self._decode_pool
 
     @property
+    def text_reader(self) -> TextReader | None:
+        """The process-wide reader of words in pictures, or None when reading is off (CLIPSEEK_OCR=0)."""
+        return shared_text_reader() if self.settings.ocr else None
+
+    @property
     def celery(self) -> Celery:
         """The Celery app (its broker is started if embedded); used to send work to workers."""
         if self._celery is None:
@@ -137,6 +148,10 @@ class Context:
     def enqueue(self, image_ids: list[int], model: str) -> None:
         """Send one batch of image ids to the workers."""
         send_index_task(self.celery, image_ids, model)
+
+    def enqueue_reading(self, image_ids: list[int]) -> None:
+        """Send one batch of indexed image ids to be read for words, at the workers' lower priority."""
+        send_read_task(self.celery, image_ids)
 
     def close(self) -> None:
         """Release the database connections and the decoding threads."""

@@ -61,6 +61,17 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     return (environ.get(name) or "").lower() in ("1", "true", "yes")
 
 
+def _switch(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 (on) or 0 (off), not {raw!r}.")
+
+
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = environ.get(name) or default
     if value not in choices:
@@ -97,6 +108,8 @@ class Settings:
     models_in_memory: int = 2
     trusted_proxies: int = 0
     duplicate_distance: int = DEFAULT_DUPLICATE_DISTANCE
+    trash_days: int = 30
+    ocr: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +153,12 @@ class Settings:
             # believed; none by default, since anyone can send those headers.
             trusted_proxies=_int(env, "CLIPSEEK_TRUSTED_PROXIES", 0, minimum=0),
             duplicate_distance=_duplicate_distance(env),
+            # Days a deleted picture stays in the trash, restorable, before the scheduler
+            # removes it for good.
+            trash_days=_int(env, "CLIPSEEK_TRASH_DAYS", 30),
+            # Read the words in every indexed picture, after CLIP, at a lower priority; off,
+            # pictures are marked skipped (`clipseek reindex --ocr` reads them later).
+            ocr=_switch(env, "CLIPSEEK_OCR", default=True),
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -155,6 +155,9 @@ def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
         "CLIPSEEK_MODEL": RANDOM_MODEL,
         "CLIPSEEK_OFFLINE": "1",
         "CLIPSEEK_PRECISION": TEST_PRECISION,
+        # Workers mark pictures skipped instead of reading their words: the tests of reading
+        # (test_ocr*.py) turn it on; elsewhere it would only add its CPU to every worker.
+        "CLIPSEEK_OCR": "0",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     })
     yield env

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 
 def photo_array(seed: int = 0, size: tuple[int, int] = (480, 640)) -> np.ndarray:
@@ -172,3 +172,51 @@ def write_holdout(folder: Path) -> dict[str, list[Path]]:
         scene.crop((round(w * dx), 0, round(w * (dx + 0.65)), round(h * 0.65))).save(view, quality=90)
         files[f"coffee-view-{n}"] = [view]
     return files
+
+
+# Where photo_with_exif writes each tag: the main IFD, the Exif IFD or the GPS IFD, and its number.
+EXIF_TAGS = {"make": (None, 271), "model": (None, 272), "orientation": (None, 274),
+             "datetime": (None, 306), "original": (ExifTags.IFD.Exif, 36867),
+             "offset": (ExifTags.IFD.Exif, 36881), "lat_ref": (ExifTags.IFD.GPSInfo, 1),
+             "lat": (ExifTags.IFD.GPSInfo, 2), "lon_ref": (ExifTags.IFD.GPSInfo, 3),
+             "lon": (ExifTags.IFD.GPSInfo, 4)}
+
+
+def photo_with_exif(source: Path, target: Path, **tags: object) -> Path:
+    """A real photo re-saved as JPEG with the given EXIF tags (named as in EXIF_TAGS)."""
+    with Image.open(source) as img:
+        exif = Image.Exif()
+        for key, value in tags.items():
+            ifd, number = EXIF_TAGS[key]
+            (exif if ifd is None else exif.get_ifd(ifd))[number] = value
+        img.convert("RGB").save(target, "JPEG", exif=exif)
+    return target
+
+
+def _dms(degrees: float) -> tuple[float, float, float]:
+    whole, rest = divmod(abs(degrees) * 3600, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return float(whole), float(minutes), round(seconds, 2)
+
+
+def photo_taken_at(source: Path, target: Path, latitude: float, longitude: float) -> Path:
+    """A real photo whose EXIF GPS says it was taken at this latitude and longitude."""
+    return photo_with_exif(source, target, lat_ref="N" if latitude >= 0 else "S", lat=_dms(latitude),
+                           lon_ref="E" if longitude >= 0 else "W", lon=_dms(longitude))
+
+
+def photo_with_sign(source: Path, words: str, target: Path) -> Path:
+    """A real photo with a white sign printed on it (Pillow's own font), saved as a JPEG."""
+    from PIL import ImageDraw, ImageFont
+
+    with Image.open(source) as opened:
+        img = opened.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(24, img.width // 16))
+    _, _, width, height = draw.textbbox((0, 0), words, font=font)
+    x, y = img.width // 10, img.height // 2
+    draw.rectangle([x - 12, y - 12, x + width + 12, y + height + 12], fill="white")
+    draw.text((x, y), words, font=font, fill=(20, 20, 20))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    img.save(target, quality=90)
+    return target

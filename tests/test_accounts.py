@@ -120,7 +120,7 @@ def test_uploads_and_deletions_are_recorded_with_who(db: Database) -> None:
         assert image.added_by == user.id
         events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
         assert [(e.action, e.user_name, e.image_name) for e in events] == [
-            ("upload", "ann", "x.jpg"), ("delete", "ann", "x.jpg")]
+            ("upload", "ann", "x.jpg"), ("trash", "ann", "x.jpg")]
 
 
 @pytest.mark.parametrize(("host", "required"), [("127.0.0.1", False), ("localhost", False),

@@ -29,7 +29,7 @@ TABLES = ("users", "api_tokens", "images", "captions", "audit_events", "embeddin
 # Where an API token counts: the API and the picture URLs it returns.
 TOKEN_PATHS = ("/api/", "/file/", "/thumb/")
 ARGS = {"image_id": 999999, "caption_id": 999999, "token_id": 999999, "user_id": 999999,
-        "name": "nope", "filename": "style.css"}
+        "album_id": 999999, "name": "nope", "filename": "style.css"}
 
 
 @pytest.fixture
@@ -98,8 +98,9 @@ def _allowed(policy: Policy, role: Role | None) -> bool:
              Policy.CONTRIBUTE: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN,
              # The walk uses an image nobody uploaded: only an admin may delete it.
              Policy.DELETE_OWN: Role.ADMIN,
-             # Captioning a picture or caption that does not exist gets past the policy to a 404.
-             Policy.CAPTION_OWN: Role.CONTRIBUTOR}[policy]
+             # Captioning a picture or caption that does not exist gets past the policy to a 404,
+             # and so does changing an album that does not exist.
+             Policy.CAPTION_OWN: Role.CONTRIBUTOR, Policy.ALBUM_OWN: Role.CONTRIBUTOR}[policy]
     return needs is None or (role is not None and role.rank >= needs.rank)
 
 
@@ -107,11 +108,13 @@ def test_every_route_declares_a_policy(app: Flask) -> None:
     missing = sorted({rule.endpoint for rule in app.url_map.iter_rules()} - set(POLICIES))
     assert missing == []
     # Reading needs no more than a viewer; of the routes that write, only these may be called
-    # by a viewer or by anyone (a search by example picture stores nothing but its embedding).
+    # by a viewer or by anyone (a search by example picture stores nothing but its embedding;
+    # a zip of a selection only reads, posted for the selection it carries).
     writes = {rule.endpoint for rule in app.url_map.iter_rules()
               if (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}}
     open_writes = sorted(e for e in writes if POLICIES[e] in (Policy.PUBLIC, Policy.VIEW))
-    assert open_writes == ["auth.login", "auth.logout", "pages.by_image"]
+    assert open_writes == ["auth.login", "auth.logout", "pages.by_image", "selection.zip_form",
+                           "selection_api.zip_api"]
 
 
 def test_role_matrix_on_every_route_changes_nothing(accounts_app: Flask, people: dict[str, str],
@@ -183,11 +186,11 @@ def test_contributors_delete_only_their_own_uploads_and_viewers_nothing(
         added_by = conn.execute(text("SELECT u.name FROM images i JOIN users u ON u.id = i.added_by "
                                      "WHERE i.id = :i"), {"i": theirs}).scalar_one()
     assert [tuple(r) for r in rows] == [("contributor", "upload", mine), ("admin", "upload", theirs),
-                                        ("contributor", "delete", mine)]
+                                        ("contributor", "trash", mine)]
     assert added_by == "admin"
     admin = sign_in(accounts_app, "admin")
     page = admin.get("/admin/").get_data(as_text=True)
-    assert "p1.jpg" in page and "delete" in page
+    assert "p1.jpg" in page and "trash" in page
     assert "<dt>Added by</dt><dd>admin</dd>" in admin.get(f"/image/{theirs}").get_data(as_text=True)
     assert "Added by" not in sign_in(accounts_app, "viewer").get(f"/image/{theirs}").get_data(as_text=True)
 

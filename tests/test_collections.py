@@ -67,16 +67,16 @@ def test_collections_are_renamed_and_deleted_after_confirmation(
     assert missing.returncode == 1 and "There is no collection 'holiday'" in missing.stderr
 
     refused = _run(cli_env, "collections", "delete", "Greece 2019", answer="n\n")
-    assert "Delete 3 image(s); original files indexed in place are kept? [y/N]" in refused.stderr
+    assert "Move 3 picture(s) to the trash? [y/N]" in refused.stderr
     assert "Nothing was deleted." in refused.stdout
     assert set(_collections(cli_env)) == {"Greece 2019"}
     done = _run(cli_env, "collections", "delete", "Greece 2019", answer="y\n")
     assert done.returncode == 0, done.stderr
-    assert "Deleted 3 image(s)" in done.stdout and "kept 3 original file(s)" in done.stdout
+    assert "3 picture(s) moved to the trash; kept for 30 days" in done.stdout
     assert _collections(cli_env) == {} and len(list(folder.iterdir())) == 3
 
 
-def test_delete_by_id_and_by_folder_with_and_without_the_files(
+def test_delete_by_id_into_the_trash_and_by_folder_for_good_with_the_files(
     cli_env: dict[str, str], sample_photos: list[Candidate], tmp_path: Path, db: Database,
 ) -> None:
     keep = _photos(tmp_path, sample_photos, "keep", 2)
@@ -86,9 +86,11 @@ def test_delete_by_id_and_by_folder_with_and_without_the_files(
         first = s.scalar(select(func.min(Image.id)).where(Image.collection == "keep"))
     assert first is not None
     by_id = _run(cli_env, "delete", str(first), "--yes")
-    assert by_id.returncode == 0 and "Deleted 1 image(s)" in by_id.stdout
+    assert by_id.returncode == 0 and "1 picture(s) moved to the trash" in by_id.stdout
+    asked = _run(cli_env, "delete", "--path-prefix", str(gone), "--delete-files", answer="n\n")
+    assert "Delete 2 picture(s) and their original files for good (not into the trash)?" in asked.stderr
     by_folder = _run(cli_env, "delete", "--path-prefix", str(gone), "--delete-files", "--yes")
-    assert "Deleted 2 image(s); removed 2 stored or original file(s)" in by_folder.stdout
+    assert "Deleted 2 image(s) for good; removed 2 stored or original file(s)" in by_folder.stdout
     assert list(gone.iterdir()) == [] and len(list(keep.iterdir())) == 2
     assert _collections(cli_env)["keep"]["images"] == 1
     nothing = _run(cli_env, "delete", "999999", "--yes")

@@ -57,7 +57,7 @@ def _csrf(page: str) -> str:
     return match.group(1)
 
 
-def test_api_deletes_a_collection_after_a_dry_run_and_keeps_the_originals(
+def test_api_moves_a_collection_to_the_trash_after_a_dry_run_and_keeps_the_originals(
     app: Flask, client: FlaskClient, folders: dict[str, Path],
 ) -> None:
     holiday = _ids(app, "holiday")
@@ -69,8 +69,11 @@ def test_api_deletes_a_collection_after_a_dry_run_and_keeps_the_originals(
     assert _ids(app, "holiday") == holiday
     done = client.post("/api/images/delete", json={"collection": "holiday"}, headers=API)
     assert done.status_code == 200
-    assert done.get_json()["deleted"] == holiday and done.get_json()["kept_originals"] == 3
+    assert done.get_json()["deleted"] == holiday and done.get_json()["in_trash"] is True
     assert _names(client) == {"garden": 2} and len(list(folders["holiday"].iterdir())) == 3
+    # In the trash already: a dry run counts none of them, and a second deletion finds none.
+    assert client.post("/api/images/delete", json=body, headers=API).get_json()["count"] == 0
+    assert client.post("/api/images/delete", json={"collection": "holiday"}, headers=API).status_code == 404
 
 
 def test_api_deletes_by_path_prefix_and_by_ids(
@@ -150,7 +153,7 @@ def test_collections_page_lists_counts_links_and_forms(
     assert 'href="/collections/browse?name=holiday"' in page
     assert 'action="/collections/rename"' in page
     assert re.search(r'<form class="delete" action="/collections/delete" method="post"\s+'
-                     r'data-confirm="Delete the 2 image\(s\) of garden from ClipSeek\?', page)
+                     r'data-confirm="Move the 2 image\(s\) of garden to the trash\?', page)
     assert "onsubmit" not in page and "<script>" not in page
     browse = client.get("/collections/browse?name=holiday").get_data(as_text=True)
     assert all(f'href="/image/{i}"' in browse for i in _ids(app, "holiday"))
@@ -173,7 +176,7 @@ def test_collections_page_forms_rename_and_delete_with_csrf(
     assert bad.status_code == 400 and "A collection name cannot be empty." in bad.get_data(as_text=True)
     deleted = client.post("/collections/delete", data={"csrf_token": token, "name": "garden"})
     assert deleted.status_code == 302
-    assert "Deleted the 2 image(s) of garden" in client.get("/collections").get_data(as_text=True)
+    assert "Moved the 2 image(s) of garden to the trash" in client.get("/collections").get_data(as_text=True)
     assert _names(client) == {"Greece 2019": 3} and len(list(folders["garden"].iterdir())) == 2
 
 

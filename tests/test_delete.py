@@ -1,4 +1,5 @@
-"""Deleting pictures: rows, embeddings, derived files and own copies, never the originals."""
+"""Deleting pictures for good (emptying the trash, `--delete-files`): rows, embeddings, derived
+files and own copies, and the originals only when asked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.indexing.encoding import record_results
-from clipseek.library.deletion import Deletion, Selection, count_selected, delete_images
+from clipseek.library.deletion import Deletion, Selection, count_selected, purge_images
 from clipseek.library.derivatives import ensure_thumbnail
 from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.library.register import Candidate
@@ -44,8 +45,8 @@ def _folder(tmp_path: Path, sample_photos: list[Candidate], name: str, count: in
 
 def _delete(db: Database, settings: Settings, selection: Selection, **options: bool) -> Deletion:
     with db.session() as session:
-        return delete_images(session, selection, store=settings.image_store,
-                             thumbnails=settings.thumbnails, **options)
+        return purge_images(session, selection, store=settings.image_store,
+                            thumbnails=settings.thumbnails, **options)
 
 
 def _counts(db: Database) -> tuple[int, int, int, int]:

@@ -1,4 +1,5 @@
-"""Deleting and collections on the web: the image page's button, DELETE /api/images/<id>, /api/collections."""
+"""Deleting (into the trash) and collections on the web: the image page's button, DELETE
+/api/images/<id>, /api/collections."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_image_page_delete_button_asks_first_and_returns_to_search(
 ) -> None:
     page = client.get(f"/image/{indexed[0]}").get_data(as_text=True)
     form = re.search(r'<form class="delete" action="([^"]+)" method="post"\s+data-confirm="([^"]+)"', page)
-    assert form and form.group(1) == f"/image/{indexed[0]}/delete" and "Delete" in form.group(2)
+    assert form and form.group(1) == f"/image/{indexed[0]}/delete" and "to the trash" in form.group(2)
     assert "onsubmit" not in page  # the confirmation lives in app.js
     script = client.get("/static/app.js")
     assert "form[data-confirm]" in script.get_data(as_text=True)
@@ -58,13 +59,15 @@ def test_image_page_delete_button_asks_first_and_returns_to_search(
     assert client.post(form.group(1)).status_code == 400  # no CSRF token
     answer = client.post(form.group(1), data={"csrf_token": _csrf(page)})
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
-    assert f"(image {indexed[0]})" in client.get("/").get_data(as_text=True)
-    assert _image(app, indexed[0]) is None and sample_photos[0].path.exists()
-    assert client.get(f"/image/{indexed[0]}").status_code == 404
+    assert f"(image {indexed[0]}) to the trash" in client.get("/").get_data(as_text=True)
+    trashed = _image(app, indexed[0])
+    assert trashed is not None and trashed.trashed_at is not None and sample_photos[0].path.exists()
+    gone = client.get(f"/image/{indexed[0]}")
+    assert gone.status_code == 404 and "is in the trash" in gone.get_data(as_text=True)
 
 
-def test_api_delete_removes_an_upload_and_its_stored_file(client: FlaskClient, app: Flask,
-                                                          settings: Settings) -> None:
+def test_api_delete_moves_an_upload_to_the_trash_and_keeps_its_stored_file_until_emptied(
+        client: FlaskClient, app: Flask, settings: Settings) -> None:
     sent = client.post("/api/images", headers=API, data={
         "files": [(io.BytesIO(_jpeg(1)), "one.jpg"), (io.BytesIO(_jpeg(2)), "two.jpg")],
         "collection": "Garden"})
@@ -75,11 +78,16 @@ def test_api_delete_removes_an_upload_and_its_stored_file(client: FlaskClient, a
     assert client.delete(f"/api/images/{ids[0]}").status_code == 400  # no header, no token
     answer = client.delete(f"/api/images/{ids[0]}", headers=API)
     assert answer.status_code == 200
-    assert answer.get_json() == {"deleted": [ids[0]], "removed_files": [str(stored)],
+    assert answer.get_json() == {"deleted": [ids[0]], "in_trash": True, "removed_files": [],
                                  "removed_derived_files": 0, "kept_originals": 0, "not_removed": {}}
-    assert not stored.exists()
+    assert stored.exists()
     gone = client.delete(f"/api/images/{ids[0]}", headers=API)
-    assert gone.status_code == 404 and gone.get_json()["error"] == f"There is no image {ids[0]}."
+    assert gone.status_code == 404
+    assert gone.get_json()["error"] == f"Image {ids[0]} is in the trash; the Trash page restores it."
+    emptied = client.post("/api/trash/empty", headers=API)
+    assert emptied.get_json()["removed_files"] == [str(stored)] and not stored.exists()
+    missing = client.delete(f"/api/images/{ids[0]}", headers=API)
+    assert missing.status_code == 404 and missing.get_json()["error"] == f"There is no image {ids[0]}."
     assert client.get("/api/collections").get_json() == {"collections": [
         {"name": "Garden", "images": 1,
          "by_status": {"registered": 0, "queued": 1, "indexed": 0, "failed": 0,

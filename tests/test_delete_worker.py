@@ -11,7 +11,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from clipseek.library.deletion import Selection, delete_images
+from clipseek.library.deletion import Selection, purge_images
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from clipseek.store.db import Database
@@ -51,8 +51,9 @@ def test_images_deleted_while_the_worker_embeds_them_leave_no_orphans_and_no_ret
 
     def delete(ids: list[int]) -> None:
         with db.session() as session:
-            deletion = delete_images(session, Selection(image_ids=tuple(ids)),
-                                     store=settings.image_store, thumbnails=settings.thumbnails)
+            # For good, as emptying the trash does: the rows go while the worker writes.
+            deletion = purge_images(session, Selection(image_ids=tuple(ids)),
+                                    store=settings.image_store, thumbnails=settings.thumbnails)
             deleted.update(deletion.image_ids)
 
     # Every other image of the task the worker holds right now, while it embeds them (the

@@ -14,6 +14,10 @@ from sqlalchemy import select
 
 from clipseek import accounts
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.indexing.reading import record_failure, record_text
+from clipseek.indexing.text_reader import TextFound, TextLine
+from clipseek.library.albums import add_to_album, create_album
+from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.library.uploads import UploadOutcome, record_rejections
@@ -54,7 +58,8 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
             tmp_path: Path) -> dict[str, int]:
     """The sample photos, one more in a folder with a very long name, a half-size copy of one
-    (a near-duplicate), a failed upload, a refused one, and accounts with tokens (an admin's)."""
+    (a near-duplicate), a failed upload, a refused one, an album with the long name holding two
+    of them, two of the photos in the trash, and accounts with tokens (an admin's)."""
     folder = tmp_path / LONG_NAME
     folder.mkdir()
     long_file = folder / f"{LONG_NAME}.jpg"
@@ -78,7 +83,21 @@ def library(db: Database, encoder: ClipEncoder, settings: Settings, sample_photo
         session.commit()
         failed = session.scalars(select(Image.id).where(Image.status == "failed")).one()
         long_id = session.scalars(select(Image.id).where(Image.path == str(long_file))).one()
-    return {"indexed": long_id, "failed": failed}
+        # Words read in the picture, one line of them long, and a picture whose words could not be read.
+        box = [[10.0, 10.0], [300.0, 10.0], [300.0, 40.0], [10.0, 40.0]]
+        record_text(session, long_id, TextFound([TextLine(LONG_NAME.upper(), LONG_NAME, 0.91, box),
+                                                 TextLine("OPEN DAILY", "OPENDAILY", 0.97, box)]))
+        record_failure(session, long_id - 1, f"unreadable image file ({LONG_NAME})")
+        session.commit()
+        album = create_album(session, name=LONG_NAME, created_by=None)
+        session.flush()
+        add_to_album(session, album_id=album.id, image_ids=[long_id, failed], added_by=None)
+        session.commit()
+        trashed = tuple(session.scalars(select(Image.id).where(Image.original_name.in_(
+            ["coffee.jpg", "cat.jpg"]))))
+        delete_images(session, Selection(image_ids=trashed), store=settings.image_store,
+                      thumbnails=settings.thumbnails)
+        return {"indexed": long_id, "failed": failed, "album": album.id}
 
 
 def _pages(ids: dict[str, int]) -> dict[str, str]:
@@ -91,11 +110,14 @@ def _pages(ids: dict[str, int]) -> dict[str, str]:
         "status": "/status",
         "collections": "/collections",
         "collection": f"/collections/browse?name={LONG_NAME}",
+        "albums": "/albums",
+        "album": f"/albums/{ids['album']}",
         "not-found": "/image/999999",
         "upload": "/upload",
         "duplicates": "/duplicates",
         "account": "/account",
         "admin": "/admin/",
+        "trash": "/trash",
     }
 
 
@@ -199,3 +221,22 @@ def test_status_page_during_a_switch_fits_and_passes_axe_on_desktop_and_phone_in
                 page.screenshot(path=screenshots / f"status-switch-{size}-{scheme}.png", full_page=True)
             page.close()
     assert not problems, "\n".join(problems)
+
+
+def test_the_viewer_shows_the_text_found_in_a_picture_and_still_fits_a_phone(
+    browser: Browser, library: dict[str, int], settings: Settings, redis_url: str,
+) -> None:
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"http://127.0.0.1:{port}/?collection={LONG_NAME}")
+        page.locator(f"[data-viewer-id='{library['indexed']}'] a").first.click()
+        found = page.locator("#viewer .viewer-text")
+        found.wait_for(state="visible")
+        text = found.inner_text()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.keyboard.press("Escape")
+        page.wait_for_load_state("networkidle")
+        page.close()
+    assert [line for line in text.splitlines() if line] == [
+        "Text found in the picture", LONG_NAME.upper(), "OPEN DAILY"]
+    assert overflow <= 0

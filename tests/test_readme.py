@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, text, update
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.library.albums import add_to_album, create_album
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
+from clipseek.store.tables import Caption, Image
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
@@ -37,8 +39,20 @@ def _sql_blocks() -> list[str]:
 def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
+    with db.session() as session:
+        holidays = create_album(session, name="Holidays", created_by=None)
+        session.flush()
+        add_to_album(session, album_id=holidays.id, image_ids=[4, 5, 6], added_by=None)
+        session.execute(update(Image).where(Image.id == 5).values(trashed_at=func.now()))
+        # the samples carry no GPS: two of them as if taken in Portugal
+        session.execute(update(Image).where(Image.id.in_([1, 2])).values(
+            place_city="Lisbon", place_region="Lisbon", place_country="Portugal", place_country_code="PT"))
+        # the words a worker would have read in one picture
+        session.add(Caption(image_id=2, source="ocr", text="FARMERS MARKET", confidence=0.97))
+        session.execute(update(Image).where(Image.id == 2).values(ocr_state="read"))
+        session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 8
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -55,22 +69,30 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, hybrid, near, statuses, failures = results
+    neighbours, cats, album, hybrid, near, countries, cities, statuses, failures, words, reading = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
-    assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[2]
-    assert "images_phash_hnsw_idx" in plans[3]
+    assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[3]
+    assert "images_phash_hnsw_idx" in plans[4]
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
     assert_scores_descend(scores)
     assert [r.text for r in cats] == ["a tabby cat looking to the side"] and 0 <= cats[0].distance < 2
+    # The album's pictures outside the trash, newest first.
+    assert sorted(r.id for r in album) == [4, 6]
+    assert [r.shown_at for r in album] == sorted((r.shown_at for r in album), reverse=True)
     # The only cat caption is in both lists, so the fusion ranks its image first.
     assert hybrid[0].id == cats[0].id and len(hybrid) == 10
     # The sample photos are all different pictures: their nearest hashes are far apart.
     bits = [r.bits for r in near]
     assert len(near) == 5 and bits == sorted(bits) and bits[0] > settings.duplicate_distance
-    assert dict((r.status, r.count) for r in statuses) == {"indexed": 22}
+    assert [tuple(r) for r in countries] == [("Portugal", 2)]
+    assert [tuple(r) for r in cities] == [("Lisbon", "Lisbon", 2)]
+    # Image 5 is in the trash: counted nowhere.
+    assert dict((r.status, r.count) for r in statuses) == {"indexed": 21}
     assert failures == []
+    assert [(r.id, r.text, float(r.confidence)) for r in words] == [(2, "FARMERS MARKET", 0.97)]
+    assert [tuple(r) for r in reading] == [("read", 1), (None, 21)]
 
 
 def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(

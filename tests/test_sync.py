@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.indexing.encoding import index_images
 from clipseek.indexing.queueing import ids_without
+from clipseek.indexing.reading import record_text
+from clipseek.indexing.text_reader import TextFound, TextLine
 from clipseek.library.derivatives import thumbnail_path
 from clipseek.library.ingest import decode_pool
 from clipseek.library.register import Candidate, Inspected, inspect_file
@@ -129,6 +131,10 @@ def test_an_edited_file_is_read_again_and_indexed_anew(
     _sync(db, settings, folder, encoder)
     name = sample_photos[2].path.name
     before = _rows(db)[name]
+    with db.session() as session:  # the words a worker read in the old content
+        box = [[0.0, 0.0], [9.0, 0.0], [9.0, 9.0], [0.0, 9.0]]
+        record_text(session, before.id, TextFound([TextLine("OLD SIGN", "OLDSIGN", 0.9, box)]))
+        session.commit()
     with PILImage.open(folder / "2024" / name) as img:
         edited = img.convert("RGB").rotate(90, expand=True)
     edited.save(folder / "2024" / name, format=before.format)
@@ -137,6 +143,10 @@ def test_an_edited_file_is_read_again_and_indexed_anew(
     assert found.changed_ids == [before.id] and found.to_queue == [before.id]
     assert after.sha256 != before.sha256 and (after.width, after.height) == edited.size
     assert after.status == ImageStatus.REGISTERED and _embeddings(db) == 3
+    # Its words are read again from the new content once it is indexed.
+    with db.session() as session:
+        assert after.ocr_state is None and session.scalar(
+            select(func.count()).select_from(Caption).where(Caption.source == "ocr")) == 0
     with db.session() as session, decode_pool(settings) as pool:
         index_images(session, encoder, found.to_queue, pool=pool, batch_size=8,
                      max_pixels=settings.max_image_pixels)
@@ -166,7 +176,8 @@ def test_a_second_sync_of_an_unchanged_folder_reads_no_file(
     monkeypatch.setattr("clipseek.library.sync.inspect_file", must_not_read)
     assert _sync(db, settings, folder).counts() == {
         "new": 0, "changed": 0, "moved": 0, "missing": 0, "returned": 0, "unchanged": 4,
-        "duplicates": 0, "failed": 0, "skipped": 0}
+        "duplicates": 0, "failed": 0, "skipped": 0, "deleted": 0, "restored": 0, "excluded": 0,
+        "litter": 0}
 
 
 def test_a_vanished_folder_is_refused_unless_allowed(

@@ -76,8 +76,9 @@ def test_a_results_page_runs_the_same_few_statements_however_many_hits_it_shows(
     finally:
         event.remove(engine, "before_cursor_execute", record)
     # The active model, whether captions exist, the searchable and pending counts, the
-    # cutoff, the index walk's settings, the ranking and the hits with their captions.
-    assert per_page_statements[2] == per_page_statements[20] <= 8, per_page_statements
+    # cutoff, the index walk's settings, the ranking, the hits with their captions, and the
+    # albums (for the album filter and the selection bar's "Add to album").
+    assert per_page_statements[2] == per_page_statements[20] <= 9, per_page_statements
 
 
 def test_search_page_explains_bad_queries(client: FlaskClient, indexed: list[int]) -> None:

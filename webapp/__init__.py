@@ -9,6 +9,7 @@ from flask import Flask
 
 from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.context import Context
+from clipseek.library.places import NO_PLACE_REASON
 from clipseek.settings import Settings
 from clipseek.store.tables import ImageStatus
 
@@ -29,6 +30,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     """Build the Flask app for `settings` (from the environment by default)."""
     from webapp import (
         account_pages,
+        albums,
+        albums_api,
         api,
         auth,
         captions,
@@ -42,6 +45,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         params,
         presenters,
         security,
+        selection,
+        trash,
         upload_limits,
         uploads,
     )
@@ -70,6 +75,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.globals["ImageStatus"] = ImageStatus  # templates compare statuses by name
     app.jinja_env.globals["missing_notice"] = presenters.missing_notice
     app.jinja_env.globals["alt_text"] = presenters.alt_text
+    app.jinja_env.globals["place_parts"] = presenters.place_parts
+    app.jinja_env.globals["coordinates_text"] = presenters.coordinates_text
+    app.jinja_env.globals["no_place_reason"] = NO_PLACE_REASON
+    app.jinja_env.globals["words_read"] = presenters.words_read
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
 
@@ -99,6 +108,14 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(collections.api_bp)
     app.register_blueprint(duplicates.bp)
     app.register_blueprint(duplicates.api_bp)
+    app.register_blueprint(albums.bp)
+    app.register_blueprint(albums_api.api_bp)
+    app.register_blueprint(selection.bp)
+    app.register_blueprint(selection.api_bp)
+    albums.init_app(app)
+    selection.init_app(app)
+    app.register_blueprint(trash.bp)
+    app.register_blueprint(trash.api_bp)
     app.register_blueprint(account_pages.account_bp)
     app.register_blueprint(account_pages.admin_bp)
     return app

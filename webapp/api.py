@@ -13,7 +13,7 @@ from clipseek.indexing.broker import queue_depth
 from clipseek.library.collections import collection_counts
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.search.run import run_search, similar_images
-from clipseek.store.tables import Image
+from clipseek.store.tables import Image, in_library
 from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
 from webapp.auth import actor, may
@@ -47,7 +47,7 @@ def image(image_id: int) -> Response:
 def images() -> Response:
     """GET /api/images?ids=1,2,3 : several images at once (the upload page polls this)."""
     ids = parse_ids(request.args.get("ids", ""))
-    found = get_session().scalars(select(Image).where(Image.id.in_(ids))
+    found = get_session().scalars(select(Image).where(Image.id.in_(ids), in_library())
                                   .options(selectinload(Image.captions)).order_by(Image.id)).all()
     return jsonify({"images": [image_dict(i) for i in found]})
 
@@ -66,12 +66,12 @@ def similar(image_id: int) -> Response:
 
 @bp.delete("/images/<int:image_id>")
 def delete(image_id: int) -> Response:
-    """DELETE /api/images/<id> : delete an image, its thumbnails and ClipSeek's own copy of it."""
+    """DELETE /api/images/<id> : move an image to the trash (/api/trash restores or removes it)."""
     name = image_or_404(image_id).original_name
-    settings = clipseek().settings
+    settings, who = clipseek().settings, actor()
     deletion = delete_images(get_session(), Selection(image_ids=(image_id,)), store=settings.image_store,
-                             thumbnails=settings.thumbnails)
-    record_deletions(get_session(), actor(), dict.fromkeys(deletion.image_ids, name))
+                             thumbnails=settings.thumbnails, by=who.user_id if who else None)
+    record_deletions(get_session(), who, dict.fromkeys(deletion.image_ids, name))
     get_session().commit()
     if not deletion.image_ids:
         abort(404, description=f"There is no image {image_id}.")  # deleted by someone else meanwhile

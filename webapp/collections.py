@@ -1,4 +1,5 @@
-"""Collections on the web: their page, renaming and deleting them, and deleting by selection."""
+"""Collections on the web: their page, renaming and deleting them (into the trash), and deleting
+by selection."""
 
 from __future__ import annotations
 
@@ -42,12 +43,14 @@ def _no_collection(name: str, where: str) -> str:
 
 
 def _delete(selection: Selection) -> Deletion:
+    """Move the selection to the trash and record who did."""
     settings, session = clipseek().settings, get_session()
     names = {row.id: row.original_name for row in
              session.execute(select(Image.id, Image.original_name).where(selection.condition()))}
+    who = actor()
     deletion = delete_images(session, selection, store=settings.image_store,
-                             thumbnails=settings.thumbnails)
-    record_deletions(session, actor(), {i: names.get(i, "") for i in deletion.image_ids})
+                             thumbnails=settings.thumbnails, by=who.user_id if who else None)
+    record_deletions(session, who, {i: names.get(i, "") for i in deletion.image_ids})
     session.commit()
     return deletion
 
@@ -85,16 +88,18 @@ def rename() -> Response:
 
 @bp.post("/collections/delete")
 def delete() -> Response:
-    """Delete every image of the collection the form names (the page's button asks first)."""
+    """Move every image of the collection the form names to the trash (the page's button asks first)."""
     name = collection_name(request.form.get("name", ""))
     deleted = _delete(Selection(collection=name)).image_ids
     if not deleted:
         abort(404, description=_no_collection(name, "the Collections page"))
-    flash(f"Deleted the {len(deleted)} image(s) of {name}; their original files are kept.", "info")
+    flash(f"Moved the {len(deleted)} image(s) of {name} to the trash; the Trash page restores them "
+          f"for {clipseek().settings.trash_days} days.", "info")
     return redirect(url_for("collections.page"))
 
 
-def _ids(raw: object) -> tuple[int, ...]:
+def json_ids(raw: object) -> tuple[int, ...]:
+    """Image ids from a JSON list; BadQuery for anything else, or too many."""
     if not isinstance(raw, list) or not all(
             type(i) is int and 1 <= i <= MAX_IMAGE_ID for i in raw):
         raise BadQuery('"ids" must be a list of image ids (whole numbers from 1).')
@@ -120,7 +125,7 @@ def json_selection(data: object) -> tuple[Selection, bool]:
     if not isinstance(dry_run, bool):
         raise BadQuery('"dry_run" must be true or false.')
     if named == ["ids"]:
-        return Selection(image_ids=_ids(data["ids"])), dry_run
+        return Selection(image_ids=json_ids(data["ids"])), dry_run
     if named == ["collection"]:
         if not isinstance(data["collection"], str):
             raise BadQuery('"collection" must be a collection name.')
@@ -130,7 +135,7 @@ def json_selection(data: object) -> tuple[Selection, bool]:
 
 @api_bp.post("/images/delete")
 def delete_selected() -> Response:
-    """POST /api/images/delete {"ids"|"collection"|"path_prefix", "dry_run"} : delete, or count first."""
+    """POST /api/images/delete {"ids"|"collection"|"path_prefix", "dry_run"} : trash them, or count first."""
     selection, dry_run = json_selection(request.get_json(silent=True))
     if dry_run:
         ids = selected_ids(get_session(), selection)
@@ -157,7 +162,7 @@ def rename_api(name: str) -> Response:
 
 @api_bp.delete("/collections/<path:name>")
 def delete_api(name: str) -> Response:
-    """DELETE /api/collections/<name> : delete every image of a collection (original files are kept)."""
+    """DELETE /api/collections/<name> : move every image of a collection to the trash."""
     deletion = _delete(Selection(collection=collection_name(name)))
     if not deletion.image_ids:
         abort(404, description=_no_collection(name, "GET /api/collections"))

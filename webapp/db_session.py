@@ -33,10 +33,12 @@ def get_session() -> Session:
 
 
 def image_or_404(image_id: int) -> Image:
-    """The image with its captions, or a 404 that says which id was not found."""
+    """The image with its captions, or a 404 that says which id was not found (or is in the trash)."""
     image = get_session().get(Image, image_id, options=[selectinload(Image.captions)])
     if image is None:
         abort(404, description=f"There is no image {image_id}.")
+    if image.trashed_at is not None:
+        abort(404, description=f"Image {image_id} is in the trash; the Trash page restores it.")
     return image
 
 

@@ -11,12 +11,13 @@ from werkzeug.wrappers import Response
 from clipseek.accounts import record_deletions
 from clipseek.errors import BadQuery
 from clipseek.indexing.broker import queue_depth
+from clipseek.library.captions import listed_captions
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.photo.imaging import ImageDecodeError, read_rgb
 from clipseek.search.examples import store_example
 from clipseek.search.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
 from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
-from clipseek.upkeep.status import collection_status, count_pending, switch_summary
+from clipseek.upkeep.status import collection_status, count_pending, reading_summary, switch_summary
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
@@ -87,21 +88,23 @@ def image_page(image_id: int, *, caption_error: str | None = None, typed_caption
     picture = image_or_404(image_id)
     similar = similar_images(get_session(), image_id, model=active_model_name(), per_page=12,
                              ef_search=clipseek().settings.ef_search)
-    return render_template("image.html", image=picture, similar=similar,
-                           pending=count_pending(get_session()), caption_error=caption_error,
-                           typed_caption=typed_caption)
+    return render_template("image.html", image=picture, captions=listed_captions(picture.captions),
+                           similar=similar, pending=count_pending(get_session()),
+                           caption_error=caption_error, typed_caption=typed_caption)
 
 
 @bp.post("/image/<int:image_id>/delete")
 def delete(image_id: int) -> Response:
-    """Delete an image (the page's button asks first), then go back to the search page."""
+    """Move an image to the trash (the page's button asks first), then go back to the search page."""
     picture = image_or_404(image_id)
-    name, settings = picture.original_name, clipseek().settings
+    name, settings, who = picture.original_name, clipseek().settings, actor()
     deletion = delete_images(get_session(), Selection(image_ids=(image_id,)),
-                             store=settings.image_store, thumbnails=settings.thumbnails)
-    record_deletions(get_session(), actor(), dict.fromkeys(deletion.image_ids, name))
+                             store=settings.image_store, thumbnails=settings.thumbnails,
+                             by=who.user_id if who else None)
+    record_deletions(get_session(), who, dict.fromkeys(deletion.image_ids, name))
     get_session().commit()
-    flash(f"Deleted {name} (image {image_id}).", "info")
+    flash(f"Moved {name} (image {image_id}) to the trash; the Trash page restores it for "
+          f"{settings.trash_days} days.", "info")
     return redirect(url_for("pages.search"))
 
 
@@ -124,4 +127,6 @@ def status() -> str:
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
                                queue_depth=depth)
     return render_template("status.html", report=report,
-                           switch_text=switch_summary(report.switch) if report.switch else None)
+                           switch_text=switch_summary(report.switch) if report.switch else None,
+                           reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)
+                           if report.reading else None)

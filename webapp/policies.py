@@ -9,7 +9,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from clipseek.library.captions import caption_owners
-from clipseek.store.tables import Image, Role
+from clipseek.store.tables import Album, Image, Role
 from webapp.db_session import get_session
 
 
@@ -24,7 +24,9 @@ class Policy(StrEnum):
     # Contributors caption the pictures they uploaded, and change the captions on those and
     # the captions they wrote; admins any (as Immich lets only a picture's owner describe it).
     CAPTION_OWN = "caption own"
-    ADMIN = "admin"  # users, collections, deleting in bulk (duplicates too)
+    # Contributors make albums and manage the ones they made; admins every album.
+    ALBUM_OWN = "album own"
+    ADMIN = "admin"  # users, collections, deleting in bulk (duplicates too), removing from the trash for good
 
 
 POLICIES: dict[str, Policy] = {
@@ -78,14 +80,65 @@ POLICIES: dict[str, Policy] = {
     "duplicates.trash": Policy.ADMIN,
     "duplicates_api.groups": Policy.ADMIN,
     "duplicates_api.trash_api": Policy.ADMIN,
+    "albums.page": Policy.VIEW,
+    "albums.show": Policy.VIEW,
+    "albums.create": Policy.CONTRIBUTE,
+    "albums.rename": Policy.ALBUM_OWN,
+    "albums.delete": Policy.ALBUM_OWN,
+    # The album is in the form: one's own, or a new one to make.
+    "albums.add": Policy.ALBUM_OWN,
+    "albums.remove": Policy.ALBUM_OWN,
+    "albums_api.list_all": Policy.VIEW,
+    "albums_api.one": Policy.VIEW,
+    "albums_api.create_api": Policy.CONTRIBUTE,
+    "albums_api.rename_api": Policy.ALBUM_OWN,
+    "albums_api.delete_api": Policy.ALBUM_OWN,
+    "albums_api.add_api": Policy.ALBUM_OWN,
+    "albums_api.remove_api": Policy.ALBUM_OWN,
+    # A selection's actions: the pictures to move to the trash must be one's own uploads
+    # (checked by the route, picture by picture, as DELETE_OWN does for one); a zip only
+    # reads, and is a POST for the selection it carries.
+    "selection.trash_form": Policy.CONTRIBUTE,
+    "selection.retry_form": Policy.CONTRIBUTE,
+    "selection.zip_form": Policy.VIEW,
+    "selection_api.trash_api": Policy.CONTRIBUTE,
+    "selection_api.retry_api": Policy.CONTRIBUTE,
+    "selection_api.zip_api": Policy.VIEW,
+    # The trash: contributors see and restore the pictures they uploaded, as they delete them;
+    # removing for good is for admins.
+    "trash.page": Policy.CONTRIBUTE,
+    "trash.restore": Policy.DELETE_OWN,
+    "trash.delete_now": Policy.ADMIN,
+    "trash.empty": Policy.ADMIN,
+    "trash_api.list_api": Policy.CONTRIBUTE,
+    "trash_api.restore_one_api": Policy.DELETE_OWN,
+    "trash_api.restore_api": Policy.ADMIN,
+    "trash_api.purge_api": Policy.ADMIN,
+    "trash_api.empty_api": Policy.ADMIN,
 }
 
 _NEEDS = {Policy.VIEW: Role.VIEWER, Policy.CONTRIBUTE: Role.CONTRIBUTOR,
           Policy.DELETE_OWN: Role.CONTRIBUTOR, Policy.CAPTION_OWN: Role.CONTRIBUTOR,
-          Policy.ADMIN: Role.ADMIN}
+          Policy.ALBUM_OWN: Role.CONTRIBUTOR, Policy.ADMIN: Role.ADMIN}
 _WHAT = {Role.VIEWER: "a viewer's", Role.CONTRIBUTOR: "a contributor's", Role.ADMIN: "an admin's"}
 NOT_YOUR_CAPTION = ("You may add captions only on pictures you uploaded, and change only captions on "
                     "pictures you uploaded or that you wrote; ask an admin to change this one.")
+
+NOT_YOUR_ALBUM = ("You may change only albums you made; ask an admin to change this one, or make an "
+                  "album of your own.")
+NOT_YOUR_PICTURES = ("You may move to the trash only pictures you uploaded, and {theirs} of the {count} "
+                     "selected are not yours; select only your own, or ask an admin.")
+
+
+def may_manage_album(role: Role, user_id: int, *, made_by: int | None) -> bool:
+    """Whether an account may rename, delete, add to or take from an album made by `made_by`."""
+    return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank and made_by == user_id)
+
+
+def may_trash(role: Role, user_id: int, *, uploaded_by: list[int | None]) -> bool:
+    """Whether an account may move to the trash pictures uploaded by these users (one per picture)."""
+    return role is Role.ADMIN or (role.rank >= Role.CONTRIBUTOR.rank
+                                  and all(who == user_id for who in uploaded_by))
 
 
 def may_caption(role: Role, user_id: int, *, picture_by: int | None) -> bool:
@@ -139,6 +192,16 @@ def _captioning_allowed(role: Role, user_id: int) -> bool:
     return row is None or may_caption(role, user_id, picture_by=row[0])
 
 
+def _album_allowed(role: Role, user_id: int) -> bool:
+    # The album is in the URL, or (a selection's "Add to album") in the form; an album that
+    # does not exist, or a new one to make, passes, so that the route answers.
+    raw = (request.view_args or {}).get("album_id", request.form.get("album_id", ""))
+    if not isinstance(raw, int) and not (isinstance(raw, str) and raw.isdigit() and len(raw) < 19):
+        return True
+    made_by = get_session().execute(select(Album.created_by).where(Album.id == int(raw))).first()
+    return made_by is None or may_manage_album(role, user_id, made_by=made_by[0])
+
+
 def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Response | None:
     """Stop the request unless the account (None: nobody signed in) may call `endpoint`."""
     policy = POLICIES.get(endpoint or "")
@@ -164,8 +227,10 @@ def enforce(endpoint: str | None, user_id: int | None, role: Role | None) -> Res
         image_id = (request.view_args or {}).get("image_id")
         added_by = get_session().scalar(select(Image.added_by).where(Image.id == image_id))
         if user_id is None or not may_delete(role, user_id, picture_by=added_by):
-            abort(403, description="You may delete only pictures you uploaded; ask an admin "
-                                   "to delete this one.")
+            abort(403, description="You may delete or restore only pictures you uploaded; ask an "
+                                   "admin to do it for this one.")
     if policy is Policy.CAPTION_OWN and user_id is not None and not _captioning_allowed(role, user_id):
         abort(403, description=NOT_YOUR_CAPTION)
+    if policy is Policy.ALBUM_OWN and user_id is not None and not _album_allowed(role, user_id):
+        abort(403, description=NOT_YOUR_ALBUM)
     return None

@@ -10,9 +10,10 @@ from typing import Any
 from flask import url_for
 
 from clipseek.indexing.failures import is_retryable
-from clipseek.library.captions import caption_dict
+from clipseek.library.captions import caption_dict, listed_captions
+from clipseek.photo.places import Place
 from clipseek.search.run import SearchHit, SearchPage
-from clipseek.store.tables import Image, ImageStatus
+from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus
 
 
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
@@ -44,21 +45,41 @@ def image_dict(image: Image) -> dict[str, Any]:
         "original_name": image.original_name, "path": image.path, "source": image.source,
         "collection": image.collection, "width": image.width, "height": image.height,
         "format": image.format, "file_size": image.file_size, "sha256": image.sha256,
-        "captions": [c.text for c in image.captions],
+        "captions": [c.text for c in listed_captions(image.captions)],
         # The same captions with their ids and where each came from, for editing them.
-        "caption_details": [caption_dict(c) for c in image.captions],
+        "caption_details": [caption_dict(c) for c in listed_captions(image.captions)],
+        "text_found": text_found(image),
         "created_at": image.created_at.isoformat() if image.created_at else None,
         "indexed_at": image.indexed_at.isoformat() if image.indexed_at else None,
         "missing_since": image.missing_since.isoformat() if image.missing_since else None,
         # The camera's own wall-clock time, without a zone, as EXIF gives it.
         "taken_at": image.taken_at.isoformat() if image.taken_at else None,
         "camera": " ".join(part for part in (image.camera_make, image.camera_model) if part) or None,
+        "latitude": image.latitude, "longitude": image.longitude,
+        # Named from the coordinates; None while not looked up, or where they name no place.
+        "place": None if image.place_country is None else {
+            "text": ", ".join(place_parts(image)), "city": image.place_city,
+            "region": image.place_region, "country": image.place_country,
+            "country_code": image.place_country_code},
         "display_width": image.display_width or image.width,
         "display_height": image.display_height or image.height,
         "thumbnail_url": url_for("files.thumbnail", image_id=image.id),
         "image_url": url_for("files.original", image_id=image.id),
         "page_url": url_for("pages.image", image_id=image.id),
     }
+
+
+def words_read(image: Image) -> Caption | None:
+    """The caption holding the words read in the picture, if any were found."""
+    return next((c for c in image.captions if c.source == CaptionSource.OCR), None)
+
+
+def text_found(image: Image) -> dict[str, Any]:
+    """The words read in the picture, line by line, with the reader's confidence and state."""
+    found = words_read(image)
+    return {"state": image.ocr_state, "error": image.ocr_error,
+            "lines": found.text.splitlines() if found else [],
+            "confidence": None if found is None or found.confidence is None else round(found.confidence, 3)}
 
 
 def missing_notice(image: Image, subject: str = "this image") -> str | None:
@@ -123,3 +144,17 @@ def search_chips(params: dict[str, str]) -> list[Chip]:
     return [Chip(name, label, _CHIP_VALUES.get(name, params[name]),
                  {k: v for k, v in params.items() if k != name})
             for name, label in CHIP_LABELS.items() if name in params]
+
+
+def place_parts(image: Image) -> list[str]:
+    """The city, region and country an image was placed in, each once (none if it has no place)."""
+    if image.place_country is None:
+        return []
+    return Place(city=image.place_city or "", region=image.place_region, country=image.place_country,
+                 country_code=image.place_country_code or "").parts
+
+
+def coordinates_text(latitude: float, longitude: float) -> str:
+    """A position as people read it: "38.72230° N, 9.13930° W"."""
+    return (f"{abs(latitude):.5f}° {'N' if latitude >= 0 else 'S'}, "
+            f"{abs(longitude):.5f}° {'E' if longitude >= 0 else 'W'}")

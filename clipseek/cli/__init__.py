@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from clipseek.cli import (
+    albums,
     collection,
     database,
     doctor,
@@ -18,6 +19,7 @@ from clipseek.cli import (
     models,
     run,
     search,
+    trash,
     users,
 )
 from clipseek.context import Context
@@ -64,9 +66,9 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  library.watch,
                  search.search, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
-                 manage.delete, manage.collections, duplicates.duplicates, doctor.doctor, models.models,
-                 models.model_group,
-                 models.eval_command, users.user, users.token):
+                 manage.delete, manage.collections, trash.trash, duplicates.duplicates, doctor.doctor,
+                 models.models, models.model_group,
+                 models.eval_command, users.user, users.token, albums.album):
     cli.add_command(_command)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.encoding import pending_image_ids
 from clipseek.library.duplicates import look_alikes
+from clipseek.library.excludes import Excludes
 from clipseek.library.ingest import IngestSummary, ingest_inline, look_alike_line
 from clipseek.library.register import Candidate
 
@@ -84,6 +86,27 @@ class queue_errors:
                 "Nothing is lost: once Redis runs again, a worker started with --beat queues them "
                 "within seconds, or run `clipseek reindex --stale` (or import with --inline)."
             ) from None
+
+
+def left_out_lines(*, excluded: int, litter: int, names: list[str], indent: str = "") -> list[str]:
+    """The line that says what a walk left out by rule, if it left anything out."""
+    if not excluded and not litter:
+        return []
+    shown = ", ".join(Path(name).name for name in names)
+    return [f"{indent}{excluded + litter} left out ({excluded} by .clipseekignore/--exclude, {litter} "
+            f"NAS/OS litter), e.g. {shown}."]
+
+
+def folder_options(func: Any) -> Any:
+    """The options of every command that walks folders: --exclude (repeatable) and --bring-back."""
+    func = click.option("--bring-back", is_flag=True,
+                        help="Register again the files of deleted pictures (and restore those in "
+                             "the trash) instead of leaving them out.")(func)
+    func = click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+                        callback=lambda _ctx, _param, patterns: Excludes(tuple(patterns)),
+                        help="Leave out files and folders matching this gitignore-style pattern "
+                             "(repeatable; a .clipseekignore in the folders is read too).")(func)
+    return func
 
 
 def import_options(func: Any) -> Any:

@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from clipseek.cli.base import (
+    folder_options,
     import_options,
     index_here,
+    left_out_lines,
     pass_context,
     queue_errors,
     random_warning,
@@ -25,16 +27,34 @@ from clipseek.indexing.broker import queue_depth
 from clipseek.indexing.encoding import pending_image_ids
 from clipseek.indexing.heartbeats import worker_states
 from clipseek.indexing.queueing import wait_until_indexed
+from clipseek.indexing.reading import reading_counts, wait_until_read
 from clipseek.library.coco import COCO_BASE_URL, coco_candidates, download_coco
 from clipseek.library.collections import collection_name, folder_collection
 from clipseek.library.duplicates import count_unhashed
+from clipseek.library.excludes import Excludes
+from clipseek.library.forgotten import forgotten_among, remember_again
 from clipseek.library.ingest import decode_pool, ingest_queued
+from clipseek.library.places import NO_PLACE_REASON
 from clipseek.library.register import Candidate, discover_files
 from clipseek.library.samples import write_sample_photos
+from clipseek.library.scan import FolderScan
 from clipseek.library.sync import is_known_folder
 from clipseek.store.tables import ImageStatus
-from clipseek.upkeep.reindexing import backfill_captions, backfill_hashes, backfill_metadata, reindex_images
-from clipseek.upkeep.status import collection_status, count_by_status, switch_summary
+from clipseek.upkeep.reindexing import (
+    backfill_captions,
+    backfill_hashes,
+    backfill_metadata,
+    backfill_places,
+    reindex_images,
+    reread_words,
+)
+from clipseek.upkeep.status import (
+    collection_status,
+    count_by_status,
+    places_summary,
+    reading_summary,
+    switch_summary,
+)
 
 
 @click.command()
@@ -43,40 +63,75 @@ from clipseek.upkeep.status import collection_status, count_by_status, switch_su
 @click.option("--collection", "collection_option", default=None,
               help="Put the images in this collection (default: the name of each folder given).")
 @click.option("--all-files", is_flag=True, help="Read every file in the folders, whatever its name says.")
+@folder_options
 @import_options
 @pass_context
 def ingest(ctx: Context, paths: tuple[Path, ...], copy: bool, collection_option: str | None,
-           all_files: bool, inline: bool, wait: bool, timeout: float, progress: bool) -> None:
+           all_files: bool, excludes: Excludes, bring_back: bool, inline: bool, wait: bool,
+           timeout: float, progress: bool) -> None:
     """Register image files and folders (recursively) and index them.
 
     A folder imported before (and not copied) is synced instead: moved, changed and deleted
-    files are recognised as such, not registered again.
+    files are recognised as such, not registered again. Files of deleted pictures, NAS/OS
+    litter and what --exclude or a .clipseekignore names are left out of folders.
     """
     chosen = None if collection_option is None else collection_name(collection_option)
     with ctx.db.session() as session:
         known = tuple(p for p in paths if not copy and p.is_dir() and is_known_folder(session, p))
     if known:
         queued = sync_paths(ctx, known, all_files=all_files, allow_missing_root=False, inline=inline,
-                            collection=chosen)
+                            collection=chosen, excludes=excludes, bring_back=bring_back)
         if wait and queued:
             wait_for_indexing(ctx, queued, timeout=timeout, progress=progress)
         paths = tuple(p for p in paths if p not in known)
         if not paths:
             return
-    skipped: list[Path] = []
+    scans: list[FolderScan] = []
     candidates = []
     for path in paths:
         try:
-            files = list(discover_files([path], all_files=all_files, on_skipped=skipped.append))
+            files = list(discover_files([path], all_files=all_files, excludes=excludes,
+                                        on_scan=lambda _folder, scan: scans.append(scan)))
         except FileNotFoundError as exc:
             raise ClipSeekError(str(exc)) from None
         name = chosen or folder_collection(path)
         candidates += [Candidate(path=p, source="folder", collection=name) for p in files]
-    if skipped:
-        click.echo(f"Skipped {len(skipped)} file(s) not named like images, e.g. "
-                   + ", ".join(p.name for p in skipped[:5]) + " (--all-files reads them all).")
+    candidates = _leave_out_forgotten(ctx, candidates, named=paths, bring_back=bring_back)
+    for line in _walk_lines(scans):
+        click.echo(line)
     import_candidates(ctx, candidates, inline=inline, wait=wait, copy=copy, progress=progress,
                       timeout=timeout)
+
+
+def _leave_out_forgotten(ctx: Context, candidates: list[Candidate], *, named: tuple[Path, ...],
+                         bring_back: bool) -> list[Candidate]:
+    """Files of pictures deleted before are left out of folders, unless `bring_back`; a file
+    named on its own is always registered again."""
+    explicit = {str(p.absolute()) for p in named if not p.is_dir()}
+    with ctx.db.session() as session:
+        forgotten = forgotten_among(session, [str(c.path) for c in candidates])
+        again = forgotten if bring_back else forgotten & explicit
+        remember_again(session, paths=again)
+        session.commit()
+    left = forgotten - again
+    if left:
+        click.echo(f"Left out {len(left)} file(s) of deleted pictures; --bring-back registers them again.")
+    return [c for c in candidates if str(c.path) not in left]
+
+
+def _walk_lines(scans: list[FolderScan]) -> list[str]:
+    """What the walks of the folders left out, as lines for a person."""
+    lines = left_out_lines(excluded=sum(s.excluded for s in scans), litter=sum(s.litter for s in scans),
+                           names=[name for s in scans for name in s.left_out_names][:5])
+    skipped = sum(s.skipped_by_extension for s in scans)
+    if skipped:
+        names = [Path(name).name for s in scans for name in s.skipped_names][:5]
+        lines.append(f"Skipped {skipped} file(s) not named like images, e.g. " + ", ".join(names)
+                     + " (--all-files reads them all).")
+    unreadable = {path: why for s in scans for path, why in s.unreadable.items()}
+    for path, why in sorted(unreadable.items())[:10]:
+        lines.append(f"  cannot read {path}: {why}")
+    return lines
 
 
 @click.command("ingest-coco")
@@ -140,14 +195,20 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
               help="Give images without captions those of their file name and EXIF/XMP text.")
 @click.option("--hashes", is_flag=True,
               help="Compute the perceptual hash (for near-duplicates) of images indexed without one.")
+@click.option("--places", is_flag=True,
+              help="Name the place (city, region, country) of pictures whose GPS was never looked up.")
+@click.option("--ocr", is_flag=True,
+              help="Read the words in every indexed picture not read yet: those indexed before, "
+                   "skipped while reading was off, or whose reading failed.")
 @click.option("--wait", is_flag=True, help="Wait until the workers are done.")
 @pass_context
 def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, model: str | None,
-            metadata: bool, captions: bool, hashes: bool, wait: bool) -> None:
-    """Queue images again: lost ones, failed ones, or all of them for another model."""
-    if not (stale or failed or model or metadata or captions or hashes):
+            metadata: bool, captions: bool, hashes: bool, places: bool, ocr: bool, wait: bool) -> None:
+    """Queue images again: lost ones, failed ones, all of them for another model, or to read
+    their words; or fill in what older images lack (EXIF facts, captions, hashes, places)."""
+    if not (stale or failed or model or metadata or captions or hashes or places or ocr):
         raise ClipSeekError("Say what to re-index: --stale, --failed, --model MODEL, --metadata, "
-                            "--captions or --hashes.")
+                            "--captions, --hashes, --places or --ocr.")
     if metadata:
         with ctx.db.session() as session:
             read = backfill_metadata(session)
@@ -159,6 +220,15 @@ def reindex(ctx: Context, stale: bool, older_than: int | None, failed: bool, mod
                    f"{captioned} have captions now.")
     if hashes:
         backfill_hashes_here(ctx)
+    if places:
+        with ctx.db.session() as session, position_bar("Placing", "img", total=None, show=True) as move:
+            placed = backfill_places(session, on_batch=move)
+        click.echo(f"Looked up the place of {placed.looked_at} image(s): {placed.placed} placed, "
+                   f"{placed.no_place} with {NO_PLACE_REASON}"
+                   + (f", {placed.dropped} whose coordinates name no point (dropped)." if placed.dropped
+                      else "."))
+    if ocr:
+        read_words_again(ctx, wait=wait)
     if not (stale or failed or model):
         return
     parse_model_id(model or ctx.model)
@@ -182,6 +252,25 @@ def backfill_hashes_here(ctx: Context) -> None:
     click.echo(f"Computed the perceptual hash of {hashed} image(s){gone}.")
 
 
+def read_words_again(ctx: Context, *, wait: bool) -> None:
+    """Send the pictures whose words are not read to the workers; with `wait`, show their progress."""
+    if not ctx.settings.ocr:
+        raise ClipSeekError("Reading words in pictures is off (CLIPSEEK_OCR=0): turn it on for the "
+                            "workers and this command, then run `clipseek reindex --ocr` again.")
+    with ctx.db.session() as session, queue_errors(ctx):
+        ids = reread_words(session, enqueue=ctx.enqueue_reading)
+    click.echo(f"Sent {len(ids)} picture(s) to be read for words.")
+    if not (wait and ids):
+        return
+    warn_without_workers(ctx)
+    with position_bar("Reading words", "img", total=len(ids), show=True) as move:
+        remaining = wait_until_read(ctx.db, ids, timeout_s=86400, on_progress=lambda done: move(done, None))
+    with ctx.db.session() as session:
+        counts = reading_counts(session, recent_failures=0)
+    click.echo(f"Done: {counts.read} picture(s) read ({counts.with_text} with text), {counts.failed} "
+               f"failed" + (f", {remaining} still waiting (timed out)." if remaining else "."))
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
@@ -201,7 +290,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"Switching to {found.switch.model}: {switch_summary(found.switch)}")
         click.echo(f"  searches use {found.model} until then, and move by themselves when every "
                    f"image is embedded (`clipseek model use {found.switch.model} --force`: now).")
-    click.echo(f"Images: {found.images} ({counts})")
+    click.echo(f"Images: {found.images} ({counts})" + (f"; {found.in_trash} in the trash"
+                                                       if found.in_trash else ""))
     click.echo(f"Searchable with {found.model}: {found.searchable}")
     for name, count in found.embeddings_by_model.items():
         click.echo(f"  embeddings from {name}: {count}")
@@ -211,6 +301,14 @@ def status(ctx: Context, as_json: bool) -> None:
                f" task(s) waiting; workers: {workers or 'none running'}")
     for failure in found.recent_failures:
         click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+    click.echo(f"Places: {places_summary(found.places)}")
+    for unplaced in found.places.recent_no_place:
+        click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "
+                   f"({unplaced.latitude:.5f}, {unplaced.longitude:.5f})")
+    if found.reading is not None:
+        click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
+        for unread in found.reading.recent_failures:
+            click.echo(f"  not read #{unread.image_id} {unread.name}: {unread.error}")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

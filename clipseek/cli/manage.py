@@ -1,4 +1,5 @@
-"""Commands that change what is stored: delete images, list, rename and delete collections."""
+"""Commands that change what is stored: delete images (into the trash), list, rename and delete
+collections."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ MAX_IMAGE_ID = 2**63 - 1
 @click.option("--path-prefix", type=click.Path(path_type=Path), default=None,
               help="Delete every image whose file lies in this folder (or is this file).")
 @click.option("--delete-files", is_flag=True,
-              help="Also delete the original files of images indexed where they lie.")
+              help="Delete for good at once, skipping the trash, with the original files of "
+                   "images indexed where they lie.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def delete(ctx: Context, image_ids: tuple[int, ...], collection: str | None, path_prefix: Path | None,
            delete_files: bool, yes: bool) -> None:
-    """Delete images by id, by collection or by folder, with their thumbnails and stored copies."""
+    """Move images to the trash by id, by collection or by folder (`clipseek trash` restores them)."""
     named = sum((bool(image_ids), collection is not None, path_prefix is not None))
     if named != 1:
         raise ClipSeekError("Say which images to delete in one way: image ids, --collection NAME "
@@ -45,14 +47,19 @@ def delete_selected(ctx: Context, selection: Selection, *, delete_files: bool, y
     if count == 0:
         click.echo("No image matches; nothing was deleted.")
         return
-    files = " and their original files" if delete_files else "; original files indexed in place are kept"
-    if not yes and not click.confirm(f"Delete {count} image(s){files}?", err=True):
+    question = (f"Delete {count} picture(s) and their original files for good (not into the trash)?"
+                if delete_files else f"Move {count} picture(s) to the trash?")
+    if not yes and not click.confirm(question, err=True):
         click.echo("Nothing was deleted.")
         return
     with ctx.db.session() as session:
         deletion = delete_images(session, selection, store=ctx.settings.image_store,
                                  thumbnails=ctx.settings.thumbnails, delete_files=delete_files)
-    click.echo(f"Deleted {len(deletion.image_ids)} image(s); removed {len(deletion.removed_files)} "
+    if deletion.trashed:
+        click.echo(f"{len(deletion.image_ids)} picture(s) moved to the trash; kept for "
+                   f"{ctx.settings.trash_days} days; `clipseek trash restore` brings them back.")
+        return
+    click.echo(f"Deleted {len(deletion.image_ids)} image(s) for good; removed {len(deletion.removed_files)} "
                f"stored or original file(s) and {deletion.removed_derived} thumbnail(s); "
                f"kept {deletion.kept_originals} original file(s).")
     for path, why in deletion.not_removed.items():
@@ -97,9 +104,10 @@ def rename(ctx: Context, old: str, new: str) -> None:
 @collections.command("delete")
 @click.argument("name")
 @click.option("--delete-files", is_flag=True,
-              help="Also delete the original files of images indexed where they lie.")
+              help="Delete for good at once, skipping the trash, with the original files of "
+                   "images indexed where they lie.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def delete_collection(ctx: Context, name: str, delete_files: bool, yes: bool) -> None:
-    """Delete every image of collection NAME (asks first, unless --yes)."""
+    """Move every image of collection NAME to the trash (asks first, unless --yes)."""
     delete_selected(ctx, Selection(collection=collection_name(name)), delete_files=delete_files, yes=yes)

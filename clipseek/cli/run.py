@@ -24,6 +24,7 @@ from clipseek.cli.launcher import (
 from clipseek.cli.library import start_watching
 from clipseek.clip.checkpoint import checkpoint_path
 from clipseek.context import Context
+from clipseek.library.forgotten import any_forgotten
 from clipseek.library.ingest import ingest_queued
 from clipseek.library.samples import write_sample_photos
 from clipseek.library.watch import FolderWatcher
@@ -38,7 +39,7 @@ from clipseek.upkeep.status import count_images
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
 def worker(ctx: Context, beat: bool, loglevel: str) -> None:
-    """Run a background worker that indexes queued images (run several to go faster)."""
+    """Run a background worker that indexes queued images, then reads their words (run several: faster)."""
     # Here, not at the top: Celery takes a second to import, which other commands need not pay.
     from worker.app import run_worker
 
@@ -114,7 +115,8 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
         random_warning(ctx)
         recover_image_store(ctx)
         with ctx.db.session() as session:
-            empty = count_images(session) == 0
+            # A library whose pictures were all deleted is not a new one: the samples stay out.
+            empty = count_images(session) == 0 and not any_forgotten(session)
         if samples and empty:
             candidates = write_sample_photos(ctx.settings.home / "samples")
             with queue_errors(ctx):

@@ -20,6 +20,7 @@ from clipseek.search.run import run_search, search_images
 @click.option("--top-k", "-k", default=5, show_default=True, help="Results per page.")
 @click.option("--page", "-p", default=1, show_default=True)
 @click.option("--collection", multiple=True, help="Only this collection (repeat for several).")
+@click.option("--album", multiple=True, help="Only this album, by name or id (repeat for several).")
 @click.option("--source", multiple=True, help="Only images from coco, folder, samples or upload.")
 @click.option("--folder", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Only images under this folder.")
@@ -30,6 +31,7 @@ from clipseek.search.run import run_search, search_images
 @click.option("--format", "formats", multiple=True, help="Only this file format, e.g. jpeg, png.")
 @click.option("--orientation", default="", help="portrait, landscape or square.")
 @click.option("--min-size", default="", help="At least WIDTHxHEIGHT pixels, or megapixels (2mp).")
+@click.option("--place", default="", help="Taken in this city, region or country (or country code, PT).")
 @click.option("--mode", default="", help="semantic, hybrid or text (default: hybrid once captions exist).")
 @click.option("--sort", default="", help="relevance (default) or date (newest first).")
 @click.option("--min-score", default="", help="Show matches from this score up, instead of the cutoff.")
@@ -40,19 +42,21 @@ from clipseek.search.run import run_search, search_images
               help="Also draw the results into this PNG file.")
 @pass_context
 def search(ctx: Context, query: str, top_k: int, page: int, collection: tuple[str, ...],
-           source: tuple[str, ...], folder: Path | None, taken_from: str, taken_to: str,
-           added_from: str, added_to: str, formats: tuple[str, ...], orientation: str,
-           min_size: str, mode: str, sort: str, min_score: str, like: str, show_all: bool,
+           album: tuple[str, ...], source: tuple[str, ...], folder: Path | None, taken_from: str,
+           taken_to: str, added_from: str, added_to: str, formats: tuple[str, ...], orientation: str,
+           min_size: str, place: str, mode: str, sort: str, min_score: str, like: str, show_all: bool,
            as_json: bool, save: Path | None) -> None:
     """Find the stored images that best match a description (with no description: newest first).
 
     Combine descriptions as in: beach + "sunset" - "people".
     """
     params = {"q": [query], "page": [str(page)], "per_page": [str(top_k)],
-              "collection": list(collection), "source": list(source), "format": list(formats),
+              "collection": list(collection), "album": list(album), "source": list(source),
+              "format": list(formats),
               "folder": [str(folder.absolute())] if folder else [], "taken_from": [taken_from],
               "taken_to": [taken_to], "added_from": [added_from], "added_to": [added_to],
-              "orientation": [orientation], "min_size": [min_size], "mode": [mode], "sort": [sort],
+              "orientation": [orientation], "min_size": [min_size], "place": [place], "mode": [mode],
+              "sort": [sort],
               "min_score": [min_score], "like": [like], "all": ["1" if show_all else ""]}
     request = parse_request(params)
     with ctx.db.session() as session:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.embedded_redis import EmbeddedRedis
@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 QUEUE = "clipseek"
 INDEX_TASK = "clipseek.index_images"
+# Reading the words in indexed pictures: its own queue, which workers take from only while
+# QUEUE is empty (see transport_options), so it never delays a picture becoming searchable.
+READ_QUEUE = "clipseek.read"
+READ_TASK = "clipseek.read_words"
+# Every queue a worker serves, the first first.
+WORKER_QUEUES = (QUEUE, READ_QUEUE)
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash (by
 # delivery tag) and their delivery times in this sorted set.
 UNACKED_KEY = "unacked"
@@ -41,15 +47,21 @@ def broker_url(settings: Settings) -> str:
     return EmbeddedRedis(settings.redis_folder).ensure_running()
 
 
-def transport_options(visibility_timeout_s: int) -> dict[str, float]:
+def transport_options(visibility_timeout_s: int) -> dict[str, float | str]:
     """Redis transport options: short socket timeouts, and a prompt hand-back of a dead worker's task.
 
     kombu scans for expired unacknowledged messages only every restore interval times the
     throttle (10 x 10 s by default), so a killed worker's batch could wait 100 s past its
     visibility timeout; scanning every tenth of that timeout (at most 10 s) keeps the delay
     proportional. Heartbeats (clipseek.upkeep.recovery) usually hand it back much sooner.
+
+    A worker's BRPOP names its queues in the order given with `--queues`, and Redis pops from
+    the first that holds a task; kombu's default `round_robin` moves the queue it last took
+    from to the back, which would make indexing and reading take turns. `priority` keeps
+    the order, so a worker reads words only while no indexing waits.
     """
     return {
+        "queue_order_strategy": "priority",
         "visibility_timeout": visibility_timeout_s,
         "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 10)),
         "unacked_restore_throttle": 1,
@@ -87,6 +99,11 @@ def create_celery(settings: Settings, *, broker: str | None = None) -> Celery:
 def send_index_task(app: Celery, image_ids: list[int], model: str) -> None:
     """Send one task: embed these images with `model`."""
     app.send_task(INDEX_TASK, args=[image_ids, model], queue=QUEUE)
+
+
+def send_read_task(app: Celery, image_ids: list[int]) -> None:
+    """Send one task: read the words in these indexed images."""
+    app.send_task(READ_TASK, args=[image_ids], queue=READ_QUEUE)
 
 
 def broker_client(settings: Settings, *, timeout_s: float = BROKER_TIMEOUT_S) -> redis.Redis:
@@ -141,16 +158,29 @@ def queue_depth(settings: Settings) -> int | None:
 
 def message_task(message: dict[str, object]) -> tuple[list[int], str] | None:
     """The image ids and model an index task message carries, or None if it is not one."""
+    args = _task_args(message, INDEX_TASK)
+    if args is None:
+        return None
+    return [int(i) for i in args[0]], str(args[1])
+
+
+def read_message_ids(message: dict[str, object]) -> list[int] | None:
+    """The image ids a read task message carries, or None if it is not one."""
+    args = _task_args(message, READ_TASK)
+    return None if args is None else [int(i) for i in args[0]]
+
+
+def _task_args(message: dict[str, object], task: str) -> list[Any] | None:
     headers = message.get("headers")
-    if not isinstance(headers, dict) or headers.get("task") != INDEX_TASK:
+    if not isinstance(headers, dict) or headers.get("task") != task:
         return None
     body = message.get("body")
     properties = message.get("properties")
     if not isinstance(body, str) or not isinstance(properties, dict):
         return None
     raw = base64.b64decode(body) if properties.get("body_encoding") == "base64" else body.encode()
-    args = json.loads(raw)[0]
-    return [int(i) for i in args[0]], str(args[1])
+    args: list[Any] = json.loads(raw)[0]
+    return args
 
 
 def _delivered(client: redis.Redis) -> dict[str, dict[str, object]]:
@@ -180,6 +210,32 @@ def ids_in_broker(client: redis.Redis, *, model: str, except_tasks: Iterable[str
         if task is not None and task[1] == model:
             ids.update(task[0])
     return ids
+
+
+def ids_read_in_broker(client: redis.Redis, *, except_tasks: Iterable[str] = ()) -> set[int]:
+    """Ids of the images that read tasks carry, waiting or delivered and unacknowledged
+    (leaving out the deliveries of `except_tasks`, held by workers known to be dead)."""
+    skip = set(except_tasks)
+    raw_waiting: list[bytes] = client.lrange(READ_QUEUE, 0, -1)  # type: ignore[assignment]
+    messages = [json.loads(raw) for raw in raw_waiting]
+    messages += [m for m in _delivered(client).values() if _task_id(m) not in skip]
+    ids: set[int] = set()
+    for message in messages:
+        ids.update(read_message_ids(message) or ())
+    return ids
+
+
+def indexing_waits(client: redis.Redis) -> bool:
+    """Whether an index task waits in the queue (a reading worker then hands its turn over).
+
+    A broker that does not answer says no: a worker could not receive the task anyway.
+    """
+    import redis
+
+    try:
+        return bool(client.llen(QUEUE))
+    except (redis.RedisError, OSError):
+        return False
 
 
 def forget_deliveries(client: redis.Redis, image_ids: Iterable[str]) -> None:

@@ -16,7 +16,7 @@ from clipseek.clip.encoder import Encoder
 from clipseek.indexing.queueing import lacks_embedding
 from clipseek.photo.imaging import OPENAI_PREPROCESS, ImageDecodeError, Preprocess, clip_pixels, load_rgb
 from clipseek.photo.perceptual_hash import perceptual_hash
-from clipseek.store.tables import WAITING, Embedding, Image, ImageStatus
+from clipseek.store.tables import WAITING, Embedding, Image, ImageStatus, in_library
 
 
 @dataclass
@@ -56,7 +56,8 @@ def images_needing(session: Session, model_id: str, image_ids: Sequence[int]) ->
     """Of these ids, the (id, path) of images that still lack an embedding from `model_id`."""
     rows = session.execute(
         select(Image.id, Image.path)
-        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, lacks_embedding(model_id))
+        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, in_library(),
+               lacks_embedding(model_id))
         .order_by(Image.id)
     )
     return [(row.id, row.path) for row in rows]
@@ -66,7 +67,8 @@ def pending_image_ids(session: Session, model_id: str, *,
                       statuses: Sequence[ImageStatus] = WAITING) -> list[int]:
     """Ids of images in the given statuses that have no embedding from `model_id` yet."""
     return list(session.scalars(
-        select(Image.id).where(Image.status.in_(statuses), lacks_embedding(model_id)).order_by(Image.id)
+        select(Image.id).where(Image.status.in_(statuses), in_library(), lacks_embedding(model_id))
+        .order_by(Image.id)
     ))
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.store.db import Database
-from clipseek.store.tables import WAITING, Embedding, Image, ImageStatus
+from clipseek.store.tables import WAITING, Embedding, Image, ImageStatus, in_library
 
 # A task carries several model batches, so that inside it the worker decodes the next batch
 # and writes the last one while the model runs (one batch per task left the model idle
@@ -49,25 +49,28 @@ def touch(session: Session, image_ids: Sequence[int]) -> None:
 
 
 def reset_failed(session: Session) -> list[int]:
-    """Move every failed image back to registered so it is tried again; return their ids."""
-    ids = list(session.scalars(select(Image.id).where(Image.status == ImageStatus.FAILED).order_by(Image.id)))
+    """Move every failed image of the library back to registered so it is tried again; return their ids."""
+    ids = list(session.scalars(select(Image.id).where(Image.status == ImageStatus.FAILED, in_library())
+                               .order_by(Image.id)))
     session.execute(update(Image).where(Image.id.in_(ids)).values(status=ImageStatus.REGISTERED, error=None))
     return ids
 
 
 def ids_without(session: Session, *, model: str) -> list[int]:
-    """Every usable image that has no embedding from `model` yet (a missing one has no file to read)."""
+    """Every usable image of the library that has no embedding from `model` yet (a missing one
+    has no file to read; one in the trash is embedded if it is restored)."""
     return list(session.scalars(
         select(Image.id).where(Image.status.not_in((ImageStatus.FAILED, ImageStatus.MISSING)),
-                               lacks_embedding(model))
+                               in_library(), lacks_embedding(model))
         .order_by(Image.id)))
 
 
 def outstanding(session: Session, image_ids: Sequence[int], *, model: str) -> int:
-    """How many of these images are neither failed nor embedded by `model`."""
+    """How many of these images are neither failed, in the trash, nor embedded by `model`."""
     return int(session.scalar(
         select(func.count()).select_from(Image)
-        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, lacks_embedding(model))) or 0)
+        .where(Image.id.in_(image_ids), Image.status != ImageStatus.FAILED, in_library(),
+               lacks_embedding(model))) or 0)
 
 
 def wait_until_indexed(db: Database, image_ids: Sequence[int], *, model: str, timeout_s: float,

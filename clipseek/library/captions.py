@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, NewType
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import ColumnElement, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from clipseek.errors import BadQuery
 from clipseek.photo.caption_text import MAX_CAPTION_CHARS, caption_from_filename
 from clipseek.photo.metadata import PhotoText
-from clipseek.store.tables import Caption, Image
+from clipseek.store.tables import DERIVED_SOURCES, Caption, Image
 from clipseek.util.user_text import user_text
 
 
@@ -30,6 +31,27 @@ class BadCaption(BadQuery):
 
 # Written by ClipSeek itself: replaced whenever the file is read again.
 DERIVED = (CaptionSource.FILENAME, CaptionSource.EXIF, CaptionSource.XMP)
+
+
+def listed() -> ColumnElement[bool]:
+    """The condition on `captions` that keeps the ones shown to people as captions.
+
+    What ClipSeek derives about the whole picture (its place, the words read in it) is
+    searched like any caption, but never listed, edited, used as alternative text or as a
+    grid's caption, nor taken for a caption a file or a person gave.
+    """
+    return Caption.source.not_in(DERIVED_SOURCES)
+
+
+def listed_captions(captions: Iterable[Caption]) -> list[Caption]:
+    """The captions of a list that are shown to people, as `listed()` selects them in SQL."""
+    return [c for c in captions if c.source not in DERIVED_SOURCES]
+
+
+def is_listed(caption: Caption) -> bool:
+    """Whether a caption is shown to people as a caption (see `listed()`)."""
+    return caption.source not in DERIVED_SOURCES
+
 
 # A caption's text as a person may write it: visible (clipseek.util.user_text), 1 to
 # MAX_CAPTION_CHARS characters.
@@ -67,7 +89,7 @@ def add_derived_captions(session: Session, image_id: int, *, name: str, text: Ph
 def has_given_captions(session: Session, image_id: int) -> bool:
     """Whether the image arrived with captions of its own (COCO's, the samples'): it takes no others."""
     return bool(session.scalar(select(exists().where(
-        Caption.image_id == image_id, Caption.source.not_in([*DERIVED, CaptionSource.USER])))))
+        Caption.image_id == image_id, Caption.source.not_in([*DERIVED, CaptionSource.USER]), listed()))))
 
 
 def replace_derived_captions(session: Session, image_id: int, *, name: str,
@@ -107,7 +129,7 @@ def edit_caption(session: Session, *, caption_id: int, text: CaptionText,
 
     A caption keeps its author; one without (a file's, say) becomes the editor's.
     """
-    caption = session.get(Caption, caption_id)
+    caption = _listed_caption(session, caption_id)
     if caption is None:
         return None
     caption.text, caption.source = text, CaptionSource.USER
@@ -120,17 +142,24 @@ def edit_caption(session: Session, *, caption_id: int, text: CaptionText,
 def caption_owners(session: Session, caption_id: int) -> tuple[int | None, int | None] | None:
     """Who wrote a caption and who uploaded its picture (None where unrecorded); None without the caption."""
     row = session.execute(select(Caption.added_by, Image.added_by)
-                          .join(Image, Image.id == Caption.image_id).where(Caption.id == caption_id)).first()
+                          .join(Image, Image.id == Caption.image_id)
+                          .where(Caption.id == caption_id, listed())).first()
     return None if row is None else (row[0], row[1])
 
 
 def delete_caption(session: Session, *, caption_id: int) -> Caption | None:
     """Remove a caption; the removed one, or None if there was none. The caller commits."""
-    caption = session.get(Caption, caption_id)
+    caption = _listed_caption(session, caption_id)
     if caption is not None:
         session.delete(caption)
         session.flush()
     return caption
+
+
+def _listed_caption(session: Session, caption_id: int) -> Caption | None:
+    """A caption people may change; a derived one is no caption to them (its source changes it)."""
+    caption = session.get(Caption, caption_id)
+    return caption if caption is not None and caption.source not in DERIVED_SOURCES else None
 
 
 def caption_dict(caption: Caption) -> dict[str, Any]:

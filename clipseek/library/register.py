@@ -14,7 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.library.captions import add_derived_captions
-from clipseek.photo.imaging import ImageDecodeError, is_image_name, probe_with_facts
+from clipseek.library.excludes import Excludes
+from clipseek.library.places import Coordinates, place_images
+from clipseek.library.scan import FolderScan, scan_folder
+from clipseek.photo.imaging import ImageDecodeError, probe_with_facts
 from clipseek.photo.metadata import PhotoFacts
 from clipseek.store.tables import Caption, Image, ImageStatus
 from clipseek.util.hashing import sha256_of
@@ -48,22 +51,21 @@ class RegisterReport:
         self.already_known += other.already_known
 
 
-def discover_files(paths: Iterable[Path], *, all_files: bool = False,
-                   on_skipped: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def discover_files(paths: Iterable[Path], *, all_files: bool = False, excludes: Excludes | None = None,
+                   on_scan: Callable[[Path, FolderScan], None] | None = None) -> Iterator[Path]:
     """Yield image files under the given folders (recursively, sorted) and the given files.
 
-    Files in folders not named like images are handed to `on_skipped`, or yielded too with
-    `all_files` (their content then decides).
+    Folders are walked as a sync walks them (clipseek.library.scan): hidden files, NAS/OS
+    litter and what `excludes` or a .clipseekignore names are left out, and so are files
+    not named like images unless `all_files`; `on_scan` receives each folder's scan, with
+    what it left out and why.
     """
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if not child.is_file() or child.name.startswith("."):
-                    continue
-                if all_files or is_image_name(child):
-                    yield child.absolute()
-                elif on_skipped:
-                    on_skipped(child.absolute())
+            scan = scan_folder(path, all_files=all_files, excludes=excludes)
+            if on_scan:
+                on_scan(path, scan)
+            yield from (Path(found) for found in sorted(scan.files))
         elif path.exists():
             # A file named explicitly is registered whatever its name, so that a bad one is
             # reported as failed rather than silently ignored.
@@ -153,6 +155,7 @@ def register_inspected(session: Session, inspected: Sequence[Inspected], *,
                        copy_to: Path | None = None) -> RegisterReport:
     """Record files already read as images; known contents count as duplicates. The caller commits."""
     report = RegisterReport()
+    coordinates: dict[int, Coordinates] = {}
     for item in inspected:
         image_id = _insert_image(session, item, copy_to)
         if image_id is None:
@@ -169,7 +172,10 @@ def register_inspected(session: Session, inspected: Sequence[Inspected], *,
             # Pictures that arrive without captions (folders, uploads) speak through their
             # name and their own EXIF/XMP text; those with captions (COCO) keep only theirs.
             add_derived_captions(session, image_id, name=_name(item), text=item.facts.text)
+        if item.facts.latitude is not None:
+            coordinates[image_id] = (item.facts.latitude, item.facts.longitude)
         (report.failed_ids if item.error else report.new_ids).append(image_id)
+    place_images(session, coordinates)
     return report
 
 

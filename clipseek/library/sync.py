@@ -1,4 +1,5 @@
-"""Keeping a folder and the database in step: new, changed, moved, missing and returned files."""
+"""Keeping a folder and the database in step: new, changed, moved, missing and returned files,
+leaving out what was deleted (in the trash or for good) and what the folder's rules exclude."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ from sqlalchemy.orm import Session
 
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.failures import FILE_GONE, is_retryable
+from clipseek.indexing.reading import forget_text
 from clipseek.library.captions import replace_derived_captions
 from clipseek.library.collections import folder_collection
-from clipseek.library.deletion import Selection, delete_images
+from clipseek.library.deletion import Selection, purge_images
+from clipseek.library.excludes import Excludes
+from clipseek.library.forgotten import forget_files, forgotten_hashes, forgotten_under, remember_again
+from clipseek.library.places import place_images
 from clipseek.library.register import Candidate, Inspected, inspect_file, register_inspected, unread_key
 from clipseek.library.scan import FileStat, FolderScan, scan_folder
+from clipseek.library.trash import restore_images
 from clipseek.store.lock_waits import take_advisory_xact_lock
-from clipseek.store.tables import DuplicateFile, Embedding, Image, ImageStatus
+from clipseek.store.tables import DuplicateFile, Embedding, ForgottenFile, Image, ImageStatus, in_library
 
 # Progress: what the sync is doing now ("scanning", "reading", "recording") and how many files.
 OnStage = Callable[[str, int], None]
@@ -47,6 +53,14 @@ class SyncReport:
     to_queue: list[int] = field(default_factory=list)
     skipped_by_extension: int = 0
     skipped_names: list[str] = field(default_factory=list)
+    # Files of pictures deleted (in the trash, or for good) that were left out, and those
+    # brought back from the trash by `bring_back`.
+    deleted: int = 0
+    restored_ids: list[int] = field(default_factory=list)
+    # Left out by --exclude or a .clipseekignore, and NAS/OS litter (a folder counts once).
+    excluded: int = 0
+    litter: int = 0
+    left_out_names: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Every count, by name, for the report and the API."""
@@ -54,7 +68,8 @@ class SyncReport:
                 "moved": len(self.moved_ids), "missing": len(self.missing_ids),
                 "returned": len(self.returned_ids), "unchanged": self.unchanged,
                 "duplicates": len(self.duplicate_ids), "failed": len(self.failed),
-                "skipped": self.skipped_by_extension}
+                "skipped": self.skipped_by_extension, "deleted": self.deleted,
+                "restored": len(self.restored_ids), "excluded": self.excluded, "litter": self.litter}
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,8 @@ class _Known:
     mtime: float | None
     status: str
     error: str | None = None
+    # In the trash: a sync leaves its file alone, whatever happens to it.
+    trashed: bool = False
 
     def failed_for_its_file(self, *, read_now: bool) -> bool:
         """Whether this image failed for a reason about its file that no longer holds.
@@ -78,10 +95,10 @@ class _Known:
         return is_retryable(self.error) if read_now else self.error.startswith(FILE_GONE)
 
 
-def _known_rows() -> Select[int, str, str, int, float | None, str, str | None]:
+def _known_rows() -> Select[int, str, str, int, float | None, str, str | None, bool]:
     # The columns of _Known, in its order.
     return select(Image.id, Image.path, Image.sha256, Image.file_size, Image.file_mtime, Image.status,
-                  Image.error)
+                  Image.error, ~in_library())
 
 
 def _prefix(root: Path) -> str:
@@ -110,9 +127,11 @@ def lock_folder(session: Session, root: Path) -> None:
 
 
 def is_known_folder(session: Session, root: Path) -> bool:
-    """Whether any image was registered from under this folder."""
-    return bool(session.scalar(select(exists().where(
-        Image.path.startswith(_prefix(root.absolute()), autoescape=True)))))
+    """Whether any image was registered from under this folder (and is still known, or deleted)."""
+    under = _prefix(root.absolute())
+    return bool(session.scalar(select(
+        exists().where(Image.path.startswith(under, autoescape=True))
+        | exists().where(ForgottenFile.path.startswith(under, autoescape=True)))))
 
 
 def _check_root(session: Session, root: Path, allow_missing_root: bool) -> bool:
@@ -132,7 +151,8 @@ def _check_root(session: Session, root: Path, allow_missing_root: bool) -> bool:
 
 def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
                 pool: ThreadPoolExecutor, all_files: bool = False, allow_missing_root: bool = False,
-                collection: str | None = None, on_stage: OnStage | None = None) -> SyncReport:
+                collection: str | None = None, on_stage: OnStage | None = None,
+                excludes: Excludes | None = None, bring_back: bool = False) -> SyncReport:
     """Compare a folder with the database in one pass and record what changed. The caller commits.
 
     New files go in `collection` (by default the folder's name, as an import names it); a
@@ -143,16 +163,29 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     gone become missing (out of search until they return). Holds the folder's lock until
     the transaction ends, so two syncs of one folder, or of a folder and one inside it, run
     one after the other.
+
+    Deleted pictures stay deleted: the file of a picture in the trash is left alone (not
+    new, not changed, not missing), and so is a file deleted for good (by its path, or by
+    its content when it was moved or copied). `bring_back` restores the pictures of this
+    folder from the trash and registers its deleted files again. What `excludes` and the
+    .clipseekignore files leave out, and NAS/OS litter, is not looked at; a picture already
+    registered from there is then missing.
     """
     root = root.absolute()
     new_collection = collection or folder_collection(root)
     lock_folder(session, root)
     walkable = _check_root(session, root, allow_missing_root)
-    scan = scan_folder(root, all_files=all_files) if walkable else FolderScan()
+    scan = scan_folder(root, all_files=all_files, excludes=excludes) if walkable else FolderScan()
     if on_stage:
         on_stage("scanning", len(scan.files))
     report = SyncReport(skipped_by_extension=scan.skipped_by_extension,
-                        skipped_names=scan.skipped_names, failed=dict(scan.unreadable))
+                        skipped_names=scan.skipped_names, failed=dict(scan.unreadable),
+                        excluded=scan.excluded, litter=scan.litter, left_out_names=scan.left_out_names)
+    if bring_back:
+        restored = restore_images(session, Selection(path_prefix=root), model=model)
+        report.restored_ids, report.to_queue = restored.image_ids, restored.to_queue
+        remember_again(session, under=root)
+    forgotten = forgotten_under(session, root)
     known = {row.path: _Known(*row) for row in session.execute(
         _known_rows().where(Image.path.startswith(_prefix(root), autoescape=True)))}
     copies = {dup.path: dup for dup in session.scalars(
@@ -161,7 +194,10 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     for path, stat in scan.files.items():
         row = known.get(path)
         copy = copies.get(path)
-        if row is None and copy is not None and (copy.file_size, copy.file_mtime) == (stat.size, stat.mtime):
+        same_copy = copy is not None and (copy.file_size, copy.file_mtime) == (stat.size, stat.mtime)
+        if (row is not None and row.trashed) or (row is None and path in forgotten):
+            report.deleted += 1
+        elif row is None and same_copy:
             del copies[path]
             report.unchanged += 1  # a second copy of a stored picture, already read once
         elif row is None or row.size != stat.size or row.mtime != stat.mtime:
@@ -176,7 +212,7 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
     stale_copies = [path for path in copies if not scan.under_unlisted(path)]
     if stale_copies:
         session.execute(delete(DuplicateFile).where(DuplicateFile.path.in_(stale_copies)))
-    gone = {path: row for path, row in known.items() if path not in scan.files
+    gone = {path: row for path, row in known.items() if path not in scan.files and not row.trashed
             and path not in scan.unreadable and not scan.under_unlisted(path)}
     if on_stage:
         on_stage("reading", len(to_read))
@@ -195,7 +231,8 @@ def sync_folder(session: Session, root: Path, *, model: str, max_pixels: int,
             fresh.append(item)
     if on_stage:
         on_stage("recording", len(fresh))
-    _place_new(session, fresh, gone, model, report)
+    _place_new(session, _leave_out_deleted(session, fresh, bring_back, model, report), gone, model,
+               report)
     _move_to_copies(session, gone, report)
     _mark_missing(session, [row for row in gone.values() if row.status != ImageStatus.MISSING],
                   report)
@@ -250,13 +287,41 @@ def _reread(session: Session, row: _Known, item: Inspected, model: str, report: 
     session.execute(update(Image).where(Image.id == row.id).values(
         **item.file_columns(), missing_since=None, attempts=0, indexed_at=None,
         status=ImageStatus.FAILED if item.error else ImageStatus.REGISTERED))
+    # Its words are read again from the new content once it is indexed.
+    forget_text(session, row.id)
     if not item.error:  # a broken file says nothing new; it is read again once mended
         replace_derived_captions(session, row.id, name=Path(path).name, text=item.facts.text)
+    # Its coordinates were just written anew (none for a broken file): so is its place.
+    place_images(session, {row.id: (item.facts.latitude, item.facts.longitude)})
     report.changed_ids.append(row.id)
     if item.error:
         report.failed[path] = item.error
     else:
         report.to_queue.append(row.id)
+
+
+def _leave_out_deleted(session: Session, fresh: list[Inspected], bring_back: bool, model: str,
+                       report: SyncReport) -> list[Inspected]:
+    """New paths whose content is that of a deleted picture are left out, and their paths
+    remembered (so they are not read again); with `bring_back` those pictures come back."""
+    hashes = {item.sha256 for item in fresh if not item.error}
+    if not hashes:
+        return fresh
+    forgotten = forgotten_hashes(session, hashes)
+    trashed = dict(session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(hashes),
+                                                                         ~in_library())).all())
+    if bring_back:
+        remember_again(session, hashes=forgotten)
+        if trashed:
+            restored = restore_images(session, Selection(image_ids=tuple(trashed.values())), model=model)
+            report.restored_ids += restored.image_ids
+            report.to_queue += restored.to_queue
+        return fresh
+    deleted = {str(item.candidate.path): item.sha256 for item in fresh
+               if not item.error and item.sha256 in forgotten | set(trashed)}
+    forget_files(session, deleted.items())
+    report.deleted += len(deleted)
+    return [item for item in fresh if str(item.candidate.path) not in deleted]
 
 
 def _place_new(session: Session, fresh: list[Inspected], gone: dict[str, _Known], model: str,
@@ -351,5 +416,7 @@ def prune_missing(session: Session, *, store: Path, thumbnails: Path,
         statement = statement.where(Image.missing_since < cutoff)
     ids = list(session.scalars(statement))
     if ids:
-        delete_images(session, Selection(image_ids=tuple(ids)), store=store, thumbnails=thumbnails)
+        # Their files are gone: nothing is left on disk to remember as deleted.
+        purge_images(session, Selection(image_ids=tuple(ids)), store=store, thumbnails=thumbnails,
+                     forget=False)
     return len(ids)

@@ -22,6 +22,7 @@ from clipseek.indexing.queueing import Enqueue, queue_for_indexing
 from clipseek.library.captions import add_derived_captions
 from clipseek.library.collections import UPLOADS
 from clipseek.library.duplicates import look_alikes
+from clipseek.library.places import place_images
 from clipseek.library.register import stored_path
 from clipseek.library.store import INCOMING, writing_to
 from clipseek.photo.imaging import IMAGE_EXTENSIONS, ImageDecodeError, probe_with_facts
@@ -136,9 +137,11 @@ def _upload_hash(path: Path, max_pixels: int) -> str | None:
 def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
               max_pixels: int, collection: str,
               duplicate_distance: int) -> tuple[UploadOutcome, _Placed | None]:
-    existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
+    existing = session.execute(select(Image.id, Image.trashed_at).where(Image.sha256 == sha)).first()
     if existing is not None:
-        return UploadOutcome(name, existing, "duplicate", "already in the collection"), None
+        where = ("in the trash (the Trash page restores it)" if existing.trashed_at is not None
+                 else "already in the collection")
+        return UploadOutcome(name, existing.id, "duplicate", where), None
     try:
         info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
@@ -163,6 +166,8 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
                 return UploadOutcome(name, session.scalar(select(Image.id).where(Image.sha256 == sha)),
                                      "duplicate", "already in the collection"), None
             add_derived_captions(session, image_id, name=name, text=facts.text)
+            if facts.latitude is not None:
+                place_images(session, {image_id: (facts.latitude, facts.longitude)})
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp.replace(target)
             placed = _Placed(target, target.stat().st_ino)

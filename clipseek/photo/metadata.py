@@ -3,7 +3,6 @@ and the titles, descriptions and keywords written into it (EXIF and XMP)."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,15 +92,31 @@ def _offset(value: object) -> int | None:
     return -total if sign == "-" else total
 
 
-def _degrees(value: object, ref: object, negative: str) -> float | None:
+def _degrees(value: object, ref: object, directions: tuple[str, str], limit: int) -> float | None:
+    """Degrees from EXIF's (degrees, minutes, seconds) and its reference letter; None unless
+    both are whole: a missing letter leaves the hemisphere unknown, not north or east."""
+    direction = (_text(ref) or "").upper()
+    if direction not in directions:
+        return None
     try:
         d, m, s = (float(part) for part in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError, ZeroDivisionError):
         return None
-    degrees = d + m / 60 + s / 3600
-    if not math.isfinite(degrees):
+    if not (0 <= d <= limit and 0 <= m < 60 and 0 <= s < 60):  # NaN fails these too
         return None
-    return -degrees if _text(ref) == negative else degrees
+    degrees = d + m / 60 + s / 3600
+    if degrees > limit:
+        return None
+    return -degrees if direction == directions[1] else degrees
+
+
+def is_position(latitude: float | None, longitude: float | None) -> bool:
+    """Whether a latitude and longitude name a point on Earth: both given, in range, and not
+    (0, 0), which phones write when they have no fix."""
+    if latitude is None or longitude is None:
+        return False
+    in_range = -90 <= latitude <= 90 and -180 <= longitude <= 180  # NaN is in no range
+    return in_range and (latitude, longitude) != (0.0, 0.0)
 
 
 def _plain(value: object) -> str | None:
@@ -186,18 +201,15 @@ def read_facts(img: Image.Image) -> PhotoFacts:
         or _when(exif.get(_DATETIME))
     offset = _offset(details.get(_OFFSET_ORIGINAL)) if details.get(_DATETIME_ORIGINAL) \
         else _offset(details.get(_OFFSET))
-    latitude = _degrees(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), "S")
-    longitude = _degrees(gps.get(_GPS_LON), gps.get(_GPS_LON_REF), "W")
-    if latitude is not None and not -90 <= latitude <= 90:
-        latitude = None
-    if longitude is not None and not -180 <= longitude <= 180:
-        longitude = None
+    latitude = _degrees(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), ("N", "S"), 90)
+    longitude = _degrees(gps.get(_GPS_LON), gps.get(_GPS_LON_REF), ("E", "W"), 180)
+    if not is_position(latitude, longitude):  # half a position, or a phone's (0, 0), is none
+        latitude = longitude = None
     make, model = _text(exif.get(_MAKE)), _text(exif.get(_MODEL))
     return PhotoFacts(
         taken_at=taken_at, taken_offset_minutes=offset if taken_at else None,
         camera_make=make, camera_model=model,
-        latitude=latitude if longitude is not None else None,
-        longitude=longitude if latitude is not None else None,
+        latitude=latitude, longitude=longitude,
         display_width=width, display_height=height, text=read_text(img, (make, model)))
 
 

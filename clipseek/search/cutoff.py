@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder, is_random_model
-from clipseek.store.tables import Embedding, EmbeddingCount, ScoreCutoff
+from clipseek.store.tables import Embedding, EmbeddingCount, Image, ScoreCutoff, in_library
 
 GENERIC_PROMPTS = (
     "a photo", "a picture", "an image", "a photo of something", "a photo of a thing",
@@ -49,7 +49,9 @@ def calibrate(session: Session, encoder: Encoder) -> float | None:
     """Measure and store the cutoff of the encoder's model; None when too few images are embedded."""
     model = encoder.model_id
     images = session.scalar(select(EmbeddingCount.images).where(EmbeddingCount.model == model)) or 0
-    sample = session.scalars(select(Embedding.embedding).where(Embedding.model == model)
+    # Pictures in the trash are no part of the collection a search ranks.
+    sample = session.scalars(select(Embedding.embedding).join(Image, Image.id == Embedding.image_id)
+                             .where(Embedding.model == model, in_library())
                              .order_by(func.random()).limit(SAMPLE_IMAGES)).all()
     if len(sample) < MIN_IMAGES:
         return None

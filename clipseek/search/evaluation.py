@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from clipseek.clip.encoder import Encoder
 from clipseek.errors import ClipSeekError
 from clipseek.library.coco import read_captions
-from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus
+from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
 
 KS = (1, 5, 10)
@@ -89,7 +89,8 @@ def chance_recall(k: int, images: int, captions_per_image: int = 1) -> tuple[flo
 def stored_pairs(session: Session, *, source: str = "coco") -> list[Pair]:
     """The captions of indexed images that arrived with them from `source` (ingest-coco: coco)."""
     rows = session.execute(select(Caption.image_id, Caption.text).join(Image)
-                           .where(Caption.source == source, Image.status == ImageStatus.INDEXED)
+                           .where(Caption.source == source, Image.status == ImageStatus.INDEXED,
+                                  in_library())
                            .order_by(Caption.image_id, Caption.id))
     return [Pair(image_id, caption) for image_id, caption in rows]
 
@@ -100,7 +101,7 @@ def pairs_from_file(session: Session, annotations: Path) -> tuple[list[Pair], in
     ids: dict[str, int] = {}
     rows = session.execute(select(Image.original_name, Image.id)
                            .where(Image.original_name.in_(list(captions)),
-                                  Image.status == ImageStatus.INDEXED)
+                                  Image.status == ImageStatus.INDEXED, in_library())
                            .order_by(Image.id))
     for name, image_id in rows:
         ids.setdefault(name, image_id)  # the first stored copy of a file that came twice

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder
 from clipseek.errors import BadQuery
-from clipseek.store.tables import Embedding, QueryExample
+from clipseek.store.tables import Embedding, Image, QueryExample, in_library
 
 # Long enough to page and share a search for a few days; short enough that the table stays small.
 KEEP_FOR = timedelta(days=7)
@@ -52,8 +52,11 @@ def example_vector(session: Session, example_id: str, *, model: str) -> np.ndarr
 
 def image_vector(session: Session, image_id: int, *, model: str) -> np.ndarray:
     """A stored image's own embedding ("more like this"); BadQuery when it has none."""
-    vector = session.scalar(select(Embedding.embedding).where(Embedding.image_id == image_id,
-                                                              Embedding.model == model))
+    vector = session.scalar(select(Embedding.embedding).join(Image, Image.id == Embedding.image_id)
+                            .where(Embedding.image_id == image_id, Embedding.model == model,
+                                   in_library()))
+    if vector is None and session.scalar(select(Image.id).where(Image.id == image_id, ~in_library())):
+        raise BadQuery(f"Image {image_id} is in the trash; restore it to look for pictures like it.")
     if vector is None:
         raise BadQuery(f"Image {image_id} is not indexed yet, so there is nothing to compare with; "
                        "try again once it is.")

@@ -10,12 +10,17 @@ from enum import StrEnum
 from typing import TypeVar
 
 from clipseek.errors import BadQuery
+from clipseek.library.albums import split_album_refs
 
 MAX_QUERY_CHARS = 1000
 MAX_PER_PAGE = 100
 # Nobody reads further, and it keeps the row offset far inside PostgreSQL's bigint.
 MAX_PAGE = 100_000
 MAX_VALUES = 50
+# Ids are PostgreSQL bigints.
+MAX_ID = 2**63 - 1
+# GeoNames' longest place names run to about 60 characters.
+MAX_PLACE_CHARS = 100
 # SHA-256 in hex: stored examples are named by the hash of their picture.
 _EXAMPLE_ID = re.compile(r"[0-9a-f]{64}")
 _SIZE = re.compile(r"(?P<w>[0-9]{1,6})x(?P<h>[0-9]{1,6})|(?P<mp>[0-9]{1,4}(?:\.[0-9]{1,3})?)mp")
@@ -60,6 +65,8 @@ class Filters:
     """
 
     collections: tuple[str, ...] = ()
+    # Album ids (whole numbers), or names whatever their case (clipseek.library.albums).
+    albums: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     folder: str | None = None
     taken_from: date | None = None
@@ -71,6 +78,8 @@ class Filters:
     min_width: int | None = None
     min_height: int | None = None
     min_megapixels: float | None = None
+    # A city, region, country or country code, any of them, whatever the case.
+    place: str | None = None
 
     @property
     def active(self) -> bool:
@@ -133,12 +142,12 @@ class SearchRequest:
             out["example"] = self.example
         if self.like is not None:
             out["like"] = str(self.like)
-        names = {"collections": "collection", "sources": "source", "formats": "format"}
+        names = {"collections": "collection", "albums": "album", "sources": "source", "formats": "format"}
         for key, value in self.filters.to_dict().items():
             name = names.get(key, key)
             if key in ("min_width", "min_height", "min_megapixels"):
                 continue
-            out[name] = ",".join(value) if isinstance(value, list) else str(value)
+            out[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         if self.filters.min_megapixels is not None:
             out["min_size"] = f"{self.filters.min_megapixels:g}mp"
         elif self.filters.min_width is not None or self.filters.min_height is not None:
@@ -155,8 +164,8 @@ class SearchRequest:
         return out
 
 
-PARAMETERS = ("q", "example", "like", "collection", "source", "folder", "taken_from", "taken_to",
-              "added_from", "added_to", "format", "orientation", "min_size", "mode", "sort",
+PARAMETERS = ("q", "example", "like", "collection", "album", "source", "folder", "taken_from", "taken_to",
+              "added_from", "added_to", "format", "orientation", "min_size", "place", "mode", "sort",
               "min_score", "all", "page", "per_page")
 
 
@@ -210,6 +219,14 @@ def _known(values: tuple[str, ...], allowed: tuple[str, ...], name: str,
     return out
 
 
+def _albums(values: tuple[str, ...]) -> tuple[str, ...]:
+    ids, _ = split_album_refs(values)
+    if any(i > MAX_ID for i in ids):
+        raise BadQuery(f"The album parameter must be an album id from 1 to {MAX_ID:,} or an "
+                       "album's name.")
+    return values
+
+
 def _min_size(raw: str) -> tuple[int | None, int | None, float | None]:
     match = _SIZE.fullmatch(raw.strip().lower().replace(" ", ""))
     if not match:
@@ -218,6 +235,14 @@ def _min_size(raw: str) -> tuple[int | None, int | None, float | None]:
     if match["mp"]:
         return None, None, float(match["mp"])
     return int(match["w"]) or None, int(match["h"]) or None, None
+
+
+def _place(raw: str) -> str:
+    text = " ".join(raw.split())
+    if len(text) > MAX_PLACE_CHARS:
+        raise BadQuery(f"The place parameter must be a city, region or country of at most "
+                       f"{MAX_PLACE_CHARS} characters, not {_shown(text)!r}.")
+    return text
 
 
 def _date_range(low: date | None, high: date | None, what: str) -> None:
@@ -293,6 +318,7 @@ def parse_request(params: Mapping[str, Sequence[str]], *, default_per_page: int 
     width, height, megapixels = _min_size(one("min_size")) if one("min_size") else (None, None, None)
     filters = Filters(
         collections=_listed(params.get("collection", ()), "collection"),
+        albums=_albums(_listed(params.get("album", ()), "album")),
         sources=_known(_listed(params.get("source", ()), "source"), SOURCES, "source", str.lower),
         folder=one("folder") or None,
         taken_from=_day(one("taken_from"), "taken_from") if one("taken_from") else None,
@@ -303,6 +329,7 @@ def parse_request(params: Mapping[str, Sequence[str]], *, default_per_page: int 
                        lambda f: FORMAT_ALIASES.get(f.upper(), f.upper())),
         orientation=_choice(Orientation, one("orientation"), "orientation") if one("orientation") else None,
         min_width=width, min_height=height, min_megapixels=megapixels,
+        place=_place(one("place")) if one("place") else None,
     )
     _date_range(filters.taken_from, filters.taken_to, "taken")
     _date_range(filters.added_from, filters.added_to, "added")

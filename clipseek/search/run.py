@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
+from clipseek.library.captions import listed
 from clipseek.search import sql as search_sql
 from clipseek.search.cutoff import stored_cutoff
 from clipseek.search.examples import example_vector, image_vector
@@ -21,7 +22,7 @@ from clipseek.search.query import MAX_PAGE as MAX_PAGE  # re-exported: the web a
 from clipseek.search.query import MAX_PER_PAGE as MAX_PER_PAGE
 from clipseek.search.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
 from clipseek.settings import DEFAULT_EF_SEARCH
-from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus
+from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
@@ -165,7 +166,7 @@ def rank_by_vector(
                          "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
     distance = distance_to(vector)
     statement = select(Embedding.image_id, distance.label("distance")).where(
-        of_model(model), Embedding.image_id.not_in(_missing_ids()))
+        of_model(model), Embedding.image_id.not_in(_hidden_ids()))
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()
@@ -175,22 +176,25 @@ def rank_by_vector(
     return [(row.image_id, 1.0 - float(row.distance)) for row in rows], total
 
 
-def _missing_ids() -> Select[int]:
-    # Missing images keep their embeddings, so a file that comes back needs no model, but
-    # no search may show them: few are missing at a time, so this set is small and hashed once.
-    return select(Image.id).where(Image.status == ImageStatus.MISSING)
+def _hidden_ids() -> Select[int]:
+    # Missing images and those in the trash keep their embeddings, so a file that comes back
+    # or a picture restored needs no model, but no search may show them: few are hidden at
+    # a time (each side has its own index), so this set is small and hashed once.
+    return select(Image.id).where((Image.status == ImageStatus.MISSING) | ~in_library())
 
 
 def count_searchable(session: Session, model: str) -> int:
-    """How many images have an embedding from `model` and a file (the number a search ranks).
+    """How many images in the library have an embedding from `model` and a file (the number a
+    search ranks).
 
-    The triggers' count includes missing images' embeddings; those few are counted and
-    taken off rather than counting the whole table. One statement: every results page asks.
+    The triggers' count includes the embeddings of missing images and of those in the
+    trash; those few are counted and taken off rather than counting the whole table. One
+    statement: every results page asks.
     """
     embedded = select(EmbeddingCount.images).where(EmbeddingCount.model == model).scalar_subquery()
-    missing = select(func.count()).select_from(Embedding).where(
-        Embedding.model == model, Embedding.image_id.in_(_missing_ids())).scalar_subquery()
-    return int(session.scalar(select(func.coalesce(embedded, 0) - missing)) or 0)
+    hidden = select(func.count()).select_from(Embedding).where(
+        Embedding.model == model, Embedding.image_id.in_(_hidden_ids())).scalar_subquery()
+    return int(session.scalar(select(func.coalesce(embedded, 0) - hidden)) or 0)
 
 
 def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
@@ -201,8 +205,9 @@ def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
         return []
     # Every results page runs this: one statement of the columns a hit shows, captions
     # included, rather than whole Image objects and a second query for their captions.
+    # Words read in the picture and its place are searched, but are no caption to show.
     captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
-                .where(Caption.image_id == Image.id).scalar_subquery())
+                .where(Caption.image_id == Image.id, listed()).scalar_subquery())
     images = {row.id: row for row in session.execute(
         select(Image.id, Image.path, Image.width, Image.height, Image.source, Image.original_name,
                captions.label("captions")).where(Image.id.in_(ids)))}
@@ -234,6 +239,33 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
     `vector` stands in for the request's own query embedding (the benchmarks plant one).
     """
     check_paging(request.page, request.per_page)
+    started = time.perf_counter()
+    result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector)
+    result.hits = hydrate(session, ranked, first_rank=(request.page - 1) * request.per_page + 1)
+    result.timings_ms = {"encode": encode_ms,
+                         "query": (time.perf_counter() - started) * 1000 - encode_ms}
+    return result
+
+
+def all_matches(session: Session, encoder: Encoder, request: SearchRequest, *, limit: int,
+                ef_search: int = DEFAULT_EF_SEARCH) -> list[int]:
+    """The ids of every match of a request, all its pages at once, in its order.
+
+    What its pages count as matches (`total`); BadQuery when they are more than `limit`, or
+    counted only up to a cap, so that acting on "all matches" never acts on a guess.
+    """
+    whole = replace(request, page=1, per_page=limit)
+    result, ranked, _ = _rank(session, encoder, whole, ef_search=ef_search)
+    if result.total > limit or result.total_capped:
+        total = f"{result.total:,}{'+' if result.total_capped else ''}"
+        raise BadQuery(f"The search has {total} matches; act on at most {limit:,} at once: narrow it "
+                       "with words or filters.")
+    return [image_id for image_id, _ in ranked]
+
+
+def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_search: int,
+          vector: np.ndarray | None = None) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
+    """The request's page as ranked ids (not yet hydrated), and the milliseconds its embedding took."""
     model = encoder.model_id
     started = time.perf_counter()
     if vector is None and not request.browsing:
@@ -255,10 +287,7 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
         rows = _ranked_rows(session, request, vector, mode, result, offset=offset,
                             ef_search=ef_search)
     ranked = [(row.image_id, row.score) for row in rows if row.image_id is not None]
-    result.hits = hydrate(session, ranked, first_rank=offset + 1)
-    result.timings_ms = {"encode": (encoded - started) * 1000,
-                         "query": (time.perf_counter() - encoded) * 1000}
-    return result
+    return result, ranked, (encoded - started) * 1000
 
 
 def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | None, mode: Mode,

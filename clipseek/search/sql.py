@@ -11,6 +11,8 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
+    Subquery,
+    Text,
     and_,
     cast,
     func,
@@ -20,10 +22,23 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
+from sqlalchemy.dialects.postgresql import TSQUERY, aggregate_order_by
 
+from clipseek.library.albums import split_album_refs
+from clipseek.library.captions import listed
 from clipseek.search.query import Filters, Orientation, Sort, day_after, day_start
-from clipseek.store.tables import Caption, Embedding, Image, ImageStatus
+from clipseek.store.tables import (
+    DERIVED_SOURCES,
+    Album,
+    AlbumImage,
+    Caption,
+    Embedding,
+    Image,
+    ImageStatus,
+    in_library,
+)
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # Reciprocal Rank Fusion's constant, as in Cormack et al. (2009): it damps the top ranks so
@@ -39,13 +54,19 @@ def shown_at() -> ColumnElement[Any]:
 
 
 def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[ColumnElement[bool]]:
-    """The conditions on `images` for these filters; missing images are always left out, and
-    so is the image `exclude` (the picture a "more like this" search starts from)."""
-    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING]
+    """The conditions on `images` for these filters; missing images and those in the trash are
+    always left out, and so is the image `exclude` (the picture a "more like this" search starts from)."""
+    out: list[ColumnElement[bool]] = [Image.status != ImageStatus.MISSING, in_library()]
     if exclude is not None:
         out.append(Image.id != exclude)
     if filters.collections:
         out.append(Image.collection.in_(filters.collections))
+    if filters.albums:
+        ids, names = split_album_refs(filters.albums)
+        chosen = select(Album.id).where(or_(Album.id.in_(ids), func.lower(Album.name).in_(names)))
+        # (An album keeps the places of its pictures in the trash, for a restore; the
+        # condition above leaves those out.)
+        out.append(Image.id.in_(select(AlbumImage.image_id).where(AlbumImage.album_id.in_(chosen))))
     if filters.sources:
         out.append(Image.source.in_(filters.sources))
     if filters.folder:
@@ -61,6 +82,11 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
         out.append(Image.created_at >= day_start(filters.added_from).replace(tzinfo=UTC))
     if filters.added_to:
         out.append(Image.created_at < day_after(filters.added_to).replace(tzinfo=UTC))
+    if filters.place:
+        # Any of the names, whatever the case: place=Portugal, place=lisbon or place=PT.
+        wanted = func.lower(filters.place)
+        out.append(or_(*(func.lower(column) == wanted for column in (
+            Image.place_city, Image.place_region, Image.place_country, Image.place_country_code))))
     width = func.coalesce(Image.display_width, Image.width)
     height = func.coalesce(Image.display_height, Image.height)
     if filters.orientation is Orientation.PORTRAIT:
@@ -118,16 +144,51 @@ def semantic_ranking(vector: np.ndarray, filters: Filters, *, model: str, depth:
     return ranked.order_by(distance).limit(depth).cte("semantic")
 
 
+def is_derived() -> ColumnElement[bool]:
+    """Whether a caption is derived (captions_derived_words_idx's condition, so that it is used)."""
+    # Constants, not bound parameters: a generic plan could not tell that the index applies.
+    return Caption.source.in_([literal(source.value, literal_execute=True) for source in DERIVED_SOURCES])
+
+
+def caption_documents(words: str) -> Subquery:
+    """What a text search for `words` matches: each caption by itself; and, for pictures whose
+    derived captions (their place, the words read in them) hold one of the words, each of
+    their other captions together with those, and those together alone.
+
+    So "beach Lisbon" finds a picture captioned "a beach" that was taken in Lisbon. Derived
+    captions describe the whole picture, so they may complete any caption of it; two captions
+    that people or files gave are not joined, as each may describe another part.
+    """
+    # Every caption by itself: text_ranking's condition on the words reaches in here, where
+    # the index on them finds the captions that hold the whole query.
+    alone = select(Caption.image_id, Caption.words)
+    # Any one word of the query (plainto_tsquery joins them with "&"): only derived captions
+    # and captions that hold part of the query can complete each other, and the indexes find
+    # those without reading the others.
+    any_word = cast(func.replace(cast(func.plainto_tsquery(ENGLISH, words), Text), " & ", " | "), TSQUERY)
+    touched = select(Caption.image_id).where(is_derived(), Caption.words.bool_op("@@")(any_word))
+    derived = (select(Caption.image_id, func.to_tsvector(ENGLISH, func.string_agg(
+                   Caption.text, aggregate_order_by(literal(" "), Caption.id))).label("words"))
+               .where(is_derived(), Caption.image_id.in_(touched))
+               .group_by(Caption.image_id).cte("derived"))
+    completed = (select(Caption.image_id, Caption.words.op("||")(derived.c.words).label("words"))
+                 .join(derived, derived.c.image_id == Caption.image_id)
+                 .where(listed(), Caption.words.bool_op("@@")(any_word)))
+    return union_all(alone, completed, select(derived.c.image_id, derived.c.words)).subquery("documents")
+
+
 def text_ranking(words: str, filters: Filters, *, depth: int | None,
                  exclude: int | None = None) -> CTE:
-    """The images whose captions hold every word of `words` (web-search syntax), best first."""
+    """The images whose captions hold every word of `words` (web-search syntax), best first
+    (see caption_documents for what counts as one image's captions)."""
     query = func.websearch_to_tsquery(ENGLISH, words)
-    best = func.max(func.ts_rank(Caption.words, query))
-    ranked = (select(Caption.image_id, cast(best, Float).label("score"),
-                     func.row_number().over(order_by=(best.desc(), Caption.image_id)).label("position"))
-              .join(Image, Image.id == Caption.image_id)
-              .where(Caption.words.bool_op("@@")(query), *filter_conditions(filters, exclude=exclude))
-              .group_by(Caption.image_id).order_by(best.desc(), Caption.image_id))
+    documents = caption_documents(words)
+    best = func.max(func.ts_rank(documents.c.words, query))
+    ranked = (select(documents.c.image_id, cast(best, Float).label("score"),
+                     func.row_number().over(order_by=(best.desc(), documents.c.image_id)).label("position"))
+              .join(Image, Image.id == documents.c.image_id)
+              .where(documents.c.words.bool_op("@@")(query), *filter_conditions(filters, exclude=exclude))
+              .group_by(documents.c.image_id).order_by(best.desc(), documents.c.image_id))
     return (ranked.limit(depth) if depth else ranked).cte("textual")
 
 

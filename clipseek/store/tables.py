@@ -10,6 +10,7 @@ from pgvector.sqlalchemy import BIT, HALFVEC
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     Computed,
     DateTime,
     Double,
@@ -55,6 +56,10 @@ class CaptionSource(StrEnum):
 
 # Derived captions are searched like any other, but never edited or listed as captions.
 DERIVED_SOURCES = tuple(CaptionSource)
+# The same as SQL, written out: the partial index over derived captions' words holds it, and
+# a query uses that index only where its condition names the same sources as constants.
+DERIVED_SOURCES_SQL = "source IN (" + ", ".join(f"'{s}'" for s in CaptionSource) + ")"
+_DERIVED = text(DERIVED_SOURCES_SQL)  # Caption's own `text` column hides the function there
 
 
 # Stored but neither indexed nor failed yet: waiting for the model.
@@ -160,6 +165,15 @@ class Image(Base):
     )
 
 
+def in_library() -> ColumnElement[bool]:
+    """SQL condition: the image is in the library, not in the trash.
+
+    Every query that lists, counts, searches or indexes images holds it; only the trash's
+    own pages and commands look at the others.
+    """
+    return Image.trashed_at.is_(None)
+
+
 class DuplicateFile(Base):
     """A file in a synced folder whose content is already stored as another image.
 
@@ -249,6 +263,10 @@ class Caption(Base):
     __table_args__ = (
         Index("captions_image_id_idx", "image_id"),
         Index("captions_words_idx", "words", postgresql_using="gin"),
+        # A text search finds the places and read words that hold part of it here, without a
+        # pass over every caption (clipseek.search.sql.caption_documents).
+        Index("captions_derived_words_idx", "words", postgresql_using="gin",
+              postgresql_where=_DERIVED),
     )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.clip.catalog import MODELS, RANDOM_TAG, CatalogModel, lookup
-from clipseek.store.tables import EmbeddingCount, Image, ImageStatus, SearchModel
+from clipseek.store.tables import EmbeddingCount, Image, ImageStatus, SearchModel, in_library
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def model_rows(session: Session, *, cache_dir: Path, weights: Path | None = None
     counts = dict(session.execute(select(EmbeddingCount.model, EmbeddingCount.images)).all())
     # Images that count as the collection: those a search can show.
     indexed = session.scalar(select(func.count()).select_from(Image)
-                             .where(Image.status == ImageStatus.INDEXED)) or 0
+                             .where(Image.status == ImageStatus.INDEXED, in_library())) or 0
     rows = []
     for model in MODELS.values():
         present = (cache_dir / model.weights_file).is_file() or (
@@ -56,7 +56,7 @@ def random_model_rows(session: Session, *, listed: set[str]) -> list[ModelRow]:
         session.scalars(select(EmbeddingCount.model).where(EmbeddingCount.images > 0)))
     counts = dict(session.execute(select(EmbeddingCount.model, EmbeddingCount.images)).all())
     indexed = session.scalar(select(func.count()).select_from(Image)
-                             .where(Image.status == ImageStatus.INDEXED)) or 0
+                             .where(Image.status == ImageStatus.INDEXED, in_library())) or 0
     rows = []
     for name in sorted(names - listed):
         if name.partition("/")[2] != RANDOM_TAG:

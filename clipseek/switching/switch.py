@@ -30,6 +30,7 @@ from clipseek.store.tables import (
     QueryExample,
     ScoreCutoff,
     SearchModel,
+    in_library,
 )
 from clipseek.store.vector_indexes import create_index, drop_index, index_state
 
@@ -141,7 +142,8 @@ def register_model(engine: Engine, model: str) -> int:
 
 
 def _uncovered(model: str) -> Select[Any]:
-    return select(Image.id).where(Image.status.in_(NEEDING), lacks_embedding(model))
+    # Pictures in the trash wait: one restored later is embedded then.
+    return select(Image.id).where(Image.status.in_(NEEDING), in_library(), lacks_embedding(model))
 
 
 def activate(session: Session, model: str) -> None:
@@ -233,7 +235,7 @@ def queue_for_serving_models(session: Session, image_ids: Sequence[int], *, done
         if model == done_model:
             continue
         lacking = list(session.scalars(
-            select(Image.id).where(Image.id.in_(image_ids), Image.status.in_(NEEDING),
+            select(Image.id).where(Image.id.in_(image_ids), Image.status.in_(NEEDING), in_library(),
                                    lacks_embedding(model)).order_by(Image.id)))
         if lacking:
             queue_for_indexing(session, lacking, model=model, batch_size=batch_size,
@@ -275,10 +277,11 @@ def switch_progress(session: Session) -> SwitchProgress | None:
     row = session.scalar(select(SearchModel).where(SearchModel.state == ModelState.INCOMING))
     if row is None:
         return None
-    total = session.scalar(select(func.count()).select_from(Image).where(Image.status.in_(NEEDING))) or 0
+    total = session.scalar(select(func.count()).select_from(Image)
+                           .where(Image.status.in_(NEEDING), in_library())) or 0
     embedded = session.scalar(
         select(func.count()).select_from(Image)
-        .where(Image.status.in_(NEEDING), ~lacks_embedding(row.name))) or 0
+        .where(Image.status.in_(NEEDING), in_library(), ~lacks_embedding(row.name))) or 0
     recent = session.scalar(
         select(func.count()).select_from(Embedding)
         .where(Embedding.model == row.name,

@@ -4,7 +4,8 @@ The database is the record of what must be indexed; the broker only carries it. 
 that the database says is waiting, but that no queued task, no delivered task and no live
 worker holds, is lost, and is queued again at once. One scheduler at a time does this
 every few seconds (a PostgreSQL advisory lock elects it); `clipseek reindex --stale` does
-the same on demand.
+the same on demand. The same passes empty the trash of pictures deleted more than
+CLIPSEEK_TRASH_DAYS ago.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from clipseek.context import Context
-from clipseek.indexing.broker import broker_client, forget_deliveries, ids_in_broker
+from clipseek.indexing.broker import broker_client, forget_deliveries, ids_in_broker, ids_read_in_broker
 from clipseek.indexing.heartbeats import forget_workers, worker_states
 from clipseek.indexing.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
+from clipseek.indexing.reading import EnqueueReading, queue_for_reading, waits_to_be_read
+from clipseek.library.trash import empty_trash
 from clipseek.search.cutoff import calibrate_if_due
 from clipseek.store.db import Database
 from clipseek.store.sql_reader import end_overrunning_readers
-from clipseek.store.tables import WAITING, Image
+from clipseek.store.tables import WAITING, Image, in_library
 from clipseek.switching.switch import active_model, resume_stalled_switch
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 # before the send); it counts as lost only after this long.
 GRACE_S = 10.0
 TICK_S = 10.0
+# Pictures removed for good from the trash per pass at most, so that a pass stays short.
+EMPTY_PER_PASS = 500
 # Any 64-bit number unique to ClipSeek: the advisory lock that elects the one scheduler.
 SCHEDULER_LOCK = 0x436C697053656B31
 
@@ -49,13 +54,15 @@ class Recovery:
     requeued: list[int] = field(default_factory=list)
     dead_workers: list[str] = field(default_factory=list)
     tasks: int = 0
+    # Indexed images whose words were waiting to be read and that nothing held, sent again.
+    to_read: list[int] = field(default_factory=list)
 
 
 def waiting_image_ids(session: Session, *, model: str, older_than_s: float) -> list[int]:
     """Images registered or queued for longer than `older_than_s` that still lack `model`'s embedding."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
     return list(session.scalars(
-        select(Image.id).where(Image.status.in_(WAITING), Image.updated_at <= cutoff,
+        select(Image.id).where(Image.status.in_(WAITING), Image.updated_at <= cutoff, in_library(),
                                lacks_embedding(model)).order_by(Image.id)))
 
 
@@ -89,6 +96,30 @@ def requeue_lost(session: Session, broker: redis.Redis, *, model: str, batch_siz
     forget_workers(session, [w.name for w in dead])
     session.commit()
     return Recovery(requeued=lost, dead_workers=[w.name for w in dead], tasks=tasks)
+
+
+def unread_image_ids(session: Session, *, older_than_s: float) -> list[int]:
+    """Images indexed longer ago than `older_than_s` whose words are not read yet."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    # A row indexed by an old version may have no time: it has waited long enough.
+    return list(session.scalars(select(Image.id).where(
+        waits_to_be_read(), or_(Image.indexed_at.is_(None), Image.indexed_at <= cutoff)).order_by(Image.id)))
+
+
+def requeue_lost_reading(session: Session, broker: redis.Redis, *, enqueue: EnqueueReading,
+                         grace_s: float = GRACE_S) -> list[int]:
+    """Send again every image waiting to be read that no read task and no live worker holds;
+    return them. Images indexed before reading existed wait too, so they are read this way.
+
+    Run after `requeue_lost`, which forgets dead workers and their deliveries.
+    """
+    held = {i for w in worker_states(session) if w.alive for i in w.image_ids}
+    present = ids_read_in_broker(broker) | held
+    lost = [i for i in unread_image_ids(session, older_than_s=grace_s) if i not in present]
+    if lost:
+        queue_for_reading(session, lost, enqueue=enqueue)
+    session.commit()
+    return lost
 
 
 class Scheduler:
@@ -143,6 +174,8 @@ class Scheduler:
         if found.requeued or found.dead_workers:
             log.warning("%s: queued %d lost image(s) again; gone worker(s): %s", self.name,
                         len(found.requeued), ", ".join(found.dead_workers) or "none")
+        if found.to_read:
+            log.info("%s: sent %d image(s) waiting to be read for words", self.name, len(found.to_read))
         return found
 
     def _lead(self) -> bool:
@@ -194,6 +227,7 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
         try:
             found = requeue_lost(session, client, model=active_model(session), batch_size=settings.batch_size,
                                  enqueue=ctx.enqueue)
+            found.to_read = requeue_lost_reading(session, client, enqueue=ctx.enqueue_reading)
         finally:
             client.close()
         # A switch to another model whose tasks were lost is sent again (clipseek.switching.switch).
@@ -202,6 +236,11 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
         # A reader that SET its own time bounds off must still not hold back index builds.
         end_overrunning_readers(session)
         session.commit()
+        emptied = empty_trash(session, store=settings.image_store, thumbnails=settings.thumbnails,
+                              older_than_days=settings.trash_days, limit=EMPTY_PER_PASS)
+        if emptied.image_ids:
+            log.info("removed %d picture(s) for good from the trash (deleted more than %d days ago)",
+                     len(emptied.image_ids), settings.trash_days)
         # The search's relevance cutoff follows the collection as it grows (clipseek.search.cutoff).
         if calibrate_if_due(session, ctx.encoder) is not None:
             session.commit()

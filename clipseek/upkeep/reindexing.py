@@ -1,4 +1,5 @@
-"""Queueing images again on request: lost ones, failed ones, or every image for another model."""
+"""Queueing images again on request: lost ones, failed ones, every image for another model, or
+those whose words are not read; and reading facts and captions into old rows."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.broker import broker_client
 from clipseek.indexing.encoding import record_hashes
 from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
-from clipseek.library.captions import add_derived_captions
+from clipseek.indexing.reading import EnqueueReading, queue_for_reading, reset_for_reading
+from clipseek.library.captions import add_derived_captions, listed
+from clipseek.library.places import (
+    Coordinates,
+    PlacingReport,
+    place_images,
+    record_places,
+    waiting_to_be_placed,
+)
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.photo.metadata import read_facts_from
 from clipseek.photo.perceptual_hash import hash_file
 from clipseek.settings import Settings
-from clipseek.store.tables import Caption, Image, ImageStatus
+from clipseek.store.tables import Caption, Image, ImageStatus, in_library
 from clipseek.switching.switch import active_model, register_model
 from clipseek.upkeep.recovery import Recovery, requeue, requeue_lost, waiting_image_ids
 
@@ -71,6 +80,15 @@ def reindex_images(session: Session, *, settings: Settings, enqueue: Enqueue, st
     return Requeued(image_ids=sorted(ids | set(lost.requeued)), tasks=tasks, model=target)
 
 
+def reread_words(session: Session, *, enqueue: EnqueueReading) -> list[int]:
+    """Send every indexed image whose words are not read (waiting, skipped or failed) to be read;
+    return them. Pictures indexed before reading existed are among the waiting ones."""
+    ids = reset_for_reading(session)
+    session.commit()
+    queue_for_reading(session, ids, enqueue=enqueue)
+    return ids
+
+
 # Called after each committed batch with how many images have been read so far.
 OnFacts = Callable[[int], None]
 FACTS_BATCH = 200
@@ -87,13 +105,17 @@ def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> i
     while True:
         rows = session.execute(
             select(Image.id, Image.path).where(Image.display_width.is_(None), Image.id > last_id,
-                                               Image.status != ImageStatus.MISSING)
+                                               Image.status != ImageStatus.MISSING, in_library())
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return done
+        coordinates: dict[int, Coordinates] = {}
         for image_id, path in rows:
             facts = read_facts_from(Path(path))
             session.execute(update(Image).where(Image.id == image_id).values(**facts.columns()))
+            if facts.latitude is not None:
+                coordinates[image_id] = (facts.latitude, facts.longitude)
+        place_images(session, coordinates)
         session.commit()
         done += len(rows)
         last_id = rows[-1].id
@@ -104,7 +126,8 @@ def backfill_metadata(session: Session, *, on_batch: OnFacts | None = None) -> i
 def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> tuple[int, int]:
     """Derive captions (file name, EXIF and XMP text) for images that have none; return (read, captioned).
 
-    An image with any caption, derived or written, is left alone, so a second run reads
+    An image with any caption, from its file or written, is left alone (its place and the
+    words read in it do not count), so a second run reads
     only the pictures that say nothing. Missing and failed files are skipped. Commits after
     each batch, so an interruption keeps the work.
     """
@@ -114,7 +137,7 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         rows = session.execute(
             select(Image.id, Image.path, Image.original_name)
             .where(Image.id > last_id, Image.status.not_in([ImageStatus.MISSING, ImageStatus.FAILED]),
-                   ~exists().where(Caption.image_id == Image.id))
+                   in_library(), ~exists().where(Caption.image_id == Image.id, listed()))
             .order_by(Image.id).limit(FACTS_BATCH)).all()
         if not rows:
             return read, captioned
@@ -124,7 +147,7 @@ def backfill_captions(session: Session, *, on_batch: OnFacts | None = None) -> t
         session.commit()
         read += len(rows)
         captioned += len(set(session.scalars(select(Caption.image_id).where(
-            Caption.image_id.in_([row.id for row in rows])))))
+            Caption.image_id.in_([row.id for row in rows]), listed()))))
         last_id = rows[-1].id
         if on_batch:
             on_batch(read)
@@ -163,3 +186,32 @@ def backfill_hashes(session: Session, *, max_pixels: int, pool: ThreadPoolExecut
         last_id = rows[-1].id
         if on_batch:
             on_batch(hashed + unreadable)
+
+
+# Called after each committed batch with how many images have been looked up, and of how many.
+OnPlaces = Callable[[int, int], None]
+PLACES_BATCH = 1_000
+
+
+def backfill_places(session: Session, *, on_batch: OnPlaces | None = None) -> PlacingReport:
+    """Name the place of every picture with coordinates that has not been looked up (those
+    registered before ClipSeek named places); return what was done.
+
+    Commits after each batch, so an interruption keeps the work; raises GazetteerUnavailable
+    when the list of places cannot be read.
+    """
+    total = int(session.scalar(select(func.count()).select_from(Image).where(waiting_to_be_placed())) or 0)
+    done = PlacingReport()
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Image.id, Image.latitude, Image.longitude)
+            .where(waiting_to_be_placed(), Image.id > last_id)
+            .order_by(Image.id).limit(PLACES_BATCH)).all()
+        if not rows:
+            return done
+        done.merge(record_places(session, {row.id: (row.latitude, row.longitude) for row in rows}))
+        session.commit()
+        last_id = rows[-1].id
+        if on_batch:
+            on_batch(done.looked_at, max(total, done.looked_at))  # pictures that came meanwhile

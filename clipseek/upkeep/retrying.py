@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.indexing.failures import is_retryable
 from clipseek.indexing.queueing import Enqueue
-from clipseek.store.tables import Image, ImageStatus
+from clipseek.store.tables import Image, ImageStatus, in_library
 from clipseek.upkeep.recovery import requeue
 
 
@@ -30,7 +30,8 @@ class Retry:
 def retry_failed_images(session: Session, image_ids: Sequence[int], *, model: str, batch_size: int,
                         enqueue: Enqueue) -> Retry:
     """Queue again those of these images that failed for a reason another try can mend; commits."""
-    rows = session.execute(select(Image.id, Image.status, Image.error).where(Image.id.in_(image_ids))
+    rows = session.execute(select(Image.id, Image.status, Image.error)
+                           .where(Image.id.in_(image_ids), in_library())
                            .order_by(Image.id).with_for_update()).all()
     retry = [r.id for r in rows if r.status == ImageStatus.FAILED and is_retryable(r.error)]
     kept = [r.id for r in rows if r.status == ImageStatus.FAILED and not is_retryable(r.error)]

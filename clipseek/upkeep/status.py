@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.heartbeats import WorkerState, worker_states
+from clipseek.indexing.reading import ReadingCounts, reading_counts
+from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
-from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus
+from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
 
 
@@ -61,6 +63,12 @@ class StatusReport:
     recent_rejections: list[Rejection] = field(default_factory=list)
     # The move to another model under way, if any (searches use `model` until it completes).
     switch: SwitchProgress | None = None
+    # Pictures in the trash: counted in no status above, restorable until it is emptied.
+    in_trash: int = 0
+    # Naming where pictures were taken from their GPS (never a reason to fail a picture).
+    places: PlacesStatus = field(default_factory=PlacesStatus)
+    # Reading the words in indexed pictures (an enrichment: its failures leave images searchable).
+    reading: ReadingCounts | None = None
 
     @property
     def switch_percent(self) -> int | None:
@@ -69,7 +77,7 @@ class StatusReport:
 
     @property
     def images(self) -> int:
-        """Every image ClipSeek knows, whatever its status."""
+        """Every image in the library, whatever its status (those in the trash are apart)."""
         return sum(self.by_status.values())
 
     @property
@@ -83,6 +91,7 @@ class StatusReport:
             "model": self.model,
             "images": self.images,
             "by_status": self.by_status,
+            "in_trash": self.in_trash,
             "embeddings_by_model": self.embeddings_by_model,
             "searchable": self.searchable,
             "queue_depth": self.queue_depth,
@@ -94,7 +103,18 @@ class StatusReport:
             "recent_rejections": [r.to_dict() for r in self.recent_rejections],
             "switch": None if self.switch is None else {**self.switch.to_dict(),
                                                          "percent": self.switch_percent},
+            "places": self.places.to_dict(),
+            "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
         }
+
+
+def reading_summary(reading: ReadingCounts, *, enabled: bool) -> str:
+    """One line on reading words in pictures, worded the same by `clipseek status` and the Status page."""
+    line = (f"{reading.read} picture(s) read ({reading.with_text} with text), {reading.waiting} waiting, "
+            f"{reading.failed} failed, {reading.skipped} skipped")
+    if not enabled:
+        return line + "; reading is off (CLIPSEEK_OCR=0)."
+    return line + "."
 
 
 def percent_done(progress: SwitchProgress) -> int:
@@ -102,6 +122,18 @@ def percent_done(progress: SwitchProgress) -> int:
     if progress.total <= 0:
         return 100
     return min(100, progress.embedded * 100 // progress.total)
+
+
+def places_summary(places: PlacesStatus) -> str:
+    """One line on placing, as `clipseek status` prints it."""
+    if not places.with_gps:
+        return "No picture has GPS coordinates."
+    line = f"{places.placed} of {places.with_gps} pictures with GPS placed"
+    if places.waiting:
+        line += f", {places.waiting} waiting (`clipseek reindex --places` looks them up)"
+    if places.no_place:
+        line += f", {places.no_place} with no place ({places.no_place_reason})"
+    return line + "."
 
 
 def duration_text(seconds: float) -> str:
@@ -135,20 +167,26 @@ def rate_text(per_second: float) -> str:
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
                       queue_depth: int | None = None) -> StatusReport:
-    """Counts of images per status, embeddings per model, workers and the latest failures.
+    """Counts of images per status (outside the trash) and in the trash, embeddings per model,
+    workers and the latest failures.
 
     The queue depth is measured by the caller before the session is used, so that no
     database connection is held while the broker is asked (clipseek.indexing.broker.queue_depth).
     """
     by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
-    for status, count in session.execute(select(Image.status, func.count()).group_by(Image.status)):
-        by_status[status] = count
+    in_trash = 0
+    for status, trashed, count in session.execute(select(Image.status, ~in_library(), func.count())
+                                                  .group_by(Image.status, ~in_library())):
+        if trashed:
+            in_trash += count
+        else:
+            by_status[status] = count
     per_model = {row.model: row.images for row in session.execute(
         select(EmbeddingCount.model, EmbeddingCount.images).where(EmbeddingCount.images > 0)
         .order_by(EmbeddingCount.model))}
     failures = session.execute(
         select(Image.id, Image.path, Image.error, Image.updated_at, Image.original_name)
-        .where(Image.status == ImageStatus.FAILED)
+        .where(Image.status == ImageStatus.FAILED, in_library())
         .order_by(Image.updated_at.desc(), Image.id.desc()).limit(recent_failures)).all()
     return StatusReport(
         model=model, by_status=by_status, embeddings_by_model=per_model,
@@ -158,13 +196,15 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         searchable=count_searchable(session, model),
         recent_rejections=[Rejection(r.filename, r.file_size, r.reason, r.collection, r.rejected_at)
                            for r in recent_rejections(session, limit=recent_failures)],
-        switch=switch_progress(session))
+        switch=switch_progress(session), in_trash=in_trash,
+        places=places_status(session, recent=recent_failures),
+        reading=reading_counts(session, recent_failures=recent_failures))
 
 
 def count_pending(session: Session) -> int:
-    """How many images are registered or queued: stored, but not yet indexed or failed."""
+    """How many images of the library are registered or queued: stored, but not yet indexed or failed."""
     return int(session.scalar(select(func.count()).select_from(Image)
-                              .where(Image.status.in_(WAITING))) or 0)
+                              .where(Image.status.in_(WAITING), in_library())) or 0)
 
 
 def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int]:
@@ -174,5 +214,5 @@ def count_by_status(session: Session, image_ids: Sequence[int]) -> dict[str, int
 
 
 def count_images(session: Session) -> int:
-    """How many images ClipSeek knows, whatever their status."""
+    """How many images ClipSeek knows, whatever their status, in the trash too."""
     return int(session.scalar(select(func.count()).select_from(Image)) or 0)

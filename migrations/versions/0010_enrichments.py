@@ -38,11 +38,15 @@ def upgrade() -> None:
     op.create_index("images_place_country_idx", "images", ["place_country"])
     op.add_column("captions", sa.Column("confidence", sa.Double(), nullable=True))
     op.add_column("captions", sa.Column("boxes", JSONB(), nullable=True))
+    # A text search finds the derived captions that hold part of it without a pass over all.
+    op.create_index("captions_derived_words_idx", "captions", ["words"], postgresql_using="gin",
+                    postgresql_where=sa.text("source IN ('ocr', 'place')"))
 
 
 def downgrade() -> None:
     """Drop the enrichment columns and the captions they wrote."""
     op.execute("DELETE FROM captions WHERE source IN ('ocr', 'place')")
+    op.drop_index("captions_derived_words_idx", table_name="captions")
     op.drop_column("captions", "boxes")
     op.drop_column("captions", "confidence")
     op.drop_index("images_place_country_idx", table_name="images")

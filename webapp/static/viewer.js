@@ -1,9 +1,10 @@
 // The viewer: a result card opens large in an overlay, with previous/next (buttons, arrow
-// keys, swipe), its captions and facts, download, "more like this", the image page and
-// delete. Without JavaScript each card's link still opens the image page. The open picture
-// is in the address (#view=<id>): opening adds a history entry, so Back (a phone's back
-// gesture too) closes the viewer, and a link with it opens the viewer. Previous/next go on
-// to the neighbouring page of results (#view=first / #view=last there).
+// keys, swipe), its captions, the text found in it and its facts, download, "more like
+// this", the image page and delete. Without JavaScript each card's link still opens the
+// image page. The open picture is in the address (#view=<id>): opening adds a history
+// entry, so Back (a phone's back gesture too) closes the viewer, and a link with it opens
+// the viewer. Previous/next go on to the neighbouring page of results (#view=first /
+// #view=last there).
 (function () {
   "use strict";
   const cards = () => Array.from(document.querySelectorAll("[data-viewer-id]"));
@@ -25,10 +26,16 @@
     '<button type="button" class="viewer-prev" aria-label="Previous image">‹</button>' +
     '<figure><img alt=""><figcaption></figcaption></figure>' +
     '<button type="button" class="viewer-next" aria-label="Next image">›</button></div>' +
-    '<div class="viewer-side"><ul class="viewer-captions"></ul><dl class="viewer-facts"></dl>' +
+    '<div class="viewer-side"><ul class="viewer-captions"></ul>' +
+    '<section class="viewer-text" hidden aria-label="Text found in the picture">' +
+    '<p class="viewer-text-label">Text found in the picture</p><p class="viewer-text-lines"></p></section>' +
+    '<dl class="viewer-facts"></dl>' +
     '<p class="viewer-actions"><a class="viewer-download" download>Download</a> ' +
     '<a class="viewer-like">More like this</a> <a class="viewer-page">Open the image page</a> ' +
     '<button type="button" class="viewer-delete" hidden>Delete</button></p>' +
+    '<p class="viewer-album" hidden><select aria-label="Album"></select> ' +
+    '<button type="button" class="viewer-album-add">Add to album</button></p>' +
+    '<p class="viewer-status" role="status"></p>' +
     '<p class="viewer-error" role="alert"></p></div>';
   document.body.appendChild(dialog);
   const q = (selector) => dialog.querySelector(selector);
@@ -70,8 +77,11 @@
     q("#viewer-title").textContent = "Image " + (index + 1) + " of " + all.length;
     q("figcaption").textContent = "";
     q(".viewer-captions").textContent = "";
+    q(".viewer-text-lines").textContent = "";
+    q(".viewer-text").hidden = true;
     q(".viewer-facts").textContent = "";
     q(".viewer-error").textContent = "";
+    q(".viewer-status").textContent = "";
     q(".viewer-download").href = "/file/" + id;
     q(".viewer-like").href = "/?like=" + id;
     q(".viewer-page").href = "/image/" + id;
@@ -92,6 +102,15 @@
           li.textContent = text;
           q(".viewer-captions").appendChild(li);
         });
+        const lines = (image.text_found && image.text_found.lines) || [];
+        if (lines.length) {
+          // Each line as read, kept apart; textContent, so no markup in a picture reaches the page.
+          lines.forEach((line, n) => {
+            if (n) q(".viewer-text-lines").appendChild(document.createElement("br"));
+            q(".viewer-text-lines").appendChild(document.createTextNode(line));
+          });
+          q(".viewer-text").hidden = false;
+        }
         const facts = q(".viewer-facts");
         fact(facts, "Taken", image.taken_at ? image.taken_at.replace("T", " ") : null);
         fact(facts, "Camera", image.camera);
@@ -109,6 +128,7 @@
     }
     dialog.hidden = false;
     document.body.classList.add("viewer-open");
+    loadAlbums();
     show(cards().indexOf(card));
     q(".viewer-close").focus();
   }
@@ -247,7 +267,7 @@
     const card = cards()[index];
     const id = card.dataset.viewerId;
     const name = q("figcaption").textContent || "this image";
-    if (!window.confirm("Delete " + name + "? Its file in ClipSeek's store and its thumbnails go too.")) return;
+    if (!window.confirm("Move " + name + " to the trash? The Trash page restores it until it is emptied.")) return;
     fetch("/api/images/" + id, {
       method: "DELETE",
       headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token, Accept: "application/json" },
@@ -259,5 +279,54 @@
       return null;
     }).catch((error) => { q(".viewer-error").textContent = error.message || "The image could not be deleted; reload the page."; });
   });
+
+  // "Add to album": the albums this account may change, asked for once (GET /api/albums).
+  const albumBox = q(".viewer-album");
+  const albumSelect = albumBox.querySelector("select");
+  let albumsAsked = false;
+  function loadAlbums() {
+    if (albumsAsked) return;
+    albumsAsked = true;
+    fetch("/api/albums", { headers: { Accept: "application/json" } })
+      .then((response) => response.json())
+      .then((data) => {
+        data.albums.filter((a) => a.may_change).forEach((a) => albumSelect.add(new Option(a.name, a.id)));
+        if (data.may_create) albumSelect.add(new Option("a new album…", ""));
+        albumBox.hidden = !albumSelect.options.length;
+      })
+      .catch(() => { albumsAsked = false; });
+  }
+
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      headers: { "X-Requested-With": "XMLHttpRequest", "X-CSRF-Token": token,
+                 "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    }).then((response) => response.json().then((answer) => {
+      if (!response.ok) throw new Error(answer.error);
+      return answer;
+    }));
+  }
+
+  q(".viewer-album-add").addEventListener("click", () => {
+    const id = Number(cards()[index].dataset.viewerId);
+    let album;
+    if (albumSelect.value) {
+      album = Promise.resolve({ id: albumSelect.value });
+    } else {
+      const name = window.prompt("The new album's name:");
+      if (!name) return;
+      album = post("/api/albums", { name: name }).then((made) => {
+        albumSelect.add(new Option(made.name, made.id), albumSelect.options.length - 1);
+        albumSelect.value = String(made.id);
+        return made;
+      });
+    }
+    album.then((chosen) => post("/api/albums/" + chosen.id + "/images", { ids: [id] }))
+      .then((answer) => { q(".viewer-status").textContent = answer.message; })
+      .catch((error) => { q(".viewer-error").textContent = error.message || "The picture could not be added; reload the page."; });
+  });
+
   openFromAddress();
 })();
