@@ -56,8 +56,8 @@ def test_the_reader_runs_every_documented_example(reader_url: str, db: Database,
         assert [_rows(conn, statement) for statement in statements] == expected
         answers = [rows for rows in expected if rows is not None]
         # neighbours, cat captions, an album (none here), hybrid, near hashes, countries and
-        # cities (no GPS here), statuses, failures
-        assert len(answers) == 9 and all(answers[i] for i in (0, 1, 3, 4, 7))
+        # cities (no GPS here), statuses, failures, words read and reading (none here)
+        assert len(answers) == 11 and all(answers[i] for i in (0, 1, 3, 4, 7))
         for table in READER_TABLES:
             conn.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
         assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
