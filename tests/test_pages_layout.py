@@ -174,9 +174,10 @@ def test_every_page_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
             page.goto(f"http://127.0.0.1:{port}/?q=a+cat")
             page.wait_for_load_state("networkidle")  # no thumbnail still being sent at shutdown
             # The first results show on the first screen, with room for their captions (the
-            # random model's banner, which a real library does not show, takes some of it).
+            # random model's banner, which a real library does not show, and the selection's
+            # buttons take some of it); on a phone they once started at 676 px of 844.
             first = page.locator(".hit").first.evaluate("e => e.getBoundingClientRect().top")
-            if first > height * .6:
+            if first > height * 2 / 3:
                 problems.append(f"results at {size}: the first starts at {first:.0f} px of {height}")
             page.locator(".hit a").first.click()
             page.wait_for_selector(".viewer-facts dt")

@@ -268,7 +268,7 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
 
         page.once("dialog", answer)
         page.click(".viewer-delete")
-        assert name and asked and asked[0].startswith(f"Delete {name}?")
+        assert name and asked and asked[0].startswith(f"Move {name} to the trash?")
         # A collection's picture opens in the viewer too, not on its page.
         page.goto(f"http://127.0.0.1:{port}/collections/browse?name=trips")
         settle("networkidle")
