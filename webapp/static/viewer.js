@@ -275,7 +275,9 @@
       if (!response.ok) return response.json().then((body) => { throw new Error(body.error); });
       card.remove();
       opener = null;
-      if (cards().length) show(index); else close();
+      // The Delete button hides until the next picture's rights are known: keep the focus
+      // (and so the keys) inside the viewer.
+      if (cards().length) { show(index); q(".viewer-close").focus(); } else close();
       return null;
     }).catch((error) => { q(".viewer-error").textContent = error.message || "The image could not be deleted; reload the page."; });
   });
