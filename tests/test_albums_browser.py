@@ -119,7 +119,9 @@ def _contributor_walk(page: Page, base: str, library: dict[str, int]) -> None:
     bar.locator("select[name=album_id]").select_option(label="Holidays")
     bar.get_by_role("button", name="Add", exact=True).click()
     expect(page.locator(".flash")).to_have_text("Added 6 picture(s) to Holidays; 4 were in it already.")
-    # A long press on a phone ticks a tile and opens nothing.
+    # A long press on a phone ticks a tile and opens nothing. (The flash shows while the page
+    # still loads; the touch is sent once its scripts listen, as a person's would be.)
+    page.wait_for_load_state("load")
     page.locator(".hit a").first.evaluate("""a => {
         const touch = new Touch({identifier: 1, target: a, clientX: 10, clientY: 10});
         a.dispatchEvent(new TouchEvent('touchstart',
