@@ -25,7 +25,7 @@ from clipseek.library.albums import (
     remove_from_album,
     rename_album,
 )
-from clipseek.store.tables import Album, Role
+from clipseek.store.tables import Album, Image, Role
 from webapp.auth import accounts_on, signed_in
 from webapp.collections import BrowsePage
 from webapp.db_session import get_session
@@ -64,6 +64,17 @@ def album_order() -> str:
     if order not in ORDERS:
         raise BadQuery(f"The order parameter must be newest or oldest, not {order[:20]!r}.")
     return order
+
+
+def album_page(album_id: int) -> tuple[AlbumSummary, tuple[int, int], str,
+                                      tuple[int, list[Image]]]:
+    """The album (404 when unknown), the page and order the request asks for, and that page:
+    its total and pictures (the page and the JSON API read an album alike)."""
+    summary = summary_or_404(album_id)
+    number, per_page = paging()
+    order = album_order()
+    return summary, (number, per_page), order, album_images(
+        get_session(), album_id, page=number, per_page=per_page, oldest_first=order == "oldest")
 
 
 def maker() -> int | None:
@@ -150,11 +161,7 @@ def page() -> str:
 @bp.get("/albums/<album_id:album_id>")
 def show(album_id: int) -> str:
     """One album's pictures by date, page by page, with the selection bar."""
-    summary = summary_or_404(album_id)
-    number, per_page = paging()
-    order = album_order()
-    total, images = album_images(get_session(), album_id, page=number, per_page=per_page,
-                                 oldest_first=order == "oldest")
+    summary, (number, per_page), order, (total, images) = album_page(album_id)
     return render_template("album.html", album=summary, total=total, images=images, order=order,
                            per_page=per_page, results=BrowsePage(number, max(1, -(-total // per_page))),
                            may_change=offers_album_change(summary.created_by))

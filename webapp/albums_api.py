@@ -10,7 +10,6 @@ from werkzeug.wrappers import Response
 from clipseek.errors import BadQuery
 from clipseek.library.albums import (
     add_to_album,
-    album_images,
     album_name,
     create_album,
     delete_album,
@@ -23,13 +22,12 @@ from webapp.albums import (
     add_album_id_converter,
     added_message,
     album_dict,
-    album_order,
+    album_page,
     maker,
     offers_album_making,
     summary_or_404,
 )
 from webapp.db_session import get_session
-from webapp.params import paging
 from webapp.presenters import image_dict
 from webapp.selection import json_selection
 
@@ -63,11 +61,7 @@ def create_api() -> tuple[Response, int]:
 @api_bp.get("/<album_id:album_id>")
 def one(album_id: int) -> Response:
     """GET /api/albums/<id>?page=&per_page=&order= : an album and one page of its pictures by date."""
-    summary = summary_or_404(album_id)
-    number, per_page = paging()
-    order = album_order()
-    total, images = album_images(get_session(), album_id, page=number, per_page=per_page,
-                                 oldest_first=order == "oldest")
+    summary, (number, per_page), _, (total, images) = album_page(album_id)
     ids = [i.id for i in images]
     loaded = {i.id: i for i in get_session().scalars(select(Image).where(Image.id.in_(ids))
                                                      .options(selectinload(Image.captions)))}

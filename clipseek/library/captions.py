@@ -45,7 +45,7 @@ def listed() -> ColumnElement[bool]:
 
 def listed_captions(captions: Iterable[Caption]) -> list[Caption]:
     """The captions of a list that are shown to people, as `listed()` selects them in SQL."""
-    return [c for c in captions if c.source not in DERIVED_SOURCES]
+    return [c for c in captions if is_listed(c)]
 
 
 def is_listed(caption: Caption) -> bool:
