@@ -28,7 +28,8 @@ READER_ROLE = "clipseek_reader"
 # The tables docs/sql.md documents; accounts, tokens and the audit stay private.
 READER_TABLES = ("images", "captions", "duplicate_files", "embeddings", "embedding_counts",
                  "query_examples", "upload_rejections", "score_cutoffs", "worker_beats",
-                 "search_models", "albums", "album_images")
+                 "search_models", "albums", "album_images", "people", "faces",
+                 "near_duplicate_pairs", "query_embeddings")
 # Long enough for an exact scan of a large collection, short enough that a runaway join
 # cannot hold the server.
 STATEMENT_TIMEOUT_S = 30

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from pgvector.sqlalchemy import BIT, HALFVEC
+from pgvector.sqlalchemy import BIT, HALFVEC, VECTOR
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ColumnElement,
     Computed,
@@ -17,8 +18,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -44,6 +47,16 @@ class OcrState(StrEnum):
     READ = "read"
     FAILED = "failed"
     # Reading was turned off (CLIPSEEK_OCR=0) when its turn came.
+    SKIPPED = "skipped"
+
+
+class FacesState(StrEnum):
+    """Where finding the faces in an indexed image stands (NULL in the table: not looked at yet)."""
+
+    FOUND = "found"
+    NONE = "none"
+    FAILED = "failed"
+    # People was off when its turn came (`clipseek people enable` looks at them later).
     SKIPPED = "skipped"
 
 
@@ -136,6 +149,13 @@ class Image(Base):
     # Its perceptual hash (64 bits, as '0101…'): near-duplicates are a Hamming-distance
     # query on an HNSW index. NULL until computed (`clipseek reindex --hashes`).
     phash: Mapped[str | None] = mapped_column(BIT(64))
+    # When its near-duplicate pairs (near_duplicate_pairs) were looked up from its hash.
+    phash_paired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Finding the faces in it (people on), after it is indexed: NULL while waiting, else a
+    # FacesState. Never delays CLIP, never makes the image `failed`.
+    faces_state: Mapped[str | None] = mapped_column(String(16))
+    faces_error: Mapped[str | None] = mapped_column(Text)
+    faces_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     captions: Mapped[list[Caption]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Caption.id"
@@ -147,6 +167,10 @@ class Image(Base):
         ),
         CheckConstraint("ocr_state IN (" + ", ".join(f"'{s}'" for s in OcrState) + ")",
                         name="images_ocr_state_valid"),
+        CheckConstraint("faces_state IN (" + ", ".join(f"'{s}'" for s in FacesState) + ")",
+                        name="images_faces_state_valid"),
+        Index("images_faces_waiting_idx", "id",
+              postgresql_where=text("faces_state IS NULL AND status = 'indexed'")),
         Index("images_ocr_waiting_idx", "id",
               postgresql_where=text("ocr_state IS NULL AND status = 'indexed'")),
         Index("images_place_country_idx", "place_country"),
@@ -236,6 +260,95 @@ class AlbumImage(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("album_images_image_id_idx", "image_id"),)
+
+
+class Person(Base):
+    """A person: faces grouped as one, named by people or not yet."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    # The face shown for the person (any of theirs when it is gone).
+    cover_face_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("people_name_key", text("lower(name)"), unique=True,
+                            postgresql_where=text("name IS NOT NULL")),)
+
+
+class Face(Base):
+    """A face found in a picture: where it is (in the picture as displayed) and whose it is."""
+
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    box_left: Mapped[int] = mapped_column(Integer)
+    box_top: Mapped[int] = mapped_column(Integer)
+    box_right: Mapped[int] = mapped_column(Integer)
+    box_bottom: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Double)
+    # Set when a person moved it by hand (removed from a person, or placed): grouping
+    # leaves it where they put it.
+    person_locked: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("faces_image_id_idx", "image_id"), Index("faces_person_id_idx", "person_id"))
+
+
+class FaceDescriptor(Base):
+    """A face's 128-d descriptor (dlib's ResNet; same person below about 0.6 Euclidean).
+
+    Kept apart from `faces`: biometric data the read-only SQL role never reads.
+    """
+
+    __tablename__ = "face_descriptors"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    descriptor: Mapped[Sequence[float]] = mapped_column(VECTOR(128))
+
+    __table_args__ = (Index("face_descriptors_hnsw_idx", "descriptor", postgresql_using="hnsw",
+                            postgresql_ops={"descriptor": "vector_l2_ops"}),)
+
+
+class NearDuplicatePair(Base):
+    """Two pictures whose perceptual hashes are close (image_id < other_id), found once."""
+
+    __tablename__ = "near_duplicate_pairs"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    distance: Mapped[int] = mapped_column(SmallInteger)
+
+    __table_args__ = (CheckConstraint("image_id < other_id", name="near_duplicate_pairs_ordered"),
+                      Index("near_duplicate_pairs_other_id_idx", "other_id"))
+
+
+class QueryEmbedding(Base):
+    """A text's embedding under a model: each text search keeps one, so SQL can rank by text."""
+
+    __tablename__ = "query_embeddings"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text, primary_key=True)
+    embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("query_embeddings_last_used_at_idx", "last_used_at"),)
+
+
+class LibrarySetting(Base):
+    """A switch kept for the whole library (e.g. people on), whichever process reads it."""
+
+    __tablename__ = "library_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[object] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Caption(Base):
