@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from clipseek.accounts import record_deletions
 from clipseek.errors import BadQuery
 from clipseek.indexing.broker import queue_depth
+from clipseek.library.albums import album_ref_names
 from clipseek.library.captions import listed_captions
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.photo.imaging import ImageDecodeError, read_rgb
@@ -46,6 +47,7 @@ def search() -> tuple[str, int, dict[str, str]] | Response:
     searchable = (results.searchable if results is not None and results.searchable is not None
                   else count_searchable(get_session(), active_model_name()))
     pending = count_pending(get_session())
+    albums = album_ref_names(get_session(), request_.filters.albums) if request_ else []
     if results is not None:
         # An example's last use; after the counts, so that they run in the same transaction
         # rather than check the connection out again.
@@ -56,7 +58,7 @@ def search() -> tuple[str, int, dict[str, str]] | Response:
         per_page=request_.per_page if request_ else DEFAULT_PAGE_SIZE, page_sizes=PAGE_SIZES,
         searchable=searchable, pending=pending, modes=list(Mode),
         sorts=list(Sort), orientations=list(Orientation), sources=SOURCES, formats=FORMATS,
-        chips=search_chips(request_.params()) if request_ else [],
+        chips=search_chips(request_.params(), albums=albums) if request_ else [],
         endpoint="pages.search"), 400 if error else 200, server_timing(results)
 
 

@@ -122,10 +122,10 @@ def alt_text(captions: Sequence[str], name: str) -> str:
 
 # How each parameter of a search reads on its chip, in the order the chips show.
 CHIP_LABELS = {"example": "Like your example picture", "like": "Like image", "collection": "Collection",
-               "source": "Source", "folder": "Folder", "format": "Format", "taken_from": "Taken from",
-               "taken_to": "Taken to", "added_from": "Added from", "added_to": "Added to",
-               "orientation": "Orientation", "min_size": "At least", "mode": "Mode", "sort": "Order",
-               "min_score": "Minimum score", "all": "Weaker matches shown"}
+               "album": "Album", "source": "Source", "folder": "Folder", "format": "Format",
+               "taken_from": "Taken from", "taken_to": "Taken to", "added_from": "Added from",
+               "added_to": "Added to", "orientation": "Orientation", "min_size": "At least", "mode": "Mode",
+               "sort": "Order", "min_score": "Minimum score", "all": "Weaker matches shown"}
 _CHIP_VALUES = {"example": "", "all": "", "sort": "newest first"}
 
 
@@ -139,9 +139,11 @@ class Chip:
     without: dict[str, str]
 
 
-def search_chips(params: dict[str, str]) -> list[Chip]:
-    """A chip for the example and for each filter, mode and order a search sets (its `params()`)."""
-    return [Chip(name, label, _CHIP_VALUES.get(name, params[name]),
+def search_chips(params: dict[str, str], *, albums: Sequence[str] = ()) -> list[Chip]:
+    """A chip for the example and for each filter, mode and order a search sets (its `params()`);
+    `albums` are the names of the albums it looks in, which read better than their ids."""
+    values = {**_CHIP_VALUES, "album": ", ".join(albums)} if albums else _CHIP_VALUES
+    return [Chip(name, label, values.get(name, params[name]),
                  {k: v for k, v in params.items() if k != name})
             for name, label in CHIP_LABELS.items() if name in params]
 

@@ -206,6 +206,17 @@ def albums_of_image(session: Session, image_id: int) -> list[Album]:
                                 .where(AlbumImage.image_id == image_id).order_by(func.lower(Album.name))))
 
 
+def album_ref_names(session: Session, refs: Sequence[str]) -> list[str]:
+    """How each album reference reads to a person: an id as its album's name, a name as typed."""
+    ids, _ = split_album_refs(refs)
+    wanted = [i for i in ids if i < 2**63]
+    named: dict[int, str] = {}
+    if wanted:
+        for album_id, name in session.execute(select(Album.id, Album.name).where(Album.id.in_(wanted))):
+            named[album_id] = name
+    return [named.get(int(r.strip()), r.strip()) if _ID.fullmatch(r.strip()) else r.strip() for r in refs]
+
+
 def find_albums(session: Session, refs: Sequence[str]) -> list[Album]:
     """The albums named by `refs` (an id, or a name whatever its case); BadQuery for one that is none."""
     found = []
