@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wsgi import ClosingIterator
 
 from clipseek.settings import Settings
@@ -105,7 +105,9 @@ class _Draining:
         except BaseException:
             self._done()
             raise
-        return ClosingIterator(body, self._done)  # closes the body (its file), then counts it done
+        closing = _CloseOnce(ClosingIterator(body, self._done))  # the body (its file), then counted
+        environ[_BODY] = closing  # for a connection the browser drops: _Handler closes it
+        return closing
 
     def _done(self) -> None:
         with self.idle:
@@ -119,12 +121,46 @@ class _Draining:
             self.idle.wait_for(lambda: self.active == 0, timeout)
 
 
+_BODY = "tests.httpserver.body"
+
+
+class _CloseOnce:
+    """A response body that is closed once, whoever asks first: the server or `_Handler`."""
+
+    def __init__(self, body: ClosingIterator) -> None:
+        self.body = body
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.body.close()
+
+
+class _Handler(WSGIRequestHandler):
+    """werkzeug's handler, closing the response of a connection the browser dropped.
+
+    When a browser resets a connection (a page left while its thumbnails load), werkzeug's
+    server reads what is left of the request before it closes the response, the read raises,
+    and the response (a send_file's open file) was left for the garbage collector and never
+    counted done, so that the drain waited its whole timeout.
+    """
+
+    def connection_dropped(self, error: BaseException, environ: WSGIEnvironment | None = None) -> None:
+        if environ is not None and (body := environ.get(_BODY)) is not None:
+            body.close()
+        super().connection_dropped(error, environ)
+
+
 @contextmanager
 def serve_app(settings: Settings) -> Iterator[int]:
     """The web app for `settings` on werkzeug's threaded server (as `clipseek up` runs it); yield its port."""
     app = create_app(settings=settings)
     draining = _Draining(app)
-    server = make_server("127.0.0.1", 0, draining, threaded=True)
+    server = make_server("127.0.0.1", 0, draining, threaded=True, request_handler=_Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
