@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 from PIL import Image as PILImage
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 from sqlalchemy import select, update
 
 from clipseek import accounts
@@ -44,10 +44,10 @@ TARGETS = (".pick, .album-pick summary, .select-tools button, .selection button,
            "main summary, main input:not([type=hidden]):not([type=checkbox]), .viewer select")
 # What a role must not be offered anywhere on a page: the names of links and buttons.
 FORBIDDEN = {
-    "viewer": ("Upload", "Trash", "Duplicates", "Admin", "Delete", "Delete now", "Empty trash", "Edit",
+    "viewer": ("Upload", "Trash", "Duplicates", "Users", "Delete", "Delete now", "Empty trash", "Edit",
                "Rename", "Make album", "Move to trash", "Add to album", "Remove from album",
                "Rename or delete this album", "Retry failed", "Restore"),
-    "contributor": ("Duplicates", "Admin", "Delete now", "Empty trash"),
+    "contributor": ("Duplicates", "Users", "Delete now", "Empty trash"),
     "admin": (),
 }
 
@@ -70,8 +70,8 @@ def build_library(settings: Settings, encoder: ClipEncoder, photos: list[Candida
     token, an album of the contributor's and one of the admin's, and three pictures in the trash."""
     from clipseek.context import open_database
 
-    copy = folder / "harbour-small.jpg"
-    with PILImage.open(photos[9].path) as img:
+    copy = folder / "harbour-small.jpg"  # of the admin's first picture, which stays out of the trash
+    with PILImage.open(photos[5].path) as img:
         img.convert("RGB").resize((img.width // 2, img.height // 2)).save(copy, quality=80)
     bad = write_bad_files(folder / "bad", photos[0].path)["text"]
     db = open_database(settings)
@@ -277,3 +277,176 @@ def test_each_workflow_fits_passes_axe_and_offers_only_what_the_role_may(
     sign_in(page, served.base, role)
     problems = _pages_walk(page, served, role, size, scheme)
     assert not problems, "\n".join(problems)
+
+
+def _accept(page: Page) -> list[str]:
+    """Answer yes to every question the page asks; the questions, in order."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    return asked
+
+
+def _scale(page: Page) -> float:
+    """How much the viewer's picture is enlarged now (1 when it is not)."""
+    scale: float = page.evaluate("""() => {
+        const m = /scale\\(([0-9.]+)\\)/.exec(document.querySelector('#viewer figure img').style.transform);
+        return m ? parseFloat(m[1]) : 1; }""")
+    return scale
+
+
+def _open_viewer(page: Page, url: str) -> None:
+    page.goto(url)
+    _settle(page)
+    page.locator(".hit a").first.click()
+    expect(page.locator("#viewer .viewer-facts dt").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+
+def _full_screen(page: Page) -> None:
+    full = page.locator("#viewer .viewer-full")
+    full.click()
+    page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'viewer'")
+    expect(full).to_have_attribute("aria-pressed", "true")
+    full.click()
+    page.wait_for_function("document.fullscreenElement === null")
+    expect(full).to_have_attribute("aria-pressed", "false")
+
+
+def test_an_admin_restores_deletes_and_empties_the_trash_makes_and_renames_an_album_and_zooms_by_wheel(
+    fresh: Library, new_page: Callable[..., Page],
+) -> None:
+    page = new_page(viewport={"width": 1280, "height": 800})
+    asked = _accept(page)
+    sign_in(page, fresh.base, "admin")
+    # The trash: one back, one removed for good, then the rest.
+    page.goto(f"{fresh.base}/trash")
+    pictures = page.locator(".trash .hit")
+    expect(pictures).to_have_count(3)
+    first = pictures.first.locator(".name").inner_text()
+    pictures.first.get_by_role("button", name="Restore").click()
+    expect(page.locator(".flash")).to_have_text(f"Restored {first}.")
+    expect(pictures).to_have_count(2)
+    pictures.first.get_by_role("button", name="Delete now").click()
+    expect(page.locator(".flash")).to_contain_text("for good.")
+    expect(pictures).to_have_count(1)
+    page.get_by_role("button", name="Empty trash").click()
+    expect(page.locator(".flash")).to_contain_text("Emptied the trash: 1 picture(s) removed for good")
+    expect(page.locator("main .message")).to_contain_text("The trash is empty.")
+    assert len(asked) == 2 and all("for good" in q for q in asked), asked
+    # An album made on the albums page, renamed on its own, searched in through its chip.
+    page.goto(f"{fresh.base}/albums")
+    page.get_by_label("Make an album").fill("Summer")
+    page.get_by_role("button", name="Make album").click()
+    expect(page.locator(".flash")).to_contain_text("Made the album Summer")
+    page.goto(f"{fresh.base}/albums")
+    page.get_by_role("link", name="Holidays").click()
+    page.get_by_text("Rename or delete this album").click()
+    page.get_by_label("New name").fill("Holidays 2024")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator(".flash")).to_have_text("Renamed the album to Holidays 2024.")
+    expect(page.locator("h1")).to_have_text("Holidays 2024")
+    page.get_by_role("link", name="Search in this album").click()
+    chip = page.locator(".chip-album")
+    expect(chip).to_contain_text("Album: Holidays 2024")
+    expect(page.locator(".hit")).to_have_count(4)
+    chip.locator(".chip-remove").click()
+    expect(page.locator(".chip-album")).to_have_count(0)
+    assert "album=" not in page.url
+    # The viewer: the wheel enlarges the picture around the pointer, full screen and back.
+    _open_viewer(page, f"{fresh.base}/albums/{fresh.best_of}")
+    box = page.locator("#viewer figure img").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -100)
+    expect(page.locator("#viewer")).to_have_class("viewer viewer-zoomed")
+    assert _scale(page) == pytest.approx(1.25)
+    page.mouse.wheel(0, 100)
+    expect(page.locator("#viewer")).to_have_class("viewer")
+    _full_screen(page)
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer")).to_be_hidden()
+
+
+def _pinch(page: Page, x: float, y: float, start: float, end: float) -> None:
+    """Two fingers on (x, y), `start` pixels apart, moving apart until they are `end` apart."""
+    cdp = page.context.new_cdp_session(page)  # one session: a touch is followed within it
+
+    def touch(kind: str, apart: float | None = None) -> None:
+        points = [] if apart is None else [{"x": x - apart / 2, "y": y, "id": 0},
+                                           {"x": x + apart / 2, "y": y, "id": 1}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", start)
+    for step in range(1, 6):
+        touch("touchMove", start + (end - start) * step / 5)
+    touch("touchEnd")
+    cdp.detach()
+
+
+def test_a_contributor_restores_their_own_picture_renames_their_album_and_zooms_by_touch_on_a_phone(
+    fresh: Library, new_page: Callable[..., Page],
+) -> None:
+    page = new_page(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    sign_in(page, fresh.base, "contributor")
+    page.goto(f"{fresh.base}/trash")
+    expect(page.locator(".trash .hit")).to_have_count(1)  # their own; the admin's two are not shown
+    page.get_by_role("button", name="Restore").click()
+    expect(page.locator(".flash")).to_contain_text("Restored")
+    expect(page.locator("main .message")).to_contain_text("The trash is empty.")
+    page.goto(f"{fresh.base}/albums/{fresh.holidays}")
+    page.get_by_text("Rename or delete this album").click()
+    page.get_by_label("New name").fill("Holidays 2024")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator("h1")).to_have_text("Holidays 2024")
+    # The viewer on a phone: a double tap enlarges and a second one restores; two fingers
+    # moving apart enlarge in step with them.
+    _open_viewer(page, f"{fresh.base}/albums/{fresh.holidays}")
+    box = page.locator("#viewer figure img").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.touchscreen.tap(x, y)
+    page.touchscreen.tap(x, y)
+    expect(page.locator("#viewer")).to_have_class("viewer viewer-zoomed")
+    assert _scale(page) == pytest.approx(2.5)
+    page.wait_for_timeout(400)  # a tap apart, not a third of the double tap
+    page.touchscreen.tap(x, y)
+    page.touchscreen.tap(x, y)
+    expect(page.locator("#viewer")).to_have_class("viewer")
+    page.wait_for_timeout(400)
+    _pinch(page, x, y, 40, 90)
+    expect(page.locator("#viewer")).to_have_class("viewer viewer-zoomed")
+    assert _scale(page) == pytest.approx(90 / 40, rel=0.05)  # the fingers 40 px apart, then 90
+    assert page.url.endswith(f"#view={page.locator('.hit').first.get_attribute('data-viewer-id')}")
+    _full_screen(page)
+
+
+def test_a_viewer_changes_their_own_password_and_signs_in_with_it(
+    served: Library, new_page: Callable[..., Page],
+) -> None:
+    page = new_page(viewport={"width": 390, "height": 844}, has_touch=True)
+    sign_in(page, served.base, "viewer")
+    page.goto(f"{served.base}/account")
+    expect(page.locator("table.tokens tbody tr")).to_have_count(1)
+    _change_password(page, PASSWORD, "a brand new passphrase")
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{served.base}/login")
+    page.get_by_label("User name").fill("viewer")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("main .error")).to_be_visible()  # the old one no longer signs in
+    sign_in(page, served.base, "viewer", "a brand new passphrase")
+    page.goto(f"{served.base}/account")
+    _change_password(page, "a brand new passphrase", PASSWORD)  # as the module's other tests know it
+
+
+def _change_password(page: Page, old: str, new: str) -> None:
+    page.get_by_label("Current password").fill(old)
+    page.get_by_label("New password", exact=True).fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator(".flash")).to_have_text("Changed your password; your other sessions are signed out.")

@@ -205,7 +205,11 @@
   }
   const toggleZoom = (x, y) => zoomAt(zoom > 1 ? 1 : 2.5, x, y);
   const middle = () => { const box = img.getBoundingClientRect(); return [box.left + box.width / 2, box.top + box.height / 2]; };
-  img.addEventListener("dblclick", (event) => toggleZoom(event.clientX, event.clientY));
+  let touching = false;  // whether the last pointer on the picture was a finger
+  img.addEventListener("dblclick", (event) => {
+    // A phone sends dblclick after a double tap as well: that tap has zoomed already (below).
+    if (!touching) toggleZoom(event.clientX, event.clientY);
+  });
   img.addEventListener("wheel", (event) => {
     event.preventDefault();
     zoomAt(zoom * (event.deltaY < 0 ? 1.25 : 0.8), event.clientX, event.clientY);
@@ -213,10 +217,17 @@
   const pointers = new Map();
   let pinch = null;
   let lastTap = 0;
+  // Whether the fingers down now pinch or drag: lifting them is no tap. (Two fingers lifted
+  // after a pinch once counted as a double tap and undid the pinch.)
+  let gesture = false;
+  let downAt = null;
   img.addEventListener("pointerdown", (event) => {
+    touching = event.pointerType === "touch";
     pointers.set(event.pointerId, [event.clientX, event.clientY]);
     img.setPointerCapture(event.pointerId);
+    if (pointers.size === 1) downAt = [event.clientX, event.clientY];
     if (pointers.size === 2) {
+      gesture = true;
       const [a, b] = Array.from(pointers.values());
       pinch = { distance: Math.hypot(a[0] - b[0], a[1] - b[1]) || 1, zoom };
     }
@@ -225,6 +236,7 @@
     const before = pointers.get(event.pointerId);
     if (!before) return;
     pointers.set(event.pointerId, [event.clientX, event.clientY]);
+    if (downAt && Math.hypot(event.clientX - downAt[0], event.clientY - downAt[1]) > 10) gesture = true;
     if (pinch && pointers.size === 2) {
       const [a, b] = Array.from(pointers.values());
       zoomAt(pinch.zoom * Math.hypot(a[0] - b[0], a[1] - b[1]) / pinch.distance, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2);
@@ -237,8 +249,11 @@
   const lift = (event) => {
     pointers.delete(event.pointerId);
     if (pointers.size < 2) pinch = null;
+    const tapped = !gesture;
+    if (!pointers.size) { gesture = false; downAt = null; }
+    if (!tapped) { lastTap = 0; return; }
     if (event.type === "pointerup" && event.pointerType === "touch") {
-      // A double tap (touch screens send no dblclick with touch-action: none).
+      // A double tap: not every touch browser sends dblclick for one.
       if (event.timeStamp - lastTap < 300) { toggleZoom(event.clientX, event.clientY); lastTap = 0; }
       else lastTap = event.timeStamp;
     }
@@ -248,9 +263,14 @@
 
   const full = q(".viewer-full");
   full.hidden = !document.fullscreenEnabled;
+  full.setAttribute("aria-pressed", "false");
   full.addEventListener("click", () => {
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
     else dialog.requestFullscreen().catch(() => {});
+  });
+  // The button says whether the viewer fills the screen, however it got there or left (Esc).
+  document.addEventListener("fullscreenchange", () => {
+    full.setAttribute("aria-pressed", String(document.fullscreenElement === dialog));
   });
 
   let touchX = null;
