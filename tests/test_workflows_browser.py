@@ -19,8 +19,10 @@ from sqlalchemy import select, update
 
 from clipseek import accounts
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.context import open_database
 from clipseek.indexing.embedded_redis import EmbeddedRedis
 from clipseek.library.albums import add_to_album, create_album
+from clipseek.library.captions import add_caption, parse_caption_text
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
@@ -67,16 +69,20 @@ def build_library(settings: Settings, encoder: ClipEncoder, photos: list[Candida
                   folder: Path) -> dict[str, int]:
     """Data that fills every table: ten photos (half the contributor's, half the admin's), a
     half-size copy (a duplicate), a failed and a refused upload, a user of each role with a
-    token, an album of the contributor's and one of the admin's, and three pictures in the trash."""
-    from clipseek.context import open_database
-
-    copy = folder / "harbour-small.jpg"  # of the admin's first picture, which stays out of the trash
-    with PILImage.open(photos[5].path) as img:
-        img.convert("RGB").resize((img.width // 2, img.height // 2)).save(copy, quality=80)
+    token, an album of the contributor's and one of the admin's, a caption the contributor wrote,
+    and three pictures in the trash."""
     bad = write_bad_files(folder / "bad", photos[0].path)["text"]
     db = open_database(settings)
     try:
-        ingest_inline(db, encoder, [*photos[:10], Candidate(path=copy, source="folder", collection="trips"),
+        ingest_inline(db, encoder, photos[:10], settings=settings)
+        with db.session() as session:
+            ids = sorted(session.scalars(select(Image.id)))
+            kept = session.scalars(select(Image.path).where(Image.id == ids[5])).one()
+        # A half-size copy of the admin's first picture, which stays out of the trash.
+        copy = folder / "copy-small.jpg"
+        with PILImage.open(kept) as img:
+            img.convert("RGB").resize((img.width // 2, img.height // 2)).save(copy, quality=80)
+        ingest_inline(db, encoder, [Candidate(path=copy, source="folder", collection="trips"),
                                     Candidate(path=bad, source="upload", original_name="broken.jpg")],
                       settings=settings)
         with db.session() as session:
@@ -97,6 +103,8 @@ def build_library(settings: Settings, encoder: ClipEncoder, photos: list[Candida
             session.flush()
             add_to_album(session, album_id=holidays.id, image_ids=mine[:4], added_by=users["contributor"].id)
             add_to_album(session, album_id=best_of.id, image_ids=theirs[:3], added_by=users["admin"].id)
+            add_caption(session, image_id=mine[0], text=parse_caption_text("Lunch by the harbour"),
+                        added_by=users["contributor"].id)
             session.commit()
             for image_id, by in ((mine[4], "contributor"), (theirs[3], "admin"), (theirs[4], "admin")):
                 delete_images(session, Selection(image_ids=(image_id,)), store=settings.image_store,
@@ -248,12 +256,21 @@ def _pages_walk(page: Page, lib: Library, role: str, size: str, scheme: str) -> 
     if shoot:
         _shot(page, "viewer-zoomed", size, scheme, full_page=False)
     page.keyboard.press("Escape")
+    # The contributor's picture with their caption: theirs to edit and delete, a viewer's to look at.
+    page.goto(f"{base}/image/{lib.own}")
+    _settle(page)
+    caption = page.locator("li", has_text="Lunch by the harbour")
+    expect(caption).to_be_visible()
+    if role != "viewer":
+        expect(caption.get_by_text("Edit", exact=True)).to_be_visible()
+        expect(page.get_by_role("button", name="Delete", exact=True)).to_be_visible()
+    problems += check(page, f"picture as {role} at {size} in {scheme}", role, scheme)
     # One's own account, with its token; the admin's pages with their tables.
     extra = ["/account", "/status"] + (["/admin/", "/duplicates"] if role == "admin" else [])
     for path in extra:
         page.goto(f"{base}{path}")
         _settle(page)
-        expect(page.locator("main table, main .duplicates, main .group").first).to_be_visible()
+        expect(page.locator("main table, main .duplicate-group").first).to_be_visible()
         problems += check(page, f"{path} as {role} at {size} in {scheme}", role, scheme)
     for path in ("/admin/", "/duplicates", "/upload") if role == "viewer" else ():
         answer = page.goto(f"{base}{path}")
