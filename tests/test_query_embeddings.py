@@ -237,3 +237,15 @@ def test_a_text_is_kept_once_whatever_its_spacing(db: Database, encoder: ClipEnc
         session.commit()
     assert first.shape == (2, 512) and np.array_equal(first[0], first[1])
     assert set(_stored(db)) == {(RANDOM_MODEL, "a cat")}
+
+
+def test_a_text_too_long_to_keep_is_encoded_each_time_and_searched_all_the_same(
+        db: Database, encoder: ClipEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    long = "海" * 1000  # 3,000 bytes: more than a B-tree entry may hold
+    calls = _count_encodings(monkeypatch, encoder)
+    with db.session() as session:
+        vectors = text_vectors(session, encoder, [long, "a cat"])
+        again = text_vectors(session, encoder, [long])
+        session.commit()
+    assert calls == [[long], ["a cat"], [long]] and np.array_equal(vectors[0], again[0])
+    assert set(_stored(db)) == {(RANDOM_MODEL, "a cat")}

@@ -30,6 +30,9 @@ KEEP_FOR = timedelta(days=7)
 TOUCH_EVERY_S = 60.0
 # Vectors remembered per process (2 KiB each at 512 dimensions).
 REMEMBERED = 2048
+# Texts longer than this in UTF-8 are encoded each time and not kept: the primary key's
+# B-tree refuses entries over about 2,700 bytes (a 1,000-character query in Chinese is 3,000).
+MAX_KEPT_BYTES = 2000
 
 
 @dataclass
@@ -102,7 +105,10 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
         found[text] = remembered.vector
         if keep or now - remembered.touched >= TOUCH_EVERY_S:
             stale.add(text)
-    missing = sorted(set(wanted) - found.keys())
+    missing = sorted(t for t in set(wanted) - found.keys() if len(t.encode()) <= MAX_KEPT_BYTES)
+    unkept = sorted(t for t in set(wanted) - found.keys() if len(t.encode()) > MAX_KEPT_BYTES)
+    if unkept:
+        found.update(zip(unkept, _encoded(encoder, unkept), strict=True))
     if missing:
         # One statement reads them and writes their use; sorted, as every write here is, so
         # two searches of the same texts cannot deadlock.
@@ -115,9 +121,7 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
             found[row.text] = np.asarray(row.embedding, dtype=np.float32)
         unknown = [t for t in missing if t not in found]
         if unknown:
-            for text, vector in zip(unknown, encoder.encode_texts(unknown), strict=True):
-                # As the table keeps it (halfvec), so the first search ranks as every later one.
-                found[text] = np.asarray(vector, dtype=np.float16).astype(np.float32)
+            found.update(zip(unknown, _encoded(encoder, unknown), strict=True))
             stale.update(unknown)
             _prune(session)
     if stale:
@@ -125,6 +129,11 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
     for text in stale | set(missing):  # each one just written
         recent_query_vectors.put((database, model, text), found[text], now)
     return np.stack([found[t] for t in wanted]) if wanted else np.zeros((0, encoder.dim), np.float32)
+
+
+def _encoded(encoder: Encoder, texts: list[str]) -> list[np.ndarray]:
+    # Rounded as the table keeps them (halfvec), so a first search ranks as every later one.
+    return [np.asarray(v, dtype=np.float16).astype(np.float32) for v in encoder.encode_texts(texts)]
 
 
 def _write(session: Session, model: str, vectors: dict[str, np.ndarray], *, keep: bool) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from clipseek.store.sql_reader import READER_ROLE, READER_VIEWS
 from clipseek.store.vector_indexes import quoted
 
+
 def _comment(model: str, dim: int) -> str:
     # The comment tells a reader what the view holds, and tells startup whether it is current.
     return f"The active model {model} ({int(dim)} dimensions), cast so that its HNSW index serves it"
