@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from clipseek.store.active_views import READER_VIEWS, replace_active_views
+from clipseek.store.active_views import replace_active_views
+from clipseek.store.sql_reader import READER_VIEWS
 
 revision: str = "0014"
 down_revision: str | None = "0013"
