@@ -12,6 +12,9 @@ from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.albums import add_to_album, create_album
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
+from clipseek.search.query import Mode, SearchRequest, Term
+from clipseek.search.query_vectors import text_vectors
+from clipseek.search.run import run_search
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Caption, Image
@@ -24,6 +27,15 @@ DOCS = ROOT / "docs"
 SQL_PAGE = DOCS / "sql.md"
 DEPLOYMENT_PAGE = DOCS / "deployment.md"
 DOCUMENTED = "ViT-B-32/openai"
+# The texts docs/sql.md ranks by: stored as `clipseek embed --store` stores them.
+DOCUMENTED_TEXTS = ("a dog on a beach", "a cat")
+
+
+def store_documented_texts(db: Database, encoder: ClipEncoder) -> None:
+    """Keep the embeddings of the texts that the documented SQL ranks by."""
+    with db.session() as session:
+        text_vectors(session, encoder, DOCUMENTED_TEXTS, keep=True)
+        session.commit()
 
 
 def _for_test_model(sql: str) -> str:
@@ -39,6 +51,7 @@ def _sql_blocks() -> list[str]:
 def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
                                  sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
+    store_documented_texts(db, encoder)
     with db.session() as session:
         holidays = create_album(session, name="Holidays", created_by=None)
         session.flush()
@@ -52,7 +65,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
         session.execute(update(Image).where(Image.id == 2).values(ocr_state="read"))
         session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
@@ -69,11 +82,20 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    neighbours, cats, album, hybrid, near, countries, cities, statuses, failures, words, reading = results
+    (neighbours, by_text, cats, album, hybrid, near, countries, cities, statuses, failures, words,
+     reading) = results
     assert ef_search == "200"
-    # The nearest-neighbour walks go through the model's own index, as docs/sql.md says.
-    assert index_name(RANDOM_MODEL) in plans[0] and index_name(RANDOM_MODEL) in plans[3]
-    assert "images_phash_hnsw_idx" in plans[4]
+    # The nearest-neighbour walks go through the model's own index, as docs/sql.md says,
+    # though the SQL names no model.
+    assert all(index_name(RANDOM_MODEL) in plans[i] for i in (0, 1, 4))
+    assert "images_phash_hnsw_idx" in plans[5]
+    # Ranking by a stored text in SQL ranks as ClipSeek's own search of it does.
+    with db.session() as session:
+        ours = run_search(session, encoder, SearchRequest(
+            query=DOCUMENTED_TEXTS[0], terms=(Term(DOCUMENTED_TEXTS[0]),), mode=Mode.SEMANTIC,
+            show_all=True, per_page=10))
+    assert [r.id for r in by_text] == [hit.image_id for hit in ours.hits]
+    assert [round(r.score, 3) for r in by_text] == [round(hit.score or 0, 3) for hit in ours.hits]
     assert len(neighbours) == 10 and 3 not in [r.id for r in neighbours]
     scores = [r.score for r in neighbours]
     assert_scores_descend(scores)

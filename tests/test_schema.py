@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from clipseek.context import open_database
-from clipseek.settings import Settings
+from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Base, Image, ImageStatus
 from clipseek.store.vector_indexes import include_in_autogenerate, index_name
@@ -109,3 +109,24 @@ def test_migration_0008_gives_each_stored_model_its_own_index_and_keeps_every_ve
     assert "embeddings_hnsw_cosine_idx" in indexes and index_name(old) not in indexes
     command.upgrade(config, "head")
     engine.dispose()
+
+
+def test_migration_0014_makes_the_active_models_views_and_its_downgrade_drops_them(
+        db: Database, database_url: str) -> None:
+    from alembic import command
+
+    from clipseek.store.active_views import views_are_current
+    from clipseek.store.db import _alembic_config, normalize_url
+
+    def views() -> list[str]:
+        with db.engine.connect() as conn:
+            return sorted(conn.scalars(text("SELECT viewname FROM pg_views WHERE schemaname = 'public'")))
+
+    assert views() == ["active_embeddings", "active_query_embeddings"]  # made at the first start
+    config = _alembic_config(normalize_url(database_url))
+    command.downgrade(config, "0013")
+    assert views() == []
+    command.upgrade(config, "head")
+    with db.engine.connect() as conn:
+        assert views_are_current(conn, RANDOM_MODEL, 512)
+        assert conn.scalar(text("SELECT kept FROM query_embeddings LIMIT 1")) is None  # the column is back

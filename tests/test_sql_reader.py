@@ -20,9 +20,14 @@ from clipseek.library.sync import _lock_key
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.embedded_db import EmbeddedPostgres
-from clipseek.store.sql_reader import READER_TABLES, create_reader_login, end_overrunning_readers
+from clipseek.store.sql_reader import (
+    READER_TABLES,
+    READER_VIEWS,
+    create_reader_login,
+    end_overrunning_readers,
+)
 from clipseek.upkeep.recovery import SCHEDULER_LOCK
-from tests.test_readme import SQL_PAGE, _sql_blocks
+from tests.test_readme import SQL_PAGE, _sql_blocks, store_documented_texts
 from tests.waiting import wait_for
 
 
@@ -46,6 +51,7 @@ def _rows(conn: psycopg.Connection, statement: str) -> list[Any] | None:
 def test_the_reader_runs_every_documented_example(reader_url: str, db: Database, encoder: ClipEncoder,
                                                   settings: Settings, sample_photos: list[Candidate]) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
+    store_documented_texts(db, encoder)
     assert reader_url.startswith("postgresql://analyst_")
     statements = [s.strip().replace("ViT-B-32/openai", "ViT-B-32/random")
                   for block in _sql_blocks() for s in block.split(";") if s.strip()]
@@ -55,10 +61,10 @@ def test_the_reader_runs_every_documented_example(reader_url: str, db: Database,
     with psycopg.connect(reader_url) as conn:
         assert [_rows(conn, statement) for statement in statements] == expected
         answers = [rows for rows in expected if rows is not None]
-        # neighbours, cat captions, an album (none here), hybrid, near hashes, countries and
-        # cities (no GPS here), statuses, failures, words read and reading (none here)
-        assert len(answers) == 11 and all(answers[i] for i in (0, 1, 3, 4, 7))
-        for table in READER_TABLES:
+        # neighbours, by a text, cat captions, an album (none here), hybrid, near hashes,
+        # countries and cities (no GPS here), statuses, failures, words read and reading (none here)
+        assert len(answers) == 12 and all(answers[i] for i in (0, 1, 2, 4, 5, 8))
+        for table in (*READER_TABLES, *READER_VIEWS):
             conn.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
         assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
         assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
@@ -94,6 +100,8 @@ def test_the_sql_page_lists_exactly_the_tables_the_reader_may_read() -> None:
     section = SQL_PAGE.read_text().split("\n## Tables\n", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
     assert sorted(listed) == sorted(READER_TABLES)
+    views = SQL_PAGE.read_text().split("\n## The active model's views\n", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"^\| `(\w+)` \|", views, flags=re.M)) == sorted(READER_VIEWS)
 
 
 _SYNC_OF_ROOT = _lock_key(Path("/"))

@@ -12,27 +12,47 @@ from clipseek.errors import BadQuery
 from clipseek.indexing.broker import queue_depth
 from clipseek.library.collections import collection_counts
 from clipseek.library.deletion import Selection, delete_images
-from clipseek.search.run import run_search, similar_images
+from clipseek.search.query_vectors import parse_embedding, text_vectors
+from clipseek.search.run import check_query, run_search, similar_images
 from clipseek.store.tables import Image, in_library
 from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
 from webapp.auth import actor, may
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
-from webapp.params import paging, parse_ids, search_request
+from webapp.params import paging, parse_ids, search_body, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-@bp.get("/search")
+@bp.route("/search", methods=["GET", "POST"])
 def search() -> tuple[Response, int, dict[str, str]]:
-    """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ."""
+    """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ;
+    POST /api/search with those as JSON, or "embedding" (a vector of the active model) for "q"."""
     encoder = clipseek().encoder_for(active_model_name())
-    results = run_search(get_session(), encoder, search_request(request.args),
-                         ef_search=clipseek().settings.ef_search)
-    get_session().commit()  # an example's last use
+    vector = None
+    if request.method == "POST":
+        args, embedding = search_body(request.get_json(silent=True))
+        if embedding is not None:
+            vector = parse_embedding(embedding, dim=encoder.dim, model=encoder.model_id)
+    else:
+        args = request.args
+    results = run_search(get_session(), encoder, search_request(args),
+                         ef_search=clipseek().settings.ef_search, vector=vector)
+    get_session().commit()  # an example's or a text's last use
     return jsonify(page_dict(results)), 200, server_timing(results)
+
+
+@bp.get("/embed")
+def embed() -> Response:
+    """GET /api/embed?q= : the active model's vector of a text (kept for SQL, as a search keeps it)."""
+    encoder = clipseek().encoder_for(active_model_name())
+    query = check_query(request.args.get("q", ""))
+    vector = text_vectors(get_session(), encoder, [query])[0]
+    get_session().commit()
+    return jsonify({"model": encoder.model_id, "dim": int(vector.shape[0]), "text": query,
+                    "embedding": vector.tolist()})
 
 
 @bp.get("/images/<int:image_id>")

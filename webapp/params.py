@@ -64,6 +64,24 @@ def search_request(args: MultiDict[str, str]) -> SearchRequest:
     return parse_request(args.to_dict(flat=False), default_per_page=DEFAULT_PAGE_SIZE)
 
 
+def search_body(body: object) -> tuple[MultiDict[str, str], object | None]:
+    """A POSTed search: its parameters as a query string would give them, and its "embedding"."""
+    if not isinstance(body, dict):
+        raise BadQuery('Send the search as a JSON object, e.g. {"embedding": [...], "per_page": 10}.')
+    embedding = body.get("embedding")
+    if embedding is not None and str(body.get("q", "")).strip():
+        raise BadQuery("Send either q (words) or embedding (a vector), not both.")
+    args: MultiDict[str, str] = MultiDict()
+    for name, value in body.items():
+        if name == "embedding":
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict | list) or item is None:
+                raise BadQuery(f"The {name} parameter must be text, a number or a list of them.")
+            args.add(name, str(item).lower() if isinstance(item, bool) else str(item))
+    return args, embedding
+
+
 def tidy_search_args(args: MultiDict[str, str]) -> MultiDict[str, str] | None:
     """The search page's arguments without empty values, and without the example when new words replace it.
 

@@ -53,6 +53,7 @@ POLICIES: dict[str, Policy] = {
     "uploads.upload": Policy.CONTRIBUTE,
     "uploads.progress": Policy.VIEW,
     "api.search": Policy.VIEW,
+    "api.embed": Policy.VIEW,
     "api.image": Policy.VIEW,
     "api.images": Policy.VIEW,
     "api.similar": Policy.VIEW,

@@ -64,7 +64,7 @@ def cli(click_ctx: click.Context) -> None:
 for _command in (collection.ingest, collection.ingest_coco, collection.download_coco_command,
                  collection.samples, collection.reindex, collection.status, library.sync, library.prune,
                  library.watch,
-                 search.search, search.demo,
+                 search.search, search.embed, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections, trash.trash, duplicates.duplicates, doctor.doctor,
                  models.models, models.model_group,

@@ -1,4 +1,4 @@
-"""Commands that answer queries: search, and demo (a first look on the sample photos)."""
+"""Commands that answer queries: search, embed (a text's vector), and demo (a first look at the samples)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from clipseek.context import Context
 from clipseek.library.samples import write_sample_photos
 from clipseek.search.display import render_grid
 from clipseek.search.query import parse_request
-from clipseek.search.run import run_search, search_images
+from clipseek.search.query_vectors import text_vectors
+from clipseek.search.run import check_query, run_search, search_images
+from clipseek.store.vector_indexes import quoted
+from clipseek.switching.switch import active_model, serving_models
 
 
 @click.command()
@@ -61,6 +64,7 @@ def search(ctx: Context, query: str, top_k: int, page: int, collection: tuple[st
     request = parse_request(params)
     with ctx.db.session() as session:
         results = run_search(session, ctx.encoder, request, ef_search=ctx.settings.ef_search)
+        session.commit()  # an example's or a text's last use
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -94,7 +98,43 @@ def demo(ctx: Context, query: str) -> None:
     with ctx.db.session() as session:
         results = search_images(session, ctx.encoder, query, per_page=5,
                                 ef_search=ctx.settings.ef_search)
+        session.commit()
     click.echo(f"Top 5 of {results.total} for “{results.query}”:")
     for hit in results.hits:
         click.echo(f"{hit.rank:>4}. {hit.score:.4f}  {hit.path}")
     click.echo(f"Database: {ctx.db.url}  (try: clipseek search \"a rocket\")")
+
+
+@click.command()
+@click.argument("text")
+@click.option("--sql", "as_sql", is_flag=True, help="Print a pgvector literal to paste into SQL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the model, dimension, text and vector as JSON.")
+@click.option("--store", is_flag=True,
+              help="Keep it in query_embeddings for good (during a switch, for both models), "
+                   "so SQL can rank by it.")
+@pass_context
+def embed(ctx: Context, text: str, as_sql: bool, as_json: bool, store: bool) -> None:
+    """Print the active model's vector of TEXT (a JSON list of numbers by default)."""
+    if as_sql and as_json:
+        raise click.UsageError("Choose --sql or --json, not both.")
+    cleaned = check_query(text)
+    with ctx.db.session() as session:
+        model = active_model(session)
+        vector = text_vectors(session, ctx.encoder_for(model), [cleaned], keep=store)[0]
+        if store:
+            for other in serving_models(session):
+                if other != model:  # a switch is under way: SQL finds it after the switch too
+                    text_vectors(session, ctx.encoder_for(other), [cleaned], keep=True)
+            session.commit()
+    numbers = vector.tolist()
+    if as_sql:
+        click.echo(f"'[{','.join(map(repr, numbers))}]'::halfvec({len(numbers)})")
+    elif as_json:
+        click.echo(json.dumps({"model": model, "dim": len(numbers), "text": cleaned,
+                               "stored": store, "embedding": numbers}))
+    else:
+        click.echo(json.dumps(numbers))
+    if store:
+        click.echo(f"Kept in query_embeddings as {cleaned!r} for {model}; rank by it in SQL with "
+                   f"(SELECT embedding FROM active_query_embeddings WHERE text = {quoted(cleaned)}).",
+                   err=True)

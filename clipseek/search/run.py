@@ -21,6 +21,7 @@ from clipseek.search.examples import example_vector, image_vector
 from clipseek.search.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
 from clipseek.search.query import MAX_PER_PAGE as MAX_PER_PAGE
 from clipseek.search.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
+from clipseek.search.query_vectors import text_vectors
 from clipseek.settings import DEFAULT_EF_SEARCH
 from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.store.vector_indexes import distance_to, of_model
@@ -414,7 +415,7 @@ def query_vector(session: Session, encoder: Encoder, request: SearchRequest) -> 
     elif request.like is not None:
         total = image_vector(session, request.like, model=model)
     if request.terms:
-        texts = encoder.encode_texts([t.text.strip('"') or t.text for t in request.terms])
+        texts = text_vectors(session, encoder, [t.text.strip('"') or t.text for t in request.terms])
         signs = np.array([t.sign for t in request.terms], dtype=np.float32)[:, None]
         combined = (texts * signs).sum(axis=0)
         total = combined if total.size == 0 else total / np.linalg.norm(total) + combined

@@ -30,6 +30,9 @@ READER_TABLES = ("images", "captions", "duplicate_files", "embeddings", "embeddi
                  "query_examples", "upload_rejections", "score_cutoffs", "worker_beats",
                  "search_models", "albums", "album_images", "people", "faces",
                  "near_duplicate_pairs", "query_embeddings")
+# The views of the active model's rows, which a switch recreates (clipseek.store.active_views
+# grants them again each time).
+READER_VIEWS = ("active_embeddings", "active_query_embeddings")
 # Long enough for an exact scan of a large collection, short enough that a runaway join
 # cannot hold the server.
 STATEMENT_TIMEOUT_S = 30
@@ -98,8 +101,9 @@ def withhold_from_public(conn: psycopg.Connection) -> None:
         if owner:
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(
                 sql.SQL(signature), sql.Identifier(owner)))
-    # A reader role made by an older version may lack a table documented since.
-    present = tuple(table for table in READER_TABLES if conn.execute(
+    # A reader role made by an older version may lack a table documented since; the active
+    # model's views (clipseek.store.active_views) exist once a model is active.
+    present = tuple(table for table in (*READER_TABLES, *READER_VIEWS) if conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone() == (True,))
     if present:
         conn.execute(grant_reader_sql(create_if_allowed=False, tables=present))

@@ -337,6 +337,8 @@ class QueryEmbedding(Base):
     embedding: Mapped[Sequence[float]] = mapped_column(HALFVEC())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Stored on purpose (`clipseek embed --store`): never pruned, unlike those searches store.
+    kept: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (Index("query_embeddings_last_used_at_idx", "last_used_at"),)
 

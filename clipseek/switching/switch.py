@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session
 from clipseek.clip.catalog import dimension_of
 from clipseek.errors import ConfigError
 from clipseek.indexing.queueing import Enqueue, lacks_embedding, queue_for_indexing
+from clipseek.store.active_views import replace_active_views, views_are_current
 from clipseek.store.tables import (
     Embedding,
     EmbeddingCount,
     Image,
     ImageStatus,
     ModelState,
+    QueryEmbedding,
     QueryExample,
     ScoreCutoff,
     SearchModel,
@@ -89,7 +91,23 @@ def ensure_active_model(engine: Engine, default: str) -> str:
             name = default
     if index_state(engine, name) != "valid":
         create_index(engine, name, dim)
+    _ensure_active_views(engine)
     return name
+
+
+def _ensure_active_views(engine: Engine) -> None:
+    """Point the active-model views at the active model where they do not yet (a new database)."""
+    with Session(engine) as session:
+        row = session.scalar(select(SearchModel).where(SearchModel.state == ModelState.ACTIVE))
+        if row is None or views_are_current(session, row.name, row.dim):
+            return
+        # Under the row locks a switch takes, so that two starting processes or a switch
+        # never recreate the views at once.
+        session.execute(select(SearchModel.name).order_by(SearchModel.name).with_for_update())
+        row = session.scalar(select(SearchModel).where(SearchModel.state == ModelState.ACTIVE))
+        if row is not None and not views_are_current(session, row.name, row.dim):
+            replace_active_views(session, row.name, row.dim)
+        session.commit()
 
 
 def _replaceable(session: Session, active: str) -> bool:
@@ -147,13 +165,20 @@ def _uncovered(model: str) -> Select[Any]:
 
 
 def activate(session: Session, model: str) -> None:
-    """Make `model` the active one in one transaction; the former active model is kept."""
+    """Make `model` the active one in one transaction; the former active model is kept.
+
+    The active-model views move with it, in the same transaction, so SQL written against
+    them ranks by the new model from the moment searches do.
+    """
     # The rows are locked in name order so that two switching processes cannot deadlock.
     session.execute(select(SearchModel.name).order_by(SearchModel.name).with_for_update())
     session.execute(update(SearchModel).where(SearchModel.state == ModelState.ACTIVE)
                     .values(state=ModelState.KEPT))
-    session.execute(update(SearchModel).where(SearchModel.name == model)
-                    .values(state=ModelState.ACTIVE, activated_at=func.now()))
+    dim = session.scalar(update(SearchModel).where(SearchModel.name == model)
+                         .values(state=ModelState.ACTIVE, activated_at=func.now())
+                         .returning(SearchModel.dim))
+    if dim is not None:
+        replace_active_views(session, model, dim)
     session.commit()
 
 
@@ -322,6 +347,7 @@ def drop_model(engine: Engine, model: str,
         session.execute(delete(SearchModel).where(SearchModel.name == model))
         session.execute(delete(ScoreCutoff).where(ScoreCutoff.model == model))
         session.execute(delete(QueryExample).where(QueryExample.model == model))
+        session.execute(delete(QueryEmbedding).where(QueryEmbedding.model == model))
         session.commit()
         removed = 0
         while True:

@@ -1,0 +1,175 @@
+"""A text's vector under a model, encoded once: from memory, else from `query_embeddings`, else encoded.
+
+Each text searched is kept in `query_embeddings` (so SQL can rank by it, and so no process
+encodes it again); its `last_used_at` says when it was last asked for, so unused texts can go
+after a week, except those kept on purpose (`clipseek embed --store`). A process also keeps
+its recent vectors in memory, and writes a remembered text's use at most once a minute.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import delete, func, or_, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from clipseek.clip.encoder import Encoder
+from clipseek.errors import BadQuery
+from clipseek.store.tables import QueryEmbedding
+
+# Searched texts unused this long are pruned, as example pictures are.
+KEEP_FOR = timedelta(days=7)
+# A remembered text's use is written at most this often per process: pruning counts in days.
+TOUCH_EVERY_S = 60.0
+# Vectors remembered per process (2 KiB each at 512 dimensions).
+REMEMBERED = 2048
+# Texts longer than this in UTF-8 are encoded each time and not kept: the primary key's
+# B-tree refuses entries over about 2,700 bytes (a 1,000-character query in Chinese is 3,000).
+MAX_KEPT_BYTES = 2000
+
+
+@dataclass
+class _Remembered:
+    vector: np.ndarray
+    touched: float
+
+
+class RecentQueryVectors:
+    """The latest query vectors a process used, per database and model (least recent first)."""
+
+    def __init__(self, size: int = REMEMBERED) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, str], _Remembered] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> _Remembered | None:
+        """The remembered entry for `key`, now the most recent; None if forgotten."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, str], vector: np.ndarray, touched: float) -> None:
+        """Remember `vector`, written to the table at `touched` (monotonic seconds)."""
+        with self._lock:
+            self._entries[key] = _Remembered(vector, touched)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (the next use of each text reads the table)."""
+        with self._lock:
+            self._entries.clear()
+
+
+# The one per process: an empty mapping until the first search (nothing is built on import).
+recent_query_vectors = RecentQueryVectors()
+
+
+def normalise_text(raw: str) -> str:
+    """A text as it is kept: runs of white space as one space, none at either end."""
+    return " ".join(raw.split())
+
+
+def _database(session: Session) -> str:
+    # Vectors belong to a database (tests, and a process that opens another, use several).
+    return str(session.get_bind().engine.url)
+
+
+def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
+                 keep: bool = False) -> np.ndarray:
+    """The encoder's model's vectors of `texts` (normalised first), one row each, in order.
+
+    Texts this process used lately cost nothing; texts in `query_embeddings` cost one read;
+    only the others are encoded, all at once. Each is written to `query_embeddings` (new, or
+    its use) in one statement; `keep` marks them kept for good. The caller commits.
+    """
+    model, database = encoder.model_id, _database(session)
+    wanted = [normalise_text(t) for t in texts]
+    now = time.monotonic()
+    found: dict[str, np.ndarray] = {}
+    stale: set[str] = set()
+    for text in dict.fromkeys(wanted):
+        remembered = recent_query_vectors.get((database, model, text))
+        if remembered is None:
+            continue
+        found[text] = remembered.vector
+        if keep or now - remembered.touched >= TOUCH_EVERY_S:
+            stale.add(text)
+    missing = sorted(t for t in set(wanted) - found.keys() if len(t.encode()) <= MAX_KEPT_BYTES)
+    unkept = sorted(t for t in set(wanted) - found.keys() if len(t.encode()) > MAX_KEPT_BYTES)
+    if unkept:
+        found.update(zip(unkept, _encoded(encoder, unkept), strict=True))
+    if missing:
+        # One statement reads them and writes their use; sorted, as every write here is, so
+        # two searches of the same texts cannot deadlock.
+        rows = session.execute(
+            update(QueryEmbedding)
+            .where(tuple_(QueryEmbedding.model, QueryEmbedding.text).in_([(model, t) for t in missing]))
+            .values({"last_used_at": func.now()} | ({"kept": True} if keep else {}))
+            .returning(QueryEmbedding.text, QueryEmbedding.embedding)).all()
+        for row in rows:
+            found[row.text] = np.asarray(row.embedding, dtype=np.float32)
+        unknown = [t for t in missing if t not in found]
+        if unknown:
+            found.update(zip(unknown, _encoded(encoder, unknown), strict=True))
+            stale.update(unknown)
+            _prune(session)
+    if stale:
+        _write(session, model, {t: found[t] for t in sorted(stale)}, keep=keep)
+    for text in stale | set(missing):  # each one just written
+        recent_query_vectors.put((database, model, text), found[text], now)
+    return np.stack([found[t] for t in wanted]) if wanted else np.zeros((0, encoder.dim), np.float32)
+
+
+def _encoded(encoder: Encoder, texts: list[str]) -> list[np.ndarray]:
+    # Rounded as the table keeps them (halfvec), so a first search ranks as every later one.
+    return [np.asarray(v, dtype=np.float16).astype(np.float32) for v in encoder.encode_texts(texts)]
+
+
+def _write(session: Session, model: str, vectors: dict[str, np.ndarray], *, keep: bool) -> None:
+    """Insert the texts, or mark their use (and `keep`) where another process stored them first."""
+    statement = insert(QueryEmbedding).values(
+        [{"model": model, "text": t, "embedding": v, "kept": keep} for t, v in vectors.items()])
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[QueryEmbedding.model, QueryEmbedding.text],
+        set_={"last_used_at": func.now(), "kept": or_(QueryEmbedding.kept, statement.excluded.kept)}))
+
+
+def _prune(session: Session) -> None:
+    """Delete the searched texts unused for a week (by the index on their last use)."""
+    session.execute(delete(QueryEmbedding).where(
+        QueryEmbedding.last_used_at < func.now() - KEEP_FOR, ~QueryEmbedding.kept))
+
+
+def parse_embedding(raw: object, *, dim: int, model: str) -> np.ndarray:
+    """A query vector sent in place of a text: `dim` finite numbers, not all zero; L2-normalised.
+
+    BadQuery says what is wrong, so that a vector of another model is never ranked.
+    """
+    if not isinstance(raw, list) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in raw):
+        raise BadQuery("The embedding must be a list of numbers, as GET /api/embed returns it.")
+    if len(raw) != dim:
+        raise BadQuery(f"The embedding has {len(raw)} numbers, but the active model {model} makes "
+                       f"vectors of {dim}: embed the text with it (GET /api/embed?q=...).")
+    try:
+        with np.errstate(over="ignore"):
+            vector = np.asarray(raw, dtype=np.float32)
+            norm = float(np.linalg.norm(vector)) if np.isfinite(vector).all() else float("nan")
+    except OverflowError:  # a whole number too large for any float
+        norm = float("nan")
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise BadQuery("The embedding must be finite numbers, not all zero.")
+    # Normalised as a text query's vector is (clipseek.search.run.query_vector): the same
+    # numbers rank exactly as the text does.
+    return (vector / norm).astype(np.float32)
