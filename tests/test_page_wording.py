@@ -155,3 +155,22 @@ def test_one_picture_is_counted_in_the_singular(client: FlaskClient, app: Flask,
         html = client.get(url).get_data(as_text=True)
         summary = html.split('<p class="summary">', 1)[1].split("</p>", 1)[0]
         assert re.search(r"1 (image|image searched|match) in", summary), (url, summary)
+
+
+def test_a_collection_of_one_picture_is_counted_in_the_singular(
+        client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    with app.extensions["clipseek"].db.session() as session:
+        session.execute(update(Image).where(Image.id == indexed[0]).values(collection="solo"))
+        session.commit()
+    listing = client.get("/collections").get_data(as_text=True)
+    solo = listing.split("<h2>solo</h2>", 1)[1].split("</li>", 1)[0]
+    assert re.search(r'<strong class="count">1</strong> image\s', solo)
+    assert 'data-confirm="Move the 1 image of solo to the trash?' in solo
+    assert re.search(r'<strong class="count">21</strong> images\s', listing)
+    assert "<p>1 image, newest first." in client.get("/collections/browse?name=solo").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', listing)
+    assert token
+    done = client.post("/collections/delete", data={"csrf_token": token.group(1), "name": "solo"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Moved the 1 image of solo to the trash" in done
+    assert "(s)" not in done and "(s)" not in listing
