@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from PIL import Image as PILImage
 from playwright.sync_api import Dialog, Locator, Page, Route, expect
 from sqlalchemy import select
@@ -146,6 +147,10 @@ def test_a_reload_during_the_first_part_shows_every_files_outcome(
     # The server refused the text file on its way; its reason is in the refused list.
     expect(page.locator("#recent-rejections tr").filter(has_text="notes.jpg")) \
         .to_contain_text("not an image format ClipSeek can read")
+
+    blocking = [(v["id"], [n["target"] for n in v["nodes"]][:3])
+                for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not blocking, blocking
 
     # Still there after another reload (nothing in flight now, so no question), until dismissed.
     page.reload()

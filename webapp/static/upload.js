@@ -84,11 +84,12 @@
     resumedNote.hidden = !resumed;
     if (resumed) {
       const stored = entries.filter((e) => e.image_id).length;
-      resumedNote.textContent = "This page was left while an upload was under way. " + stored + " of its " +
-        files(entries.length) + " reached the library; " + files(counts.interrupted) +
-        (counts.interrupted === 1 ? " was" : " were") + " not sent or cut off on the way: choose " +
-        (counts.interrupted === 1 ? "it" : "them") + " again. After a reload a browser cannot read " +
-        "the files it was given before.";
+      resumedNote.textContent = "This page was left while an upload was under way. " + (counts.interrupted
+        ? stored + " of its " + files(entries.length) + " reached the library; " + files(counts.interrupted) +
+          (counts.interrupted === 1 ? " was" : " were") + " not sent or cut off on the way: choose " +
+          (counts.interrupted === 1 ? "it" : "them") + " again. After a reload a browser cannot read " +
+          "the files it was given before."
+        : "The server answered for every one of its " + files(entries.length) + ".");
     }
   }
 
@@ -192,9 +193,8 @@
                                  looks_like: o.looks_like, state: o.state === "registered" ? "queued" : o.state });
         });
       } catch (error) {
-        group.forEach((entry) => Object.assign(entry, error.lost
-          ? { state: "interrupted", message: "not stored: " + error.message + " while it was sent; choose it again" }
-          : { state: "rejected", message: error.message }));
+        if (error.lost) await confirmArrived(group, error.message + " while it was sent");
+        else group.forEach((entry) => Object.assign(entry, { state: "rejected", message: error.message }));
       }
       sent += part.bytes;
       save();
@@ -221,13 +221,10 @@
       .catch(() => { /* the list as it was; a reload shows the new one */ });
   }
 
-  // After the page was left during an upload: ask the server, by checksum, which of the files
-  // that were on their way arrived; the others, and those never sent, are to be chosen again.
-  function resume() {
-    const cut = entries.filter((e) => e.state === "waiting" || e.state === "sending");
-    if (!cut.length) return Promise.resolve();
-    resumed = true;
-    const sums = Array.from(new Set(cut.filter((e) => e.state === "sending" && e.sha256).map((e) => e.sha256)));
+  // Ask the server, by checksum, which of these files (on their way when the answer was lost)
+  // arrived; the others are to be chosen again, and `why` says what cut them off.
+  function confirmArrived(cut, why) {
+    const sums = Array.from(new Set(cut.filter((e) => e.sha256).map((e) => e.sha256)));
     const chunks = [];
     for (let i = 0; i < sums.length; i += 400) chunks.push(sums.slice(i, i + 400));
     return Promise.all(chunks.map((chunk) =>
@@ -238,18 +235,23 @@
         const bySum = {};
         answers.forEach((a) => (a.images || []).forEach((image) => { bySum[image.sha256] = image; }));
         cut.forEach((entry) => {
-          const image = entry.sha256 && entry.state === "sending" ? bySum[entry.sha256] : null;
-          if (image) {
-            Object.assign(entry, { state: image.status, image_id: image.image_id, message: image.error,
-                                   retryable: image.retryable });
-          } else if (entry.state === "sending") {
-            Object.assign(entry, { state: "interrupted",
-                                   message: "not stored: it was on its way when the page was left; choose it again" });
-          } else {
-            Object.assign(entry, { state: "interrupted", message: "not sent: choose it again" });
-          }
+          const image = entry.sha256 ? bySum[entry.sha256] : null;
+          Object.assign(entry, image
+            ? { state: image.status, image_id: image.image_id, message: image.error, retryable: image.retryable }
+            : { state: "interrupted", message: "not stored: " + why + "; choose it again" });
         });
       });
+  }
+
+  // After the page was left during an upload: those on their way are confirmed with the
+  // server, and those never sent are to be chosen again.
+  function resume() {
+    const waiting = entries.filter((e) => e.state === "waiting");
+    const sending = entries.filter((e) => e.state === "sending");
+    if (!waiting.length && !sending.length) return Promise.resolve();
+    resumed = true;
+    waiting.forEach((entry) => Object.assign(entry, { state: "interrupted", message: "not sent: choose it again" }));
+    return confirmArrived(sending, "it was on its way when the page was left");
   }
 
   // Follow the images' statuses until none is still working (several ids per request).
