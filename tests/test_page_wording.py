@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.library.register import Candidate
-from clipseek.store.tables import Caption, Image
+from clipseek.store.tables import Caption, Embedding, Image
 from tests.images import write_bad_files
 from webapp.presenters import score_text
 
@@ -174,3 +174,19 @@ def test_a_collection_of_one_picture_is_counted_in_the_singular(
                        follow_redirects=True).get_data(as_text=True)
     assert "Moved the 1 image of solo to the trash" in done
     assert "(s)" not in done and "(s)" not in listing
+
+
+def test_one_searchable_picture_and_one_similar_one_are_counted_in_the_singular(
+        client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    db = app.extensions["clipseek"].db
+    with db.session() as session:
+        session.execute(delete(Image).where(Image.id.in_(indexed[2:])))
+        session.commit()
+    similar = client.get(f"/image/{indexed[0]}/similar").get_data(as_text=True)
+    assert "1 image, most similar first." in similar
+    with db.session() as session:  # the second picture waits to be indexed again
+        session.execute(delete(Embedding).where(Embedding.image_id == indexed[1]))
+        session.execute(update(Image).where(Image.id == indexed[1]).values(status="queued"))
+        session.commit()
+    browse = client.get("/").get_data(as_text=True)
+    assert "1 of 2 pictures is searchable; 1 is still being indexed" in browse
