@@ -1,6 +1,7 @@
 // Upload page: any number of files sent in parts the server accepts, one part after the
-// other, with a progress bar and a summary that follows the indexing. Without JavaScript
-// the form posts as before.
+// other, with a progress bar and a summary that follows the indexing. The list of files is
+// kept in the tab before the first byte leaves, so that leaving the page (which asks first)
+// or a reload loses no file's outcome. Without JavaScript the form posts as before.
 (function () {
   "use strict";
   const form = document.getElementById("upload-form");
@@ -23,7 +24,7 @@
   // was left before the server answered for it), or what the server said of it.
   let entries = [];
   let inFlight = false;
-  let resumed = null;  // what the page found after it was left during an upload
+  let resumed = false;  // whether this list is one the page was left in the middle of
   let polling = false;
   const resumedNote = document.getElementById("upload-resumed");
   const dismissButton = document.getElementById("upload-dismiss");
@@ -32,7 +33,7 @@
 
   const save = () => {
     try {
-      sessionStorage.setItem(STORE, JSON.stringify({ inFlight: inFlight, resumed: resumed, entries: entries }));
+      sessionStorage.setItem(STORE, JSON.stringify({ resumed: resumed, entries: entries }));
     } catch (e) { /* storage full or turned off: the page still shows this upload */ }
   };
   const mb = (n) => (n / 1048576).toFixed(1) + " MB";
@@ -167,7 +168,7 @@
     const pending = list.map((part) => part.tooLarge.concat(part.files)
       .map((f) => ({ name: f.name, size: f.size, state: "waiting" })));
     entries = [].concat(...pending);
-    resumed = null;
+    resumed = false;
     inFlight = true;
     save();  // every file is listed before the first byte leaves
     bar.hidden = sentNote.hidden = false;
@@ -315,7 +316,7 @@
 
   dismissButton.addEventListener("click", () => {
     entries = [];
-    resumed = null;
+    resumed = false;
     try { sessionStorage.removeItem(STORE); } catch (e) { /* nothing kept */ }
     render();
   });
@@ -324,7 +325,7 @@
   try { kept = JSON.parse(sessionStorage.getItem(STORE) || "null"); } catch (e) { kept = null; }
   if (kept && Array.isArray(kept.entries)) {
     entries = kept.entries;
-    resumed = kept.resumed || null;
+    resumed = Boolean(kept.resumed);
   }
   bar.hidden = sentNote.hidden = true;
   render();
