@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,10 +156,14 @@ class _Handler(WSGIRequestHandler):
 
 
 @contextmanager
-def serve_app(settings: Settings) -> Iterator[int]:
-    """The web app for `settings` on werkzeug's threaded server (as `clipseek up` runs it); yield its port."""
+def serve_app(settings: Settings,
+              wrap: Callable[[WSGIApplication], WSGIApplication] | None = None) -> Iterator[int]:
+    """The web app for `settings` on werkzeug's threaded server (as `clipseek up` runs it); yield its port.
+
+    `wrap` puts a test's own WSGI layer around the app (to hold an answer back, say).
+    """
     app = create_app(settings=settings)
-    draining = _Draining(app)
+    draining = _Draining(wrap(app) if wrap else app)
     server = make_server("127.0.0.1", 0, draining, threaded=True, request_handler=_Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -99,7 +99,7 @@ def test_viewers_look_contributors_manage_their_own_albums_and_admins_every_albu
     # A contributor changes her own album, never another's.
     added = client.post(f"/api/albums/{anns}/images", headers=ann, json=body)
     assert added.status_code == 200
-    assert added.get_json()["message"] == "Added 1 picture(s) to Ann's trip."
+    assert added.get_json()["message"] == "Added 1 picture to Ann's trip."
     for answer in (client.post(f"/api/albums/{beas}/images", headers=ann, json=body),
                    client.post(f"/api/albums/{beas}/images/remove", headers=ann, json=body),
                    client.post(f"/api/albums/{beas}/rename", headers=ann, json={"name": "Ann's now"}),
@@ -127,7 +127,7 @@ def test_viewers_look_contributors_manage_their_own_albums_and_admins_every_albu
     assert refused.status_code == 403 and NOT_YOURS in refused.get_data(as_text=True)
     made = signed.post("/albums/add", data=form | {"album_id": "", "new_album": "Bea's pick"},
                        follow_redirects=True)
-    assert "Added 1 picture(s) to Bea&#39;s pick." in made.get_data(as_text=True)
+    assert "Added 1 picture to Bea&#39;s pick." in made.get_data(as_text=True)
 
 
 def test_contributors_move_only_their_own_pictures_to_the_trash_and_admins_any(
@@ -147,7 +147,7 @@ def test_contributors_move_only_their_own_pictures_to_the_trash_and_admins_any(
     assert client.get(f"/api/albums/{album}", headers=ann).get_json()["images"] != []
     moved = client.post("/api/selection/trash", headers=ann, json={"ids": [own]})
     assert moved.status_code == 200
-    assert moved.get_json() == {"message": "Moved 1 picture(s) to the trash.", "image_ids": [own]}
+    assert moved.get_json() == {"message": "Moved 1 picture to the trash.", "image_ids": [own]}
     assert client.post("/api/selection/trash", headers=admin,
                        json={"album": album}).get_json()["image_ids"] == [other]
     assert client.get(f"/api/albums/{album}", headers=ann).get_json()["total"] == 0
@@ -240,7 +240,7 @@ def test_every_match_of_a_search_collection_or_album_is_found_again_on_the_serve
     form = {"csrf_token": token, "every": every.group(1).replace("&amp;", "&"), "album_id": str(album),
             "next": f"/albums/{album}"}
     added = client.post("/albums/add", data=form, follow_redirects=True)
-    assert "Added 4 picture(s) to Trips." in added.get_data(as_text=True)
+    assert "Added 4 pictures to Trips." in added.get_data(as_text=True)
     assert added.get_data(as_text=True).count('class="hit"') == 4
     by_search = client.post("/api/selection/zip", headers=API, json={"search": {"q": "a photo",
                                                                                 "collection": "trips"}})
@@ -270,7 +270,7 @@ def test_retry_failed_queues_again_only_what_another_try_can_mend(
     answer = client.post("/api/selection/retry", headers=API, json={"ids": library[:3]})
     assert answer.status_code == 200
     assert answer.get_json() == {
-        "message": "Queued 1 failed picture(s) again; 1 failed for a reason another try cannot mend "
+        "message": "Queued 1 failed picture again; 1 failed for a reason another try cannot mend "
                    "(each picture's page says why); 1 had not failed.",
         "queued": [library[0]], "not_retryable": [library[1]], "not_failed": [library[2]]}
     with db.session() as session:

@@ -119,7 +119,8 @@ def test_search_page_open_upload_and_find(live_server: str, page: Page, tmp_path
     files = _upload_files(tmp_path / "uploads", sample_photos)
     page.goto(f"{live_server}/upload")
     page.set_input_files("#file-input", [str(f) for f in files])
-    expect(page.locator("#chosen")).to_contain_text("4 file(s)")
+    expect(page.locator("#chosen")).to_have_text(
+        "4 files: upload-0.jpg, upload-1.jpg, upload-2.jpg, broken.jpg")
     page.click("#upload-form button[type=submit]")
     rows = page.locator("#upload-files tbody tr")
     expect(rows).to_have_count(4)

@@ -173,3 +173,23 @@ def test_a_refused_caption_shows_its_sentence_on_the_image_page_and_keeps_the_te
     assert refused.status_code == 400 and 'class="image-name"' in page  # the image page, not an error page
     form = page.split('class="add-caption"', 1)[1].split("</form>", 1)[0]
     assert 'role="alert"' in form and f'value="{typed}"' in form
+
+
+@pytest.mark.parametrize(("typed", "sentence"), [
+    ("   ", "A caption cannot be empty."),
+    ("a long description of the dunes " * 40, "characters"),
+])
+def test_a_refused_edit_shows_its_sentence_by_its_own_form_and_keeps_the_text(
+        client: FlaskClient, image_id: int, typed: str, sentence: str) -> None:
+    token = _csrf(client.get(f"/image/{image_id}").get_data(as_text=True))
+    caption = _details_ids(client, image_id)[0]
+    refused = client.post(f"/captions/{caption}/edit", data={"csrf_token": token, "text": typed})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and 'class="image-name"' in page  # the image page, not an error page
+    edit = page.split(f'action="/captions/{caption}/edit"', 1)[1].split("</form>", 1)[0]
+    assert 'role="alert"' in edit and sentence in edit and f'value="{typed}"' in edit
+    opened = page.split(f'action="/captions/{caption}/edit"', 1)[0].rsplit("<details", 1)[1]
+    assert opened.startswith(" open")  # the form stays open where the person was typing
+    add = page.split('class="add-caption"', 1)[1].split("</form>", 1)[0]
+    assert 'role="alert"' not in add and sentence not in add
+    assert _details(client, image_id) == [("filename", "beach sunset")]  # nothing changed

@@ -64,9 +64,9 @@ def test_collections_page_fits_a_phone_and_deletes_only_after_confirmation(
 
         phone.once("dialog", accept)
         garden.get_by_role("button", name="Delete collection").click()
-        expect(phone.locator(".flash")).to_contain_text("Moved the 1 image(s) of garden to the trash")
+        expect(phone.locator(".flash")).to_contain_text("Moved the 1 image of garden to the trash")
         expect(phone.locator(".collection")).to_have_count(1)
-        assert messages and messages[0].startswith("Move the 1 image(s) of garden to the trash?")
+        assert messages and messages[0].startswith("Move the 1 image of garden to the trash?")
 
         phone.get_by_role("link", name="Browse its images").click()
         expect(phone.locator(".grid .hit")).to_have_count(2)

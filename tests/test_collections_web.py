@@ -149,11 +149,11 @@ def test_collections_page_lists_counts_links_and_forms(
     assert 'href="/collections"' in client.get("/").get_data(as_text=True)  # in the nav
     page = client.get("/collections").get_data(as_text=True)
     assert "holiday" in page and "garden" in page
-    assert '<strong class="count">3</strong> image(s)' in page and "3 registered" in page
+    assert '<strong class="count">3</strong> images' in page and "3 registered" in page
     assert 'href="/collections/browse?name=holiday"' in page
     assert 'action="/collections/rename"' in page
     assert re.search(r'<form class="delete" action="/collections/delete" method="post"\s+'
-                     r'data-confirm="Move the 2 image\(s\) of garden to the trash\?', page)
+                     r'data-confirm="Move the 2 images of garden to the trash\?', page)
     assert "onsubmit" not in page and "<script>" not in page
     browse = client.get("/collections/browse?name=holiday").get_data(as_text=True)
     assert all(f'href="/image/{i}"' in browse for i in _ids(app, "holiday"))
@@ -170,13 +170,13 @@ def test_collections_page_forms_rename_and_delete_with_csrf(
     renamed = client.post("/collections/rename", data={"csrf_token": token, "name": "holiday",
                                                        "new_name": "Greece 2019"})
     assert renamed.status_code == 302 and renamed.headers["Location"] == "/collections"
-    assert "Renamed holiday to Greece 2019 (3 image(s))." in client.get("/collections").get_data(as_text=True)
+    assert "Renamed holiday to Greece 2019 (3 images)." in client.get("/collections").get_data(as_text=True)
     bad = client.post("/collections/rename", data={"csrf_token": token, "name": "garden",
                                                     "new_name": "  "})
     assert bad.status_code == 400 and "A collection name cannot be empty." in bad.get_data(as_text=True)
     deleted = client.post("/collections/delete", data={"csrf_token": token, "name": "garden"})
     assert deleted.status_code == 302
-    assert "Moved the 2 image(s) of garden to the trash" in client.get("/collections").get_data(as_text=True)
+    assert "Moved the 2 images of garden to the trash" in client.get("/collections").get_data(as_text=True)
     assert _names(client) == {"Greece 2019": 3} and len(list(folders["garden"].iterdir())) == 2
 
 

@@ -44,13 +44,13 @@ def test_the_page_marks_the_one_to_keep_and_moves_the_others_of_a_group_to_the_t
     page = client.get("/duplicates").get_data(as_text=True)
     assert 'href="/duplicates">Duplicates</a>' in page  # in the menu of the local mode
     assert page.count('class="hit keeper"') == 4 and page.count("<strong>Keep</strong>") == 4
-    assert "Move the others to the trash in all 4 group(s) (16 picture(s))" in page
+    assert "Move the others to the trash in all 4 groups (16 pictures)" in page
     chelsea = ",".join(map(str, holdout["chelsea"]))
     assert f'name="ids" value="{chelsea}"' in page
     moved = client.post("/duplicates/trash", data={"csrf_token": _csrf(page), "ids": chelsea},
                         follow_redirects=True)
     text = moved.get_data(as_text=True)
-    assert "Moved 4 picture(s) to the trash, keeping one of each of 1 group(s)." in text
+    assert "Moved 4 pictures to the trash, keeping one of each of 1 group." in text
     assert f'name="ids" value="{chelsea}"' not in text and text.count('class="hit keeper"') == 3
     # The page the form came from is out of date now: nothing more is moved.
     again = client.post("/duplicates/trash", data={"csrf_token": _csrf(page), "ids": chelsea})

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.ingest import decode_pool, ingest_inline, register_candidates
 from clipseek.library.register import Candidate
-from clipseek.store.tables import Caption, Image
+from clipseek.store.tables import Caption, Embedding, Image
 from tests.images import write_bad_files
 from webapp.presenters import score_text
 
@@ -155,3 +155,38 @@ def test_one_picture_is_counted_in_the_singular(client: FlaskClient, app: Flask,
         html = client.get(url).get_data(as_text=True)
         summary = html.split('<p class="summary">', 1)[1].split("</p>", 1)[0]
         assert re.search(r"1 (image|image searched|match) in", summary), (url, summary)
+
+
+def test_a_collection_of_one_picture_is_counted_in_the_singular(
+        client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    with app.extensions["clipseek"].db.session() as session:
+        session.execute(update(Image).where(Image.id == indexed[0]).values(collection="solo"))
+        session.commit()
+    listing = client.get("/collections").get_data(as_text=True)
+    solo = listing.split("<h2>solo</h2>", 1)[1].split("</li>", 1)[0]
+    assert re.search(r'<strong class="count">1</strong> image\s', solo)
+    assert 'data-confirm="Move the 1 image of solo to the trash?' in solo
+    assert re.search(r'<strong class="count">21</strong> images\s', listing)
+    assert "<p>1 image, newest first." in client.get("/collections/browse?name=solo").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', listing)
+    assert token
+    done = client.post("/collections/delete", data={"csrf_token": token.group(1), "name": "solo"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Moved the 1 image of solo to the trash" in done
+    assert "(s)" not in done and "(s)" not in listing
+
+
+def test_one_searchable_picture_and_one_similar_one_are_counted_in_the_singular(
+        client: FlaskClient, app: Flask, indexed: list[int]) -> None:
+    db = app.extensions["clipseek"].db
+    with db.session() as session:
+        session.execute(delete(Image).where(Image.id.in_(indexed[2:])))
+        session.commit()
+    similar = client.get(f"/image/{indexed[0]}/similar").get_data(as_text=True)
+    assert "1 image, most similar first." in similar
+    with db.session() as session:  # the second picture waits to be indexed again
+        session.execute(delete(Embedding).where(Embedding.image_id == indexed[1]))
+        session.execute(update(Image).where(Image.id == indexed[1]).values(status="queued"))
+        session.commit()
+    browse = client.get("/").get_data(as_text=True)
+    assert "1 of 2 pictures is searchable; 1 is still being indexed" in browse

@@ -283,3 +283,39 @@ def test_the_viewer_is_in_the_address_back_closes_it_and_next_goes_on_to_the_nex
         page.click(".viewer-next")  # another picture starts unzoomed
         expect(picture).not_to_have_attribute("style", re.compile("scale"))
         settle("networkidle")
+
+
+def test_the_viewer_shows_every_fact_there_is(settings: Settings, redis_url: str, db: Database,
+                                              indexed: list[int], browser_page: object) -> None:
+    from datetime import datetime
+
+    from playwright.sync_api import Page
+
+    from clipseek.store.tables import Caption, CaptionSource
+
+    assert isinstance(browser_page, Page)
+    page = browser_page
+    shown = indexed[0]
+    with db.session() as s:
+        s.execute(update(Image).where(Image.id == shown).values(
+            place_city="Porto", place_region="Norte", place_country="Portugal", place_country_code="PT",
+            camera_make="Canon", camera_model="EOS 5D", taken_at=datetime(2021, 6, 1, 12, 30),
+            width=640, height=480, display_width=640, display_height=480, file_size=2_621_440))
+        s.add_all([Caption(image_id=shown, text="Our dog on the quay", source="user"),
+                   Caption(image_id=shown, text="OPEN DAILY\n9 TO 5", source=CaptionSource.OCR,
+                           confidence=0.9)])
+        s.commit()
+    with serve_app(settings.with_changes(redis_url=redis_url)) as port:
+        page.goto(f"http://127.0.0.1:{port}/?collection=trips&per_page=12#view={shown}")
+        page.wait_for_load_state("networkidle")
+        viewer = page.locator("#viewer")
+        expect(viewer).to_be_visible()
+        expect(viewer.locator(".viewer-captions")).to_contain_text("Our dog on the quay")
+        expect(viewer.locator(".viewer-text")).to_contain_text("OPEN DAILY")
+        expect(viewer.locator(".viewer-text")).to_contain_text("9 TO 5")
+        facts = viewer.locator(".viewer-facts")
+        expect(facts).to_contain_text("Taken2021-06-01 12:30")
+        expect(facts).to_contain_text("PlacePorto, Norte, Portugal")
+        expect(facts).to_contain_text("CameraCanon EOS 5D")
+        expect(facts).to_contain_text("Size640 × 480 pixels, 2.5 MB")
+        expect(facts).to_contain_text("Collectiontrips")

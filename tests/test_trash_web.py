@@ -53,7 +53,7 @@ def test_deleting_a_collection_of_uploads_does_not_claim_their_files_are_kept(
     said = done.get_data(as_text=True)
     assert done.status_code == 200
     assert "original files are kept" not in said, said
-    assert "Moved the 2 image(s) of uploads to the trash; the Trash page restores them for 30 days." in said
+    assert "Moved the 2 images of uploads to the trash; the Trash page restores them for 30 days." in said
     assert client.get("/api/trash").get_json()["total"] == 2
 
 
@@ -79,7 +79,7 @@ def test_the_trash_page_restores_and_removes_for_good_as_the_api_does(
 
     page = client.get("/trash").get_data(as_text=True)
     assert ">Trash</a>" in page  # the menu link, for everyone in the local mode
-    assert "1 picture(s), most recently deleted first" in page and "30 days left" in page
+    assert "1 picture, most recently deleted first" in page and "30 days left" in page
     assert f'action="/trash/{first}/restore"' in page and f'action="/trash/{first}/delete"' in page
     assert 'action="/trash/empty"' in page and f'src="/thumb/{first}.jpg"' in page
     thumbnail = client.get(f"/thumb/{first}.jpg")

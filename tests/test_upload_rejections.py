@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -106,3 +107,15 @@ def test_retry_takes_form_ids_and_without_ids_is_a_clear_400(client: FlaskClient
     response = client.post("/api/images/retry", json={"ids": []}, headers=API)
     assert response.status_code == 400
     assert "ids" in response.get_json()["error"]
+
+
+def test_images_are_found_by_checksum_as_the_upload_page_asks_after_a_reload(client: FlaskClient) -> None:
+    body = _jpeg(7)
+    [stored] = _upload(client, [(body, "arrived.jpg")])
+    sha = hashlib.sha256(body).hexdigest()
+    unknown = hashlib.sha256(b"never sent").hexdigest()
+    found = client.get(f"/api/images?sha256={sha.upper()},{unknown}").get_json()["images"]
+    assert [(i["image_id"], i["sha256"], i["original_name"]) for i in found] == [
+        (stored["image_id"], sha, "arrived.jpg")]
+    bad = client.get("/api/images?sha256=abc")
+    assert bad.status_code == 400 and "64 hexadecimal digits" in bad.get_json()["error"]

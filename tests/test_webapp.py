@@ -171,7 +171,7 @@ def test_upload_form_stores_good_files_and_rejects_bad_ones(
                            follow_redirects=True)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "notes.txt: not accepted: not an image format ClipSeek can read" in html
+    assert "notes.txt refused: not an image format ClipSeek can read" in html
     assert "one-again.jpg: already in the collection" in html
     with db.session() as s:
         images = s.scalars(select(Image)).all()
@@ -218,7 +218,7 @@ def test_api_upload_returns_each_files_outcome(client: FlaskClient) -> None:
     outcomes = {u["filename"]: u for u in response.get_json()["uploads"]}
     assert outcomes["a.jpg"]["state"] == "registered" and outcomes["a.jpg"]["image_id"]
     assert outcomes["empty.jpg"] == {"filename": "empty.jpg", "image_id": None, "state": "rejected",
-                                     "message": "not accepted: the file is empty", "size": 0,
+                                     "message": "the file is empty", "size": 0,
                                      "looks_like": None}
     not_indexed = client.get(f"/api/images/{outcomes['a.jpg']['image_id']}/similar")
     assert not_indexed.status_code == 409

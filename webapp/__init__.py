@@ -81,6 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.jinja_env.globals["words_read"] = presenters.words_read
     app.jinja_env.filters["score"] = presenters.score_text
     app.jinja_env.filters["source_words"] = presenters.source_text
+    app.jinja_env.filters["counted"] = presenters.counted
 
     from clipseek.clip.encoder import is_random_model
 

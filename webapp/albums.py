@@ -31,6 +31,7 @@ from webapp.collections import BrowsePage
 from webapp.db_session import get_session
 from webapp.params import MAX_IMAGE_ID, paging, whole_number
 from webapp.policies import may_manage_album
+from webapp.presenters import counted
 from webapp.selection import back, form_selection
 
 bp = Blueprint("albums", __name__)
@@ -127,7 +128,7 @@ def album_dict(summary: AlbumSummary) -> dict[str, Any]:
 
 def added_message(change: AlbumChange, name: str) -> str:
     """The sentence that says what adding pictures to album `name` did."""
-    parts = [f"Added {change.added} picture(s) to {name}"]
+    parts = [f"Added {counted(change.added, 'picture')} to {name}"]
     if change.already:
         parts.append(f"{change.already} were in it already")
     if change.unknown:
@@ -226,7 +227,7 @@ def remove(album_id: int) -> Response:
     except BadQuery as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Took {removed} picture(s) out of {summary.name}; they stay in the library.", "info")
+        flash(f"Took {counted(removed, 'picture')} out of {summary.name}; they stay in the library.", "info")
     return back()
 
 

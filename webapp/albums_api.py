@@ -28,7 +28,7 @@ from webapp.albums import (
     summary_or_404,
 )
 from webapp.db_session import get_session
-from webapp.presenters import image_dict
+from webapp.presenters import counted, image_dict
 from webapp.selection import json_selection
 
 api_bp = Blueprint("albums_api", __name__, url_prefix="/api/albums")
@@ -105,5 +105,6 @@ def remove_api(album_id: int) -> Response:
     removed = remove_from_album(get_session(), album_id=album_id,
                                 image_ids=json_selection(request.get_json(silent=True)))
     get_session().commit()
-    return jsonify({"removed": removed, "message": f"Took {removed} picture(s) out of {summary.name}.",
+    message = f"Took {counted(removed, 'picture')} out of {summary.name}."
+    return jsonify({"removed": removed, "message": message,
                     "album": album_dict(summary_or_404(album_id))})

@@ -19,7 +19,7 @@ from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
 from webapp.auth import actor, may
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
-from webapp.params import paging, parse_ids, search_body, search_request
+from webapp.params import paging, parse_ids, parse_sha256s, search_body, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
 
@@ -65,9 +65,15 @@ def image(image_id: int) -> Response:
 
 @bp.get("/images")
 def images() -> Response:
-    """GET /api/images?ids=1,2,3 : several images at once (the upload page polls this)."""
+    """GET /api/images?ids=1,2,3&sha256=… : several images at once, by id or by checksum.
+
+    The upload page polls this, and after a reload asks by checksum whether the files it was
+    sending when the page was left arrived.
+    """
     ids = parse_ids(request.args.get("ids", ""))
-    found = get_session().scalars(select(Image).where(Image.id.in_(ids), in_library())
+    sums = parse_sha256s(request.args.get("sha256", ""))
+    wanted = Image.id.in_(ids) | Image.sha256.in_(sums)
+    found = get_session().scalars(select(Image).where(wanted, in_library())
                                   .options(selectinload(Image.captions)).order_by(Image.id)).all()
     return jsonify({"images": [image_dict(i) for i in found]})
 

@@ -110,9 +110,14 @@ def add(image_id: int) -> Response | tuple[str, int]:
 
 
 @bp.post("/captions/<caption_id:caption_id>/edit")
-def edit(caption_id: int) -> Response:
-    """A caption's "Save" form on the image page."""
-    text = parse_caption_text(request.form.get("text", ""))
+def edit(caption_id: int) -> Response | tuple[str, int]:
+    """A caption's "Save" form on the image page (refused: the page again, the sentence by that form)."""
+    try:
+        text = parse_caption_text(request.form.get("text", ""))
+    except BadQuery as exc:
+        caption = _found(get_session().get(Caption, caption_id), caption_id)
+        return image_page(caption.image_id, caption_error=str(exc),
+                          typed_caption=request.form.get("text", ""), edited_caption=caption_id), 400
     edited = edit_caption(get_session(), caption_id=caption_id, text=text, edited_by=_writer())
     caption = _found(edited, caption_id)
     image_id = caption.image_id

@@ -23,6 +23,7 @@ from clipseek.store.tables import Image
 from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import MAX_IDS, MAX_IMAGE_ID, paging
+from webapp.presenters import counted
 
 bp = Blueprint("collections", __name__)
 api_bp = Blueprint("collections_api", __name__, url_prefix="/api")
@@ -82,7 +83,7 @@ def rename() -> Response:
     if not moved:
         abort(404, description=_no_collection(old, "the Collections page"))
     get_session().commit()
-    flash(f"Renamed {old} to {new} ({moved} image(s)).", "info")
+    flash(f"Renamed {old} to {new} ({counted(moved, 'image')}).", "info")
     return redirect(url_for("collections.page"))
 
 
@@ -93,7 +94,7 @@ def delete() -> Response:
     deleted = _delete(Selection(collection=name)).image_ids
     if not deleted:
         abort(404, description=_no_collection(name, "the Collections page"))
-    flash(f"Moved the {len(deleted)} image(s) of {name} to the trash; the Trash page restores them "
+    flash(f"Moved the {counted(len(deleted), 'image')} of {name} to the trash; the Trash page restores them "
           f"for {clipseek().settings.trash_days} days.", "info")
     return redirect(url_for("collections.page"))
 

@@ -21,6 +21,7 @@ from clipseek.settings import MAX_DUPLICATE_DISTANCE
 from webapp.auth import actor
 from webapp.db_session import clipseek, get_session
 from webapp.params import MAX_IMAGE_ID, int_arg, parse_ids
+from webapp.presenters import counted
 
 bp = Blueprint("duplicates", __name__)
 api_bp = Blueprint("duplicates_api", __name__, url_prefix="/api")
@@ -71,7 +72,8 @@ def trash() -> Response:
     else:
         groups = [_one_group(parse_ids(request.form.get("ids", "")), distance)]
     moved = len(_trash(groups).image_ids)
-    flash(f"Moved {moved} picture(s) to the trash, keeping one of each of {len(groups)} group(s).", "info")
+    flash(f"Moved {counted(moved, 'picture')} to the trash, keeping one of each of "
+          f"{counted(len(groups), 'group')}.", "info")
     return redirect(url_for("duplicates.page", threshold=request.form.get("threshold") or None))
 
 

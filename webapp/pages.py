@@ -85,14 +85,17 @@ def image(image_id: int) -> str:
     return image_page(image_id)
 
 
-def image_page(image_id: int, *, caption_error: str | None = None, typed_caption: str = "") -> str:
-    """The image page, with a refused caption's sentence and its text kept in the form."""
+def image_page(image_id: int, *, caption_error: str | None = None, typed_caption: str = "",
+               edited_caption: int | None = None) -> str:
+    """The image page, with a refused caption's sentence and its text kept in the form it came
+    from: the Edit form of `edited_caption`, else the Add form."""
     picture = image_or_404(image_id)
     similar = similar_images(get_session(), image_id, model=active_model_name(), per_page=12,
                              ef_search=clipseek().settings.ef_search)
     return render_template("image.html", image=picture, captions=listed_captions(picture.captions),
                            similar=similar, pending=count_pending(get_session()),
-                           caption_error=caption_error, typed_caption=typed_caption)
+                           caption_error=caption_error, typed_caption=typed_caption,
+                           edited_caption=edited_caption)
 
 
 @bp.post("/image/<int:image_id>/delete")

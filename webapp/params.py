@@ -109,6 +109,18 @@ def parse_ids(raw: str) -> list[int]:
     return [int(part) for part in parts]
 
 
+def parse_sha256s(raw: str) -> list[str]:
+    """SHA-256 checksums from 'ab12…,cd34…' (64 hex digits each, at most 500 of them), lower-cased."""
+    parts = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if len(parts) > MAX_IDS:
+        raise BadQuery(f"Ask for at most {MAX_IDS} checksums at once.")
+    for part in parts:
+        if len(part) != 64 or any(ch not in "0123456789abcdef" for ch in part):
+            raise BadQuery("The sha256 parameter must list SHA-256 checksums (64 hexadecimal digits) "
+                           f"separated by commas; {_shown(part)!r} is not one.")
+    return parts
+
+
 class ImageIdConverter(BaseConverter):
     """A whole number in a URL: an image id from 1 to 2**63 - 1, or a 404 that names it."""
 

@@ -115,6 +115,11 @@ def source_text(source: str) -> str:
     return SOURCE_WORDS.get(source, source)
 
 
+def counted(number: int, word: str, plural: str | None = None) -> str:
+    """A number with its noun in the singular or plural: "1 image", "3 images"."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
+
+
 def alt_text(captions: Sequence[str], name: str) -> str:
     """A picture's alternative text: its first caption, else its file name."""
     return captions[0] if captions else name

@@ -29,6 +29,7 @@ from webapp.auth import accounts_on, actor, safe_next, signed_in
 from webapp.db_session import active_model_name, clipseek, get_session
 from webapp.params import MAX_IMAGE_ID, parse_ids, whole_number
 from webapp.policies import NOT_YOUR_PICTURES, may_trash
+from webapp.presenters import counted
 
 bp = Blueprint("selection", __name__, url_prefix="/selection")
 api_bp = Blueprint("selection_api", __name__, url_prefix="/api/selection")
@@ -132,14 +133,14 @@ def trash(ids: Sequence[int]) -> tuple[str, list[int]]:
     session.commit()
     if not deletion.image_ids:
         raise BadQuery("None of the selected pictures is in the library any more; reload the page.")
-    return f"Moved {len(deletion.image_ids)} picture(s) to the trash.", deletion.image_ids
+    return f"Moved {counted(len(deletion.image_ids), 'picture')} to the trash.", deletion.image_ids
 
 
 def retry(ids: Sequence[int]) -> tuple[str, dict[str, list[int]]]:
     """Queue the failed ones among the pictures again where another try can mend them; the message."""
     done = retry_failed_images(get_session(), ids, model=active_model_name(),
                                batch_size=clipseek().settings.batch_size, enqueue=clipseek().enqueue)
-    parts = [f"Queued {len(done.queued)} failed picture(s) again"]
+    parts = [f"Queued {counted(len(done.queued), 'failed picture')} again"]
     if done.not_retryable:
         parts.append(f"{len(done.not_retryable)} failed for a reason another try cannot mend "
                      "(each picture's page says why)")

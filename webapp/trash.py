@@ -25,6 +25,7 @@ from webapp.auth import accounts_on, actor, signed_in
 from webapp.collections import json_ids
 from webapp.db_session import active_model_name, clipseek, get_session
 from webapp.params import paging
+from webapp.presenters import counted
 
 bp = Blueprint("trash", __name__)
 api_bp = Blueprint("trash_api", __name__, url_prefix="/api")
@@ -120,7 +121,7 @@ def delete_now(image_id: int) -> Response:
 def empty() -> Response:
     """Remove everything in the trash for good (the page's button asks first)."""
     done = _purge(None)
-    flash(f"Emptied the trash: {len(done.image_ids)} picture(s) removed for good; files in synced "
+    flash(f"Emptied the trash: {counted(len(done.image_ids), 'picture')} removed for good; files in synced "
           "folders stay on disk and are not registered again.", "info")
     return redirect(url_for("trash.page"))
 

@@ -84,7 +84,7 @@ def upload() -> Response:
     outcomes = save_uploads(request.files.getlist("files"))
     for outcome in outcomes:
         if outcome.state == "rejected":
-            flash(f"{outcome.filename}: {outcome.message}", "error")
+            flash(f"{outcome.filename} refused: {outcome.message}", "error")
         elif outcome.state == "duplicate":
             flash(f"{outcome.filename}: {outcome.message} (image {outcome.image_id})", "info")
     alike = sum(o.looks_like is not None for o in outcomes)

@@ -145,7 +145,7 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
     try:
         info, facts = probe_with_facts(tmp, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        return UploadOutcome(name, None, "rejected", f"not accepted: {exc}", size), None
+        return UploadOutcome(name, None, "rejected", str(exc), size), None
     phash = _upload_hash(tmp, max_pixels)
     suffix = Path(name).suffix.lower()
     target = stored_path(store, sha, suffix if suffix in IMAGE_EXTENSIONS else f".{info.format.lower()}")

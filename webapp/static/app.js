@@ -9,7 +9,8 @@
   function showChosen() {
     if (!chosen || !input) return;
     const names = Array.from(input.files).map((f) => f.name);
-    chosen.textContent = names.length ? names.length + " file(s): " + names.join(", ") : "";
+    const count = names.length === 1 ? "1 file" : names.length + " files";
+    chosen.textContent = names.length ? count + ": " + names.join(", ") : "";
   }
   if (zone && input) {
     input.addEventListener("change", showChosen);

@@ -1,6 +1,7 @@
 // Upload page: any number of files sent in parts the server accepts, one part after the
-// other, with a progress bar and a summary that follows the indexing. Without JavaScript
-// the form posts as before.
+// other, with a progress bar and a summary that follows the indexing. The list of files is
+// kept in the tab before the first byte leaves, so that leaving the page (which asks first)
+// or a reload loses no file's outcome. Without JavaScript the form posts as before.
 (function () {
   "use strict";
   const form = document.getElementById("upload-form");
@@ -15,15 +16,28 @@
   const maxFiles = Number(form.dataset.maxFiles);
   const maxFileBytes = Number(form.dataset.maxFileBytes);
   const maxPartBytes = Number(form.dataset.maxPartBytes);
-  const STORE = "clipseek-upload";
-  // One entry per file: {name, state, image_id, message, looks_like}; kept for a reload of the page.
+  // Kept in this tab's session storage, so that a reload at any moment finds every file again.
+  const STORE = "clipseek-upload:" + location.pathname;
+  const FINAL = ["indexed", "failed", "rejected", "duplicate", "interrupted"];
+  // One entry per file: {name, size, state, sha256, image_id, message, looks_like, retryable}.
+  // state: "waiting" (not sent yet), "sending" (its part is on the way), "interrupted" (the page
+  // was left before the server answered for it), or what the server said of it.
   let entries = [];
+  let inFlight = false;
+  let resumed = false;  // whether this list is one the page was left in the middle of
   let polling = false;
+  const resumedNote = document.getElementById("upload-resumed");
+  const dismissButton = document.getElementById("upload-dismiss");
 
   if (folderInput) folderInput.closest(".folder-pick").hidden = false;
 
-  const save = () => { try { sessionStorage.setItem(STORE, JSON.stringify(entries)); } catch (e) { /* full or off */ } };
+  const save = () => {
+    try {
+      sessionStorage.setItem(STORE, JSON.stringify({ resumed: resumed, entries: entries }));
+    } catch (e) { /* storage full or turned off: the page still shows this upload */ }
+  };
   const mb = (n) => (n / 1048576).toFixed(1) + " MB";
+  const files = (n) => n + (n === 1 ? " file" : " files");
 
   function outcomeText(entry) {
     const alike = entry.looks_like ? "; looks like image " + entry.looks_like + ", already in the collection" : "";
@@ -33,15 +47,17 @@
   function stateText(entry) {
     if (entry.state === "indexed") return "indexed";
     if (entry.state === "failed") return "failed: " + (entry.message || "");
-    if (entry.state === "rejected") return "rejected: " + entry.message;
+    if (entry.state === "rejected") return "refused: " + entry.message;
     if (entry.state === "duplicate") return "duplicate: " + entry.message + " (image " + entry.image_id + ")";
-    if (entry.state === "sending") return "waiting to be sent";
-    return "still working (" + entry.state + ")";
+    if (entry.state === "interrupted") return entry.message;
+    if (entry.state === "waiting") return "waiting to be sent";
+    if (entry.state === "sending") return "being sent";
+    return "stored; still working (" + entry.state + ")";
   }
 
   function render() {
     summary.hidden = entries.length === 0;
-    const counts = { indexed: 0, failed: 0, rejected: 0, duplicate: 0, working: 0 };
+    const counts = { indexed: 0, failed: 0, rejected: 0, duplicate: 0, interrupted: 0, working: 0 };
     tbody.textContent = "";
     entries.forEach((entry) => {
       const key = entry.state in counts ? entry.state : "working";
@@ -65,6 +81,34 @@
     Object.keys(counts).forEach((key) => { document.getElementById("count-" + key).textContent = counts[key]; });
     document.getElementById("count-alike").textContent = entries.filter((e) => e.looks_like).length;
     retryButton.hidden = !entries.some((e) => e.state === "failed" && e.retryable);
+    dismissButton.hidden = inFlight || entries.length === 0;
+    resumedNote.hidden = !resumed;
+    if (resumed) {
+      const stored = entries.filter((e) => e.image_id).length;
+      resumedNote.textContent = "This page was left while an upload was under way. " + (counts.interrupted
+        ? stored + " of its " + files(entries.length) + " reached the library; " + files(counts.interrupted) +
+          (counts.interrupted === 1 ? " was" : " were") + " not sent or cut off on the way: choose " +
+          (counts.interrupted === 1 ? "it" : "them") + " again. After a reload a browser cannot read " +
+          "the files it was given before."
+        : "The server answered for every one of its " + files(entries.length) + ".");
+    }
+  }
+
+  // Leaving the page ends the upload: ask first while a part is on its way or still to go.
+  window.addEventListener("beforeunload", (event) => {
+    if (!inFlight) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+
+  // The file's SHA-256 in hex, so that after a reload the server can say whether it arrived;
+  // null where the browser has no Web Crypto (an address that is neither HTTPS nor this machine).
+  async function checksum(file) {
+    if (!window.crypto || !crypto.subtle) return null;
+    try {
+      const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+      return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    } catch (e) { return null; }
   }
 
   // Parts of at most maxFiles files and maxPartBytes bytes; files over the per-file limit
@@ -107,50 +151,114 @@
         if (xhr.status === 202 && body) resolve(body.uploads);
         else reject(new Error((body && body.error) || "The server refused this part (HTTP " + xhr.status + ")."));
       });
-      xhr.addEventListener("error", () => reject(new Error("The connection to the server was lost.")));
+      xhr.addEventListener("error", () => {
+        const lost = new Error("the connection to the server was lost");
+        lost.lost = true;
+        reject(lost);
+      });
       xhr.send(data);
     });
   }
 
-  async function upload(files) {
+  async function upload(chosen) {
     const collection = form.querySelector('input[name="collection"]').value;
-    const list = parts(files);
-    const total = files.reduce((sum, f) => sum + (f.size > maxFileBytes ? 0 : f.size), 0);
-    entries = [];
+    const list = parts(chosen);
+    const total = chosen.reduce((sum, f) => sum + (f.size > maxFileBytes ? 0 : f.size), 0);
+    // In the order of the server's answer for each part: the files left out first.
+    const pending = list.map((part) => part.tooLarge.concat(part.files)
+      .map((f) => ({ name: f.name, size: f.size, state: "waiting" })));
+    entries = [].concat(...pending);
+    resumed = false;
+    inFlight = true;
+    save();  // every file is listed before the first byte leaves
     bar.hidden = sentNote.hidden = false;
     bar.value = 0;
-    const pending = [];
-    list.forEach((part) => {
-      const names = part.tooLarge.concat(part.files).map((f) => ({ name: f.name, state: "sending" }));
-      pending.push(names);
-      entries = entries.concat(names);
-    });
+    sentNote.textContent = mb(0) + " of " + mb(total) + " sent";
     render();
     let sent = 0;
     for (let i = 0; i < list.length; i += 1) {
+      const part = list[i];
+      const group = pending[i];
+      // One file at a time, so that only one is held in memory while it is hashed.
+      for (let n = 0; n < part.files.length; n += 1) {
+        group[part.tooLarge.length + n].sha256 = await checksum(part.files[n]);
+      }
+      group.forEach((entry) => { entry.state = "sending"; });
+      save();
+      render();
       try {
-        const outcomes = await sendPart(list[i], collection, sent, total);
+        const outcomes = await sendPart(part, collection, sent, total);
         outcomes.forEach((o, n) => {
-          const entry = pending[i][n] || {};
+          const entry = group[n] || {};
           Object.assign(entry, { name: o.filename, image_id: o.image_id, message: o.message,
                                  looks_like: o.looks_like, state: o.state === "registered" ? "queued" : o.state });
         });
       } catch (error) {
-        pending[i].forEach((entry) => Object.assign(entry, { state: "rejected", message: error.message }));
+        if (error.lost) await confirmArrived(group, error.message + " while it was sent");
+        else group.forEach((entry) => Object.assign(entry, { state: "rejected", message: error.message }));
       }
-      sent += list[i].bytes;
+      sent += part.bytes;
       save();
       render();
     }
+    inFlight = false;
+    save();
+    render();
     bar.value = 1;
     sentNote.textContent = mb(total) + " sent";
+    refreshRefused();
     poll();
+  }
+
+  // The server's list of recently refused files, read again from this page's own address.
+  function refreshRefused() {
+    const section = document.getElementById("recent-rejections");
+    fetch(location.pathname, { headers: { Accept: "text/html" } })
+      .then((response) => response.text())
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("recent-rejections");
+        if (section && fresh) section.replaceWith(document.adoptNode(fresh));
+      })
+      .catch(() => { /* the list as it was; a reload shows the new one */ });
+  }
+
+  // Ask the server, by checksum, which of these files (on their way when the answer was lost)
+  // arrived; the others are to be chosen again, and `why` says what cut them off.
+  function confirmArrived(cut, why) {
+    const sums = Array.from(new Set(cut.filter((e) => e.sha256).map((e) => e.sha256)));
+    const chunks = [];
+    for (let i = 0; i < sums.length; i += 400) chunks.push(sums.slice(i, i + 400));
+    return Promise.all(chunks.map((chunk) =>
+      fetch(form.dataset.images + "?sha256=" + chunk.join(","), { headers: { Accept: "application/json" } })
+        .then((response) => response.json())))
+      .catch(() => [])
+      .then((answers) => {
+        const bySum = {};
+        answers.forEach((a) => (a.images || []).forEach((image) => { bySum[image.sha256] = image; }));
+        cut.forEach((entry) => {
+          const image = entry.sha256 ? bySum[entry.sha256] : null;
+          Object.assign(entry, image
+            ? { state: image.status, image_id: image.image_id, message: image.error, retryable: image.retryable }
+            : { state: "interrupted", message: "not stored: " + why + "; choose it again" });
+        });
+      });
+  }
+
+  // After the page was left during an upload: those on their way are confirmed with the
+  // server, and those never sent are to be chosen again.
+  function resume() {
+    const waiting = entries.filter((e) => e.state === "waiting");
+    const sending = entries.filter((e) => e.state === "sending");
+    if (!waiting.length && !sending.length) return Promise.resolve();
+    resumed = true;
+    waiting.forEach((entry) => Object.assign(entry, { state: "interrupted", message: "not sent: choose it again" }));
+    return confirmArrived(sending, "it was on its way when the page was left");
   }
 
   // Follow the images' statuses until none is still working (several ids per request).
   function poll() {
     if (polling) return;
-    const waiting = entries.filter((e) => e.image_id && !["indexed", "failed", "rejected", "duplicate"].includes(e.state));
+    const waiting = entries.filter((e) => e.image_id && !FINAL.includes(e.state));
     if (!waiting.length) return;
     polling = true;
     const ids = Array.from(new Set(waiting.map((e) => e.image_id)));
@@ -196,20 +304,30 @@
   });
 
   form.addEventListener("submit", (event) => {
-    const files = Array.from(filesInput.files).concat(folderInput ? Array.from(folderInput.files) : []);
-    if (!files.length) return;  // the server says what to choose
+    const chosen = Array.from(filesInput.files).concat(folderInput ? Array.from(folderInput.files) : []);
+    if (!chosen.length) return;  // the server says what to choose
     event.preventDefault();
+    if (inFlight) return;  // one upload at a time: its list is the one kept
     filesInput.value = "";
     if (folderInput) folderInput.value = "";
-    upload(files);
+    filesInput.dispatchEvent(new Event("change"));  // the list of chosen files empties too
+    upload(chosen);
   });
 
-  try { entries = JSON.parse(sessionStorage.getItem(STORE) || "[]"); } catch (e) { entries = []; }
-  // Files still unsent when the page was left never reached the server: say so.
-  entries.forEach((entry) => {
-    if (entry.state === "sending") Object.assign(entry, { state: "rejected", message: "the page was left before it was sent; upload it again" });
+  dismissButton.addEventListener("click", () => {
+    entries = [];
+    resumed = false;
+    try { sessionStorage.removeItem(STORE); } catch (e) { /* nothing kept */ }
+    render();
   });
+
+  let kept = null;
+  try { kept = JSON.parse(sessionStorage.getItem(STORE) || "null"); } catch (e) { kept = null; }
+  if (kept && Array.isArray(kept.entries)) {
+    entries = kept.entries;
+    resumed = Boolean(kept.resumed);
+  }
   bar.hidden = sentNote.hidden = true;
   render();
-  poll();
+  resume().then(() => { save(); render(); poll(); });
 })();

@@ -48,6 +48,13 @@
   const viewHash = (id) => "#view=" + id;
   const hashView = () => (/^#view=(\w+)$/.exec(location.hash) || [])[1] || null;
 
+  // Bytes as the upload page counts them (a megabyte of 1,048,576 bytes).
+  function sizeText(bytes) {
+    if (typeof bytes !== "number") return null;
+    if (bytes < 1048576) return Math.max(1, Math.round(bytes / 1024)) + " KB";
+    return (bytes / 1048576).toFixed(1) + " MB";
+  }
+
   function fact(list, name, value) {
     if (value === null || value === undefined || value === "") return;
     const dt = document.createElement("dt");
@@ -113,8 +120,10 @@
         }
         const facts = q(".viewer-facts");
         fact(facts, "Taken", image.taken_at ? image.taken_at.replace("T", " ") : null);
+        fact(facts, "Place", image.place && image.place.text);
         fact(facts, "Camera", image.camera);
-        if (image.display_width) fact(facts, "Size", image.display_width + " × " + image.display_height + " pixels");
+        const pixels = image.display_width ? image.display_width + " × " + image.display_height + " pixels" : null;
+        fact(facts, "Size", [pixels, sizeText(image.file_size)].filter(Boolean).join(", "));
         fact(facts, "Collection", image.collection);
       })
       .catch(() => { q(".viewer-error").textContent = "Could not load this image's details; reload the page."; });
