@@ -83,7 +83,7 @@ def page() -> str:
     distance = _distance()
     shown = _groups_page(distance)
     counts = hash_counts(get_session())
-    args = {"threshold": request.args["threshold"]} if request.args.get("threshold") else {}
+    args = {name: request.args[name] for name in ("threshold", "per_page") if request.args.get(name)}
     return render_template("duplicates.html", shown=shown, distance=distance, counts=counts,
                            results=BrowsePage(shown.page, shown.pages), pager_args=args)
 
