@@ -9,10 +9,25 @@ those out, so a picture restored from the trash comes back with its pairs.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, SmallInteger, cast, delete, func, or_, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    SmallInteger,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, aliased
@@ -30,8 +45,9 @@ NEIGHBOURS = 10
 EF_SEARCH = 40
 # Any 64-bit number unique to ClipSeek's pairing (see pair_hashed).
 PAIRING_LOCK = 0x436C697050616972
-# Pictures paired per transaction by the backfill: the lock is held for one batch at a time.
-PAIR_BATCH = 500
+# Pictures paired per transaction by the backfill: the lock is held for one batch at a time
+# (under a second: a walk and an update per picture, bench/duplicates.py).
+PAIR_BATCH = 200
 
 
 def bit_distance(a: Any, b: Any) -> ColumnElement[float]:
@@ -59,8 +75,9 @@ def neighbour_pairs(image_ids: Collection[int] | None, *, distance: int = PAIR_D
     return statement if image_ids is None else statement.where(Image.id.in_(list(image_ids)))
 
 
-def pair_hashed(session: Session, image_ids: Collection[int]) -> int:
-    """Look up and keep the pairs of these hashed pictures, and mark them paired; return the new pairs.
+def pair_hashed(session: Session, image_ids: Collection[int], *, stamp: bool = True) -> int:
+    """Look up and keep the pairs of these hashed pictures, and (with `stamp`) mark them paired;
+    return the new pairs.
 
     A transaction-level lock makes transactions that pair take turns, so of two pictures
     hashed at once the later one's walk sees the other's hash. The caller commits at once.
@@ -69,12 +86,12 @@ def pair_hashed(session: Session, image_ids: Collection[int]) -> int:
         return 0
     session.execute(select(func.pg_advisory_xact_lock(PAIRING_LOCK)))
     walk_settings(session)
-    found = neighbour_pairs(image_ids)
     added = session.execute(pg_insert(NearDuplicatePair)
-                            .from_select(["image_id", "other_id", "distance"], found)
+                            .from_select(["image_id", "other_id", "distance"], neighbour_pairs(image_ids))
                             .on_conflict_do_nothing())
-    session.execute(sql_update(Image).where(Image.id.in_(list(image_ids)), Image.phash.is_not(None))
-                    .values(phash_paired_at=func.now()))
+    if stamp:
+        session.execute(sql_update(Image).where(Image.id.in_(list(image_ids)), Image.phash.is_not(None))
+                        .values(phash_paired_at=func.now()))
     return int(getattr(added, "rowcount", 0) or 0)
 
 
@@ -87,14 +104,20 @@ def record_hashes(session: Session, hashes: dict[int, str]) -> None:
         return
     stored = {row.id: (row.phash, row.phash_paired_at) for row in session.execute(
         select(Image.id, Image.phash, Image.phash_paired_at).where(Image.id.in_(list(hashes))))}
-    changed = [i for i, h in hashes.items() if i in stored and stored[i][0] != h]
+    changed = sorted(i for i, h in hashes.items() if i in stored and stored[i][0] != h)
+    todo = sorted(set(changed) | {i for i in hashes if i in stored and stored[i][1] is None})
+    if not todo:
+        return
     if changed:
-        session.execute(sql_update(Image), [{"id": i, "phash": hashes[i], "phash_paired_at": None}
-                                            for i in changed])
         session.execute(delete(NearDuplicatePair).where(or_(NearDuplicatePair.image_id.in_(changed),
                                                             NearDuplicatePair.other_id.in_(changed))))
-    unpaired = set(changed) | {i for i, (_, paired_at) in stored.items() if paired_at is None and i in hashes}
-    pair_hashed(session, sorted(unpaired))
+    # The hash and the time it is paired in one statement: each update of a row also writes
+    # it into the HNSW index again, which costs more than the walk.
+    table = typing.cast(Table, Image.__table__)
+    session.execute(sql_update(table).where(table.c.id == bindparam("row_id"))
+                    .values(phash=bindparam("row_phash"), phash_paired_at=func.now()),
+                    [{"row_id": i, "row_phash": hashes[i]} for i in todo])
+    pair_hashed(session, todo, stamp=False)
 
 
 def waiting_to_be_paired() -> ColumnElement[bool]:

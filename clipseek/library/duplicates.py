@@ -156,11 +156,15 @@ def _grouped(members: dict[int, Member], groups: Iterable[list[int]]) -> list[Du
     return sorted(found, key=lambda g: (-len(g.members), -g.keeper.id))
 
 
-def find_duplicate_groups(session: Session, *, distance: int) -> list[DuplicateGroup]:
-    """Every group of two or more pictures in the library that are the same picture."""
-    pairs = near_pairs(session, distance=distance)
+def groups_from_pairs(session: Session, pairs: Sequence[tuple[int, int]]) -> list[DuplicateGroup]:
+    """The groups that these pairs of pictures join into, most copies first, the one to keep first in each."""
     groups = connected({i for pair in pairs for i in pair}, pairs)
     return _grouped(_members(session, (i for g in groups for i in g)), groups)
+
+
+def find_duplicate_groups(session: Session, *, distance: int) -> list[DuplicateGroup]:
+    """Every group of two or more pictures in the library that are the same picture."""
+    return groups_from_pairs(session, near_pairs(session, distance=distance))
 
 
 def group_of(session: Session, ids: Sequence[int], *, distance: int) -> DuplicateGroup | None:

@@ -46,8 +46,8 @@ TICK_S = 10.0
 # Pictures removed for good from the trash per pass at most, so that a pass stays short.
 EMPTY_PER_PASS = 500
 # Pictures hashed before pairs were kept that are paired per pass at most: a few seconds of
-# HNSW walks (bench/duplicates.py), so 100,000 of them take a few minutes of passes.
-PAIRS_PER_PASS = 2_000
+# walks and updates (bench/duplicates.py), so that a pass stays short.
+PAIRS_PER_PASS = 1_000
 # Any 64-bit number unique to ClipSeek: the advisory lock that elects the one scheduler.
 SCHEDULER_LOCK = 0x436C697053656B31
 
