@@ -114,3 +114,7 @@ def test_the_page_and_the_api_show_the_groups_a_page_at_a_time(client: FlaskClie
     assert 'rel="next" href="/duplicates?page=2&amp;threshold=10&amp;per_page=3"' in page
     last = client.get("/duplicates?per_page=3&page=2").get_data(as_text=True)
     assert last.count('class="hit keeper"') == 1 and 'name="page" value="2"' in last
+    status = client.get("/status").get_data(as_text=True)
+    assert '<p id="hashes-summary">22 picture(s) hashed.</p>' in status
+    assert client.get("/api/status").get_json()["near_duplicates"] == {"hashed": 22, "unhashed": 0,
+                                                                       "unpaired": 0}
