@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.context import Context
 from clipseek.errors import ConfigError
 from clipseek.indexing.hash_pairs import PAIR_DISTANCE, count_waiting_pairs, record_hashes
 from clipseek.library.deletion import Selection, delete_images
@@ -22,7 +23,7 @@ from clipseek.library.trash import restore_images
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Image, ImageStatus, NearDuplicatePair
-from clipseek.upkeep.recovery import pair_some_waiting
+from clipseek.upkeep.recovery import pair_some_waiting, scheduler_for
 from tests.cli import run_in_process
 from tests.images import near_copies, real_photo
 
@@ -196,6 +197,23 @@ def test_pictures_hashed_before_pairs_were_kept_are_paired_in_bounded_batches(
         assert count_waiting_pairs(session) == 3
         assert pair_some_waiting(session, most=10) == 3
         assert count_waiting_pairs(session) == 0
+    assert _groups(db, PAIR_DISTANCE) == [sorted(hashed[:4])]
+
+
+def test_a_pass_of_the_workers_scheduler_pairs_the_pictures_waiting(
+        db: Database, settings: Settings, redis_url: str, hashed: list[int]) -> None:
+    with db.session() as session:
+        session.execute(delete(NearDuplicatePair))
+        session.execute(update(Image).values(phash_paired_at=None))
+        session.commit()
+    context = Context(settings.with_changes(redis_url=redis_url))
+    scheduler = scheduler_for(context, name="test")
+    try:
+        found = scheduler.tick()
+    finally:
+        scheduler.stop()
+        context.close()
+    assert found is not None and found.paired == 5
     assert _groups(db, PAIR_DISTANCE) == [sorted(hashed[:4])]
 
 
