@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
 from clipseek.errors import ConfigError
-from clipseek.indexing.hash_pairs import PAIR_DISTANCE, count_waiting_pairs, record_hashes
+from clipseek.indexing.hash_pairs import PAIR_DISTANCE, count_waiting_pairs, pair_waiting, record_hashes
 from clipseek.library.deletion import Selection, delete_images
 from clipseek.library.duplicates import find_duplicate_groups, group_of, hash_counts, look_alikes
 from clipseek.library.ingest import ingest_inline
@@ -198,6 +198,23 @@ def test_pictures_hashed_before_pairs_were_kept_are_paired_in_bounded_batches(
         assert pair_some_waiting(session, most=10) == 3
         assert count_waiting_pairs(session) == 0
     assert _groups(db, PAIR_DISTANCE) == [sorted(hashed[:4])]
+
+
+def test_the_backfill_leaves_a_picture_that_indexing_holds_to_it_instead_of_waiting(
+        db: Database, hashed: list[int]) -> None:
+    with db.session() as session:
+        session.execute(update(Image).values(phash_paired_at=None))
+        session.commit()
+    with db.session() as indexing:
+        indexing.execute(update(Image).where(Image.id == hashed[0]).values(attempts=Image.attempts + 1))
+        with db.session() as session:
+            # Waiting for the row would raise here rather than hang.
+            session.execute(text("SET LOCAL lock_timeout = '10s'"))
+            assert list(pair_waiting(session, limit=10)) == hashed[1:]
+            session.commit()
+        indexing.rollback()
+    with db.session() as session:
+        assert count_waiting_pairs(session) == 1
 
 
 def test_a_pass_of_the_workers_scheduler_pairs_the_pictures_waiting(

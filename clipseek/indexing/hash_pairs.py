@@ -75,16 +75,22 @@ def neighbour_pairs(image_ids: Collection[int] | None, *, distance: int = PAIR_D
     return statement if image_ids is None else statement.where(Image.id.in_(list(image_ids)))
 
 
+def take_turn(session: Session) -> None:
+    """Wait for the transactions pairing before this one to end; held until this one ends."""
+    # Taken again by the same transaction, it is granted at once.
+    session.execute(select(func.pg_advisory_xact_lock(PAIRING_LOCK)))
+
+
 def pair_hashed(session: Session, image_ids: Collection[int], *, stamp: bool = True) -> int:
     """Look up and keep the pairs of these hashed pictures, and (with `stamp`) mark them paired;
     return the new pairs.
 
-    A transaction-level lock makes transactions that pair take turns, so of two pictures
-    hashed at once the later one's walk sees the other's hash. The caller commits at once.
+    Transactions that pair take turns (take_turn), so of two pictures hashed at once the
+    later one's walk sees the other's hash. The caller commits at once.
     """
     if not image_ids:
         return 0
-    session.execute(select(func.pg_advisory_xact_lock(PAIRING_LOCK)))
+    take_turn(session)
     walk_settings(session)
     added = session.execute(pg_insert(NearDuplicatePair)
                             .from_select(["image_id", "other_id", "distance"], neighbour_pairs(image_ids))
@@ -108,6 +114,9 @@ def record_hashes(session: Session, hashes: dict[int, str]) -> None:
     todo = sorted(set(changed) | {i for i in hashes if i in stored and stored[i][1] is None})
     if not todo:
         return
+    # Before the old pairs go: a transaction that deleted some, then waited for its turn,
+    # would hold up the one pairing beside those very rows.
+    take_turn(session)
     if changed:
         session.execute(delete(NearDuplicatePair).where(or_(NearDuplicatePair.image_id.in_(changed),
                                                             NearDuplicatePair.other_id.in_(changed))))
@@ -133,7 +142,10 @@ def count_waiting_pairs(session: Session) -> int:
 
 def pair_waiting(session: Session, *, limit: int = PAIR_BATCH) -> Sequence[int]:
     """Pair up to `limit` pictures waiting to be paired, oldest first; return them. The caller commits."""
-    ids = list(session.scalars(select(Image.id).where(waiting_to_be_paired())
-                               .order_by(Image.id).limit(limit)))
+    take_turn(session)
+    # Those an indexing transaction holds are left to it (it pairs them itself): waiting for
+    # its rows while holding the turn it waits for would deadlock.
+    ids = list(session.scalars(select(Image.id).where(waiting_to_be_paired()).order_by(Image.id)
+                               .limit(limit).with_for_update(key_share=True, skip_locked=True)))
     pair_hashed(session, ids)
     return ids
