@@ -1,7 +1,7 @@
 """Near-duplicates: precision and recall of the groups, and the time to group 100,000 hashes.
 
     python -m bench.duplicates                # the real photos; 100,000 synthetic hashes
-    python -m bench.duplicates --tiny         # 6 photos, 5,000 hashes: checks the script runs
+    python -m bench.duplicates --tiny         # 6 photos, 3,000 hashes: checks the script runs
 
 Quality: each real photo (scikit-image's, matplotlib's Grace Hopper and present) is written
 as a file, then again in re-encodes, resizes, small crops and light edits; beside them,
@@ -384,7 +384,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.tiny:
-        args.hashes, args.lookups, photo_count = 5000, 10, 6
+        args.hashes, args.lookups, photo_count = 3000, 10, 6
     else:
         photo_count = None
     default = DEFAULT_DUPLICATE_DISTANCE
