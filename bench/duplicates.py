@@ -290,7 +290,7 @@ def speed(db: Database, count: int, *, default: int, lookups: int) -> dict[str, 
     hashes, planted = synthetic_hashes(count)
     ids, insert_s = _timed(lambda: _insert(db, hashes))
     load_before = os.getloadavg()[0]
-    pairs_kept, pair_s = _timed(lambda: _pair(db))
+    paired, pair_s = _timed(lambda: _pair(db))
     stored_s, walk_s = [], []
     # In turns, the stored pairs first and last, so that a change of load falls on both.
     for _ in range(2):
@@ -315,7 +315,7 @@ def speed(db: Database, count: int, *, default: int, lookups: int) -> dict[str, 
     stored, walk = statistics.median(stored_s), statistics.median(walk_s)
     return {"hashes": count, "planted_clusters": planted, "groups_found": len(groups),
             "groups_by_walk": len(walked), "same_groups_as_the_walk": same,
-            "groups_starting_at_a_planted_cluster": found_whole, "pairs_kept": pairs_kept,
+            "groups_starting_at_a_planted_cluster": found_whole, "pictures_paired": paired,
             "pairs_in_table": _count_pairs(db),
             "insert_s": round(insert_s, 1), "pair_all_once_s": round(pair_s, 1),
             "pair_ms_per_picture": round(pair_s * 1000 / count, 3),
