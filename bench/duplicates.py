@@ -1,19 +1,23 @@
 """Near-duplicates: precision and recall of the groups, and the time to group 100,000 hashes.
 
     python -m bench.duplicates                # the real photos; 100,000 synthetic hashes
-    python -m bench.duplicates --tiny         # 6 photos, 5,000 hashes: checks the script runs
+    python -m bench.duplicates --tiny         # 6 photos, 3,000 hashes: checks the script runs
 
 Quality: each real photo (scikit-image's, matplotlib's Grace Hopper and present) is written
 as a file, then again in re-encodes, resizes, small crops and light edits; beside them,
 distinct photos of similar scenes: overlapping windows of one large photo, shifted by 30%
 of its width or height, each with the same variants of its own. Every file is hashed as a
 worker hashes it (`decode_for_clip`), the rows go into PostgreSQL, and the groups come
-from `find_duplicate_groups` (the HNSW index, then union-find) at each distance. Precision
-and recall count pairs of files: a pair is right when both are the same photo.
+from `find_duplicate_groups` (the pairs kept when the hashes were stored, then
+union-find) at each distance. Precision and recall count pairs of files: a pair is right
+when both are the same photo.
 
 Speed: synthetic hashes shaped like the real ones (64 bits, 32 of them set), one in
-twenty with one to three near copies (2-8 bits moved); grouping all of them through the
-HNSW index, and one picture's look-alike query as an upload asks it.
+twenty with one to three near copies (2-8 bits moved); pairing them all once (one HNSW walk
+per picture, as `clipseek reindex --hashes` and the scheduler pair pictures hashed before),
+then grouping all of them from the kept pairs against the walk per picture that listing
+did before pairs were kept, in the same run, and one picture's look-alike query as an
+upload asks it.
 """
 
 from __future__ import annotations
@@ -31,16 +35,18 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageEnhance
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, func, insert, select
 
 from bench.common import markdown_table, scratch_home, write_results
 from clipseek.context import open_database
 from clipseek.indexing.encoding import decode_for_clip
-from clipseek.library.duplicates import find_duplicate_groups, look_alikes
+from clipseek.indexing.hash_pairs import PAIR_DISTANCE, neighbour_pairs, walk_settings
+from clipseek.library.duplicates import DuplicateGroup, find_duplicate_groups, groups_from_pairs, look_alikes
 from clipseek.photo.perceptual_hash import hamming_distance
 from clipseek.settings import DEFAULT_DUPLICATE_DISTANCE, RANDOM_MODEL, Settings
 from clipseek.store.db import Database
-from clipseek.store.tables import Image, ImageStatus
+from clipseek.store.tables import Image, ImageStatus, NearDuplicatePair
+from clipseek.upkeep.reindexing import backfill_pairs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "xeon-amx"
 # Photographs only: the drawings (colour wheel, logo, horse silhouette) are left out.
@@ -51,7 +57,7 @@ SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 SCENES = ("retina", "hubble_deep_field", "motorcycle", "coffee", "rocket", "grace_hopper")
 WINDOW = 0.65
 SHIFT = 0.30
-DISTANCES = range(0, 21)
+DISTANCES = range(0, PAIR_DISTANCE + 1)
 INSERT_CHUNK = 5000
 
 
@@ -161,6 +167,7 @@ def _rows(hashes: list[str], start: int = 0) -> list[dict[str, Any]]:
 
 
 def _insert(db: Database, hashes: list[str]) -> list[int]:
+    """The hashes as the only pictures, not paired yet (as after an upgrade)."""
     with db.session() as session:
         session.execute(delete(Image))
         ids: list[int] = []
@@ -169,6 +176,20 @@ def _insert(db: Database, hashes: list[str]) -> list[int]:
                                    _rows(hashes[start:start + INSERT_CHUNK], start)).all()
         session.commit()
     return ids
+
+
+def _pair(db: Database) -> int:
+    """Look up the pairs of every picture, in batches as the scheduler and reindex do."""
+    with db.session() as session:
+        return backfill_pairs(session)
+
+
+def groups_by_walk(db: Database, distance: int) -> list[DuplicateGroup]:
+    """The groups as listing found them before pairs were kept: one HNSW walk per picture."""
+    with db.session() as session:
+        walk_settings(session)
+        pairs = [(a, b) for a, b, _ in session.execute(neighbour_pairs(None, distance=distance))]
+        return groups_from_pairs(session, pairs)
 
 
 def pair_scores(truth: dict[int, str], groups: list[list[int]]) -> dict[str, float | int]:
@@ -196,6 +217,7 @@ def quality(db: Database, home: Path, *, default: int, photo_count: int | None =
         assert phash is not None, (path, error)
         hashes.append(phash)
     ids = _insert(db, hashes)
+    _pair(db)
     truth = {i: photo for i, (_, photo, _) in zip(ids, files, strict=True)}
     sweep = []
     for distance in DISTANCES:
@@ -256,17 +278,30 @@ def synthetic_hashes(count: int, seed: int = 0) -> tuple[list[str], int]:
     return ["".join(map(str, row)) for row in bits], planted
 
 
-def speed(db: Database, count: int, *, default: int, lookups: int) -> dict[str, Any]:
-    """Insert `count` synthetic hashes (the HNSW index kept up), then group them all and time it."""
-    hashes, planted = synthetic_hashes(count)
+def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
-    ids = _insert(db, hashes)
-    insert_s = time.perf_counter() - started
+    found = run()
+    return found, time.perf_counter() - started
+
+
+def speed(db: Database, count: int, *, default: int, lookups: int) -> dict[str, Any]:
+    """Insert `count` synthetic hashes (the HNSW index kept up) and pair them once; then group
+    them all from the kept pairs and by a walk per picture, in turns, and time both."""
+    hashes, planted = synthetic_hashes(count)
+    ids, insert_s = _timed(lambda: _insert(db, hashes))
     load_before = os.getloadavg()[0]
-    with db.session() as session:
-        started = time.perf_counter()
-        groups = find_duplicate_groups(session, distance=default)
-        group_s = time.perf_counter() - started
+    paired, pair_s = _timed(lambda: _pair(db))
+    stored_s, walk_s = [], []
+    # In turns, the stored pairs first and last, so that a change of load falls on both.
+    for _ in range(2):
+        groups, seconds = _timed(lambda: _fresh_groups(db, default))
+        stored_s.append(seconds)
+        walked, seconds = _timed(lambda: groups_by_walk(db, default))
+        walk_s.append(seconds)
+    groups, seconds = _timed(lambda: _fresh_groups(db, default))
+    stored_s.append(seconds)
+    same = sorted(sorted(m.id for m in g.members) for g in groups) == sorted(
+        sorted(m.id for m in g.members) for g in walked)
     position = {image_id: n for n, image_id in enumerate(ids)}
     starts = set(range(0, count - 4, 20))
     found_whole = sum(1 for g in groups if min(position[m.id] for m in g.members) in starts)
@@ -274,16 +309,32 @@ def speed(db: Database, count: int, *, default: int, lookups: int) -> dict[str, 
     lookup_ms = []
     with db.session() as session:
         for image_id in picks:
-            started = time.perf_counter()
-            look_alikes(session, [image_id], distance=default)
-            lookup_ms.append((time.perf_counter() - started) * 1000)
+            _, seconds = _timed(lambda: look_alikes(session, [image_id], distance=default))  # noqa: B023
+            lookup_ms.append(seconds * 1000)
             session.rollback()
+    stored, walk = statistics.median(stored_s), statistics.median(walk_s)
     return {"hashes": count, "planted_clusters": planted, "groups_found": len(groups),
-            "groups_starting_at_a_planted_cluster": found_whole,
-            "insert_s": round(insert_s, 1), "group_s": round(group_s, 2),
-            "group_ms_per_picture": round(group_s * 1000 / count, 3),
+            "groups_by_walk": len(walked), "same_groups_as_the_walk": same,
+            "groups_starting_at_a_planted_cluster": found_whole, "pictures_paired": paired,
+            "pairs_in_table": _count_pairs(db),
+            "insert_s": round(insert_s, 1), "pair_all_once_s": round(pair_s, 1),
+            "pair_ms_per_picture": round(pair_s * 1000 / count, 3),
+            "group_from_pairs_s": round(stored, 3), "group_by_walk_s": round(walk, 2),
+            "group_from_pairs_runs_s": [round(x, 3) for x in stored_s],
+            "group_by_walk_runs_s": [round(x, 2) for x in walk_s],
+            "walk_over_pairs": round(walk / stored, 1),
             "look_alike_ms_p50": round(statistics.median(lookup_ms), 2),
             "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def _fresh_groups(db: Database, distance: int) -> list[DuplicateGroup]:
+    with db.session() as session:
+        return find_duplicate_groups(session, distance=distance)
+
+
+def _count_pairs(db: Database) -> int:
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(NearDuplicatePair)) or 0)
 
 
 def markdown(found: dict[str, Any], timing: dict[str, Any], default: int) -> str:
@@ -306,10 +357,19 @@ def markdown(found: dict[str, Any], timing: dict[str, Any], default: int) -> str
             + kinds + f"\n\nClosest two distinct photos: {q['distinct_photos_min_bits']} bits; closest "
             f"two windows of one scene: {q['scene_windows_min_bits']} bits; the two views of "
             f"scikit-image's stereo pair (same moment, cameras side by side): {q['stereo_pair_bits']} "
-            f"bits.\n\nGrouping {t['hashes']:,} synthetic hashes ({t['planted_clusters']:,} planted "
-            f"clusters): **{t['group_s']} s** ({t['group_ms_per_picture']} ms per picture), "
-            f"{t['groups_found']:,} groups, {t['groups_starting_at_a_planted_cluster']:,} of them at a "
-            f"planted cluster; inserting them with the index kept up: {t['insert_s']} s; one picture's "
+            f"bits.\n\n{t['hashes']:,} synthetic hashes ({t['planted_clusters']:,} planted clusters), "
+            f"inserted with the index kept up in {t['insert_s']} s, then paired once (a walk per picture, "
+            f"in batches, as `clipseek reindex --hashes` and the scheduler do): {t['pair_all_once_s']} s "
+            f"({t['pair_ms_per_picture']} ms per picture), {t['pairs_in_table']:,} pairs kept (up to "
+            f"{PAIR_DISTANCE} bits).\n\n" + markdown_table(
+                ["grouping all of them", "seconds (median)", "runs", "groups"],
+                [["from the kept pairs", f"**{t['group_from_pairs_s']}**", t["group_from_pairs_runs_s"],
+                  f"{t['groups_found']:,}"],
+                 ["a walk per picture (before pairs were kept)", f"**{t['group_by_walk_s']}**",
+                  t["group_by_walk_runs_s"], f"{t['groups_by_walk']:,}"]])
+            + f"\n\nThe kept pairs group **{t['walk_over_pairs']}x** faster than the walk, in the same run; "
+            f"same groups: {'yes' if t['same_groups_as_the_walk'] else 'no'}; "
+            f"{t['groups_starting_at_a_planted_cluster']:,} groups at a planted cluster. One picture's "
             f"look-alike query (an upload's): p50 {t['look_alike_ms_p50']} ms. Load average "
             f"{t['load_average_before']} before, {t['load_average_after']} after.")
 
@@ -324,7 +384,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.tiny:
-        args.hashes, args.lookups, photo_count = 5000, 10, 6
+        args.hashes, args.lookups, photo_count = 3000, 10, 6
     else:
         photo_count = None
     default = DEFAULT_DUPLICATE_DISTANCE

@@ -21,8 +21,10 @@ DEFAULT_EF_SEARCH = 200
 # picture. bench/duplicates.py measured it on real photos in re-encodes, resizes, small crops
 # and light edits, against distinct photos of similar scenes.
 DEFAULT_DUPLICATE_DISTANCE = 10
-# Beyond half the bits, two hashes have nothing in common.
-MAX_DUPLICATE_DISTANCE = 32
+# The pairs of close hashes are kept up to this distance when pictures are hashed
+# (clipseek.indexing.hash_pairs), so no setting may ask for more: well above the default,
+# and still well below the ~32 bits of unrelated pictures, whose pairs would fill the table.
+MAX_DUPLICATE_DISTANCE = 16
 
 
 def default_home(environ: Mapping[str, str]) -> Path:
@@ -53,7 +55,7 @@ def _duplicate_distance(environ: Mapping[str, str]) -> int:
     value = _int(environ, "CLIPSEEK_DUPLICATE_DISTANCE", DEFAULT_DUPLICATE_DISTANCE, minimum=0)
     if value > MAX_DUPLICATE_DISTANCE:
         raise ConfigError(f"CLIPSEEK_DUPLICATE_DISTANCE must be at most {MAX_DUPLICATE_DISTANCE} "
-                          f"(of 64 bits), not {value}.")
+                          f"(of 64 bits: near-duplicate pairs are kept up to that distance), not {value}.")
     return value
 
 

@@ -117,7 +117,7 @@ def test_the_command_lists_the_groups_and_moves_the_extras_to_the_trash_once_con
     assert moved.returncode == 0 and "Moved 16 picture(s) to the trash." in moved.stdout
     assert json.loads(run_in_process(cli_env, "duplicates", "--json").stdout)["groups"] == []
     wrong = run_in_process(cli_env, "duplicates", "--threshold", "40")
-    assert wrong.returncode == 2 and "0<=x<=32" in wrong.stderr
+    assert wrong.returncode == 2 and "0<=x<=16" in wrong.stderr
 
 
 def test_reindex_hashes_fills_the_pictures_indexed_before_hashes_existed(

@@ -97,3 +97,24 @@ def test_an_upload_says_which_picture_already_there_it_looks_like(client: FlaskC
         (io.BytesIO(near_copies(photo)["crop5"]), "cropped.jpg")]}, follow_redirects=True)
     assert "1 look like pictures you already have: the Duplicates page groups them." in posted.get_data(
         as_text=True)
+
+
+def test_the_page_and_the_api_show_the_groups_a_page_at_a_time(client: FlaskClient,
+                                                               holdout: dict[str, list[int]]) -> None:
+    first = client.get("/api/duplicates?per_page=3").get_json()
+    second = client.get("/api/duplicates?per_page=3&page=2").get_json()
+    assert (first["total"], first["extras"], first["page"], len(first["groups"])) == (4, 16, 1, 3)
+    assert (second["page"], len(second["groups"])) == (2, 1)
+    keepers = {g["keep"] for g in first["groups"] + second["groups"]}
+    assert keepers == {holdout[name][0] for name in holdout if len(holdout[name]) > 1}
+    assert client.get("/api/duplicates?per_page=3&page=9").get_json()["page"] == 2  # past the end: the last
+    page = client.get("/duplicates?per_page=3&threshold=10").get_data(as_text=True)
+    assert page.count('class="hit keeper"') == 3 and "Groups 1 to 3 of 4, most copies first." in page
+    assert "Move the others to the trash in all 4 groups (16 pictures)" in page
+    assert 'rel="next" href="/duplicates?page=2&amp;threshold=10&amp;per_page=3"' in page
+    last = client.get("/duplicates?per_page=3&page=2").get_data(as_text=True)
+    assert last.count('class="hit keeper"') == 1 and 'name="page" value="2"' in last
+    status = client.get("/status").get_data(as_text=True)
+    assert '<p id="hashes-summary">22 picture(s) hashed.</p>' in status
+    assert client.get("/api/status").get_json()["near_duplicates"] == {"hashed": 22, "unhashed": 0,
+                                                                       "unpaired": 0}

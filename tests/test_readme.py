@@ -17,7 +17,7 @@ from clipseek.search.query_vectors import text_vectors
 from clipseek.search.run import run_search
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
-from clipseek.store.tables import Caption, Image
+from clipseek.store.tables import Caption, Image, NearDuplicatePair
 from clipseek.store.vector_indexes import index_name
 from tests.ranking import assert_scores_descend
 
@@ -63,6 +63,9 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
         # the words a worker would have read in one picture
         session.add(Caption(image_id=2, source="ocr", text="FARMERS MARKET", confidence=0.97))
         session.execute(update(Image).where(Image.id == 2).values(ocr_state="read"))
+        # two pairs of look-alikes as hashing keeps them; image 5 is in the trash
+        session.add_all([NearDuplicatePair(image_id=3, other_id=4, distance=7),
+                         NearDuplicatePair(image_id=4, other_id=5, distance=2)])
         session.commit()
     blocks = _sql_blocks()
     assert len(blocks) == 9
@@ -82,8 +85,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                 conn.execute(text("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort"))
         # The hybrid search's SET lasts the session, so its walk may return its best 200.
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
-    (neighbours, by_text, cats, album, hybrid, near, countries, cities, statuses, failures, words,
-     reading) = results
+    (neighbours, by_text, cats, album, hybrid, near, pairs, countries, cities, statuses, failures,
+     words, reading) = results
     assert ef_search == "200"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says,
     # though the SQL names no model.
@@ -108,6 +111,8 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
     # The sample photos are all different pictures: their nearest hashes are far apart.
     bits = [r.bits for r in near]
     assert len(near) == 5 and bits == sorted(bits) and bits[0] > settings.duplicate_distance
+    # The kept pairs of pictures still in the library, closest first (none of the samples' own).
+    assert [(r.image_id, r.other_id, r.bits) for r in pairs] == [(3, 4, 7)]
     assert [tuple(r) for r in countries] == [("Portugal", 2)]
     assert [tuple(r) for r in cities] == [("Lisbon", "Lisbon", 2)]
     # Image 5 is in the trash: counted nowhere.

@@ -61,9 +61,10 @@ def test_the_reader_runs_every_documented_example(reader_url: str, db: Database,
     with psycopg.connect(reader_url) as conn:
         assert [_rows(conn, statement) for statement in statements] == expected
         answers = [rows for rows in expected if rows is not None]
-        # neighbours, by a text, cat captions, an album (none here), hybrid, near hashes,
-        # countries and cities (no GPS here), statuses, failures, words read and reading (none here)
-        assert len(answers) == 12 and all(answers[i] for i in (0, 1, 2, 4, 5, 8))
+        # neighbours, by a text, cat captions, an album (none here), hybrid, near hashes, near
+        # pairs (no copies here), countries and cities (no GPS here), statuses, failures, words
+        # read and reading (none here)
+        assert len(answers) == 13 and all(answers[i] for i in (0, 1, 2, 4, 5, 9))
         for table in (*READER_TABLES, *READER_VIEWS):
             conn.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
         assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -12,15 +13,16 @@ from clipseek.errors import BadQuery
 from clipseek.library.deletion import Deletion
 from clipseek.library.duplicates import (
     DuplicateGroup,
-    count_unhashed,
     find_duplicate_groups,
     group_of,
+    hash_counts,
     trash_extras,
 )
 from clipseek.settings import MAX_DUPLICATE_DISTANCE
 from webapp.auth import actor
+from webapp.collections import BrowsePage
 from webapp.db_session import clipseek, get_session
-from webapp.params import MAX_IMAGE_ID, int_arg, parse_ids
+from webapp.params import MAX_IMAGE_ID, int_arg, paging, parse_ids
 from webapp.presenters import counted
 
 bp = Blueprint("duplicates", __name__)
@@ -53,14 +55,38 @@ def _trash(groups: Sequence[DuplicateGroup]) -> Deletion:
     return deletion
 
 
+@dataclass(frozen=True)
+class GroupsPage:
+    """One page of the groups, with what the whole list holds."""
+
+    groups: Sequence[DuplicateGroup]
+    total: int
+    extras: int
+    page: int
+    pages: int
+    per_page: int
+
+
+def _groups_page(distance: int) -> GroupsPage:
+    """The groups at `distance`, the page the query string asks for (the last one if past it)."""
+    number, per_page = paging()
+    found = find_duplicate_groups(get_session(), distance=distance)
+    pages = max(1, -(-len(found) // per_page))
+    number = min(number, pages)
+    return GroupsPage(found[(number - 1) * per_page:number * per_page], len(found),
+                      sum(len(g.extra_ids) for g in found), number, pages, per_page)
+
+
 @bp.get("/duplicates")
 def page() -> str:
-    """Every group of the same picture, the one to keep marked, with a button per group and for all."""
+    """The groups of the same picture, a page at a time, the one to keep marked, with a button
+    per group and for all."""
     distance = _distance()
-    groups = find_duplicate_groups(get_session(), distance=distance)
-    return render_template("duplicates.html", groups=groups, distance=distance,
-                           extras=sum(len(g.extra_ids) for g in groups),
-                           unhashed=count_unhashed(get_session()))
+    shown = _groups_page(distance)
+    counts = hash_counts(get_session())
+    args = {name: request.args[name] for name in ("threshold", "per_page") if request.args.get(name)}
+    return render_template("duplicates.html", shown=shown, distance=distance, counts=counts,
+                           results=BrowsePage(shown.page, shown.pages), pager_args=args)
 
 
 @bp.post("/duplicates/trash")
@@ -74,16 +100,21 @@ def trash() -> Response:
     moved = len(_trash(groups).image_ids)
     flash(f"Moved {counted(moved, 'picture')} to the trash, keeping one of each of "
           f"{counted(len(groups), 'group')}.", "info")
-    return redirect(url_for("duplicates.page", threshold=request.form.get("threshold") or None))
+    return redirect(url_for("duplicates.page", threshold=request.form.get("threshold") or None,
+                            page=request.form.get("page") or None))
 
 
 @api_bp.get("/duplicates")
 def groups() -> Response:
-    """GET /api/duplicates?threshold= : every group of the same picture, the one to keep first."""
+    """GET /api/duplicates?threshold=&page=&per_page= : the groups of the same picture, a page at
+    a time (most copies first), the one to keep first in each."""
     distance = _distance()
-    found = find_duplicate_groups(get_session(), distance=distance)
-    return jsonify({"distance": distance, "groups": [g.to_dict() for g in found],
-                    "unhashed": count_unhashed(get_session())})
+    shown = _groups_page(distance)
+    counts = hash_counts(get_session())
+    return jsonify({"distance": distance, "groups": [g.to_dict() for g in shown.groups],
+                    "total": shown.total, "extras": shown.extras, "page": shown.page,
+                    "per_page": shown.per_page, "unhashed": counts.unhashed,
+                    "unpaired": counts.unpaired})
 
 
 def _json_ids(raw: object) -> list[int]:

@@ -18,7 +18,13 @@ from clipseek.photo.imaging import ImageDecodeError, read_rgb
 from clipseek.search.examples import store_example
 from clipseek.search.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
 from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
-from clipseek.upkeep.status import collection_status, count_pending, reading_summary, switch_summary
+from clipseek.upkeep.status import (
+    collection_status,
+    count_pending,
+    hashes_summary,
+    reading_summary,
+    switch_summary,
+)
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
@@ -134,4 +140,4 @@ def status() -> str:
     return render_template("status.html", report=report,
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)
-                           if report.reading else None)
+                           if report.reading else None, hashes_text=hashes_summary(report.hashes))

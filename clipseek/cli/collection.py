@@ -25,6 +25,7 @@ from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 from clipseek.indexing.broker import queue_depth
 from clipseek.indexing.encoding import pending_image_ids
+from clipseek.indexing.hash_pairs import count_waiting_pairs
 from clipseek.indexing.heartbeats import worker_states
 from clipseek.indexing.queueing import wait_until_indexed
 from clipseek.indexing.reading import reading_counts, wait_until_read
@@ -44,6 +45,7 @@ from clipseek.upkeep.reindexing import (
     backfill_captions,
     backfill_hashes,
     backfill_metadata,
+    backfill_pairs,
     backfill_places,
     reindex_images,
     reread_words,
@@ -51,6 +53,7 @@ from clipseek.upkeep.reindexing import (
 from clipseek.upkeep.status import (
     collection_status,
     count_by_status,
+    hashes_summary,
     places_summary,
     reading_summary,
     switch_summary,
@@ -194,7 +197,8 @@ def samples(ctx: Context, inline: bool, wait: bool, timeout: float, progress: bo
 @click.option("--captions", is_flag=True,
               help="Give images without captions those of their file name and EXIF/XMP text.")
 @click.option("--hashes", is_flag=True,
-              help="Compute the perceptual hash (for near-duplicates) of images indexed without one.")
+              help="Compute the perceptual hash (for near-duplicates) of images indexed without one, "
+                   "and look up the look-alikes of every hash not yet compared with the others.")
 @click.option("--places", is_flag=True,
               help="Name the place (city, region, country) of pictures whose GPS was never looked up.")
 @click.option("--ocr", is_flag=True,
@@ -250,6 +254,13 @@ def backfill_hashes_here(ctx: Context) -> None:
                                              on_batch=lambda done: move(done, max(done, total)))
     gone = f"; {unreadable} could not be read (their files are gone or broken)" if unreadable else ""
     click.echo(f"Computed the perceptual hash of {hashed} image(s){gone}.")
+    with ctx.db.session() as session:
+        waiting = count_waiting_pairs(session)
+    if not waiting:
+        return
+    with ctx.db.session() as session, position_bar("Pairing", "img", total=waiting, show=True) as move:
+        paired = backfill_pairs(session, on_batch=lambda done: move(done, max(done, waiting)))
+    click.echo(f"Compared the hashes of {paired} earlier hashed image(s) with the others.")
 
 
 def read_words_again(ctx: Context, *, wait: bool) -> None:
@@ -305,6 +316,7 @@ def status(ctx: Context, as_json: bool) -> None:
     for unplaced in found.places.recent_no_place:
         click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "
                    f"({unplaced.latitude:.5f}, {unplaced.longitude:.5f})")
+    click.echo(f"Near-duplicates: {hashes_summary(found.hashes)}")
     if found.reading is not None:
         click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
         for unread in found.reading.recent_failures:

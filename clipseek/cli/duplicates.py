@@ -11,8 +11,8 @@ from clipseek.context import Context
 from clipseek.library.duplicates import (
     DuplicateGroup,
     Member,
-    count_unhashed,
     find_duplicate_groups,
+    hash_counts,
     trash_extras,
 )
 from clipseek.settings import MAX_DUPLICATE_DISTANCE
@@ -50,9 +50,11 @@ def duplicates(ctx: Context, as_json: bool, threshold: int | None, trash_extras_
     distance = ctx.settings.duplicate_distance if threshold is None else threshold
     with ctx.db.session() as session:
         groups = find_duplicate_groups(session, distance=distance)
-        unhashed = count_unhashed(session)
+        counts = hash_counts(session)
+        unhashed, unpaired = counts.unhashed, counts.unpaired
     extras = sum(len(g.extra_ids) for g in groups)
-    found = {"distance": distance, "groups": [g.to_dict() for g in groups], "unhashed": unhashed}
+    found = {"distance": distance, "groups": [g.to_dict() for g in groups], "unhashed": unhashed,
+             "unpaired": unpaired}
     if not as_json:
         for number, group in enumerate(groups, 1):
             for line in group_lines(number, group):
@@ -63,6 +65,10 @@ def duplicates(ctx: Context, as_json: bool, threshold: int | None, trash_extras_
         if unhashed:
             click.echo(f"{unhashed} indexed picture(s) have no perceptual hash yet and are left out: "
                        "`clipseek reindex --hashes` computes them.", err=True)
+        if unpaired:
+            click.echo(f"{unpaired} picture(s) hashed earlier are not compared with the others yet and are "
+                       "left out for now: the workers' scheduler compares them in the background, "
+                       "`clipseek reindex --hashes` at once.", err=True)
     if not (trash_extras_ and extras):
         if as_json:
             click.echo(json.dumps(found, indent=2))

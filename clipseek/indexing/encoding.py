@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder
+from clipseek.indexing.hash_pairs import record_hashes
 from clipseek.indexing.queueing import lacks_embedding
 from clipseek.photo.imaging import OPENAI_PREPROCESS, ImageDecodeError, Preprocess, clip_pixels, load_rgb
 from clipseek.photo.perceptual_hash import perceptual_hash
@@ -74,8 +75,9 @@ def pending_image_ids(session: Session, model_id: str, *,
 
 def record_results(session: Session, model_id: str, ids: Sequence[int], vectors: np.ndarray,
                    failures: dict[int, str], hashes: dict[int, str] | None = None) -> None:
-    """Store embeddings (and the perceptual hashes of the same pixels) and move images to
-    indexed, or to failed with their reasons.
+    """Store embeddings (and the perceptual hashes of the same pixels, paired with their
+    look-alikes) and move images to indexed, or to failed with their reasons. The caller
+    commits at once (clipseek.indexing.hash_pairs.pair_hashed holds a lock until then).
 
     Images deleted while they were being encoded are left out: their results are dropped.
     """
@@ -103,12 +105,6 @@ def record_results(session: Session, model_id: str, ids: Sequence[int], vectors:
             update(Image).where(Image.id == image_id)
             .values(status=ImageStatus.FAILED, error=reason, attempts=Image.attempts + 1)
         )
-
-
-def record_hashes(session: Session, hashes: dict[int, str]) -> None:
-    """Store perceptual hashes by image id, in one statement."""
-    if hashes:
-        session.execute(update(Image), [{"id": i, "phash": h} for i, h in hashes.items()])
 
 
 def encode_decoded(encoder: Encoder, decoded: Sequence[Decoded]) -> tuple[list[int], np.ndarray,

@@ -1,9 +1,10 @@
 """Near-duplicates: pictures whose perceptual hashes differ in a few bits, grouped, with one to keep.
 
-Each picture asks the HNSW index on images.phash for its nearest hashes (one statement for
-the whole library); pairs within the distance join their groups (union-find). The hash
-alone decides: CLIP's neighbours could confirm a pair where real weights are loaded, but a
-model with random weights says nothing, so grouping never depends on one.
+The pairs of close hashes are found once, when a picture's hash is stored
+(clipseek.indexing.hash_pairs); listing reads those within the distance asked whose pictures
+are both in the library, and joins them into groups (union-find). The hash alone decides:
+CLIP's neighbours could confirm a pair where real weights are loaded, but a model with
+random weights says nothing, so grouping never depends on one.
 """
 
 from __future__ import annotations
@@ -14,24 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, func, select, text, true
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 
+from clipseek.indexing.hash_pairs import waiting_to_be_paired
 from clipseek.library.deletion import Deletion, Selection, delete_images
 from clipseek.photo.perceptual_hash import hamming_distance
-from clipseek.store.tables import Image, ImageStatus
-
-# Nearest hashes asked of the index per picture (itself among them): a larger group still
-# joins up, since each of its pictures links to some of the others.
-NEIGHBOURS = 10
-# Candidates the HNSW walk keeps: near-duplicates are a few bits apart, where others are ~32.
-EF_SEARCH = 40
-
-
-def _distance(a: Any, b: Any) -> ColumnElement[float]:
-    """Hamming distance between two bit columns (pgvector's `<~>`)."""
-    distance: ColumnElement[float] = a.op("<~>", return_type=Float)(b)
-    return distance
+from clipseek.store.tables import Image, ImageStatus, NearDuplicatePair
 
 
 def in_library(image: Any = Image) -> ColumnElement[bool]:
@@ -41,29 +32,24 @@ def in_library(image: Any = Image) -> ColumnElement[bool]:
     return condition
 
 
-def _walk_settings(session: Session) -> None:
-    # Transaction-local, like the searches'. Iterative scans keep the filters (trashed,
-    # missing) from leaving a picture with fewer neighbours than asked.
-    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
-                         "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(EF_SEARCH)})
+def _kept_pairs(distance: int) -> Select[int, int]:
+    """The kept pairs at most `distance` bits apart whose two pictures both take part."""
+    first, second = aliased(Image), aliased(Image)
+    pair = NearDuplicatePair
+    return (select(pair.image_id, pair.other_id)
+            .join(first, first.id == pair.image_id).join(second, second.id == pair.other_id)
+            .where(pair.distance <= distance, in_library(first), in_library(second)))
 
 
 def near_pairs(session: Session, *, distance: int,
                image_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
-    """Pairs (a, b) of pictures in the library whose hashes differ in at most `distance` bits.
-
-    For every picture (or those of `image_ids`), its NEIGHBOURS nearest through the index;
-    each pair may come twice, once from each side.
-    """
-    other = aliased(Image)
-    near = (select(other.id.label("id"), _distance(other.phash, Image.phash).label("bits"))
-            .where(in_library(other)).order_by(_distance(other.phash, Image.phash))
-            .limit(NEIGHBOURS).lateral("near"))
-    statement = (select(Image.id, near.c.id).join(near, true())
-                 .where(in_library(), near.c.id != Image.id, near.c.bits <= distance))
+    """Pairs (a, b), a < b, of pictures in the library whose hashes differ in at most `distance`
+    bits (those with one of `image_ids`, if given), as kept when they were hashed."""
+    statement = _kept_pairs(distance)
     if image_ids is not None:
-        statement = statement.where(Image.id.in_(image_ids))
-    _walk_settings(session)
+        ids = list(image_ids)
+        statement = statement.where(or_(NearDuplicatePair.image_id.in_(ids),
+                                        NearDuplicatePair.other_id.in_(ids)))
     return [(a, b) for a, b in session.execute(statement)]
 
 
@@ -170,46 +156,73 @@ def _grouped(members: dict[int, Member], groups: Iterable[list[int]]) -> list[Du
     return sorted(found, key=lambda g: (-len(g.members), -g.keeper.id))
 
 
-def find_duplicate_groups(session: Session, *, distance: int) -> list[DuplicateGroup]:
-    """Every group of two or more pictures in the library that are the same picture."""
-    pairs = near_pairs(session, distance=distance)
+def groups_from_pairs(session: Session, pairs: Sequence[tuple[int, int]]) -> list[DuplicateGroup]:
+    """The groups that these pairs of pictures join into, most copies first, the one to keep first in each."""
     groups = connected({i for pair in pairs for i in pair}, pairs)
     return _grouped(_members(session, (i for g in groups for i in g)), groups)
+
+
+def find_duplicate_groups(session: Session, *, distance: int) -> list[DuplicateGroup]:
+    """Every group of two or more pictures in the library that are the same picture."""
+    return groups_from_pairs(session, near_pairs(session, distance=distance))
 
 
 def group_of(session: Session, ids: Sequence[int], *, distance: int) -> DuplicateGroup | None:
     """These pictures as one group, if they all still are in the library and still look alike.
 
     What a page showed may have changed since (a picture trashed, a file replaced): the
-    hashes of just these pictures are compared again, each with each.
+    pairs of just these pictures are read again.
     """
     members = _members(session, ids)
     if len(members) != len(set(ids)) or len(members) < 2:
         return None
-    pairs = [(a.id, b.id) for a in members.values() for b in members.values()
-             if a.id < b.id and hamming_distance(a.phash, b.phash) <= distance]
-    groups = connected(members, pairs)
+    pairs = session.execute(_kept_pairs(distance).where(NearDuplicatePair.image_id.in_(list(members)),
+                                                        NearDuplicatePair.other_id.in_(list(members))))
+    groups = connected(members, [(a, b) for a, b in pairs])
     return _grouped(members, groups)[0] if len(groups) == 1 and len(groups[0]) == len(members) else None
 
 
 def look_alikes(session: Session, image_ids: Sequence[int], *, distance: int) -> dict[int, int]:
-    """For each of these pictures that looks like one added before it, that earlier picture's id."""
+    """For each of these pictures that looks like one added before it, that earlier picture's id
+    (the closest, then the oldest)."""
     if not image_ids:
         return {}
-    other = aliased(Image)
-    nearest = (select(other.id.label("id"), _distance(other.phash, Image.phash).label("bits"))
-               .where(in_library(other), other.id < Image.id)
-               .order_by(_distance(other.phash, Image.phash)).limit(1).lateral("nearest"))
-    _walk_settings(session)
-    rows = session.execute(select(Image.id, nearest.c.id).join(nearest, true())
-                           .where(Image.id.in_(image_ids), in_library(), nearest.c.bits <= distance))
-    return {new: earlier for new, earlier in rows}
+    pair = NearDuplicatePair
+    closest = (_kept_pairs(distance).where(pair.other_id.in_(list(image_ids)))
+               .order_by(pair.other_id, pair.distance, pair.image_id).ext(distinct_on(pair.other_id)))
+    rows = session.execute(closest)
+    return {new: earlier for earlier, new in rows}
 
 
 def count_unhashed(session: Session) -> int:
     """Indexed pictures in the library without a hash (indexed before hashes were computed)."""
     return int(session.scalar(select(func.count()).select_from(Image).where(
         Image.status == ImageStatus.INDEXED, Image.phash.is_(None), Image.trashed_at.is_(None))) or 0)
+
+
+@dataclass(frozen=True)
+class HashCounts:
+    """How far the pictures of the library are from taking part in the groups."""
+
+    hashed: int = 0
+    # Indexed without a hash (before hashes were computed): `clipseek reindex --hashes`.
+    unhashed: int = 0
+    # Hashed before pairs were kept, not yet compared with the others (in the trash too).
+    unpaired: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON form for the status API."""
+        return {"hashed": self.hashed, "unhashed": self.unhashed, "unpaired": self.unpaired}
+
+
+def hash_counts(session: Session) -> HashCounts:
+    """The pictures hashed, left without a hash, and waiting to be paired, in one reading."""
+    kept = Image.trashed_at.is_(None)
+    row = session.execute(select(
+        func.count().filter(kept, Image.phash.is_not(None)),
+        func.count().filter(kept, Image.status == ImageStatus.INDEXED, Image.phash.is_(None)),
+        func.count().filter(waiting_to_be_paired()))).one()
+    return HashCounts(int(row[0]), int(row[1]), int(row[2]))
 
 
 def trash_extras(session: Session, groups: Sequence[DuplicateGroup], *, store: Path,

@@ -9,7 +9,7 @@ import os
 import tempfile
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from clipseek.indexing.hash_pairs import pair_hashed
 from clipseek.indexing.queueing import Enqueue, queue_for_indexing
 from clipseek.library.captions import add_derived_captions
 from clipseek.library.collections import UPLOADS
@@ -33,6 +34,7 @@ from clipseek.store.tables import Image, ImageStatus, UploadRejection
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+STORED = "stored; waiting to be indexed"
 MAX_NAME_CHARS = 200
 # Uploads are copied here first, then moved into the store (same file system, so the move is atomic).
 
@@ -102,7 +104,7 @@ def clean_upload_name(filename: str) -> str:
 
 def _store_one(
     session: Session, *, filename: str, stream: IO[bytes], store: Path, max_pixels: int, max_bytes: int,
-    collection: str, duplicate_distance: int,
+    collection: str,
 ) -> tuple[UploadOutcome, _Placed | None]:
     """Keep one uploaded file if it is a usable image; the caller commits, or removes what was placed."""
     name = clean_upload_name(filename)
@@ -117,7 +119,7 @@ def _store_one(
     tmp, sha, size = saved
     try:
         return _register(session, name, tmp, sha, size, store=store, max_pixels=max_pixels,
-                         collection=collection, duplicate_distance=duplicate_distance)
+                         collection=collection)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -135,8 +137,7 @@ def _upload_hash(path: Path, max_pixels: int) -> str | None:
 
 
 def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, store: Path,
-              max_pixels: int, collection: str,
-              duplicate_distance: int) -> tuple[UploadOutcome, _Placed | None]:
+              max_pixels: int, collection: str) -> tuple[UploadOutcome, _Placed | None]:
     existing = session.execute(select(Image.id, Image.trashed_at).where(Image.sha256 == sha)).first()
     if existing is not None:
         where = ("in the trash (the Trash page restores it)" if existing.trashed_at is not None
@@ -182,10 +183,31 @@ def _register(session: Session, name: str, tmp: Path, sha: str, size: int, *, st
         log.warning("upload %r was not stored: %s", name, exc)
         return UploadOutcome(name, None, "rejected",
                              "could not be recorded; try again (the server log says why)", size), None
-    earlier = look_alikes(session, [image_id], distance=duplicate_distance).get(image_id)
-    message = "stored; waiting to be indexed" + (
-        f"; looks like image {earlier}, already in the collection" if earlier is not None else "")
-    return UploadOutcome(name, image_id, "registered", message, size, looks_like=earlier), placed
+    return UploadOutcome(name, image_id, "registered", STORED, size), placed
+
+
+def _with_look_alikes(session: Session, outcomes: list[UploadOutcome], *,
+                      distance: int) -> list[UploadOutcome]:
+    """The outcomes, each new picture saying which earlier one it looks like; pairs its hash first.
+
+    Its pairs are looked up once its row is committed (so that an upload beside it sees its
+    hash); if the database fails here, the scheduler pairs it later and the answer says nothing.
+    """
+    new = registered_ids(outcomes)
+    if not new:
+        return outcomes
+    try:
+        pair_hashed(session, new)
+        session.commit()
+        earlier = look_alikes(session, new, distance=distance)
+    except SQLAlchemyError as exc:
+        log.warning("uploads stored, their look-alikes not looked up yet: %s", exc)
+        with contextlib.suppress(SQLAlchemyError):
+            session.rollback()
+        return outcomes
+    return [replace(o, message=f"{STORED}; looks like image {earlier[o.image_id]}, already in the collection",
+                    looks_like=earlier[o.image_id])
+            if o.state == "registered" and o.image_id in earlier else o for o in outcomes]
 
 
 def too_large(filename: str, size: int | None, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadOutcome:
@@ -246,7 +268,7 @@ def accept_uploads(
             for name, stream in files:
                 outcome, where = _store_one(session, filename=name, stream=stream, store=store,
                                             max_pixels=max_pixels, max_bytes=max_bytes,
-                                            collection=collection, duplicate_distance=duplicate_distance)
+                                            collection=collection)
                 outcomes.append(outcome)
                 if where is not None:
                     placed.append(where)
@@ -260,6 +282,7 @@ def accept_uploads(
         with contextlib.suppress(SQLAlchemyError):
             session.rollback()
         raise
+    outcomes = _with_look_alikes(session, outcomes, distance=duplicate_distance)
     unsent: list[Exception] = []
 
     def send(ids: list[int], batch_model: str) -> None:

@@ -5,7 +5,8 @@ that the database says is waiting, but that no queued task, no delivered task an
 worker holds, is lost, and is queued again at once. One scheduler at a time does this
 every few seconds (a PostgreSQL advisory lock elects it); `clipseek reindex --stale` does
 the same on demand. The same passes empty the trash of pictures deleted more than
-CLIPSEEK_TRASH_DAYS ago.
+CLIPSEEK_TRASH_DAYS ago, and compare the hashes of pictures hashed before near-duplicate
+pairs were kept with the others, a few batches a pass.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.context import Context
 from clipseek.indexing.broker import broker_client, forget_deliveries, ids_in_broker, ids_read_in_broker
+from clipseek.indexing.hash_pairs import PAIR_BATCH, pair_waiting
 from clipseek.indexing.heartbeats import forget_workers, worker_states
 from clipseek.indexing.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
 from clipseek.indexing.reading import EnqueueReading, queue_for_reading, waits_to_be_read
@@ -43,6 +45,9 @@ GRACE_S = 10.0
 TICK_S = 10.0
 # Pictures removed for good from the trash per pass at most, so that a pass stays short.
 EMPTY_PER_PASS = 500
+# Pictures hashed before pairs were kept that are paired per pass at most, so that a pass
+# stays short: a walk and an update each, 13 ms a picture on 2 busy cores (bench/duplicates.py).
+PAIRS_PER_PASS = 1_000
 # Any 64-bit number unique to ClipSeek: the advisory lock that elects the one scheduler.
 SCHEDULER_LOCK = 0x436C697053656B31
 
@@ -56,6 +61,8 @@ class Recovery:
     tasks: int = 0
     # Indexed images whose words were waiting to be read and that nothing held, sent again.
     to_read: list[int] = field(default_factory=list)
+    # Pictures hashed before pairs were kept whose near-duplicate pairs were looked up.
+    paired: int = 0
 
 
 def waiting_image_ids(session: Session, *, model: str, older_than_s: float) -> list[int]:
@@ -96,6 +103,15 @@ def requeue_lost(session: Session, broker: redis.Redis, *, model: str, batch_siz
     forget_workers(session, [w.name for w in dead])
     session.commit()
     return Recovery(requeued=lost, dead_workers=[w.name for w in dead], tasks=tasks)
+
+
+def pair_some_waiting(session: Session, *, most: int = PAIRS_PER_PASS) -> int:
+    """Pair up to `most` pictures waiting to be paired, committing each batch; return how many."""
+    paired = 0
+    while paired < most and (ids := pair_waiting(session, limit=min(PAIR_BATCH, most - paired))):
+        session.commit()
+        paired += len(ids)
+    return paired
 
 
 def unread_image_ids(session: Session, *, older_than_s: float) -> list[int]:
@@ -176,6 +192,9 @@ class Scheduler:
                         len(found.requeued), ", ".join(found.dead_workers) or "none")
         if found.to_read:
             log.info("%s: sent %d image(s) waiting to be read for words", self.name, len(found.to_read))
+        if found.paired:
+            log.info("%s: compared the hashes of %d picture(s) hashed before with the others", self.name,
+                     found.paired)
         return found
 
     def _lead(self) -> bool:
@@ -241,6 +260,7 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
         if emptied.image_ids:
             log.info("removed %d picture(s) for good from the trash (deleted more than %d days ago)",
                      len(emptied.image_ids), settings.trash_days)
+        found.paired = pair_some_waiting(session)
         # The search's relevance cutoff follows the collection as it grows (clipseek.search.cutoff).
         if calibrate_if_due(session, ctx.encoder) is not None:
             session.commit()

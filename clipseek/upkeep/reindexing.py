@@ -12,7 +12,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from clipseek.indexing.broker import broker_client
-from clipseek.indexing.encoding import record_hashes
+from clipseek.indexing.hash_pairs import PAIR_BATCH, pair_waiting, record_hashes
 from clipseek.indexing.queueing import Enqueue, ids_without, reset_failed
 from clipseek.indexing.reading import EnqueueReading, queue_for_reading, reset_for_reading
 from clipseek.library.captions import add_derived_captions, listed
@@ -186,6 +186,19 @@ def backfill_hashes(session: Session, *, max_pixels: int, pool: ThreadPoolExecut
         last_id = rows[-1].id
         if on_batch:
             on_batch(hashed + unreadable)
+
+
+def backfill_pairs(session: Session, *, batch: int = PAIR_BATCH, on_batch: OnFacts | None = None) -> int:
+    """Look up the near-duplicate pairs of every hashed picture that has none looked up (hashed
+    before pairs were kept); return how many were paired. Commits after each batch."""
+    paired = 0
+    while ids := pair_waiting(session, limit=batch):
+        session.commit()
+        paired += len(ids)
+        if on_batch:
+            on_batch(paired)
+    session.commit()
+    return paired
 
 
 # Called after each committed batch with how many images have been looked up, and of how many.

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.indexing.heartbeats import WorkerState, worker_states
 from clipseek.indexing.reading import ReadingCounts, reading_counts
+from clipseek.library.duplicates import HashCounts, hash_counts
 from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
@@ -69,6 +70,8 @@ class StatusReport:
     places: PlacesStatus = field(default_factory=PlacesStatus)
     # Reading the words in indexed pictures (an enrichment: its failures leave images searchable).
     reading: ReadingCounts | None = None
+    # Perceptual hashes for near-duplicates, and those not yet compared with the others.
+    hashes: HashCounts = field(default_factory=HashCounts)
 
     @property
     def switch_percent(self) -> int | None:
@@ -105,6 +108,7 @@ class StatusReport:
                                                          "percent": self.switch_percent},
             "places": self.places.to_dict(),
             "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
+            "near_duplicates": self.hashes.to_dict(),
         }
 
 
@@ -114,6 +118,18 @@ def reading_summary(reading: ReadingCounts, *, enabled: bool) -> str:
             f"{reading.failed} failed, {reading.skipped} skipped")
     if not enabled:
         return line + "; reading is off (CLIPSEEK_OCR=0)."
+    return line + "."
+
+
+def hashes_summary(hashes: HashCounts) -> str:
+    """One line on the hashes that near-duplicates compare, worded the same by `clipseek status`
+    and the Status page."""
+    line = f"{hashes.hashed} picture(s) hashed"
+    if hashes.unhashed:
+        line += f", {hashes.unhashed} indexed without a hash (`clipseek reindex --hashes` computes them)"
+    if hashes.unpaired:
+        line += (f", {hashes.unpaired} waiting to be compared with the others (the workers' scheduler "
+                 "does it in the background, `clipseek reindex --hashes` at once)")
     return line + "."
 
 
@@ -198,7 +214,7 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
                            for r in recent_rejections(session, limit=recent_failures)],
         switch=switch_progress(session), in_trash=in_trash,
         places=places_status(session, recent=recent_failures),
-        reading=reading_counts(session, recent_failures=recent_failures))
+        reading=reading_counts(session, recent_failures=recent_failures), hashes=hash_counts(session))
 
 
 def count_pending(session: Session) -> int:
