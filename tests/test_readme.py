@@ -68,7 +68,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
                          NearDuplicatePair(image_id=4, other_id=5, distance=2)])
         session.commit()
     blocks = _sql_blocks()
-    assert len(blocks) == 9
+    assert len(blocks) == 10
     results, plans = [], []
     with db.engine.connect() as conn:
         for block in blocks:
