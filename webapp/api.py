@@ -17,7 +17,7 @@ from clipseek.store.tables import Image, in_library
 from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
 from webapp.auth import actor, may
-from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
+from webapp.db_session import active_model_name, clipseek, get_session, image_or_404, reads_from_replica
 from webapp.params import paging, parse_ids, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
@@ -26,6 +26,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.get("/search")
+@reads_from_replica(unless_arg="example")
 def search() -> tuple[Response, int, dict[str, str]]:
     """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ."""
     encoder = clipseek().encoder_for(active_model_name())
@@ -36,6 +37,7 @@ def search() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/images/<int:image_id>")
+@reads_from_replica()
 def image(image_id: int) -> Response:
     """GET /api/images/<id> : everything known about one image, and what the caller may do to it."""
     found = image_or_404(image_id)
@@ -44,6 +46,7 @@ def image(image_id: int) -> Response:
 
 
 @bp.get("/images")
+@reads_from_replica()
 def images() -> Response:
     """GET /api/images?ids=1,2,3 : several images at once (the upload page polls this)."""
     ids = parse_ids(request.args.get("ids", ""))
@@ -53,6 +56,7 @@ def images() -> Response:
 
 
 @bp.get("/images/<int:image_id>/similar")
+@reads_from_replica()
 def similar(image_id: int) -> Response:
     """GET /api/images/<id>/similar?page=&per_page= : nearest neighbours of an image."""
     image_or_404(image_id)
@@ -110,5 +114,6 @@ def status() -> Response:
     """GET /api/status : counts, the active model, a switch's progress, queue and recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
-    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth)
+    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth,
+                               replicas=clipseek().db.replica_states())
     return jsonify(report.to_dict())

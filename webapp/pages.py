@@ -19,7 +19,7 @@ from clipseek.search.query import FORMATS, SOURCES, Mode, Orientation, SearchReq
 from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
 from clipseek.upkeep.status import collection_status, count_pending, reading_summary, switch_summary
 from webapp.auth import actor
-from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
+from webapp.db_session import active_model_name, clipseek, get_session, image_or_404, reads_from_replica
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
 from webapp.presenters import search_chips, server_timing
 
@@ -27,6 +27,7 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@reads_from_replica(unless_arg="example")
 def search() -> tuple[str, int, dict[str, str]] | Response:
     """The search form with its filters and a page of results (without a query: newest first)."""
     tidy = tidy_search_args(request.args)
@@ -78,6 +79,7 @@ def by_image() -> Response:
 
 
 @bp.get("/image/<int:image_id>")
+@reads_from_replica()
 def image(image_id: int) -> str:
     """One image: the picture, its captions and facts, and its nearest neighbours."""
     return image_page(image_id)
@@ -109,6 +111,7 @@ def delete(image_id: int) -> Response:
 
 
 @bp.get("/image/<int:image_id>/similar")
+@reads_from_replica()
 def similar(image_id: int) -> str:
     """All images ranked by similarity to one image, page by page."""
     picture = image_or_404(image_id)
@@ -125,7 +128,7 @@ def status() -> str:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
-                               queue_depth=depth)
+                               queue_depth=depth, replicas=clipseek().db.replica_states())
     return render_template("status.html", report=report,
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)

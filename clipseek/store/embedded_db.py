@@ -38,7 +38,8 @@ SYSTEM_USER = "embedded_postgres"
 PASSWORDS_FILE = "postgres-passwords.json"
 _SOCKET_NAME = ".s.PGSQL.5432"
 _HBA_MARK = "# ClipSeek: every login needs its password."
-_HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\n"
+# "all" covers no replication connection: streaming a copy is allowed on its own line.
+_HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\nlocal replication all scram-sha-256\n"
 # Only while the passwords are being set, with the socket in a folder no one else can enter.
 _HBA_BOOTSTRAP = "# ClipSeek: setting passwords; the socket folder is private.\nlocal all all trust\n"
 
@@ -129,6 +130,31 @@ class EmbeddedPostgres:
                 self._start()
             self._secure()
             self._ensure_database()
+        return self.url()
+
+    def ensure_replica_of(self, primary: EmbeddedPostgres) -> str:
+        """Make this cluster a streaming replica of `primary` (a copy by pg_basebackup, which
+        then follows the primary's WAL) if it is not one yet, start it, and return its URL.
+
+        The replica shares the primary's roles and so its passwords; the tests and the replica
+        benchmark use it, a deployment uses its PostgreSQL's own replication.
+        """
+        with self._lock():
+            self._prepare_folder()
+            if self.passwords_file != primary.passwords_file:
+                self.passwords_file.write_text(primary.passwords_file.read_text())
+                self.passwords_file.chmod(0o600)
+            if not (self.pgdata / "PG_VERSION").exists():
+                conninfo = (f"host={primary.socket_dir} user={SUPERUSER} "
+                            f"password={primary._passwords()['superuser']}")
+                self._run([_bin("pg_basebackup"), "-D", str(self.pgdata), "-R", "-X", "stream",
+                           "-c", "fast", "-d", conninfo])
+                # The primary keeps its socket's lock file and its log in its data folder:
+                # the copy must start without them.
+                for leftover in (_SOCKET_NAME + ".lock", self.log_file.name):
+                    (self.pgdata / leftover).unlink(missing_ok=True)
+            if not self.is_running():
+                self._start()
         return self.url()
 
     def stop(self, *, mode: str = "fast") -> bool:
