@@ -213,6 +213,8 @@ def test_stopping_the_replica_under_load_fails_no_request_and_it_comes_back(
             codes.append(client.get(SEARCH).status_code)
             enough.release()
 
+    # The first request opens the app's database: not three threads at once.
+    assert _replica_state(app) == "up"
     threads = [threading.Thread(target=search) for _ in range(3)]
     for thread in threads:
         thread.start()
