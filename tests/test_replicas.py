@@ -8,7 +8,7 @@ import io
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +38,9 @@ class Pair:
     def replayed(self) -> bool:
         """Whether the replica has replayed everything the primary has written so far."""
         with self.primary.admin_connection() as conn:
-            written = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+            written = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
         with self.replica.admin_connection() as conn:
-            replayed = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
+            replayed = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]  # type: ignore[index]
         return parse_lsn(replayed) >= written
 
     def embedding_scans(self, server: EmbeddedPostgres) -> int:
@@ -112,7 +112,7 @@ def _settings(home: Path, primary: EmbeddedPostgres, replica: EmbeddedPostgres |
 
 
 @pytest.fixture
-def make_app(pair: Pair, tmp_path: Path, redis_url: str) -> Iterator[type[Flask] | object]:
+def make_app(pair: Pair, tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Flask]]:
     """Build web apps on the pair (reading from the replica), closed after the test."""
     apps: list[Flask] = []
 
@@ -139,7 +139,7 @@ def _replica_state(app: Flask) -> str:
     return str(replicas[0]["state"])
 
 
-def test_searches_are_answered_by_the_replica(pair: Pair, make_app) -> None:  # type: ignore[no-untyped-def]
+def test_searches_are_answered_by_the_replica(pair: Pair, make_app: Callable[..., Flask]) -> None:
     app = make_app()
     client = app.test_client()
     before, on_primary = pair.embedding_scans(pair.replica), pair.embedding_scans(pair.primary)
@@ -155,7 +155,7 @@ def test_searches_are_answered_by_the_replica(pair: Pair, make_app) -> None:  # 
 
 
 def test_an_upload_and_a_deletion_are_seen_by_their_author_at_once_while_the_replica_lags(
-    pair: Pair, make_app,  # type: ignore[no-untyped-def]
+    pair: Pair, make_app: Callable[..., Flask],
 ) -> None:
     app = make_app()
     author, stranger = app.test_client(), app.test_client()
@@ -181,7 +181,7 @@ def test_an_upload_and_a_deletion_are_seen_by_their_author_at_once_while_the_rep
              "the replica to show the deletion")
 
 
-def test_a_lagging_replica_is_skipped_and_comes_back(pair: Pair, make_app) -> None:  # type: ignore[no-untyped-def]
+def test_a_lagging_replica_is_skipped_and_comes_back(pair: Pair, make_app: Callable[..., Flask]) -> None:
     app = make_app(CLIPSEEK_REPLICA_MAX_LAG="1")
     writer, reader = make_app().test_client(), app.test_client()
     wait_for(lambda: _replica_state(app) == "up", 30, "the replica to be up")
@@ -200,7 +200,7 @@ def test_a_lagging_replica_is_skipped_and_comes_back(pair: Pair, make_app) -> No
 
 
 def test_stopping_the_replica_under_load_fails_no_request_and_it_comes_back(
-    pair: Pair, make_app,  # type: ignore[no-untyped-def]
+    pair: Pair, make_app: Callable[..., Flask],
 ) -> None:
     app = make_app()
     codes: list[int] = []
