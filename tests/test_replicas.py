@@ -232,3 +232,13 @@ def test_stopping_the_replica_under_load_fails_no_request_and_it_comes_back(
     assert _replica_state(app) == "down"
     pair.replica.ensure_replica_of(pair.primary)
     wait_for(lambda: _replica_state(app) == "up", 60, "the restarted replica to be used again")
+
+
+def test_read_urls_are_split_on_commas_and_without_them_every_read_is_on_the_primary(db: Database) -> None:
+    settings = Settings.from_env({"CLIPSEEK_HOME": "/tmp/unused",
+                                  "DATABASE_READ_URL": " postgresql://a/x , postgresql://b/x ,"})
+    assert settings.database_read_urls == ("postgresql://a/x", "postgresql://b/x")
+    assert Settings.from_env({"CLIPSEEK_HOME": "/tmp/unused"}).database_read_urls == ()
+    assert db.replicas is None and db.replica_states() == []
+    with db.read_session() as session:
+        assert session.get_bind() is db.engine and "replica" not in session.info
