@@ -121,7 +121,8 @@ def run(base: int, imported: int, folder: Path) -> dict[str, Any]:
     replica_server = EmbeddedPostgres(folder / "replica")
     primary_server.ensure_running()
     try:
-        settings = Settings.from_env({"CLIPSEEK_HOME": str(folder / "home"), "DATABASE_URL": primary_server.url(),
+        settings = Settings.from_env({"CLIPSEEK_HOME": str(folder / "home"),
+                                      "DATABASE_URL": primary_server.url(),
                                       "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1"})
         db = open_database(settings)
         vectors = unit_vectors(base + imported, seed=1)
