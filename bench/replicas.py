@@ -49,7 +49,8 @@ BATCH = 100
 def unit_vectors(count: int, seed: int) -> np.ndarray:
     """Random unit vectors of the test model's 512 dimensions."""
     vectors = np.random.default_rng(seed).normal(size=(count, 512)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 def add_batch(session: Session, first: int, vectors: np.ndarray) -> None:
