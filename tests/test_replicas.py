@@ -191,6 +191,8 @@ def test_a_lagging_replica_is_skipped_and_comes_back(pair: Pair, make_app: Calla
                            content_type="multipart/form-data", headers=SCRIPT)
         image_id = sent.get_json()["uploads"][0]["image_id"]
         wait_for(lambda: _replica_state(app) == "lagging", 30, "the replica to count as lagging")
+        page = reader.get("/status").get_data(as_text=True)
+        assert "Replica " in page and 'class="replica replica-lagging"' in page
         # The reader wrote nothing, yet sees the upload: its reads went to the primary.
         assert [i["image_id"] for i in reader.get(f"/api/images?ids={image_id}").get_json()["images"]] \
             == [image_id]

@@ -7,13 +7,14 @@ replicas, uses the primary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from flask import Flask, abort, current_app, g, request
 from flask import session as visitor
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
@@ -101,7 +102,9 @@ def _remember_write(response: Response) -> Response:
     # After a request that may have written, this visitor's reads wait for a replica that has
     # replayed up to here (the primary answers them meanwhile): they see their own changes.
     if request.method not in _READ_METHODS and "db_session" in g and clipseek().db.replicas is not None:
-        visitor[LAST_WRITE_KEY] = clipseek().db.write_position()
+        # Should the primary go away just now, the answer stands and reads keep the last mark.
+        with contextlib.suppress(SQLAlchemyError):
+            visitor[LAST_WRITE_KEY] = clipseek().db.write_position()
     return response
 
 
