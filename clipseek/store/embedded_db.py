@@ -142,13 +142,15 @@ class EmbeddedPostgres:
         with self._lock():
             self._prepare_folder()
             if self.passwords_file != primary.passwords_file:
-                self.passwords_file.write_text(primary.passwords_file.read_text())
-                self.passwords_file.chmod(0o600)
+                handle = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(handle, "w") as out:
+                    out.write(primary.passwords_file.read_text())
             if not (self.pgdata / "PG_VERSION").exists():
-                conninfo = (f"host={primary.socket_dir} user={SUPERUSER} "
-                            f"password={primary._passwords()['superuser']}")
+                # The password goes in the environment, not on a command line others can list;
+                # -R keeps it in the copy's settings (mode 0600), to follow the primary with.
                 self._run([_bin("pg_basebackup"), "-D", str(self.pgdata), "-R", "-X", "stream",
-                           "-c", "fast", "-d", conninfo])
+                           "-c", "fast", "-h", str(primary.socket_dir), "-U", SUPERUSER],
+                          env={"PGPASSWORD": primary._passwords()["superuser"]})
                 # The primary keeps its socket's lock file and its log in its data folder:
                 # the copy must start without them.
                 for leftover in (_SOCKET_NAME + ".lock", self.log_file.name):
@@ -187,15 +189,19 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(self._system_user)
         return entry.pw_uid, entry.pw_gid
 
-    def _execute(self, command: list[str]) -> subprocess.CompletedProcess[str]:
-        """Run a server program as the server's user, in its own group only."""
+    def _execute(self, command: list[str], *,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a server program as the server's user, in its own group only (with `env` added
+        to the environment)."""
+        environ = None if env is None else os.environ | env
         if self._system_user is None:
-            return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
+            return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/",
+                                  env=environ)
         # Without group= and extra_groups= the child would keep root's groups: the server
         # would run in group root and could read whatever that group may.
         uid, gid = self._server_ids()
         return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/",
-                              user=uid, group=gid, extra_groups=[])
+                              user=uid, group=gid, extra_groups=[], env=environ)
 
     def _prepare_folder(self) -> None:
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
@@ -348,8 +354,8 @@ class EmbeddedPostgres:
             # must own them to run migrations.
             hand_over_schema(conn, APP_ROLE)
 
-    def _run(self, command: list[str]) -> None:
-        result = self._execute(command)
+    def _run(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
+        result = self._execute(command, env=env)
         if result.returncode != 0:
             raise DatabaseUnavailable(
                 f"The embedded PostgreSQL in {self.pgdata} failed ({Path(command[0]).name}): "
