@@ -5,7 +5,10 @@ replica that stops, lags or comes back costing no request."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -139,7 +142,8 @@ def _replica_state(app: Flask) -> str:
     return str(replicas[0]["state"])
 
 
-def test_searches_are_answered_by_the_replica(pair: Pair, make_app: Callable[..., Flask]) -> None:
+def test_searches_are_answered_by_the_replica(pair: Pair, make_app: Callable[..., Flask],
+                                              tmp_path: Path, redis_url: str) -> None:
     app = make_app()
     client = app.test_client()
     before, on_primary = pair.embedding_scans(pair.replica), pair.embedding_scans(pair.primary)
@@ -152,6 +156,16 @@ def test_searches_are_answered_by_the_replica(pair: Pair, make_app: Callable[...
              "the replica's statistics to count the searches")
     assert pair.embedding_scans(pair.primary) == on_primary
     assert _replica_state(app) == "up"
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
+    env |= {"CLIPSEEK_HOME": str(tmp_path / "cli"), "DATABASE_URL": pair.primary.url(),
+            "DATABASE_READ_URL": pair.replica.url(), "REDIS_URL": redis_url,
+            "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    shown = subprocess.run(["clipseek", "status"], env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Replica {pair.replica.socket_dir}:5432/clipseek: up, " in shown.stdout
 
 
 def test_an_upload_and_a_deletion_are_seen_by_their_author_at_once_while_the_replica_lags(
