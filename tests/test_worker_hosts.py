@@ -66,3 +66,38 @@ def test_a_worker_with_its_own_home_indexes_the_first_hosts_images_exactly_once(
     # The first host sees the other host's worker by its heartbeat.
     assert len(status["workers"]) == 1 and status["queue_depth"] == 0
     assert not (other_home / "images").exists()
+
+
+@pytest.mark.slow  # two worker processes in turn: minutes on 2 cores
+def test_the_lost_batch_of_a_worker_killed_on_another_host_is_recovered_on_the_first(
+    cli_env: dict[str, str], redis_url: str, db: Database, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    # The default visibility timeout: only the dead worker's heartbeat going stale brings its
+    # batch back, found by a scheduler on the first host.
+    first_host = cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_BATCH_SIZE": "4"}
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for photo in sample_photos:
+        shutil.copy(photo.path, folder)
+    _cli(first_host, "ingest", str(folder), "--copy", "--no-progress")
+    other = WorkerProcess(first_host | {"CLIPSEEK_HOME": str(tmp_path / "other-host")},
+                          tmp_path / "other.log")
+    try:
+        other.wait_ready()
+        wait_for(lambda: _indexed(db) >= 4, 180, "a first batch on the other host")
+        other.kill()
+    finally:
+        other.stop()
+    assert _indexed(db) < len(sample_photos), "the kill came too late to test anything"
+    local = WorkerProcess(first_host, tmp_path / "local.log", beat=True)
+    try:
+        local.wait_ready()
+        wait_for(lambda: _indexed(db) == len(sample_photos), 180,
+                 "the other host's lost batch to be indexed on the first")
+    finally:
+        local.stop()
+    with db.session() as session:
+        attempts = set(session.scalars(select(Image.attempts)))
+        embeddings = session.scalar(select(func.count()).select_from(Embedding))
+    assert embeddings == len(sample_photos) and attempts == {1}
