@@ -150,6 +150,9 @@ def test_searches_are_answered_by_the_replica(pair: Pair, make_app: Callable[...
     for _ in range(4):
         found = client.get(SEARCH)
         assert found.status_code == 200 and len(found.get_json()["results"]) == 3
+    # The pages read there too: browsing, a search page, a picture with its neighbours.
+    for page in ("/", "/?like=1", "/image/1", "/image/1/similar", "/api/images/1/similar"):
+        assert client.get(page).status_code == 200, page
     # A backend sends its statistics when it ends: close the app's connections, then read them.
     app.extensions["clipseek"].close()
     wait_for(lambda: pair.embedding_scans(pair.replica) >= before + 4, 30,
