@@ -87,6 +87,11 @@ class Settings:
 
     home: Path
     database_url: str | None = None
+    # Read-only replicas of database_url (DATABASE_READ_URL, comma-separated) for searches,
+    # browsing and picture pages; empty: every read goes to the primary.
+    database_read_urls: tuple[str, ...] = ()
+    # Seconds a replica may fall behind the primary before reads skip it.
+    replica_max_lag_s: int = 30
     redis_url: str | None = None
     model: str = DEFAULT_MODEL
     weights: Path | None = None
@@ -122,6 +127,9 @@ class Settings:
         return cls(
             home=(home or default_home(env)).absolute(),
             database_url=env.get("DATABASE_URL") or None,
+            database_read_urls=tuple(url.strip() for url in (env.get("DATABASE_READ_URL") or "")
+                                     .split(",") if url.strip()),
+            replica_max_lag_s=_int(env, "CLIPSEEK_REPLICA_MAX_LAG", 30),
             redis_url=env.get("REDIS_URL") or None,
             model=env.get("CLIPSEEK_MODEL") or DEFAULT_MODEL,
             weights=Path(weights).expanduser() if weights else None,

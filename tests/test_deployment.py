@@ -76,19 +76,30 @@ def test_compose_refuses_to_start_without_the_admin_password() -> None:
 def test_services_healthchecks_and_order_are_as_documented() -> None:
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"db", "redis", "migrate", "web", "worker", "scheduler"}
+    assert set(services) == {"db", "redis", "migrate", "web", "worker", "scheduler", "db-replica"}
     assert "healthcheck" in services["db"] and "healthcheck" in services["redis"]
     for name in ("web", "worker"):
         needs = services[name]["depends_on"]
         assert needs["db"]["condition"] == "service_healthy"
         assert needs["redis"]["condition"] == "service_healthy"
         assert needs["migrate"]["condition"] == "service_completed_successfully"
-    assert set(compose["volumes"]) == {"pgdata", "redisdata", "images", "models"}
+    assert set(compose["volumes"]) == {"pgdata", "redisdata", "images", "models", "replicadata"}
     assert services["worker"]["command"] == ["clipseek", "worker", "--no-beat"]
     assert "ports" not in services["worker"]  # so that --scale worker=N works
     deployment = (ROOT / "docs" / "deployment.md").read_text()
     for word in [*services, *compose["volumes"], "--scale worker=", "pg_dump", "clipseek db upgrade"]:
         assert word in deployment, word
+
+
+def test_the_replica_profile_adds_a_streaming_replica_the_web_app_may_read_from() -> None:
+    services = _compose()["services"]
+    replica = services["db-replica"]
+    assert replica["profiles"] == ["replica"] and replica["image"] == services["db"]["image"]
+    assert "pg_basebackup -h db" in replica["command"][0] and " -R " in replica["command"][0]
+    assert services["web"]["environment"]["DATABASE_READ_URL"] == "${DATABASE_READ_URL:-}"
+    # The primary lets replicas connect: the official image runs this on a new database.
+    assert any("allow-replication.sh:/docker-entrypoint-initdb.d/" in v for v in services["db"]["volumes"])
+    assert "--profile replica" in (ROOT / "docs" / "deployment.md").read_text()
 
 
 def test_database_image_matches_the_tested_postgres(pg_server: EmbeddedPostgres) -> None:

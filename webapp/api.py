@@ -18,7 +18,14 @@ from clipseek.store.tables import Image, in_library
 from clipseek.upkeep.retrying import retry_failed_images
 from clipseek.upkeep.status import collection_status
 from webapp.auth import actor, may
-from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
+from webapp.db_session import (
+    active_model_name,
+    clipseek,
+    get_session,
+    image_or_404,
+    primary_session,
+    reads_from_replica,
+)
 from webapp.params import paging, parse_ids, parse_sha256s, search_body, search_request
 from webapp.presenters import image_dict, page_dict, server_timing
 from webapp.uploads import save_uploads
@@ -27,6 +34,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.route("/search", methods=["GET", "POST"])
+@reads_from_replica(unless_arg="example")
 def search() -> tuple[Response, int, dict[str, str]]:
     """GET /api/search?q=&example=&like=&<filters>&mode=&sort=&min_score=&all=&page=&per_page= ;
     POST /api/search with those as JSON, or "embedding" (a vector of the active model) for "q"."""
@@ -39,8 +47,10 @@ def search() -> tuple[Response, int, dict[str, str]]:
     else:
         args = request.args
     results = run_search(get_session(), encoder, search_request(args),
-                         ef_search=clipseek().settings.ef_search, vector=vector)
-    get_session().commit()  # an example's or a text's last use
+                         ef_search=clipseek().settings.ef_search, vector=vector,
+                         texts_session=primary_session())
+    get_session().commit()  # an example's last use
+    primary_session().commit()  # the texts kept for SQL
     return jsonify(page_dict(results)), 200, server_timing(results)
 
 
@@ -56,6 +66,7 @@ def embed() -> Response:
 
 
 @bp.get("/images/<int:image_id>")
+@reads_from_replica()
 def image(image_id: int) -> Response:
     """GET /api/images/<id> : everything known about one image, and what the caller may do to it."""
     found = image_or_404(image_id)
@@ -64,6 +75,7 @@ def image(image_id: int) -> Response:
 
 
 @bp.get("/images")
+@reads_from_replica()
 def images() -> Response:
     """GET /api/images?ids=1,2,3&sha256=… : several images at once, by id or by checksum.
 
@@ -79,6 +91,7 @@ def images() -> Response:
 
 
 @bp.get("/images/<int:image_id>/similar")
+@reads_from_replica()
 def similar(image_id: int) -> Response:
     """GET /api/images/<id>/similar?page=&per_page= : nearest neighbours of an image."""
     image_or_404(image_id)
@@ -136,5 +149,6 @@ def status() -> Response:
     """GET /api/status : counts, the active model, a switch's progress, queue and recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
-    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth)
+    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth,
+                               replicas=clipseek().db.replica_states())
     return jsonify(report.to_dict())

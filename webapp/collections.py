@@ -21,7 +21,7 @@ from clipseek.library.collections import (
 from clipseek.library.deletion import Deletion, Selection, delete_images, selected_ids
 from clipseek.store.tables import Image
 from webapp.auth import actor
-from webapp.db_session import clipseek, get_session
+from webapp.db_session import clipseek, get_session, reads_from_replica
 from webapp.params import MAX_IDS, MAX_IMAGE_ID, paging
 from webapp.presenters import counted
 
@@ -63,6 +63,7 @@ def page() -> str:
 
 
 @bp.get("/collections/browse")
+@reads_from_replica()
 def browse() -> str:
     """One collection's images, newest first, page by page."""
     name = collection_name(request.args.get("name", ""))

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from clipseek.library.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumbnail
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.store.tables import Image
-from webapp.db_session import clipseek, get_session
+from webapp.db_session import clipseek, get_session, reads_from_replica
 from webapp.presenters import missing_notice
 
 bp = Blueprint("files", __name__)
@@ -40,6 +40,7 @@ def _derived(path: Path, mimetype: str, etag: str) -> Response:
 
 
 @bp.get("/thumb/<int:image_id>.jpg")
+@reads_from_replica()
 def thumbnail(image_id: int) -> Response:
     """A 320-pixel JPEG thumbnail, cached on disk and by browsers (content never changes)."""
     image = _image(image_id)
@@ -53,6 +54,7 @@ def thumbnail(image_id: int) -> Response:
 
 
 @bp.get("/file/<int:image_id>")
+@reads_from_replica()
 def original(image_id: int) -> Response:
     """The picture: the stored file, or a cached PNG display copy for formats browsers lack."""
     image = _image(image_id)

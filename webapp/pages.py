@@ -26,7 +26,14 @@ from clipseek.upkeep.status import (
     switch_summary,
 )
 from webapp.auth import actor
-from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
+from webapp.db_session import (
+    active_model_name,
+    clipseek,
+    get_session,
+    image_or_404,
+    primary_session,
+    reads_from_replica,
+)
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
 from webapp.presenters import search_chips, server_timing
 
@@ -34,6 +41,7 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@reads_from_replica(unless_arg="example")
 def search() -> tuple[str, int, dict[str, str]] | Response:
     """The search form with its filters and a page of results (without a query: newest first)."""
     tidy = tidy_search_args(request.args)
@@ -47,7 +55,7 @@ def search() -> tuple[str, int, dict[str, str]] | Response:
     try:
         request_ = search_request(request.args)
         results = run_search(get_session(), clipseek().encoder_for(active_model_name()), request_,
-                             ef_search=clipseek().settings.ef_search)
+                             ef_search=clipseek().settings.ef_search, texts_session=primary_session())
     except BadQuery as exc:
         error = str(exc)
     searchable = (results.searchable if results is not None and results.searchable is not None
@@ -58,6 +66,7 @@ def search() -> tuple[str, int, dict[str, str]] | Response:
         # An example's last use; after the counts, so that they run in the same transaction
         # rather than check the connection out again.
         get_session().commit()
+        primary_session().commit()  # the texts kept for SQL
     return render_template(
         "search.html", query=request.args.get("q", ""), results=results, error=error,
         request=request_ or SearchRequest(per_page=DEFAULT_PAGE_SIZE), args=request.args,
@@ -86,6 +95,7 @@ def by_image() -> Response:
 
 
 @bp.get("/image/<int:image_id>")
+@reads_from_replica()
 def image(image_id: int) -> str:
     """One image: the picture, its captions and facts, and its nearest neighbours."""
     return image_page(image_id)
@@ -120,6 +130,7 @@ def delete(image_id: int) -> Response:
 
 
 @bp.get("/image/<int:image_id>/similar")
+@reads_from_replica()
 def similar(image_id: int) -> str:
     """All images ranked by similarity to one image, page by page."""
     picture = image_or_404(image_id)
@@ -136,7 +147,7 @@ def status() -> str:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
-                               queue_depth=depth)
+                               queue_depth=depth, replicas=clipseek().db.replica_states())
     return render_template("status.html", report=report,
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)

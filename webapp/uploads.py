@@ -22,7 +22,7 @@ from clipseek.library.uploads import (
 )
 from clipseek.store.tables import Image
 from webapp.auth import actor
-from webapp.db_session import active_model_name, clipseek, get_session
+from webapp.db_session import active_model_name, clipseek, get_session, reads_from_replica
 from webapp.params import parse_ids
 from webapp.upload_limits import MAX_FILES, MAX_REQUEST_BYTES
 
@@ -95,6 +95,7 @@ def upload() -> Response:
 
 
 @bp.get("/uploads")
+@reads_from_replica()
 def progress() -> str:
     """The uploaded images and their statuses, updated by the page itself until done."""
     ids = parse_ids(request.args.get("ids", ""))

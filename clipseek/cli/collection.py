@@ -290,7 +290,8 @@ def status(ctx: Context, as_json: bool) -> None:
     and, during a switch to another model, its progress and time left."""
     depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
-        found = collection_status(session, model=ctx.model, queue_depth=depth)
+        found = collection_status(session, model=ctx.model, queue_depth=depth,
+                                  replicas=ctx.db.replica_states())
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2, default=str))
         return
@@ -312,6 +313,8 @@ def status(ctx: Context, as_json: bool) -> None:
                f" task(s) waiting; workers: {workers or 'none running'}")
     for failure in found.recent_failures:
         click.echo(f"  failed #{failure.image_id} {failure.path}: {failure.error}")
+    for replica in found.replicas:
+        click.echo(f"Replica {replica.summary()}")
     click.echo(f"Places: {places_summary(found.places)}")
     for unplaced in found.places.recent_no_place:
         click.echo(f"  no place #{unplaced.image_id} {unplaced.name} "

@@ -234,14 +234,18 @@ def search_images(
 
 
 def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
-               ef_search: int = DEFAULT_EF_SEARCH, vector: np.ndarray | None = None) -> SearchPage:
+               ef_search: int = DEFAULT_EF_SEARCH, vector: np.ndarray | None = None,
+               texts_session: Session | None = None) -> SearchPage:
     """Answer one search request: rank (or browse), filter, cut off and page, in one statement.
 
     `vector` stands in for the request's own query embedding (the benchmarks plant one).
+    `texts_session` keeps the query's texts (query_embeddings) where `session` cannot write:
+    a search read on a replica keeps them on the primary. The caller commits both.
     """
     check_paging(request.page, request.per_page)
     started = time.perf_counter()
-    result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector)
+    result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector,
+                                      texts_session=texts_session)
     result.hits = hydrate(session, ranked, first_rank=(request.page - 1) * request.per_page + 1)
     result.timings_ms = {"encode": encode_ms,
                          "query": (time.perf_counter() - started) * 1000 - encode_ms}
@@ -265,12 +269,13 @@ def all_matches(session: Session, encoder: Encoder, request: SearchRequest, *, l
 
 
 def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_search: int,
-          vector: np.ndarray | None = None) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
+          vector: np.ndarray | None = None, texts_session: Session | None = None,
+          ) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
     """The request's page as ranked ids (not yet hydrated), and the milliseconds its embedding took."""
     model = encoder.model_id
     started = time.perf_counter()
     if vector is None and not request.browsing:
-        vector = query_vector(session, encoder, request)
+        vector = query_vector(session, encoder, request, texts_session=texts_session)
     encoded = time.perf_counter()
     mode = _mode(session, request)
     offset = (request.page - 1) * request.per_page
@@ -406,8 +411,13 @@ def text_words(terms: Sequence[Term]) -> str:
     return " ".join(parts)
 
 
-def query_vector(session: Session, encoder: Encoder, request: SearchRequest) -> np.ndarray:
-    """The request's query embedding: the example or image, plus and minus each text term."""
+def query_vector(session: Session, encoder: Encoder, request: SearchRequest, *,
+                 texts_session: Session | None = None) -> np.ndarray:
+    """The request's query embedding: the example or image, plus and minus each text term.
+
+    The texts' vectors are read and kept through `texts_session` when given (the primary,
+    where `session` reads on a replica).
+    """
     model = encoder.model_id
     total = np.zeros(0, dtype=np.float32)
     if request.example is not None:
@@ -415,7 +425,8 @@ def query_vector(session: Session, encoder: Encoder, request: SearchRequest) -> 
     elif request.like is not None:
         total = image_vector(session, request.like, model=model)
     if request.terms:
-        texts = text_vectors(session, encoder, [t.text.strip('"') or t.text for t in request.terms])
+        texts = text_vectors(texts_session or session, encoder,
+                             [t.text.strip('"') or t.text for t in request.terms])
         signs = np.array([t.sign for t in request.terms], dtype=np.float32)[:, None]
         combined = (texts * signs).sum(axis=0)
         total = combined if total.size == 0 else total / np.linalg.norm(total) + combined

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clipseek.errors import DatabaseUnavailable
 from clipseek.settings import Settings
 from clipseek.store.embedded_db import EmbeddedPostgres
+from clipseek.store.replicas import ReplicaSet, ReplicaState, parse_lsn
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -70,6 +71,8 @@ class Database:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    # The read-only replicas of DATABASE_READ_URL; None without it (every read on the primary).
+    replicas: ReplicaSet | None = field(default=None, repr=False)
 
     @classmethod
     def connect(cls, settings: Settings, *, migrate: bool = True) -> Database:
@@ -85,11 +88,46 @@ class Database:
                 f"Cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
                 f"{str(exc.orig).strip()}. Check DATABASE_URL, or unset it to use the embedded one."
             ) from None
-        return cls(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        replicas = (ReplicaSet([normalize_url(u) for u in settings.database_read_urls], engine,
+                               max_lag_s=settings.replica_max_lag_s)
+                    if settings.database_read_urls else None)
+        return cls(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False),
+                   replicas=replicas)
 
     def session(self) -> Session:
-        """Open a new session (use it as a context manager)."""
+        """Open a new session on the primary (use it as a context manager)."""
         return self.sessions()
+
+    def read_session(self, *, after_lsn: int | None = None) -> Session:
+        """A session for read-only work: on a replica that is up and has replayed past
+        `after_lsn` (the reader's own last write), else on the primary.
+
+        A replica's session carries it in `session.info["replica"]`, so that a caller whose
+        read fails there can mark it down (`replica_failed`) and read again on the primary.
+        """
+        if self.replicas is not None:
+            session = self.replicas.read_session(after_lsn=after_lsn)
+            if session is not None:
+                return session
+        return self.sessions()
+
+    def replica_failed(self, session: Session, error: BaseException) -> bool:
+        """Mark down the replica a failed read session was on; False if it was on the primary."""
+        replica = session.info.get("replica")
+        if replica is None or self.replicas is None:
+            return False
+        self.replicas.mark_down(replica, error)
+        return True
+
+    def replica_states(self) -> list[ReplicaState]:
+        """Each replica's state and lag (none without DATABASE_READ_URL)."""
+        return [] if self.replicas is None else self.replicas.states()
+
+    def write_position(self) -> int:
+        """The primary's current WAL position: a read that must see the writes made so far
+        waits for a replica to replay past it."""
+        with self.engine.connect() as conn:
+            return parse_lsn(conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one())
 
     def ping(self) -> None:
         """Run a trivial query; raises if the database is unreachable."""
@@ -99,3 +137,5 @@ class Database:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+        if self.replicas is not None:
+            self.replicas.close()

@@ -38,7 +38,8 @@ SYSTEM_USER = "embedded_postgres"
 PASSWORDS_FILE = "postgres-passwords.json"
 _SOCKET_NAME = ".s.PGSQL.5432"
 _HBA_MARK = "# ClipSeek: every login needs its password."
-_HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\n"
+# "all" covers no replication connection: streaming a copy is allowed on its own line.
+_HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\nlocal replication all scram-sha-256\n"
 # Only while the passwords are being set, with the socket in a folder no one else can enter.
 _HBA_BOOTSTRAP = "# ClipSeek: setting passwords; the socket folder is private.\nlocal all all trust\n"
 
@@ -131,6 +132,33 @@ class EmbeddedPostgres:
             self._ensure_database()
         return self.url()
 
+    def ensure_replica_of(self, primary: EmbeddedPostgres) -> str:
+        """Make this cluster a streaming replica of `primary` (a copy by pg_basebackup, which
+        then follows the primary's WAL) if it is not one yet, start it, and return its URL.
+
+        The replica shares the primary's roles and so its passwords; the tests and the replica
+        benchmark use it, a deployment uses its PostgreSQL's own replication.
+        """
+        with self._lock():
+            self._prepare_folder()
+            if self.passwords_file != primary.passwords_file:
+                handle = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(handle, "w") as out:
+                    out.write(primary.passwords_file.read_text())
+            if not (self.pgdata / "PG_VERSION").exists():
+                # The password goes in the environment, not on a command line others can list;
+                # -R keeps it in the copy's settings (mode 0600), to follow the primary with.
+                self._run([_bin("pg_basebackup"), "-D", str(self.pgdata), "-R", "-X", "stream",
+                           "-c", "fast", "-h", str(primary.socket_dir), "-U", SUPERUSER],
+                          env={"PGPASSWORD": primary._passwords()["superuser"]})
+                # The primary keeps its socket's lock file and its log in its data folder:
+                # the copy must start without them.
+                for leftover in (_SOCKET_NAME + ".lock", self.log_file.name):
+                    (self.pgdata / leftover).unlink(missing_ok=True)
+            if not self.is_running():
+                self._start()
+        return self.url()
+
     def stop(self, *, mode: str = "fast") -> bool:
         """Stop the server if it runs (pg_ctl's `mode`: smart, fast or immediate); return whether it ran."""
         with self._lock():
@@ -161,15 +189,19 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(self._system_user)
         return entry.pw_uid, entry.pw_gid
 
-    def _execute(self, command: list[str]) -> subprocess.CompletedProcess[str]:
-        """Run a server program as the server's user, in its own group only."""
+    def _execute(self, command: list[str], *,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a server program as the server's user, in its own group only (with `env` added
+        to the environment)."""
+        environ = None if env is None else os.environ | env
         if self._system_user is None:
-            return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
+            return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/",
+                                  env=environ)
         # Without group= and extra_groups= the child would keep root's groups: the server
         # would run in group root and could read whatever that group may.
         uid, gid = self._server_ids()
         return subprocess.run(command, capture_output=True, text=True, check=False, cwd="/",
-                              user=uid, group=gid, extra_groups=[])
+                              user=uid, group=gid, extra_groups=[], env=environ)
 
     def _prepare_folder(self) -> None:
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
@@ -322,8 +354,8 @@ class EmbeddedPostgres:
             # must own them to run migrations.
             hand_over_schema(conn, APP_ROLE)
 
-    def _run(self, command: list[str]) -> None:
-        result = self._execute(command)
+    def _run(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
+        result = self._execute(command, env=env)
         if result.returncode != 0:
             raise DatabaseUnavailable(
                 f"The embedded PostgreSQL in {self.pgdata} failed ({Path(command[0]).name}): "

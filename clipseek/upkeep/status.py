@@ -16,6 +16,7 @@ from clipseek.library.duplicates import HashCounts, hash_counts
 from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
+from clipseek.store.replicas import ReplicaState
 from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
 
@@ -72,6 +73,8 @@ class StatusReport:
     reading: ReadingCounts | None = None
     # Perceptual hashes for near-duplicates, and those not yet compared with the others.
     hashes: HashCounts = field(default_factory=HashCounts)
+    # The read-only replicas (DATABASE_READ_URL), each with its state and lag.
+    replicas: list[ReplicaState] = field(default_factory=list)
 
     @property
     def switch_percent(self) -> int | None:
@@ -109,6 +112,7 @@ class StatusReport:
             "places": self.places.to_dict(),
             "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
             "near_duplicates": self.hashes.to_dict(),
+            "replicas": [r.to_dict() for r in self.replicas],
         }
 
 
@@ -182,7 +186,8 @@ def rate_text(per_second: float) -> str:
 
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
-                      queue_depth: int | None = None) -> StatusReport:
+                      queue_depth: int | None = None,
+                      replicas: Sequence[ReplicaState] = ()) -> StatusReport:
     """Counts of images per status (outside the trash) and in the trash, embeddings per model,
     workers and the latest failures.
 
@@ -214,7 +219,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
                            for r in recent_rejections(session, limit=recent_failures)],
         switch=switch_progress(session), in_trash=in_trash,
         places=places_status(session, recent=recent_failures),
-        reading=reading_counts(session, recent_failures=recent_failures), hashes=hash_counts(session))
+        reading=reading_counts(session, recent_failures=recent_failures), hashes=hash_counts(session),
+        replicas=list(replicas))
 
 
 def count_pending(session: Session) -> int:
