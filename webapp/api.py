@@ -111,4 +111,5 @@ def status() -> Response:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), queue_depth=depth)
-    return jsonify(report.to_dict())
+    precision = clipseek().encoder_for(report.model).precision_sentence()
+    return jsonify({**report.to_dict(), "precision": precision})
