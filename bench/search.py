@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
-from bench.common import markdown_table, percentiles, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, percentiles, scratch_home, write_results
 from clipseek.context import Context
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.vector_indexes import HNSW_EF_CONSTRUCTION, HNSW_M, index_name, index_sql, quoted
@@ -311,6 +311,7 @@ def main() -> None:
         settings = Settings.from_env(env)
         ctx = Context(settings)
         try:
+            print(f"precision: {measured_precision(settings)}", flush=True)
             results = [run_size(ctx, n, queries=args.queries, requests=args.requests) for n in sizes]
         finally:
             ctx.close()

@@ -28,7 +28,7 @@ def doctor(ctx: Context, measure: bool) -> None:
     choice, from_cache = encoder.precision_choice, encoder.precision_from_cache
     precision = encoder.precision
     if measure and choice is None:
-        choice = encoder.measure_now()
+        choice = encoder.measure_now(adopt=False)  # reported, not used
         from_cache = False
         precision = choice.precision if choice is not None else precision
     cache = encoder.precision_cache
@@ -46,7 +46,7 @@ def measure_precision(ctx: Context) -> None:
     encoder = ctx.encoder
     if not encoder.needs_measuring():
         return
-    choice = encoder.measure_now()
+    choice = encoder.measure_now(adopt=False)
     if choice is not None:
         click.echo(f"Precision measured: {choice.precision} chosen for {encoder.model_id}; searches "
                    f"and indexing switch to it now (`clipseek doctor` says why).")

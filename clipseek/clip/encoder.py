@@ -138,6 +138,8 @@ class ClipEncoder:
         self._preprocess: Preprocess | None = None
         self._lock = threading.Lock()
         self._model: Any = None
+        # The network queries run through: `_model` itself unless the choice runs them in another precision.
+        self._text_model: Any = None
         self._tokenizer: Any = None
         self.device = "cpu"
         self.precision = "fp32"
@@ -212,8 +214,17 @@ class ClipEncoder:
                 threading.Thread(target=self._watch_for_choice, name="clipseek-precision",
                                  daemon=True).start()
         self.precision = precision
+        text_model = self._text_copy(model, self.precision_choice)
         self._model = convert(model, precision, onnx_folder=self.onnx_folder, model_id=self.model_id)
+        self._text_model = text_model if text_model is not None else self._model
         self.dim = embedding_dim(model, self.policy.arch)
+
+    def _text_copy(self, fp32: Any, choice: PrecisionChoice | None) -> Any:
+        """The network for queries where the choice runs them in another precision than images."""
+        if choice is None or choice.query_precision == choice.precision:
+            return None
+        return convert(copy.deepcopy(fp32), choice.query_precision, onnx_folder=self.onnx_folder,
+                       model_id=self.model_id)
 
     def _machine_key(self, device: str) -> str:
         import torch
@@ -241,18 +252,24 @@ class ClipEncoder:
         return not usable(cached_choice(self.precision_cache, self._machine_key(device)),
                           runnable_precisions(device))
 
-    def measure_now(self) -> PrecisionChoice | None:
+    def measure_now(self, *, adopt: bool = True) -> PrecisionChoice | None:
         """Measure this machine's precisions and remember the choice, unless it is remembered already.
 
+        With `adopt`, this encoder then runs in the choice (other processes switch by themselves).
         None when another process is measuring (its choice lands in the same file) or the
-        precision is not `auto`. Serving processes switch to the choice by themselves.
+        precision is not `auto`.
         """
         self.load()
         if self.precision_choice is not None or self._fp32_model is None or self.precision_cache is None:
             return self.precision_choice
-        self._stop_watching.set()  # this process reports the choice; it need not convert to it
-        return measure_once(self.precision_cache, self._key, lambda: self._measure(self._fp32_model),
-                            self.runnable_precisions)
+        if not adopt:
+            self._stop_watching.set()  # a process that only measures need not convert
+        choice = measure_once(self.precision_cache, self._key, lambda: self._measure(self._fp32_model),
+                              self.runnable_precisions)
+        if choice is not None and adopt:
+            self._stop_watching.set()
+            self._adopt(choice)
+        return choice
 
     def _watch_for_choice(self) -> None:
         """Until the measured choice lands in the cache file, look for it; then switch to it."""
@@ -270,10 +287,12 @@ class ClipEncoder:
 
     def _adopt(self, choice: PrecisionChoice) -> None:
         """Convert a copy of the fp32 network to the measured choice, then serve from it."""
+        text_model = self._text_copy(self._fp32_model, choice)
         model = convert(copy.deepcopy(self._fp32_model), choice.precision, onnx_folder=self.onnx_folder,
                         model_id=self.model_id)
         with self._lock:
             self._model, self.precision, self.precision_choice = model, choice.precision, choice
+            self._text_model = text_model if text_model is not None else model
             self.precision_from_cache, self.precision_pending, self._fp32_model = True, False, None
             # Within the bars `auto` keeps, but a repeated query should not change with the clock.
             self._query_cache.clear()
@@ -329,7 +348,7 @@ class ClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) == 1 and (cached := self._query_cache.get(texts[0])) is not None:
             return cached.copy()
-        vectors = embed_tokens(self._model, self._tokenizer(list(texts)).to(self.device))
+        vectors = embed_tokens(self._text_model, self._tokenizer(list(texts)).to(self.device))
         if len(texts) == 1:
             with self._lock:
                 self._query_cache[texts[0]] = vectors.copy()
@@ -339,4 +358,4 @@ class ClipEncoder:
 
     def _encode_tokens(self, tokens: Any) -> Any:
         """CLIP's text tower in the loaded precision, cut at the longest query's end of text."""
-        return text_features(self._model, tokens)
+        return text_features(self._text_model, tokens)

@@ -130,6 +130,23 @@ def choose_fastest_accurate(measurements: Sequence[Measurement]) -> tuple[str, s
     return best.precision, reason + "."
 
 
+def choose_fastest_accurate_query(measurements: Sequence[Measurement]) -> tuple[str, str]:
+    """The accurate precision that embeds one query fastest, and a sentence saying why.
+
+    A search waits for its query's embedding, and one short query runs differently from a
+    batch of images (per-layer overhead weighs more than the kernels), so the text tower may
+    run in another precision than the images; both agree with fp32, so they stay comparable.
+    """
+    accurate = [m for m in measurements
+                if m.refused is None and (m.precision == "fp32" or accurate_enough(m))]
+    if not accurate:
+        return "fp32", "fp32 is the reference."
+    best = min(accurate, key=lambda m: m.query_ms)
+    others = ", ".join(f"{m.precision} {m.query_ms:.1f}" for m in accurate if m is not best)
+    return best.precision, (f"{best.precision} embedded a query fastest at {best.query_ms:.1f} ms"
+                            + (f" (against {others})" if others else "") + ".")
+
+
 @dataclass(frozen=True)
 class PrecisionChoice:
     """What `auto` chose on one machine, why, and the measurements it chose from."""
@@ -144,6 +161,14 @@ class PrecisionChoice:
     # made in (an image tower ONNX cannot export) is not retried at every start; one that
     # failed for the machine's sake (a full disk) is tried again at the next start.
     offered: tuple[str, ...] = ()
+    # The precision queries are embedded in (the text tower), and why; "" means `precision`.
+    text_precision: str = ""
+    text_reason: str = ""
+
+    @property
+    def query_precision(self) -> str:
+        """The precision of the text tower."""
+        return self.text_precision or self.precision
 
     @classmethod
     def from_json(cls, data: Any) -> PrecisionChoice:
@@ -151,9 +176,13 @@ class PrecisionChoice:
         measurements = tuple(Measurement(**m) for m in data["measurements"])
         # Files written before `offered` existed: what was measured was what was offered.
         offered = data.get("offered") or [m.precision for m in measurements]
+        if "text_precision" not in data:
+            # Written before queries had their own choice: measured again (in the background).
+            offered = []
         return cls(key=str(data["key"]), precision=str(data["precision"]), reason=str(data["reason"]),
                    measurements=measurements, measured_at=str(data["measured_at"]),
-                   offered=tuple(str(p) for p in offered))
+                   offered=tuple(str(p) for p in offered), text_precision=str(data.get("text_precision", "")),
+                   text_reason=str(data.get("text_reason", "")))
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -278,10 +307,11 @@ def resolve_auto(path: Path | None, key: str, measure: Callable[[], list[Measure
             return found, True
         measurements = measure()
         precision, reason = choose_fastest_accurate(measurements)
+        text_precision, text_reason = choose_fastest_accurate_query(measurements)
         choice = PrecisionChoice(key=key, precision=precision, reason=reason,
-                                 measurements=tuple(measurements),
-                                 measured_at=_now(),
-                                 offered=tuple(m.precision for m in measurements))
+                                 measurements=tuple(measurements), measured_at=_now(),
+                                 offered=tuple(m.precision for m in measurements),
+                                 text_precision=text_precision, text_reason=text_reason)
         if path is not None:
             # A read-only home measures again at the next start; the choice itself stands.
             with suppress(OSError):
@@ -311,6 +341,7 @@ def report_lines(*, cpu: Cpu, cores: int | None, device: str, runnable: Sequence
     source = f"remembered from {choice.measured_at}" if from_cache else "measured now"
     lines += [f"Precision: {precision}, chosen by CLIPSEEK_PRECISION=auto ({source}).",
               f"Why: {choice.reason}",
+              f"Queries: {choice.query_precision} ({choice.text_reason or 'as the images'})",
               "Measured on batches of 32 (8 real photos, 4 times over) and 4 queries" + (
                   " (one thread, in CPU time: rates per core, which a busy machine does not skew):"
                   if device == "cpu" else ":"),
@@ -338,7 +369,9 @@ def state_sentence(*, setting: str, precision: str, choice: PrecisionChoice | No
                    measuring: str | None) -> str:
     """The precision in one sentence, for the status page and /api/status."""
     if choice is not None:
-        return f"{precision}: measured on {choice.measured_at}, {choice.precision} chosen."
+        queries = (f" (queries in {choice.query_precision})"
+                   if choice.query_precision != choice.precision else "")
+        return f"{precision}: measured on {choice.measured_at}, {choice.precision} chosen{queries}."
     if setting != "auto":
         return f"{precision}, set by CLIPSEEK_PRECISION (nothing measured)."
     return pending_sentence(precision, measuring)
