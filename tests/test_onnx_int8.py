@@ -77,9 +77,12 @@ def test_queries_run_in_onnx_runtime_and_agree_with_fp32_at_every_length(
                "a cup of coffee"]
     together = onnx.encode_texts(queries)
     alone = np.vstack([onnx.encode_texts([q]) for q in queries])
-    np.testing.assert_allclose(together, alone, atol=2e-3)
-    agreement = (fp32.encode_texts(queries) * together).sum(axis=1)
-    assert agreement.min() >= INT8_MIN_COSINE, agreement
+    reference = fp32.encode_texts(queries)
+    # Activations are quantised per batch, so a query's embedding moves a little with its
+    # batch mates: alone or together, each stays within int8's bar of fp32.
+    for vectors in (together, alone):
+        agreement = (reference * vectors).sum(axis=1)
+        assert agreement.min() >= INT8_MIN_COSINE, agreement
 
 
 def test_the_text_export_is_cached_per_text_weights_and_checked(tmp_path: Path) -> None:

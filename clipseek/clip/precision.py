@@ -341,7 +341,7 @@ def report_lines(*, cpu: Cpu, cores: int | None, device: str, runnable: Sequence
     source = f"remembered from {choice.measured_at}" if from_cache else "measured now"
     lines += [f"Precision: {precision}, chosen by CLIPSEEK_PRECISION=auto ({source}).",
               f"Why: {choice.reason}",
-              f"Queries: {choice.query_precision} ({choice.text_reason or 'as the images'})",
+              f"Queries: {choice.text_reason or choice.query_precision + ', as the images.'}",
               "Measured on batches of 32 (8 real photos, 4 times over) and 4 queries" + (
                   " (one thread, in CPU time: rates per core, which a busy machine does not skew):"
                   if device == "cpu" else ":"),
