@@ -2,6 +2,7 @@
 
     python -m bench.first_start                 # a fresh home, then a second start of the same home
     python -m bench.first_start --out bench/results/epyc-avx512-bf16
+    python -m bench.first_start --tiny          # the first search only: checks the script runs
 
 The weights are present, as after `clipseek fetch-weights`: a checkpoint in the published
 format (OpenAI's TorchScript archive of fp16 tensors) with random values, so the load costs
@@ -155,6 +156,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     parser.add_argument("--switch-timeout", type=float, default=1200,
                         help="seconds to wait for the background measurement to land")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the first start only, not waiting for the measurement (checks the script)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="clipseek-weights-") as weights_folder, scratch_home() as home:
         weights, sha = published_checkpoint(Path(weights_folder))
@@ -163,8 +166,8 @@ def main() -> None:
                     "CLIPSEEK_WEIGHTS": str(weights), "CLIPSEEK_WEIGHTS_SHA256": sha,
                     "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_PRECISION": "auto"})
         load_before = load_average()
-        first = one_start(env, wait_for_switch=True, switch_timeout_s=args.switch_timeout)
-        second = one_start(env, wait_for_switch=False, switch_timeout_s=0)
+        first = one_start(env, wait_for_switch=not args.tiny, switch_timeout_s=args.switch_timeout)
+        second = first if args.tiny else one_start(env, wait_for_switch=False, switch_timeout_s=0)
         load_after = load_average()
     rows = [["first start (fresh home)", first["first_search_s"], first["precision_at_first_search"],
              first["search_ms_while_measuring"], first.get("measured_s"), first.get("precision_measured"),
@@ -175,8 +178,8 @@ def main() -> None:
                 + markdown_table(["start", "first search answered (s)", "precision then",
                                   "search p50 then (ms)", "measured, status says so (s)",
                                   "measured choice", "search p50 after the switch (ms)"], rows))
-    path = write_results("first-start", {"first": first, "second": second, "load_before": load_before,
-                                         "load_after": load_after}, markdown, args.out)
+    data = {"first": first, "second": second, "load_before": load_before, "load_after": load_after}
+    path = write_results("first-start-tiny" if args.tiny else "first-start", data, markdown, args.out)
     print(markdown)
     print(f"Written to {path}")
 

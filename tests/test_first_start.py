@@ -24,9 +24,10 @@ from clipseek.clip.precision import (
     remember_choice,
     report_lines,
 )
-from clipseek.settings import RANDOM_MODEL
+from clipseek.settings import RANDOM_MODEL, Settings
 from tests.cli import run_in_process
 from tests.waiting import wait_for
+from webapp import create_app
 
 QUERIES = ["a dog on the beach", "a red car", "the moon"]
 
@@ -132,3 +133,19 @@ def test_refusals_on_a_new_machine_come_before_any_measuring(cli_env: dict[str, 
     # A model that does not exist is refused by `model use` at once.
     unknown = run_in_process(_fresh(cli_env, home), "model", "use", "ViT-B-32/nonesuch")
     assert unknown.returncode == 1 and _measured_nothing(home)
+
+
+def test_the_status_page_and_api_say_the_precision_serving_for_now(settings: Settings,
+                                                                   redis_url: str) -> None:
+    fresh = settings.with_changes(precision="auto", redis_url=redis_url)
+    app = create_app({"TESTING": True}, settings=fresh)
+    try:
+        client = app.test_client()
+        answer = client.get("/api/status").get_json()
+        assert answer["precision"].startswith("fp32 for now: this machine is not measured yet")
+        page = client.get("/status").get_data(as_text=True)
+        assert 'id="precision">fp32 for now' in page
+        # Nothing was measured by asking.
+        assert _measured_nothing(fresh.home)
+    finally:
+        app.extensions["clipseek"].close()
