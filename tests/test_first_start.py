@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import signal
 import socket
+import subprocess
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,3 +153,52 @@ def test_the_status_page_and_api_say_the_precision_serving_for_now(settings: Set
         assert _measured_nothing(fresh.home)
     finally:
         app.extensions["clipseek"].close()
+
+
+def _status(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=30) as answer:
+            found: dict[str, object] = json.loads(answer.read())
+            return found
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+def test_up_on_a_new_machine_serves_then_measures_in_a_process_of_its_own(
+        cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    env = _fresh(cli_env, home) | {"REDIS_URL": redis_url}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(["clipseek", "up", "--port", str(port), "--no-samples", "--no-worker"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "ClipSeek is running" in log.read_text(), 300, "the web server")
+        assert "Precision: fp32 for now; measuring which precision runs fastest in the background" \
+            in log.read_text()
+        # The measuring process takes the lock and says since when; the web server answers meanwhile.
+        wait_for(lambda: "measuring in the background (since" in str((_status(port) or {}).get("precision")),
+                 300, "the status to say a measurement is under way")
+        measurer = [p for p in _children(server.pid) if "measure-precision" in p[1]]
+        assert len(measurer) == 1 and os.getpriority(os.PRIO_PROCESS, measurer[0][0]) == 19
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=120)
+    assert "Stopped." in log.read_text()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """The direct children of a process, with their command lines."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append((int(entry.name), command))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
