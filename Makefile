@@ -50,6 +50,7 @@ $(VENV)/.bench-installed: $(STAMP) bench/requirements.txt
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.first_start
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.isa_caps --each-variable
 	$(BIN)/python -m bench.probe
@@ -67,7 +68,7 @@ bench: $(VENV)/.bench-installed
 ## Each benchmark in a tiny configuration, to check the scripts still run (not for timing).
 # Each benchmark in its tiny form checks that the script runs; three at a time, since most of
 # their time goes to starting servers and workers (output kept together per benchmark).
-BENCH_TINY := indexing search profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates places ocr
+BENCH_TINY := indexing search first_start profile isa_caps probe runtimes hnsw_params load sync watch filtered duplicates places ocr
 
 bench-tiny: $(VENV)/.bench-installed
 	@$(MAKE) --no-print-directory -j3 --output-sync=target $(addprefix bench-tiny-,$(BENCH_TINY))

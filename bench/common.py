@@ -94,6 +94,19 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out: Path | No
     return folder / f"{name}.json"
 
 
+def measured_precision(settings: Any) -> str:
+    """Measure `auto`'s choice for this machine now, in this process's encoder; return it.
+
+    A fresh home serves in a safe precision until a background process has measured: a
+    benchmark that times the model measures first, so it times the precision users get.
+    """
+    from clipseek.context import shared_encoder
+
+    encoder = shared_encoder(settings)
+    encoder.measure_now()
+    return encoder.precision
+
+
 @contextmanager
 def scratch_home() -> Iterator[Path]:
     """A temporary CLIPSEEK_HOME outside any home folder (the embedded server needs that)."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, text
 
-from bench.common import markdown_table, percentiles, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, percentiles, scratch_home, write_results
 from bench.search import build_index, clustered, load, recall
 from clipseek.context import Context
 from clipseek.search import run as search
@@ -131,6 +131,7 @@ def main() -> None:
         if os.environ.get("DATABASE_URL"):
             env["DATABASE_URL"] = os.environ["DATABASE_URL"]
         settings = Settings.from_env(env)
+        print(f"precision: {measured_precision(settings)}", flush=True)  # what users get, not fp32 for now
         ctx = Context(settings)
         try:
             result = run(ctx, args.size, args.queries)

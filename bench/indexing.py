@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
-from bench.common import markdown_table, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, scratch_home, write_results
 from bench.make_images import make_photos
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.clip.network import pick_device, runnable_precisions
@@ -222,7 +222,7 @@ def main() -> None:
         ctx = Context(settings)
         try:
             # `auto` first, in a fresh home: it measures and remembers, and the worker reuses it.
-            ctx.encoder.load()
+            measured_precision(settings)
             choice = ctx.encoder.precision_choice
             assert choice is not None
             auto = {"precision": ctx.encoder.precision, "reason": choice.reason,

@@ -28,8 +28,9 @@ import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from bench.common import markdown_table, percentiles, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, percentiles, scratch_home, write_results
 from bench.make_images import make_photos
+from clipseek.settings import Settings
 
 QUERIES = ["a dog running on the beach", "a red motorcycle", "a rocket", "an astronaut",
            "a cat", "coffee", "a bowl of fruit", "a city at night", "a horse", "people walking",
@@ -139,6 +140,8 @@ def main() -> None:
         port = _free_port()
         env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": "ViT-B-32/random",
                     "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_PORT": str(port)})
+        # Measured before any process starts, so none serves in fp32 for now and switches mid-run.
+        measured_precision(Settings.from_env(env))
         first = home / "first"
         second = home / "second"
         make_photos(first, args.indexed, seed=1)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import markdown_table, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, scratch_home, write_results
 from bench.make_images import make_photos
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
@@ -101,6 +101,7 @@ def main() -> None:
         settings = Settings.from_env({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
                                       "CLIPSEEK_OFFLINE": "1"})
         candidates = [Candidate(path=p, source="folder") for p in make_photos(home / "photos", args.images)]
+        measured_precision(settings)  # what users get, not fp32 for now
         ctx = Context(settings)
         try:
             ctx.encoder.load()

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import exists, select
 
-from bench.common import markdown_table, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, scratch_home, write_results
 from bench.make_images import make_photos
 from clipseek.context import open_database
 from clipseek.library.watch import MAX_WAIT_S, QUIET_S
@@ -122,6 +122,8 @@ def main() -> None:
                if not k.startswith(("CLIPSEEK_", "DATABASE_URL", "REDIS_URL"))}
         env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1"})
         settings = Settings.from_env(env)
+        # Measured before the worker starts, so it does not index in fp32 for now and switch mid-run.
+        measured_precision(settings)
         staging, folder = home / "staging", home / "watched"
         photos = make_photos(staging, 1 + sum(p.count for p in phases), seed=3)
         folder.mkdir()

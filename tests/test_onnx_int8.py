@@ -1,4 +1,4 @@
-"""onnx-int8: the image tower exported to ONNX Runtime's int8, agreeing with fp32, cached and checked."""
+"""onnx-int8: both towers exported to ONNX Runtime's int8, agreeing with fp32, cached and checked."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from clipseek.clip import onnx_int8
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.clip.network import convert, embed_pixels, embed_tokens
+from clipseek.clip.network import convert, embed_pixels, embed_tokens, text_tower_module
 from clipseek.clip.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
@@ -65,6 +65,43 @@ def test_onnx_int8_agrees_with_fp32_on_real_photos_and_queries(
         assert agreement.mean() >= INT8_MIN_MEAN_COSINE and agreement.min() >= INT8_MIN_COSINE, agreement
     # Not fp32 under another name: int8 rounding moves every embedding a little.
     assert image_agreement.max() < 0.99999
+
+
+def test_queries_run_in_onnx_runtime_and_agree_with_fp32_at_every_length(
+        encoders: tuple[ClipEncoder, ClipEncoder]) -> None:
+    fp32, onnx = encoders
+    assert isinstance(onnx._model, onnx_int8.OnnxClip) and onnx._model.text_path is not None
+    assert "-text-" in onnx._model.text_path.name
+    # One word to a full context, alone and in a batch of mixed lengths (cut at the longest).
+    queries = ["moon", "a dog running on the beach at sunset with a red ball in its mouth " * 4,
+               "a cup of coffee"]
+    together = onnx.encode_texts(queries)
+    alone = np.vstack([onnx.encode_texts([q]) for q in queries])
+    reference = fp32.encode_texts(queries)
+    # Activations are quantised per batch, so a query's embedding moves a little with its
+    # batch mates: alone or together, each stays within int8's bar of fp32.
+    for vectors in (together, alone):
+        agreement = (reference * vectors).sum(axis=1)
+        assert agreement.min() >= INT8_MIN_COSINE, agreement
+
+
+def test_the_text_export_is_cached_per_text_weights_and_checked(tmp_path: Path) -> None:
+    model = _tiny_clip(1)
+    first = onnx_int8.exported(model, tmp_path, "tiny/one", reduce_range=False, tower=onnx_int8.TEXT,
+                               text_tower=text_tower_module(model))
+    record = json.loads(first.with_name(first.name + ".json").read_text())
+    assert record["weights_sha256"] == onnx_int8.weights_checksum(model, onnx_int8.TEXT)
+    assert record["weights_sha256"] != onnx_int8.weights_checksum(model)  # not the image tower's
+    stamp = first.stat().st_mtime_ns
+    again = onnx_int8.exported(model, tmp_path, "tiny/one", reduce_range=False, tower=onnx_int8.TEXT,
+                               text_tower=text_tower_module(model))
+    assert again == first and again.stat().st_mtime_ns == stamp
+    first.write_bytes(first.read_bytes()[:-7] + b"damaged")
+    redone = onnx_int8.exported(model, tmp_path, "tiny/one", reduce_range=False, tower=onnx_int8.TEXT,
+                                text_tower=text_tower_module(model))
+    rewritten = json.loads(redone.with_name(redone.name + ".json").read_text())
+    assert redone == first and not redone.read_bytes().endswith(b"damaged")
+    assert sha256_of(redone) == rewritten["sha256"]
 
 
 def test_one_thread_and_all_threads_give_the_same_embeddings(

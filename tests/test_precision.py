@@ -19,6 +19,7 @@ import torch
 
 from clipseek.clip import probe as model_loading
 from clipseek.clip.encoder import ClipEncoder
+from clipseek.clip.network import runnable_precisions
 from clipseek.clip.precision import (
     INT8_MIN_COSINE,
     INT8_MIN_MEAN_COSINE,
@@ -30,6 +31,7 @@ from clipseek.clip.precision import (
     choose_fastest_accurate,
     machine_key,
     read_cpu,
+    remember_choice,
     report_lines,
     resolve_auto,
 )
@@ -39,6 +41,7 @@ from clipseek.library.register import Candidate
 from clipseek.photo.imaging import load_rgb
 from clipseek.settings import RANDOM_MODEL, Settings
 from tests.cli import run_in_process
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).parents[1]
 
@@ -144,7 +147,7 @@ def test_a_precision_offered_since_the_choice_is_measured_one_that_failed_is_not
         tmp_path: Path) -> None:
     cache = tmp_path / "precision.json"
     # A choice remembered before onnx-int8 existed: the file has no `offered`.
-    old = {"key": "cpu A", "precision": "int8", "reason": "int8 was the fastest.",
+    old = {"key": "cpu A", "precision": "int8", "reason": "int8 was the fastest.", "text_precision": "int8",
            "measurements": [vars(m) for m in WITHOUT_AMX], "measured_at": "2026-11-01T00:00:00+00:00"}
     cache.write_text(json.dumps({"choices": {"cpu A": old}}))
     refused = Measurement("onnx-int8", 0.0, 0.0, 0.0, 0.0, refused="ONNX cannot export this tower")
@@ -267,14 +270,15 @@ def test_auto_measures_once_and_later_loads_reuse_the_choice(tmp_path: Path, onn
     cache = tmp_path / "precision.json"
     first = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache, cache_dir=onnx_cache)
     first.load()
-    choice = first.precision_choice
-    assert choice is not None and not first.precision_from_cache
+    assert first.precision == "fp32" and first.precision_pending  # measured on request, not at load
+    choice = first.measure_now()
+    assert choice is not None
     assert [m.precision for m in choice.measurements] == list(first.runnable_precisions)
-    assert first.precision == choice.precision and choice.precision in first.runnable_precisions
+    assert choice.precision in first.runnable_precisions
     second = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache, cache_dir=onnx_cache)
     second.load()
     assert second.precision_from_cache and second.precision_choice == choice
-    assert second.precision == first.precision
+    assert second.precision == choice.precision and not second.precision_pending
 
 
 def _env(home: Path, precision: str, database_url: str, model_cache: Path | None = None) -> dict[str, str]:
@@ -297,12 +301,12 @@ def _clipseek(home: Path, *args: str, precision: str = "auto", database_url: str
 def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Path, database_url: str,
                                                                    onnx_cache: Path) -> None:
     # The database says which model is active; the test's own spares starting an embedded one.
-    done = _clipseek(tmp_path, "doctor", database_url=database_url, model_cache=onnx_cache)
+    done = _clipseek(tmp_path, "doctor", "--measure", database_url=database_url, model_cache=onnx_cache)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert f"CPU: {read_cpu().model}" in out and "Flags that matter:" in out
     assert "chosen by CLIPSEEK_PRECISION=auto (measured now)" in out and "Why: " in out
-    # The minute of measuring (and exporting) on a new machine does not pass in silence.
+    # Minutes of measuring (and exporting) on request do not pass in silence.
     assert "Measuring which precision runs ViT-B-32/random fastest on this CPU" in done.stderr
     # It promises no time it may not keep, and says how long it took.
     assert "one to a few minutes" in done.stderr and "10-60 seconds" not in done.stderr
@@ -321,3 +325,45 @@ def test_a_precision_this_cpu_cannot_run_is_one_line_from_the_cli(tmp_path: Path
     assert done.stderr.strip().startswith("Error: CLIPSEEK_PRECISION=fp16 cannot run here because fp16 "
                                           "needs a CUDA GPU; this machine can run auto, fp32")
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_queries_take_the_accurate_precision_that_embeds_one_fastest() -> None:
+    measurements = [Measurement("fp32", 10.0, 40.0, 1.0, 1.0),
+                    Measurement("bf16", 30.0, 30.0, 0.9995, 0.9991),
+                    Measurement("onnx-int8", 20.0, 4.0, 0.998, 0.996),
+                    Measurement("int8", 25.0, 2.0, 0.97, 0.95)]  # fastest query, but not accurate
+    choice, _ = resolve_auto(None, "cpu A", lambda: measurements, ("fp32", "bf16", "int8", "onnx-int8"))
+    assert choice.precision == "bf16" and choice.query_precision == "onnx-int8"
+    assert choice.text_reason.startswith("onnx-int8 embedded a query fastest at 4.0 ms")
+
+
+def test_a_choice_remembered_without_a_query_precision_is_measured_again(tmp_path: Path) -> None:
+    cache = tmp_path / "precision.json"
+    old = {"key": "cpu A", "precision": "bf16", "reason": "r", "measured_at": "2026-11-27T00:00:00+00:00",
+           "measurements": [{"precision": "fp32", "images_per_s": 1.0, "query_ms": 1.0, "mean_cosine": 1.0,
+                             "min_cosine": 1.0}], "offered": ["fp32", "bf16"]}
+    cache.write_text(json.dumps({"choices": {"cpu A": old}}))
+    _, cached = resolve_auto(cache, "cpu A", lambda: WITHOUT_AMX, ("fp32", "bf16"))
+    assert not cached  # measured again, so queries get their own choice
+    again = cached_choice(cache, "cpu A")
+    assert again is not None and again.text_precision != ""
+
+
+def test_queries_run_in_their_own_precision_once_chosen(tmp_path: Path) -> None:
+    if "int8" not in runnable_precisions("cpu"):
+        pytest.skip("this PyTorch build has no int8 engine")
+    cache = tmp_path / "precision.json"
+    encoder = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    encoder.load()
+    choice = PrecisionChoice(key=encoder._key, precision="fp32", reason="r",
+                             measurements=(Measurement("fp32", 1.0, 1.0, 1.0, 1.0),),
+                             measured_at="2026-12-07T12:00:00+00:00", offered=encoder.runnable_precisions,
+                             text_precision="int8", text_reason="int8 embedded a query fastest.")
+    remember_choice(cache, choice)
+    wait_for(lambda: not encoder.precision_pending, 120, "the encoder to take the measured choice")
+    assert encoder.precision == "fp32" and encoder._model is not encoder._text_model
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder._text_model.modules())
+    assert "fp32 chosen (queries in int8)" in encoder.precision_sentence()
+    fresh = ClipEncoder(RANDOM_MODEL, allow_download=False, precision_cache=cache)
+    fresh.load()  # a later start: the same split straight away
+    assert fresh.precision == "fp32" and fresh._text_model is not fresh._model

@@ -151,4 +151,5 @@ def status() -> Response:
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), queue_depth=depth,
                                replicas=clipseek().db.replica_states())
-    return jsonify(report.to_dict())
+    precision = clipseek().encoder_for(report.model).precision_sentence()
+    return jsonify({**report.to_dict(), "precision": precision})

@@ -149,6 +149,7 @@ def status() -> str:
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
                                queue_depth=depth, replicas=clipseek().db.replica_states())
     return render_template("status.html", report=report,
+                           precision_text=clipseek().encoder_for(report.model).precision_sentence(),
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)
                            if report.reading else None, hashes_text=hashes_summary(report.hashes))

@@ -25,8 +25,8 @@ from clipseek.cli import (
 from clipseek.context import Context
 from clipseek.errors import ClipSeekError
 
-# Loggers whose lines a command shows as they come: the first load of a model on a machine
-# measures precisions and may export a tower (up to a minute), which should not look hung.
+# Loggers whose lines a command shows as they come: measuring a machine's precisions (and
+# exporting a tower) takes minutes, and `clipseek doctor --measure` should not look hung.
 PROGRESS_LOGGERS = ("clipseek.clip.encoder", "clipseek.clip.onnx_int8", "clipseek.store.lock_waits")
 
 
@@ -67,6 +67,7 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  search.search, search.embed, search.demo,
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections, trash.trash, duplicates.duplicates, doctor.doctor,
+                 doctor.measure_precision,
                  models.models, models.model_group,
                  models.eval_command, users.user, users.token, albums.album):
     cli.add_command(_command)

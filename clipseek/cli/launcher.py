@@ -107,9 +107,34 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 
 def start_worker() -> subprocess.Popen[bytes]:
-    """A `clipseek worker --beat` child process with this process's environment."""
-    return subprocess.Popen([sys.executable, "-m", "clipseek", "worker", "--beat",
+    """A `clipseek worker --beat` child process with this process's environment.
+
+    `up` measures the precisions itself (`start_measuring`), so its worker does not.
+    """
+    return subprocess.Popen([sys.executable, "-m", "clipseek", "worker", "--beat", "--no-measure",
                              "--loglevel", "WARNING"], preexec_fn=_die_with_parent(os.getpid()))
+
+
+def _spare_time(parent: int) -> Callable[[], None]:
+    """A preexec function: the lowest CPU priority, and SIGTERM when the parent dies."""
+    arm = _die_with_parent(parent)
+
+    def lower() -> None:
+        os.nice(19)
+        arm()
+    return lower
+
+
+def start_measuring() -> subprocess.Popen[bytes]:
+    """A `clipseek measure-precision` child on one thread at the lowest priority.
+
+    It measures the precisions while searches are already answered in the safe one, taking
+    only the CPU they leave (one core at most), and exits when the choice is remembered or
+    when another process is already measuring.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "clipseek", "measure-precision"], env=env,
+                            preexec_fn=_spare_time(os.getpid()))
 
 
 class Watchdog:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from clipseek.cli.launcher import (
     embedded_servers,
     serve_until_stopped,
     server_name,
+    start_measuring,
     start_worker,
     stop_process,
 )
@@ -37,8 +39,10 @@ from clipseek.upkeep.status import count_images
               help="Also run the recovery checks that queue lost work again (any number of workers "
                    "may; one at a time does).")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--measure/--no-measure", default=True, hidden=True,
+              help="Measure this machine's precisions in the background if they are not yet.")
 @pass_context
-def worker(ctx: Context, beat: bool, loglevel: str) -> None:
+def worker(ctx: Context, beat: bool, loglevel: str, measure: bool) -> None:
     """Run a background worker that indexes queued images, then reads their words (run several: faster)."""
     # Here, not at the top: Celery takes a second to import, which other commands need not pay.
     from worker.app import run_worker
@@ -46,7 +50,14 @@ def worker(ctx: Context, beat: bool, loglevel: str) -> None:
     ctx.settings.home.mkdir(parents=True, exist_ok=True)
     ctx.db.ping()  # fail fast, with a readable message, when the database is unreachable
     recover_image_store(ctx)
-    run_worker(ctx, beat=beat, loglevel=loglevel)
+    # A worker started on its own (no `clipseek up`) measures in its spare time: it indexes in
+    # the safe precision meanwhile, then switches.
+    measuring = start_measuring() if measure and ctx.encoder.needs_measuring() else None
+    try:
+        run_worker(ctx, beat=beat, loglevel=loglevel)
+    finally:
+        if measuring is not None:
+            stop_process(measuring)
 
 
 @click.command()
@@ -95,6 +106,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     check_port_free(host, port)
     services = Services(ctx)
     worker_process = None
+    measuring: subprocess.Popen[bytes] | None = None
     watchdog: Watchdog | None = None
     watcher: FolderWatcher | None = None
     try:
@@ -106,7 +118,8 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
                 ready_for_accounts(session, ctx.settings)
             click.echo(f"Accounts: required (bound to {host}); sign in at /login.")
         # The database says which model is active; missing weights stop everything here,
-        # before any worker starts, and what was started is stopped below.
+        # before any worker starts, and what was started is stopped below. Loading measures
+        # nothing: a machine without a measured precision serves in a safe one meanwhile.
         ctx.encoder.load()
         if ctx.model != ctx.settings.model:
             click.echo(f"Searches use {ctx.model}, the database's active model; CLIPSEEK_MODEL="
@@ -124,6 +137,10 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
             click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
         if with_worker:
             worker_process = start_worker()
+        if ctx.encoder.precision_pending:
+            measuring = start_measuring()
+            click.echo(f"Precision: {ctx.encoder.precision} for now; measuring which precision runs "
+                       f"fastest in the background (a few minutes), then switching to it.")
         watchdog = Watchdog(services.embedded, click.echo, worker=worker_process)
         watchdog.start()
         if watched:
@@ -138,6 +155,8 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
             worker_process = watchdog.worker
         if worker_process is not None:
             stop_process(worker_process)
+        if measuring is not None:
+            stop_process(measuring)
         services.stop()
         click.echo("Stopped.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -28,12 +29,18 @@ from clipseek.clip.network import (
 )
 from clipseek.clip.precision import (
     CACHE_FILE,
+    SAFE_PRECISION,
     Measurement,
     PrecisionChoice,
+    cached_choice,
     check_runnable,
     machine_key,
+    measure_once,
+    measuring_since,
     read_cpu,
     resolve_auto,
+    state_sentence,
+    usable,
 )
 from clipseek.clip.probe import measure_precisions
 from clipseek.errors import ConfigError
@@ -44,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # Query embeddings remembered per process (2 KiB each).
 QUERY_CACHE_SIZE = 4096
+# How often a model serving in SAFE_PRECISION looks for the measured choice (reading a small file).
+CHOICE_POLL_S = 2.0
 
 
 class Encoder(Protocol):
@@ -129,6 +138,8 @@ class ClipEncoder:
         self._preprocess: Preprocess | None = None
         self._lock = threading.Lock()
         self._model: Any = None
+        # The network queries run through: `_model` itself unless the choice runs them in another precision.
+        self._text_model: Any = None
         self._tokenizer: Any = None
         self.device = "cpu"
         self.precision = "fp32"
@@ -136,7 +147,13 @@ class ClipEncoder:
         # choice came from the cache rather than a measurement in this process.
         self.precision_choice: PrecisionChoice | None = None
         self.precision_from_cache = False
+        # Serving in SAFE_PRECISION until this machine's choice is measured (by another process).
+        self.precision_pending = False
         self.runnable_precisions: tuple[str, ...] = ()
+        self._key = ""
+        # The fp32 network kept while pending, to convert once the choice lands.
+        self._fp32_model: Any = None
+        self._stop_watching = threading.Event()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
@@ -172,37 +189,132 @@ class ClipEncoder:
                 self._load()
 
     def _load(self) -> None:
-        import torch
-
         device = pick_device(self.policy.device)
         runnable = runnable_precisions(device)
         check_runnable(self.policy.precision, device, runnable)
         model, self._tokenizer = build_network(self.policy, device)
+        self.device, self.runnable_precisions = device, runnable
         precision = self.policy.precision
         if precision == "auto":
-            key = machine_key(read_cpu(), torch_version=torch.__version__, model_id=self.model_id,
-                              device=device)
-            tokenizer = self._tokenizer
-
-            def measure() -> list[Measurement]:
-                # Batches of 32 images in each precision, and an ONNX export: about a minute
-                # on a quiet machine, 140 s was seen on a busy 2-core one.
-                log.info("Measuring which precision runs %s fastest on this CPU (%s; once per "
-                         "machine, one to a few minutes)…", self.model_id, ", ".join(runnable))
-                started = time.monotonic()
-                found = measure_precisions(model, tokenizer, device, runnable,
-                                           preprocess=self.preprocess, onnx_folder=self.onnx_folder,
-                                           model_id=self.model_id)
-                log.info("Measured the precisions of %s in %.0f s.", self.model_id,
-                         time.monotonic() - started)
-                return found
-
-            self.precision_choice, self.precision_from_cache = resolve_auto(
-                self.precision_cache, key, measure, runnable)
-            precision = self.precision_choice.precision
-        self.device, self.precision, self.runnable_precisions = device, precision, runnable
+            self._key = self._machine_key(device)
+            remembered = (cached_choice(self.precision_cache, self._key)
+                          if self.precision_cache is not None else None)
+            if remembered is not None and usable(remembered, runnable):
+                self.precision_choice, self.precision_from_cache = remembered, True
+                precision = remembered.precision
+            elif self.precision_cache is None:
+                # No home to remember a choice in, nor another process to measure: measured now.
+                self.precision_choice, self.precision_from_cache = resolve_auto(
+                    None, self._key, lambda: self._measure(model), runnable)
+                precision = self.precision_choice.precision
+            else:
+                # Measuring takes minutes: serve now in the safe precision and switch when
+                # a background process (`clipseek up`'s) has measured this machine.
+                precision, self.precision_pending, self._fp32_model = SAFE_PRECISION, True, model
+                threading.Thread(target=self._watch_for_choice, name="clipseek-precision",
+                                 daemon=True).start()
+        self.precision = precision
+        text_model = self._text_copy(model, self.precision_choice)
         self._model = convert(model, precision, onnx_folder=self.onnx_folder, model_id=self.model_id)
+        self._text_model = text_model if text_model is not None else self._model
         self.dim = embedding_dim(model, self.policy.arch)
+
+    def _text_copy(self, fp32: Any, choice: PrecisionChoice | None) -> Any:
+        """The network for queries where the choice runs them in another precision than images."""
+        if choice is None or choice.query_precision == choice.precision:
+            return None
+        return convert(copy.deepcopy(fp32), choice.query_precision, onnx_folder=self.onnx_folder,
+                       model_id=self.model_id)
+
+    def _machine_key(self, device: str) -> str:
+        import torch
+
+        return machine_key(read_cpu(), torch_version=torch.__version__, model_id=self.model_id,
+                           device=device)
+
+    def _measure(self, model: Any) -> list[Measurement]:
+        # Batches of 32 images in each precision, and an ONNX export: about a minute on a quiet
+        # machine, 140 s was seen on a busy 2-core one.
+        log.info("Measuring which precision runs %s fastest on this CPU (%s; once per machine, one "
+                 "to a few minutes)…", self.model_id, ", ".join(self.runnable_precisions))
+        started = time.monotonic()
+        found = measure_precisions(model, self._tokenizer, self.device, self.runnable_precisions,
+                                   preprocess=self.preprocess, onnx_folder=self.onnx_folder,
+                                   model_id=self.model_id)
+        log.info("Measured the precisions of %s in %.0f s.", self.model_id, time.monotonic() - started)
+        return found
+
+    def needs_measuring(self) -> bool:
+        """Whether `auto` has no usable choice remembered for this machine and model (loads nothing)."""
+        if self.policy.precision != "auto" or self.precision_cache is None:
+            return False
+        device = pick_device(self.policy.device)
+        return not usable(cached_choice(self.precision_cache, self._machine_key(device)),
+                          runnable_precisions(device))
+
+    def measure_now(self, *, adopt: bool = True) -> PrecisionChoice | None:
+        """Measure this machine's precisions and remember the choice, unless it is remembered already.
+
+        With `adopt`, this encoder then runs in the choice (other processes switch by themselves).
+        None when another process is measuring (its choice lands in the same file) or the
+        precision is not `auto`.
+        """
+        self.load()
+        if self.precision_choice is not None or self._fp32_model is None or self.precision_cache is None:
+            return self.precision_choice
+        if not adopt:
+            self._stop_watching.set()  # a process that only measures need not convert
+        choice = measure_once(self.precision_cache, self._key, lambda: self._measure(self._fp32_model),
+                              self.runnable_precisions)
+        if choice is not None and adopt:
+            self._stop_watching.set()
+            self._adopt(choice)
+        return choice
+
+    def _watch_for_choice(self) -> None:
+        """Until the measured choice lands in the cache file, look for it; then switch to it."""
+        assert self.precision_cache is not None
+        while not self._stop_watching.wait(CHOICE_POLL_S):
+            choice = cached_choice(self.precision_cache, self._key)
+            if choice is None or not usable(choice, self.runnable_precisions):
+                continue
+            try:
+                self._adopt(choice)
+            except Exception as exc:  # a conversion that fails keeps the safe precision serving
+                log.warning("%s stays in %s: switching to the measured %s failed (%s).", self.model_id,
+                            self.precision, choice.precision, exc)
+            return
+
+    def _adopt(self, choice: PrecisionChoice) -> None:
+        """Convert a copy of the fp32 network to the measured choice, then serve from it."""
+        text_model = self._text_copy(self._fp32_model, choice)
+        model = convert(copy.deepcopy(self._fp32_model), choice.precision, onnx_folder=self.onnx_folder,
+                        model_id=self.model_id)
+        with self._lock:
+            self._model, self.precision, self.precision_choice = model, choice.precision, choice
+            self._text_model = text_model if text_model is not None else model
+            self.precision_from_cache, self.precision_pending, self._fp32_model = True, False, None
+            # Within the bars `auto` keeps, but a repeated query should not change with the clock.
+            self._query_cache.clear()
+        log.info("%s now runs in %s, the precision measured for this machine.", self.model_id,
+                 choice.precision)
+
+    def precision_sentence(self) -> str:
+        """The precision in one sentence (status page): measured and chosen, or safe for now."""
+        if self._model is None and self.policy.precision == "auto" and self.precision_cache is not None:
+            device = pick_device(self.policy.device)
+            choice = cached_choice(self.precision_cache, self._machine_key(device))
+            if choice is not None and usable(choice, runnable_precisions(device)):
+                return state_sentence(setting="auto", precision=choice.precision, choice=choice,
+                                      measuring=None)
+            return state_sentence(setting="auto", precision=SAFE_PRECISION, choice=None,
+                                  measuring=measuring_since(self.precision_cache))
+        if self._model is None:
+            return f"{self.policy.precision}, set by CLIPSEEK_PRECISION (nothing measured)."
+        return state_sentence(setting=self.policy.precision, precision=self.precision,
+                              choice=self.precision_choice,
+                              measuring=measuring_since(self.precision_cache)
+                              if self.precision_pending and self.precision_cache else None)
 
     @property
     def onnx_folder(self) -> Path:
@@ -236,7 +348,7 @@ class ClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) == 1 and (cached := self._query_cache.get(texts[0])) is not None:
             return cached.copy()
-        vectors = embed_tokens(self._model, self._tokenizer(list(texts)).to(self.device))
+        vectors = embed_tokens(self._text_model, self._tokenizer(list(texts)).to(self.device))
         if len(texts) == 1:
             with self._lock:
                 self._query_cache[texts[0]] = vectors.copy()
@@ -246,4 +358,4 @@ class ClipEncoder:
 
     def _encode_tokens(self, tokens: Any) -> Any:
         """CLIP's text tower in the loaded precision, cut at the longest query's end of text."""
-        return text_features(self._model, tokens)
+        return text_features(self._text_model, tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from clipseek.photo.imaging import (
     Preprocess,
 )
 from clipseek.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # The random model's weights come from this seed, so every process (CLI, worker, web)
 # builds the same network and their embeddings stay comparable.
@@ -176,11 +179,18 @@ def convert(model: Any, precision: str, *, onnx_folder: Path | None = None, mode
         except ImportError as exc:  # installed, but broken
             raise ConfigError(f"onnx-int8 cannot run here: {exc}.") from None
         side = onnx_int8.image_side(model)
+        text_path = _exported_text(model, folder, model_id)
         # ONNX Runtime runs the image tower from the file: PyTorch's copy would only take memory
         # (about 100 MB for ViT-B/32 once int8) in every process that encodes.
         model.visual = torch.nn.Identity()
-        clip = OnnxClip(convert(model, "int8"), path)
+        clip = OnnxClip(convert(model, "int8"), path, text_path)
         clip.check(side, torch.get_num_threads())
+        if text_path is not None:
+            try:
+                clip.check_text(torch.get_num_threads())
+            except onnx_int8.ExportRefused as exc:
+                log.warning("The text tower stays in PyTorch's int8: %s", exc)
+                clip.text_path = None
         return clip
     if precision in ("bf16", "fp16"):
         to_low_precision(model, torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -204,6 +214,65 @@ def convert(model: Any, precision: str, *, onnx_folder: Path | None = None, mode
             model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 model, spec, dtype=torch.qint8, inplace=True)
     return model
+
+
+def _exported_text(model: Any, folder: Path, model_id: str) -> Path | None:
+    """The int8 ONNX file of the text tower, or None where it keeps PyTorch's int8.
+
+    Only a text tower of CLIP's usual shape (causal, pooled at the end of text) is exported:
+    it is run on tokens cut at the longest query's end of text, as `text_features` does.
+    """
+    tower = getattr(model, "text", model)
+    if not _cut_length_allowed(tower):
+        return None
+    try:
+        return onnx_int8.exported(model, folder, model_id, tower=onnx_int8.TEXT,
+                                  text_tower=text_tower_module(model),
+                                  reduce_range=onnx_int8.reduce_range_for(read_cpu().flags))
+    except onnx_int8.ExportRefused as exc:
+        log.warning("The text tower stays in PyTorch's int8: %s", exc)
+        return None
+
+
+def _cut_length_allowed(tower: Any) -> bool:
+    """Whether the text tower can run on tokens cut at the end of text (CLIP's causal, argmax-pooled one)."""
+    pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", None))
+    return not (pool != "argmax" or getattr(tower, "attn_mask", None) is None
+                or getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False))
+
+
+def _text_tower_on_cut(model: Any, tokens: Any) -> Any:
+    """The text tower's features of tokens already cut at the longest query's end of text."""
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    tower = getattr(model, "text", model)
+    length = tokens.shape[1]
+    # The token embedding's dtype is the network's (bf16, fp16, or fp32 also for int8, whose
+    # quantised layers take fp32 in and out).
+    cast = tower.token_embedding.weight.dtype
+    x = tower.token_embedding(tokens).to(cast) + tower.positional_embedding[:length].to(cast)
+    x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+    pooled = text_global_pool(tower.ln_final(x), tokens, "argmax")
+    projection = tower.text_projection
+    if projection is None:
+        return pooled
+    return projection(pooled) if isinstance(projection, torch.nn.Module) else pooled @ projection
+
+
+def text_tower_module(model: Any) -> Any:
+    """The text tower as a module of its own, for the ONNX export (cut tokens in, features out)."""
+    import torch
+
+    class TextTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = model
+
+        def forward(self, tokens: torch.Tensor) -> Any:
+            return _text_tower_on_cut(self.clip, tokens)
+
+    return TextTower()
 
 
 def normalise(features: Any) -> np.ndarray:
@@ -235,27 +304,15 @@ def text_features(model: Any, tokens: Any) -> Any:
     CustomTextCLIP (MobileCLIP) keeps the same tower apart, as `model.text`.
     """
     import torch
-    from open_clip.transformer import text_global_pool
 
     if isinstance(model, OnnxClip):
+        if model.text_path is not None:
+            cut = tokens[:, :int(tokens.argmax(dim=-1).max()) + 1]
+            return torch.from_numpy(model.text_features(cut.numpy(), torch.get_num_threads()))
         model = model.text_model
-    tower = getattr(model, "text", model)
-    pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", None))
-    if (pool != "argmax" or getattr(tower, "attn_mask", None) is None
-            or getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False)):
+    if not _cut_length_allowed(getattr(model, "text", model)):
         return model.encode_text(tokens)
-    length = int(tokens.argmax(dim=-1).max()) + 1
-    tokens = tokens[:, :length]
-    # The token embedding's dtype is the network's (bf16, fp16, or fp32 also for int8, whose
-    # quantised layers take fp32 in and out).
-    cast = tower.token_embedding.weight.dtype
-    x = tower.token_embedding(tokens).to(cast) + tower.positional_embedding[:length].to(cast)
-    x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
-    pooled = text_global_pool(tower.ln_final(x), tokens, "argmax")
-    projection = tower.text_projection
-    if projection is None:
-        return pooled
-    return projection(pooled) if isinstance(projection, torch.nn.Module) else pooled @ projection
+    return _text_tower_on_cut(model, tokens[:, :int(tokens.argmax(dim=-1).max()) + 1])
 
 
 def embed_tokens(model: Any, tokens: Any) -> np.ndarray:

@@ -4,11 +4,12 @@ On CPUs without AMX, PyTorch's best accurate precision is its own dynamic int8, 
 Runtime's int8 kernels (MLAS) ran the ViT-B/32 image tower 1.3x faster than it on a real
 AVX2-only EPYC (BENCHMARKS.md). So `onnx-int8` is one more precision `auto` measures: the
 image tower runs in ONNX Runtime with int8 weights and per-batch int8 activations (dynamic
-quantisation, no calibration set); the text tower, which encodes one short query at a time,
-stays in PyTorch's int8.
+quantisation, no calibration set); so does the text tower, which encodes one short query at a
+time and where ONNX Runtime's small per-operator cost matters more than its kernels (models
+whose text tower does not have CLIP's usual shape keep it in PyTorch's int8).
 
-The export takes 15-25 seconds, so it happens once per model, weights and library versions:
-the file lands in the model cache's `onnx/` folder under a name made of those, with a
+The export takes 15-25 seconds, so it happens once per model, tower, weights and library
+versions: the file lands in the model cache's `onnx/` folder under a name made of those, with a
 record of its SHA-256 beside it. A file whose checksum no longer matches (a damaged disk, an
 interrupted copy, an edit) is exported again rather than trusted.
 """
@@ -48,6 +49,8 @@ PACKAGES = ("onnxruntime", "onnx", "onnxscript")
 # AVX2-only EPYC plain int8 agreed with fp32 only to 0.990 mean / 0.984 min, and 7-bit
 # weights (`reduce_range`) to 0.9996. With VNNI the products are summed in 32 bits.
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# The towers exported: the image tower always, the text tower where its shape allows (`text_export`).
+IMAGE, TEXT = "image", "text"
 
 
 class ExportRefused(ConfigError):
@@ -59,14 +62,17 @@ def available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in PACKAGES)
 
 
-def weights_checksum(model: Any) -> str:
-    """SHA-256 of the image tower's tensors (names, shapes and values): what the export is of.
+def weights_checksum(model: Any, tower: str = IMAGE) -> str:
+    """SHA-256 of one tower's tensors (names, shapes and values): what its export is of.
 
     Hashing the tensors themselves covers every source alike (OpenAI's files, open_clip
     checkpoints, seeded random weights) and costs about a fifth of a second for ViT-B/32.
+    The text tower is every tensor outside the image tower.
     """
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.visual.state_dict().items()):
+    tensors = (model.visual.state_dict() if tower == IMAGE else
+               {k: v for k, v in model.state_dict().items() if not k.startswith("visual.")})
+    for name, tensor in sorted(tensors.items()):
         digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}\n".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -77,12 +83,12 @@ def reduce_range_for(flags: Sequence[str]) -> bool:
     return not set(VNNI_FLAGS) & set(flags)
 
 
-def cache_name(model_id: str, checksum: str, *, reduce_range: bool) -> str:
-    """The cached file's name: the model, its weights, the libraries that made it, the quantisation."""
+def cache_name(model_id: str, checksum: str, *, reduce_range: bool, tower: str = IMAGE) -> str:
+    """The cached file's name: the model, the tower, its weights, the libraries, the quantisation."""
     import onnxruntime
     import torch
 
-    safe_id = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)
+    safe_id = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id) + ("" if tower == IMAGE else f"-{tower}")
     quantisation = "int8-r7" if reduce_range else "int8"
     return (f"{safe_id}-{checksum[:16]}-torch{torch.__version__}-ort{onnxruntime.__version__}"
             f"-{quantisation}.onnx")
@@ -186,8 +192,22 @@ def export_fp32(model: Any, path: Path) -> None:
                       dynamic_shapes={"pixels": {0: batch}}, external_data=True)
 
 
-def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> None:
-    """Export the image tower to ONNX in fp32, quantise it to int8, and write it with its record."""
+def export_text_fp32(tower: Any, path: Path) -> None:
+    """Write a text tower module (tokens cut at the longest end of text in, features out) as fp32
+    ONNX, dynamic in the batch and the number of tokens."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    length = torch.export.Dim("length", min=2, max=77)
+    tokens = torch.ones(2, 8, dtype=torch.int64)
+    torch.onnx.export(tower.eval(), (tokens,), str(path), input_names=["tokens"],
+                      output_names=["features"], dynamo=True, verbose=False,
+                      dynamic_shapes={"tokens": {0: batch, 1: length}}, external_data=True)
+
+
+def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool, tower: str = IMAGE,
+            text_tower: Any = None) -> None:
+    """Export a tower to ONNX in fp32, quantise it to int8, and write it with its record."""
     import onnxruntime
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -195,7 +215,10 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
     with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch, _quiet():
         fp32 = Path(scratch) / "image-fp32.onnx"
         try:
-            export_fp32(model, fp32)
+            if tower == IMAGE:
+                export_fp32(model, fp32)
+            else:
+                export_text_fp32(text_tower, fp32)
             partial = Path(scratch) / path.name
             # MatMuls with a constant weight only, as PyTorch's dynamic int8 of the Linear layers;
             # the int8 result (a quarter of the fp32 size) fits in one file.
@@ -204,7 +227,7 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
         except OSError:
             raise  # the disk, not the model: said by `exported` as such
         except Exception as exc:  # the exporter raises many kinds; each means "cannot export this"
-            raise ExportRefused(f"ClipSeek could not export this model's image tower to ONNX for "
+            raise ExportRefused(f"ClipSeek could not export this model's {tower} tower to ONNX for "
                               f"{PRECISION} ({_reason(exc)}); use CLIPSEEK_PRECISION=int8 or auto "
                               f"instead.") from exc
         record = {"sha256": sha256_of(partial), "weights_sha256": checksum, "torch": torch.__version__,
@@ -215,10 +238,14 @@ def _export(model: Any, path: Path, checksum: str, *, reduce_range: bool) -> Non
         os.replace(partial_record, _record_path(path))
 
 
-def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool) -> Path:
-    """The verified int8 ONNX file of `model`'s image tower, exported now unless cached."""
-    checksum = weights_checksum(model)
-    path = folder / cache_name(model_id, checksum, reduce_range=reduce_range)
+def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool, tower: str = IMAGE,
+             text_tower: Any = None) -> Path:
+    """The verified int8 ONNX file of one of `model`'s towers, exported now unless cached.
+
+    The text tower is exported from `text_tower`, a module that runs it on cut tokens.
+    """
+    checksum = weights_checksum(model, tower)
+    path = folder / cache_name(model_id, checksum, reduce_range=reduce_range, tower=tower)
     if _valid(path, checksum):
         return path  # also from a folder this user may only read
     try:
@@ -232,28 +259,30 @@ def exported(model: Any, folder: Path, model_id: str, *, reduce_range: bool) -> 
                 shutil.rmtree(scratch, ignore_errors=True)
             if path.exists():
                 log.warning("%s does not match its recorded checksum: exporting it again.", path)
-            log.info("Exporting the image tower of %s to ONNX for %s (once per model and weights).",
-                     model_id, PRECISION)
-            _export(model, path, checksum, reduce_range=reduce_range)
+            log.info("Exporting the %s tower of %s to ONNX for %s (once per model and weights).",
+                     tower, model_id, PRECISION)
+            _export(model, path, checksum, reduce_range=reduce_range, tower=tower, text_tower=text_tower)
     except OSError as exc:
-        raise ConfigError(f"{PRECISION} could not write its export of the image tower to {folder} "
+        raise ConfigError(f"{PRECISION} could not write its export of the {tower} tower to {folder} "
                           f"({exc.strerror or exc}): set CLIPSEEK_MODEL_CACHE to a folder this user "
                           f"can write.") from None
     return path
 
 
 class OnnxClip:
-    """A CLIP network whose image tower runs in ONNX Runtime and text tower in PyTorch int8.
+    """A CLIP network whose towers run in ONNX Runtime's int8: the image tower always, the text
+    tower where it could be exported (`text_path`), else in PyTorch's int8 (`text_model`).
 
-    One ONNX Runtime session per thread count, made on first use: the web server and the
-    worker run with all cores, `auto`'s probe on one thread (it times in CPU time, which
+    One ONNX Runtime session per file and thread count, made on first use: the web server and
+    the worker run with all cores, `auto`'s probe on one thread (it times in CPU time, which
     counts only the calling thread's work, and a one-thread session runs on the caller).
     """
 
-    def __init__(self, text_model: Any, path: Path) -> None:
+    def __init__(self, text_model: Any, path: Path, text_path: Path | None = None) -> None:
         self.text_model = text_model
         self.path = path
-        self._sessions: dict[int, Any] = {}
+        self.text_path = text_path
+        self._sessions: dict[tuple[Path, int], Any] = {}
         self._lock = threading.Lock()
 
     def check(self, side: int, threads: int) -> None:
@@ -268,9 +297,25 @@ class OnnxClip:
                                 f"{self.path.name} ({_reason(exc)}); use CLIPSEEK_PRECISION=int8 "
                                 f"or auto instead.") from exc
 
-    def _session(self, threads: int) -> Any:
+    def check_text(self, threads: int) -> None:
+        """Run one query through the exported text tower, so a file ONNX Runtime cannot run fails at load."""
+        try:
+            self.text_features(np.array([[1, 2, 3]], dtype=np.int64), threads)
+        except Exception as exc:  # ONNX Runtime's errors share no base of ours
+            raise ExportRefused(f"ONNX Runtime could not run the exported text tower ({_reason(exc)})"
+                                ) from exc
+
+    def text_features(self, tokens: np.ndarray, threads: int) -> np.ndarray:
+        """The text tower's unnormalised features of tokens cut at the longest end of text."""
+        assert self.text_path is not None
+        batch = np.ascontiguousarray(tokens, dtype=np.int64)
+        outputs = self._session(threads, self.text_path).run(["features"], {"tokens": batch})
+        return np.asarray(outputs[0], dtype=np.float32)
+
+    def _session(self, threads: int, path: Path | None = None) -> Any:
+        path = path or self.path
         with self._lock:
-            if threads not in self._sessions:
+            if (path, threads) not in self._sessions:
                 import onnxruntime
 
                 options = onnxruntime.SessionOptions()
@@ -278,9 +323,9 @@ class OnnxClip:
                 options.inter_op_num_threads = 1
                 # Spinning threads would take the cores that decode the next batch meanwhile.
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = onnxruntime.InferenceSession(
-                    str(self.path), options, providers=["CPUExecutionProvider"])
-            return self._sessions[threads]
+                self._sessions[(path, threads)] = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"])
+            return self._sessions[(path, threads)]
 
     def image_features(self, pixels: np.ndarray, threads: int) -> np.ndarray:
         """The image tower's unnormalised features of a preprocessed batch."""
