@@ -110,5 +110,6 @@ def status() -> Response:
     """GET /api/status : counts, the active model, a switch's progress, queue and recent failures."""
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
-    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth)
+    report = collection_status(get_session(), model=active_model_name(), queue_depth=depth,
+                               settings=clipseek().settings)
     return jsonify(report.to_dict())

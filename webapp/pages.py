@@ -17,7 +17,13 @@ from clipseek.photo.imaging import ImageDecodeError, read_rgb
 from clipseek.search.examples import store_example
 from clipseek.search.query import FORMATS, SOURCES, Mode, Orientation, SearchRequest, Sort
 from clipseek.search.run import MAX_PER_PAGE, SearchPage, count_searchable, run_search, similar_images
-from clipseek.upkeep.status import collection_status, count_pending, reading_summary, switch_summary
+from clipseek.upkeep.status import (
+    collection_status,
+    count_pending,
+    people_summary,
+    reading_summary,
+    switch_summary,
+)
 from webapp.auth import actor
 from webapp.db_session import active_model_name, clipseek, get_session, image_or_404
 from webapp.params import DEFAULT_PAGE_SIZE, PAGE_SIZES, int_arg, paging, search_request, tidy_search_args
@@ -125,8 +131,9 @@ def status() -> str:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
-                               queue_depth=depth)
+                               queue_depth=depth, settings=clipseek().settings)
     return render_template("status.html", report=report,
+                           people_text=people_summary(report.people) if report.people else None,
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)
                            if report.reading else None)

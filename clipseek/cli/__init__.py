@@ -17,6 +17,7 @@ from clipseek.cli import (
     library,
     manage,
     models,
+    people,
     run,
     search,
     trash,
@@ -68,7 +69,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  run.up, run.worker, run.beat, run.stop_all, run.fetch_weights, database.db,
                  manage.delete, manage.collections, trash.trash, duplicates.duplicates, doctor.doctor,
                  models.models, models.model_group,
-                 models.eval_command, users.user, users.token, albums.album):
+                 models.eval_command, users.user, users.token, albums.album,
+                 people.people):
     cli.add_command(_command)
 
 

@@ -51,6 +51,7 @@ from clipseek.upkeep.reindexing import (
 from clipseek.upkeep.status import (
     collection_status,
     count_by_status,
+    people_summary,
     places_summary,
     reading_summary,
     switch_summary,
@@ -279,7 +280,7 @@ def status(ctx: Context, as_json: bool) -> None:
     and, during a switch to another model, its progress and time left."""
     depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
-        found = collection_status(session, model=ctx.model, queue_depth=depth)
+        found = collection_status(session, model=ctx.model, queue_depth=depth, settings=ctx.settings)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2, default=str))
         return
@@ -309,6 +310,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
         for unread in found.reading.recent_failures:
             click.echo(f"  not read #{unread.image_id} {unread.name}: {unread.error}")
+    if found.people is not None:
+        click.echo(f"People: {people_summary(found.people)}")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

@@ -28,6 +28,8 @@ INDEX_TASK = "clipseek.index_images"
 # QUEUE is empty (see transport_options), so it never delays a picture becoming searchable.
 READ_QUEUE = "clipseek.read"
 READ_TASK = "clipseek.read_words"
+# Finding faces in indexed pictures (people on): on the reading queue, at the same low priority.
+FACES_TASK = "clipseek.find_faces"
 # Every queue a worker serves, the first first.
 WORKER_QUEUES = (QUEUE, READ_QUEUE)
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash (by
@@ -104,6 +106,11 @@ def send_index_task(app: Celery, image_ids: list[int], model: str) -> None:
 def send_read_task(app: Celery, image_ids: list[int]) -> None:
     """Send one task: read the words in these indexed images."""
     app.send_task(READ_TASK, args=[image_ids], queue=READ_QUEUE)
+
+
+def send_faces_task(app: Celery, image_ids: list[int]) -> None:
+    """Send one task: find the faces in these indexed images."""
+    app.send_task(FACES_TASK, args=[image_ids], queue=READ_QUEUE)
 
 
 def broker_client(settings: Settings, *, timeout_s: float = BROKER_TIMEOUT_S) -> redis.Redis:

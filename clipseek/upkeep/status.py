@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from clipseek.indexing.heartbeats import WorkerState, worker_states
 from clipseek.indexing.reading import ReadingCounts, reading_counts
+from clipseek.library.people import PeopleCounts, people_counts
 from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
+from clipseek.settings import Settings
 from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
 
@@ -69,6 +71,8 @@ class StatusReport:
     places: PlacesStatus = field(default_factory=PlacesStatus)
     # Reading the words in indexed pictures (an enrichment: its failures leave images searchable).
     reading: ReadingCounts | None = None
+    # Faces found and grouped into people (off by default; the caller's settings decide).
+    people: PeopleCounts | None = None
 
     @property
     def switch_percent(self) -> int | None:
@@ -105,6 +109,7 @@ class StatusReport:
                                                          "percent": self.switch_percent},
             "places": self.places.to_dict(),
             "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
+            "people": None if self.people is None else self.people.to_dict(),
         }
 
 
@@ -115,6 +120,15 @@ def reading_summary(reading: ReadingCounts, *, enabled: bool) -> str:
     if not enabled:
         return line + "; reading is off (CLIPSEEK_OCR=0)."
     return line + "."
+
+
+def people_summary(people: PeopleCounts) -> str:
+    """One line on people, worded the same by `clipseek status` and the Status page."""
+    if not people.enabled:
+        return (f"people is off: no faces are looked for ({people.faces} kept). "
+                "`clipseek people enable` turns it on.")
+    return (f"people is on: {people.faces} face(s) found, {people.people} people ({people.named} named), "
+            f"{people.waiting} picture(s) waiting, {people.failed} failed.")
 
 
 def percent_done(progress: SwitchProgress) -> int:
@@ -166,12 +180,13 @@ def rate_text(per_second: float) -> str:
 
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
-                      queue_depth: int | None = None) -> StatusReport:
+                      queue_depth: int | None = None, settings: Settings | None = None) -> StatusReport:
     """Counts of images per status (outside the trash) and in the trash, embeddings per model,
     workers and the latest failures.
 
     The queue depth is measured by the caller before the session is used, so that no
     database connection is held while the broker is asked (clipseek.indexing.broker.queue_depth).
+    With `settings`, it says whether people is on and what it found.
     """
     by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
     in_trash = 0
@@ -198,7 +213,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
                            for r in recent_rejections(session, limit=recent_failures)],
         switch=switch_progress(session), in_trash=in_trash,
         places=places_status(session, recent=recent_failures),
-        reading=reading_counts(session, recent_failures=recent_failures))
+        reading=reading_counts(session, recent_failures=recent_failures),
+        people=None if settings is None else people_counts(session, settings))
 
 
 def count_pending(session: Session) -> int:
