@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.indexing.broker import create_celery, send_faces_task, send_index_task, send_read_task
+from clipseek.indexing.face_finder import FaceFinder
 from clipseek.indexing.text_reader import TextReader
-from clipseek.photo.faces import FaceFinder
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 

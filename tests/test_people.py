@@ -15,12 +15,12 @@ from clipseek.api import search as api_search
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
 from clipseek.errors import ConfigError
+from clipseek.indexing.face_finder import FaceFinder
 from clipseek.indexing.face_finding import find_faces, people_on
 from clipseek.library.deletion import Selection, purge_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.people import enable_people, list_people, remove_face
 from clipseek.library.register import Candidate
-from clipseek.photo.faces import FaceFinder
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Face, FaceDescriptor, FacesState, Image, Person

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from clipseek.indexing.face_finder import FaceFinder, FoundFace
 from clipseek.indexing.face_grouping import group_face
 from clipseek.indexing.reading import IDS_PER_STATEMENT
-from clipseek.photo.faces import FaceFinder, FoundFace
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.settings import Settings
 from clipseek.store.tables import Face, FaceDescriptor, FacesState, Image, ImageStatus, LibrarySetting
