@@ -9,21 +9,25 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from clipseek.api import search as api_search
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
 from clipseek.errors import ConfigError
+from clipseek.indexing.broker import broker_client
 from clipseek.indexing.face_finder import FaceFinder
 from clipseek.indexing.face_finding import find_faces, people_on
 from clipseek.library.deletion import Selection, purge_images
+from clipseek.library.derivatives import ensure_face_thumbnail
 from clipseek.library.ingest import ingest_inline
-from clipseek.library.people import enable_people, list_people, remove_face
+from clipseek.library.people import enable_people, list_people, person_faces_with_images, remove_face
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Face, FaceDescriptor, FacesState, Image, Person
+from clipseek.upkeep.recovery import requeue_lost_faces
 from tests.cli import run_in_process
 from tests.faces import face_sources, rotated_with_exif, write_face_photos
 
@@ -214,6 +218,13 @@ def test_turning_people_off_asks_then_deletes_every_face_and_unnamed_person(
 ) -> None:
     grace = next(p for p, images in _people_of(db).items() if grouped["grace-original"] in images)
     assert run_in_process(cli_env, "people", "name", str(grace), "Grace").returncode == 0
+    with db.session() as session:
+        face, image = person_faces_with_images(session, grace)[0]
+    crop = ensure_face_thumbnail(settings.thumbnails, sha256=image.sha256, source=Path(image.path),
+                                 box=(face.box_left, face.box_top, face.box_right, face.box_bottom),
+                                 max_pixels=settings.max_image_pixels)
+    with PILImage.open(crop) as shown:
+        assert shown.size == (160, 160)
     declined = run_in_process(cli_env, "people", "disable", stdin="n\n")
     assert "Delete 10 face(s) with their descriptors and 1 unnamed person(s)?" in declined.stderr
     with db.session() as session:
@@ -226,6 +237,7 @@ def test_turning_people_off_asks_then_deletes_every_face_and_unnamed_person(
         assert list(session.scalars(select(Person.name))) == ["Grace"]
         assert not people_on(session, settings)
         assert set(session.scalars(select(Image.faces_state))) == {FacesState.SKIPPED}
+    assert not crop.exists()
     status = json.loads(run_in_process(cli_env, "status", "--json").stdout)["people"]
     assert status == {"enabled": False, "faces": 0, "people": 0, "named": 0, "waiting": 0, "failed": 0}
     forced = run_in_process(cli_env | {"CLIPSEEK_PEOPLE": "1"}, "people", "disable", "--yes")
@@ -238,3 +250,20 @@ def test_the_people_settings_read_from_the_environment() -> None:
     assert chosen.people and chosen.people_distance == 0.45
     with pytest.raises(ConfigError):
         Settings.from_env({"CLIPSEEK_PEOPLE_DISTANCE": "3"})
+
+
+def test_the_scheduler_sends_pictures_waiting_for_faces_only_while_people_is_on(
+    db: Database, encoder: ClipEncoder, settings: Settings, face_photos: dict[str, Path], redis_url: str,
+) -> None:
+    ids = _ingest(db, encoder, settings, {k: v for k, v in face_photos.items() if k.endswith("original")})
+    client = broker_client(settings.with_changes(redis_url=redis_url))
+    sent: list[list[int]] = []
+    try:
+        with db.session() as session:
+            # Indexed inline, never sent: lost, but people is off.
+            assert requeue_lost_faces(session, client, settings, enqueue=sent.append, grace_s=0) == []
+            assert requeue_lost_faces(session, client, settings.with_changes(people=True),
+                                      enqueue=sent.append, grace_s=0) == sorted(ids.values())
+    finally:
+        client.close()
+    assert sent == [sorted(ids.values())]

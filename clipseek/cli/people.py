@@ -9,6 +9,7 @@ import click
 from clipseek.cli.base import pass_context
 from clipseek.context import Context
 from clipseek.indexing.face_finding import queue_for_faces
+from clipseek.library.derivatives import remove_face_thumbnails
 from clipseek.library.people import (
     disable_people,
     enable_people,
@@ -116,7 +117,8 @@ def enable(ctx: Context) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def disable(ctx: Context, yes: bool) -> None:
-    """Turn people off, deleting every face found, its descriptor, and every unnamed person."""
+    """Turn people off, deleting every face found, its descriptor, its cached crop, and every
+    unnamed person."""
     with ctx.db.session() as session:
         counted = people_to_delete(session)
         session.commit()
@@ -127,4 +129,5 @@ def disable(ctx: Context, yes: bool) -> None:
             return
         done = disable_people(session, ctx.settings)
         session.commit()
+    remove_face_thumbnails(ctx.settings.thumbnails)
     click.echo(f"People is off: {done.faces} face(s) and {done.people} unnamed person(s) deleted.")

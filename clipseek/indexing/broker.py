@@ -171,9 +171,9 @@ def message_task(message: dict[str, object]) -> tuple[list[int], str] | None:
     return [int(i) for i in args[0]], str(args[1])
 
 
-def read_message_ids(message: dict[str, object]) -> list[int] | None:
-    """The image ids a read task message carries, or None if it is not one."""
-    args = _task_args(message, READ_TASK)
+def read_message_ids(message: dict[str, object], task: str = READ_TASK) -> list[int] | None:
+    """The image ids a read task message (or a faces task's, with FACES_TASK) carries, or None."""
+    args = _task_args(message, task)
     return None if args is None else [int(i) for i in args[0]]
 
 
@@ -219,16 +219,18 @@ def ids_in_broker(client: redis.Redis, *, model: str, except_tasks: Iterable[str
     return ids
 
 
-def ids_read_in_broker(client: redis.Redis, *, except_tasks: Iterable[str] = ()) -> set[int]:
-    """Ids of the images that read tasks carry, waiting or delivered and unacknowledged
-    (leaving out the deliveries of `except_tasks`, held by workers known to be dead)."""
+def ids_read_in_broker(client: redis.Redis, *, except_tasks: Iterable[str] = (),
+                       task: str = READ_TASK) -> set[int]:
+    """Ids of the images that read tasks (or faces tasks, with FACES_TASK) carry, waiting or
+    delivered and unacknowledged (leaving out the deliveries of `except_tasks`, held by workers
+    known to be dead)."""
     skip = set(except_tasks)
     raw_waiting: list[bytes] = client.lrange(READ_QUEUE, 0, -1)  # type: ignore[assignment]
     messages = [json.loads(raw) for raw in raw_waiting]
     messages += [m for m in _delivered(client).values() if _task_id(m) not in skip]
     ids: set[int] = set()
     for message in messages:
-        ids.update(read_message_ids(message) or ())
+        ids.update(read_message_ids(message, task) or ())
     return ids
 
 

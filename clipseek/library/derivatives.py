@@ -83,6 +83,15 @@ def ensure_face_thumbnail(folder: Path, *, sha256: str, source: Path, box: tuple
     return target
 
 
+def remove_face_thumbnails(folder: Path) -> int:
+    """Delete every cached face crop (people turned off: no face stays on disk); return how many."""
+    removed = 0
+    for path in folder.glob("*/*-face-*.jpg"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def _ensure(target: Path, source: Path, *, max_pixels: int, side: int, fmt: str,
             **params: int) -> Path:
     if target.exists():
