@@ -1,7 +1,8 @@
 """People: faces found, how purely they group, what finding them costs, and what it costs indexing.
 
-    python -m bench.people               # every measurement (about 10 minutes on 2 cores)
-    python -m bench.people --tiny        # a few pictures: checks the script runs
+    python -m bench.people               # every measurement (about 15 minutes on 2 cores)
+    python -m bench.people --tiny        # a few pictures: checks the script runs (minutes: it
+                                         # starts the database and two workers, so not in bench-tiny)
 
 The only real face photos the packages ship are two portraits: Grace Hopper (matplotlib)
 and the astronaut Eileen Collins (scikit-image). Each comes back many times, as a library
@@ -13,7 +14,8 @@ the other sample photos (bar the cameraman, whose face is a real one), cropped a
   faces appear in pictures that hold none).
 - Grouping purity: the pictures' faces go through the real grouping (PostgreSQL, the
   HNSW index, clipseek.indexing.face_grouping) one by one in a random order, at several
-  distances; purity is the share of grouped faces that belong to their person's majority.
+  distances; purity is the share of grouped faces that belong to their person's majority,
+  completeness the share of a real person's pictures in the largest group of their faces.
 - Cost: CPU and wall time of one picture with a face and without, on one thread, at the
   pictures' own size (~500 px) and as 12-megapixel JPEGs.
 - Indexing: images/s a warm worker indexes new pictures at with people off, against people
@@ -125,6 +127,7 @@ def detection(finder: FaceFinder, pictures: Pictures) -> tuple[dict[str, Any], l
 def twelve_megapixel_cost(finder: FaceFinder, folder: Path, pictures: Pictures,
                           count: int) -> dict[str, Any]:
     """CPU and wall ms per 12-megapixel JPEG (4,000 x 3,000), with a face and without."""
+    folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     for kind, chosen in (("with a face", [p for p, who in pictures if who]),
                          ("without", [p for p, who in pictures if not who])):

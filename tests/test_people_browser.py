@@ -93,6 +93,9 @@ def test_people_pages_for_a_viewer_and_a_contributor_on_a_phone(
         expect(page.locator(".face")).to_have_count(2)
         page.get_by_role("link", name="Search with this person").click()
         expect(page.locator(".hit")).to_have_count(2)
+        expect(page.locator(".chip-person")).to_contain_text("Grace")
+        expect(page.locator("select[name=person]")).to_have_value("Grace")
+        problems += _check(page, "search for a person")
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Face).where(Face.person_locked)) == 1
     assert not problems, "\n".join(problems)

@@ -40,6 +40,11 @@ def people_shown() -> bool:
     return shown
 
 
+def person_choices() -> list[PersonSummary]:
+    """The people for the search form's person filter: none while people is off."""
+    return list_people(get_session()) if people_shown() else []
+
+
 def _summary_or_404(person_id: int) -> PersonSummary:
     summary = person_summary(get_session(), person_id)
     if summary is None or not summary.faces:
@@ -122,4 +127,4 @@ def remove(person_id: int, face_id: int) -> Response:
 
 def init_app(app: Flask) -> None:
     """Give the templates what they ask about people."""
-    app.jinja_env.globals.update(people_shown=people_shown)
+    app.jinja_env.globals.update(people_shown=people_shown, person_choices=person_choices)

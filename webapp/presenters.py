@@ -122,7 +122,8 @@ def alt_text(captions: Sequence[str], name: str) -> str:
 
 # How each parameter of a search reads on its chip, in the order the chips show.
 CHIP_LABELS = {"example": "Like your example picture", "like": "Like image", "collection": "Collection",
-               "source": "Source", "folder": "Folder", "format": "Format", "taken_from": "Taken from",
+               "person": "Person", "source": "Source", "folder": "Folder", "format": "Format",
+               "taken_from": "Taken from",
                "taken_to": "Taken to", "added_from": "Added from", "added_to": "Added to",
                "orientation": "Orientation", "min_size": "At least", "mode": "Mode", "sort": "Order",
                "min_score": "Minimum score", "all": "Weaker matches shown"}
