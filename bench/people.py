@@ -237,7 +237,7 @@ def indexing_beside_faces(home: Path, env: dict[str, str], backlog: list[Path], 
                 first = ingest_queued(ctx.db, [Candidate(path=warm, source="folder")], settings=settings,
                                       enqueue=ctx.enqueue)
                 assert wait_until_indexed(ctx.db, first.registered.new_ids, model=settings.model,
-                                          timeout_s=600, poll_s=0.05) == 0
+                                          timeout_s=1800, poll_s=0.05) == 0
                 if on:
                     ingest_inline(ctx.db, ctx.encoder, [Candidate(path=p, source="folder") for p in backlog],
                                   settings=settings)
@@ -269,32 +269,39 @@ def indexing_beside_faces(home: Path, env: dict[str, str], backlog: list[Path], 
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    d = results["detection"]
-    md = (f"Faces found in {d['found_in']} of {d['face_pictures']} face pictures "
-          f"(detection rate {d['detection_rate']:.1%}; {d['extra_faces_in_face_pictures']} extra faces); "
-          f"{d['faces_invented']} faces found in {d['pictures_without_faces']} pictures without one.\n\n"
-          + markdown_table(["picture", "CPU ms", "wall ms", "12 MP: CPU ms", "12 MP: wall ms"],
-                           [[k, v["cpu"], v["wall"], results["twelve_megapixels"][k]["cpu"],
-                             results["twelve_megapixels"][k]["wall"]]
-                            for k, v in d["ms_per_picture"].items()])
-          + "\n\nGrouping, faces fed one by one in a random order:\n\n"
-          + markdown_table(["distance", "people", "faces", "ungrouped", "purity", "completeness",
-                            "ms per face"],
-                           [[k, g["people"], g["faces"], g["ungrouped"], g["purity"],
-                             ", ".join(f"{n} {c}" for n, c in g["completeness"].items()),
-                             g["grouping_ms_per_face"]]
-                            for k, g in results["grouping"].items()]))
+    md = ""
+    if "detection" in results:
+        md += _finding_markdown(results)
     if "indexing" in results:
-        ix = results["indexing"]
-        md += (f"\n\nIndexing beside finding faces, one warm worker, median of {ix['rounds']} alternating "
-               "rounds "
-               f"of {ix['new_pictures']} new pictures (backlog: {ix['backlog']} face pictures waiting):\n\n"
-               + markdown_table(["worker", "images indexed per s", "every round"],
-                                [[m, r, ", ".join(map(str, ix["all_rounds"][m]))]
-                                 for m, r in ix["images_per_s"].items()])
-               + f"\n\nIndexing with people on runs at {ix['ratio_on_to_off']:.1%} of its rate with people "
-               "off.")
+        md += ("\n\n" if md else "") + _indexing_markdown(results["indexing"])
     return md
+
+
+def _finding_markdown(results: dict[str, Any]) -> str:
+    d = results["detection"]
+    large = results["twelve_megapixels"]
+    return (f"Faces found in {d['found_in']} of {d['face_pictures']} face pictures (detection rate "
+            f"{d['detection_rate']:.1%}; {d['extra_faces_in_face_pictures']} extra faces); "
+            f"{d['faces_invented']} faces found in {d['pictures_without_faces']} pictures without one.\n\n"
+            + markdown_table(["picture", "CPU ms", "wall ms", "12 MP: CPU ms", "12 MP: wall ms"],
+                             [[k, v["cpu"], v["wall"], large[k]["cpu"], large[k]["wall"]]
+                              for k, v in d["ms_per_picture"].items()])
+            + "\n\nGrouping, faces fed one by one in a random order:\n\n"
+            + markdown_table(["distance", "people", "faces", "ungrouped", "purity", "completeness",
+                              "ms per face"],
+                             [[k, g["people"], g["faces"], g["ungrouped"], g["purity"],
+                               ", ".join(f"{n} {c}" for n, c in g["completeness"].items()),
+                               g["grouping_ms_per_face"]]
+                              for k, g in results["grouping"].items()]))
+
+
+def _indexing_markdown(ix: dict[str, Any]) -> str:
+    return (f"Indexing beside finding faces, one warm worker, median of {ix['rounds']} alternating rounds "
+            f"of {ix['new_pictures']} new pictures (backlog: {ix['backlog']} face pictures waiting):\n\n"
+            + markdown_table(["worker", "images indexed per s", "every round"],
+                             [[m, r, ", ".join(map(str, ix["all_rounds"][m]))]
+                              for m, r in ix["images_per_s"].items()])
+            + f"\n\nIndexing with people on runs at {ix['ratio_on_to_off']:.1%} of its rate with people off.")
 
 
 def main() -> None:
@@ -308,6 +315,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=32, help="face pictures waiting meanwhile")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-indexing", action="store_true", help="leave out the worker measurement")
+    parser.add_argument("--only-indexing", action="store_true", help="only the worker measurement")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -319,8 +327,11 @@ def main() -> None:
     with scratch_home() as home:
         from clipseek.settings import RANDOM_MODEL
 
+        # One precision, named: `auto` would first measure every precision in each new home
+        # (minutes), and the comparison is of people on against off, not of precisions.
         env = {**os.environ, "CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
                "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_OCR": "0",
+               "CLIPSEEK_PRECISION": os.environ.get("CLIPSEEK_PRECISION", "fp32"),
                "CLIPSEEK_BATCH_SIZE": "4" if args.tiny else "32"}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
@@ -328,11 +339,13 @@ def main() -> None:
             pictures = write_pictures(home / "faces", args.per_person, args.without, rng)
             finder = FaceFinder()
             finder.load()
-            print("finding faces…", flush=True)
-            results["detection"], found = detection(finder, pictures)
-            results["twelve_megapixels"] = twelve_megapixel_cost(finder, home / "large", pictures, args.large)
-            print("grouping…", flush=True)
-            results["grouping"] = grouping(env, pictures, found, rng)
+            if not args.only_indexing:
+                print("finding faces…", flush=True)
+                results["detection"], found = detection(finder, pictures)
+                results["twelve_megapixels"] = twelve_megapixel_cost(finder, home / "large", pictures,
+                                                                     args.large)
+                print("grouping…", flush=True)
+                results["grouping"] = grouping(env, pictures, found, rng)
             if not args.no_indexing:
                 print("indexing beside finding faces…", flush=True)
                 backlog = [p for p, who in pictures if who][:args.backlog]
@@ -345,7 +358,8 @@ def main() -> None:
             EmbeddedRedis(home / "redis").stop()
             EmbeddedPostgres(home / "pgdata").stop()
     md = _markdown(results)
-    write_results("people-tiny" if args.tiny else "people", results, md, args.out or RESULTS)
+    name = "people-tiny" if args.tiny else "people-indexing" if args.only_indexing else "people"
+    write_results(name, results, md, args.out or RESULTS)
     print(md)
 
 
