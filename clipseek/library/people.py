@@ -228,13 +228,16 @@ def disable_people(session: Session, settings: Settings) -> PeopleDeleted:
     if settings.people:
         raise BadQuery("CLIPSEEK_PEOPLE=1 turns people on for this process; unset it (for the workers "
                        "and the web app too) before turning people off.")
-    counted = people_to_delete(session)
     _set_switch(session, False)
+    # The pictures first: their row locks wait for a worker recording faces in one of them,
+    # and the deletes below (a statement sees what committed before it) then take those too;
+    # the worker that comes later finds the picture skipped and records nothing.
+    session.execute(update(Image).where(Image.faces_state.is_not(None) | waits_for_faces())
+                    .values(faces_state=FacesState.SKIPPED, faces_error=None, faces_at=func.now()))
+    counted = people_to_delete(session)
     session.execute(delete(FaceDescriptor))
     session.execute(delete(Face))
     session.execute(delete(Person).where(Person.name.is_(None)))
-    session.execute(update(Image).where(Image.faces_state.is_not(None) | waits_for_faces())
-                    .values(faces_state=FacesState.SKIPPED, faces_error=None, faces_at=func.now()))
     return counted
 
 
