@@ -3,9 +3,22 @@ and taking a wrong face away (contributors and admins; viewers look)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from clipseek.errors import BadQuery
@@ -32,10 +45,19 @@ bp = Blueprint("people", __name__)
 YEAR = 365 * 24 * 3600
 
 
+# How long this app reuses the people switch it read: every page's menu asks, and the switch
+# changes only by `clipseek people enable/disable`, so a page need not cost a statement more.
+SWITCH_TTL_S = 5.0
+
+
 def people_shown() -> bool:
-    """Whether people is on (the menu then offers the People page); read once per request."""
+    """Whether people is on (the menu then offers the People page), read at most every few seconds."""
     if "people_on" not in g:
-        g.people_on = people_on(get_session(), clipseek().settings)
+        cached: tuple[float, bool] | None = current_app.extensions.get("clipseek.people_on")
+        if cached is None or time.monotonic() - cached[0] > SWITCH_TTL_S:
+            cached = (time.monotonic(), people_on(get_session(), clipseek().settings))
+            current_app.extensions["clipseek.people_on"] = cached
+        g.people_on = cached[1]
     shown: bool = g.people_on
     return shown
 
