@@ -17,8 +17,8 @@ def search(text: str = "", top_k: int = 5, page: int = 1, *, context: Context | 
 
     Keyword arguments are the search parameters of /api/search: collection, album (an id or a
     name), source, folder, taken_from, taken_to, added_from, added_to, format, orientation,
-    min_size, place, mode, sort, min_score, like, example and all; e.g. search("a beach",
-    place="Portugal", album="Summer 2024").
+    min_size, place, person (a name or an id), mode, sort, min_score, like, example and all;
+    e.g. search("a beach", place="Portugal", album="Summer 2024", person="Anna").
     """
     params = {name: [value] if isinstance(value, str) else list(value) for name, value in filters.items()}
     request = parse_request(params | {"q": [text], "page": [str(page)], "per_page": [str(top_k)]})

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.indexing.broker import create_celery, send_index_task, send_read_task
+from clipseek.indexing.broker import create_celery, send_faces_task, send_index_task, send_read_task
+from clipseek.indexing.face_finder import FaceFinder
 from clipseek.indexing.text_reader import TextReader
 from clipseek.settings import Settings
 from clipseek.store.db import Database
@@ -78,6 +79,11 @@ def open_database(settings: Settings) -> Database:
 def shared_text_reader() -> TextReader:
     """The process-wide text reader, so its models load once per process (on its first read)."""
     return _shared_instance(TextReader, "default", TextReader)
+
+
+def shared_face_finder() -> FaceFinder:
+    """The process-wide face finder, so its models load once per process (on its first picture)."""
+    return _shared_instance(FaceFinder, "default", FaceFinder)
 
 
 def shared_context(settings: Settings) -> Context:
@@ -152,6 +158,10 @@ class Context:
     def enqueue_reading(self, image_ids: list[int]) -> None:
         """Send one batch of indexed image ids to be read for words, at the workers' lower priority."""
         send_read_task(self.celery, image_ids)
+
+    def enqueue_faces(self, image_ids: list[int]) -> None:
+        """Send one batch of indexed image ids to have their faces found, at the workers' lower priority."""
+        send_faces_task(self.celery, image_ids)
 
     def close(self) -> None:
         """Release the database connections and the decoding threads."""

@@ -51,6 +51,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     return value
 
 
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+    if not 0 < value < 2:  # descriptors have length 1: no two lie 2 or more apart
+        raise ConfigError(f"{name} must be between 0 and 2, not {value}.")
+    return value
+
+
 def _duplicate_distance(environ: Mapping[str, str]) -> int:
     value = _int(environ, "CLIPSEEK_DUPLICATE_DISTANCE", DEFAULT_DUPLICATE_DISTANCE, minimum=0)
     if value > MAX_DUPLICATE_DISTANCE:
@@ -117,6 +130,8 @@ class Settings:
     duplicate_distance: int = DEFAULT_DUPLICATE_DISTANCE
     trash_days: int = 30
     ocr: bool = True
+    people: bool = False
+    people_distance: float = 0.5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +184,12 @@ class Settings:
             # Read the words in every indexed picture, after CLIP, at a lower priority; off,
             # pictures are marked skipped (`clipseek reindex --ocr` reads them later).
             ocr=_switch(env, "CLIPSEEK_OCR", default=True),
+            # Find the faces in pictures and group them into people. Off by default (faces are
+            # personal data); `clipseek people enable` turns it on for the library instead.
+            people=_switch(env, "CLIPSEEK_PEOPLE", default=False),
+            # Two faces closer than this (Euclidean, dlib's descriptors) are taken for one
+            # person: dlib's own threshold is 0.6; lower merges strangers less often.
+            people_distance=_float(env, "CLIPSEEK_PEOPLE_DISTANCE", 0.5),
         )
 
     def with_changes(self, **changes: object) -> Settings:

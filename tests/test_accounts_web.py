@@ -29,7 +29,7 @@ TABLES = ("users", "api_tokens", "images", "captions", "audit_events", "embeddin
 # Where an API token counts: the API and the picture URLs it returns.
 TOKEN_PATHS = ("/api/", "/file/", "/thumb/")
 ARGS = {"image_id": 999999, "caption_id": 999999, "token_id": 999999, "user_id": 999999,
-        "album_id": 999999, "name": "nope", "filename": "style.css"}
+        "album_id": 999999, "person_id": 999999, "face_id": 999999, "name": "nope", "filename": "style.css"}
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         files,
         pages,
         params,
+        people,
         presenters,
         security,
         selection,
@@ -114,6 +115,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(selection.bp)
     app.register_blueprint(selection.api_bp)
     albums.init_app(app)
+    app.register_blueprint(people.bp)
+    people.init_app(app)
     selection.init_app(app)
     app.register_blueprint(trash.bp)
     app.register_blueprint(trash.api_bp)

@@ -150,6 +150,6 @@ def status() -> Response:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), queue_depth=depth,
-                               replicas=clipseek().db.replica_states())
+                               replicas=clipseek().db.replica_states(), settings=clipseek().settings)
     precision = clipseek().encoder_for(report.model).precision_sentence()
     return jsonify({**report.to_dict(), "precision": precision})

@@ -22,6 +22,7 @@ from clipseek.upkeep.status import (
     collection_status,
     count_pending,
     hashes_summary,
+    people_summary,
     reading_summary,
     switch_summary,
 )
@@ -147,9 +148,11 @@ def status() -> str:
     # The broker first: no database connection is held while it is asked.
     depth = queue_depth(clipseek().settings)
     report = collection_status(get_session(), model=active_model_name(), recent_failures=20,
-                               queue_depth=depth, replicas=clipseek().db.replica_states())
+                               queue_depth=depth, replicas=clipseek().db.replica_states(),
+                               settings=clipseek().settings)
     return render_template("status.html", report=report,
                            precision_text=clipseek().encoder_for(report.model).precision_sentence(),
+                           people_text=people_summary(report.people) if report.people else None,
                            switch_text=switch_summary(report.switch) if report.switch else None,
                            reading_text=reading_summary(report.reading, enabled=clipseek().settings.ocr)
                            if report.reading else None, hashes_text=hashes_summary(report.hashes))

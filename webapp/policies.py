@@ -96,6 +96,14 @@ POLICIES: dict[str, Policy] = {
     "albums_api.delete_api": Policy.ALBUM_OWN,
     "albums_api.add_api": Policy.ALBUM_OWN,
     "albums_api.remove_api": Policy.ALBUM_OWN,
+    # People: everyone who looks sees them; naming and correcting them is a contributor's,
+    # like making albums (a person is the library's, not one account's).
+    "people.people_page": Policy.VIEW,
+    "people.show": Policy.VIEW,
+    "people.face": Policy.VIEW,
+    "people.rename": Policy.CONTRIBUTE,
+    "people.merge": Policy.CONTRIBUTE,
+    "people.remove": Policy.CONTRIBUTE,
     # A selection's actions: the pictures to move to the trash must be one's own uploads
     # (checked by the route, picture by picture, as DELETE_OWN does for one); a zip only
     # reads, and is a POST for the selection it carries.

@@ -14,6 +14,7 @@ from clipseek.library.captions import caption_dict, listed_captions
 from clipseek.photo.places import Place
 from clipseek.search.run import SearchHit, SearchPage
 from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus
+from clipseek.util.user_text import counted as counted  # the pages count with the same rule
 
 
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
@@ -115,11 +116,6 @@ def source_text(source: str) -> str:
     return SOURCE_WORDS.get(source, source)
 
 
-def counted(number: int, word: str, plural: str | None = None) -> str:
-    """A number with its noun in the singular or plural: "1 image", "3 images"."""
-    return f"{number:,} {word if number == 1 else plural or word + 's'}"
-
-
 def alt_text(captions: Sequence[str], name: str) -> str:
     """A picture's alternative text: its first caption, else its file name."""
     return captions[0] if captions else name
@@ -127,10 +123,11 @@ def alt_text(captions: Sequence[str], name: str) -> str:
 
 # How each parameter of a search reads on its chip, in the order the chips show.
 CHIP_LABELS = {"example": "Like your example picture", "like": "Like image", "collection": "Collection",
-               "album": "Album", "source": "Source", "folder": "Folder", "format": "Format",
-               "taken_from": "Taken from", "taken_to": "Taken to", "added_from": "Added from",
-               "added_to": "Added to", "orientation": "Orientation", "min_size": "At least", "mode": "Mode",
-               "sort": "Order", "min_score": "Minimum score", "all": "Weaker matches shown"}
+               "album": "Album", "person": "Person", "source": "Source", "folder": "Folder",
+               "format": "Format", "taken_from": "Taken from", "taken_to": "Taken to",
+               "added_from": "Added from", "added_to": "Added to", "orientation": "Orientation",
+               "min_size": "At least", "mode": "Mode", "sort": "Order", "min_score": "Minimum score",
+               "all": "Weaker matches shown"}
 _CHIP_VALUES = {"example": "", "all": "", "sort": "newest first"}
 
 

@@ -11,7 +11,7 @@ from celery import Celery
 from celery import signals as celery_signals
 
 from clipseek.context import Context
-from clipseek.indexing.broker import INDEX_TASK, READ_TASK, WORKER_QUEUES, create_celery
+from clipseek.indexing.broker import FACES_TASK, INDEX_TASK, READ_TASK, WORKER_QUEUES, create_celery
 from clipseek.indexing.heartbeats import Heartbeat
 from clipseek.settings import Settings
 from clipseek.upkeep.recovery import scheduler_for
@@ -43,7 +43,7 @@ def run_worker(ctx: Context, *, beat: bool, loglevel: str) -> None:
             scheduler.start()
 
     def task_starts(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
-        if task is not None and task.name in (INDEX_TASK, READ_TASK) and args:
+        if task is not None and task.name in (INDEX_TASK, READ_TASK, FACES_TASK) and args:
             heartbeat.holding(task_id, [int(i) for i in args[0]])
 
     def task_ends(**_: Any) -> None:

@@ -7,10 +7,11 @@ import logging
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from clipseek.context import shared_context
+from clipseek.context import shared_context, shared_face_finder
 from clipseek.errors import DatabaseUnavailable
-from clipseek.indexing.broker import INDEX_TASK, READ_TASK, broker_client, indexing_waits
+from clipseek.indexing.broker import FACES_TASK, INDEX_TASK, READ_TASK, broker_client, indexing_waits
 from clipseek.indexing.encoding import index_images
+from clipseek.indexing.face_finding import find_faces, people_on, queue_for_faces, skip_faces
 from clipseek.indexing.reading import make_way_for_indexing, queue_for_reading, read_words, skip_reading
 from clipseek.switching.switch import after_index_task, is_known
 
@@ -41,6 +42,12 @@ def index_images_task(self: Task, image_ids: list[int], model: str) -> dict[str,
             queue_for_reading(session, report.indexed, enqueue=ctx.enqueue_reading)
         else:
             skip_reading(session, report.indexed)
+            session.commit()
+        # Their faces too, when people is on; off, they are marked skipped for `people enable`.
+        if people_on(session, ctx.settings):
+            queue_for_faces(session, report.indexed, enqueue=ctx.enqueue_faces)
+        else:
+            skip_faces(session, report.indexed)
             session.commit()
     if switched:
         log.info("%s now covers every image: searches use it from now on", switched)
@@ -74,4 +81,32 @@ def read_words_task(self: Task, image_ids: list[int]) -> dict[str, int]:
              "let indexing go first", len(report.read), len(image_ids), len(report.with_text),
              len(report.failed), len(report.skipped), len(report.handed_back))
     return {"read": len(report.read), "with_text": len(report.with_text), "failed": len(report.failed),
+            "skipped": len(report.skipped), "handed_back": len(report.handed_back)}
+
+
+@shared_task(bind=True, name=FACES_TASK, autoretry_for=TRANSIENT, retry_backoff=1,
+             retry_backoff_max=30, retry_jitter=False, max_retries=50)
+def find_faces_task(self: Task, image_ids: list[int]) -> dict[str, int]:
+    """Find and group the faces in a batch of indexed images; images looked at already are skipped.
+
+    It gives way to indexing as reading does (clipseek.indexing.reading.make_way_for_indexing).
+    """
+    ctx = shared_context(self.app.conf.clipseek_settings)
+    client = broker_client(ctx.settings)
+    try:
+        with ctx.db.session() as session:
+            finder = shared_face_finder() if people_on(session, ctx.settings) else None
+            session.commit()
+            report = find_faces(session, finder, image_ids, max_pixels=ctx.settings.max_image_pixels,
+                                distance=ctx.settings.people_distance,
+                                hand_over=lambda: make_way_for_indexing(session,
+                                                                        lambda: indexing_waits(client)))
+    finally:
+        client.close()
+    if report.handed_back:
+        ctx.enqueue_faces(report.handed_back)
+    log.info("looked for faces in %d of %d image(s): %d face(s), %d failed, %d skipped, %d handed back "
+             "to let indexing go first", len(report.looked), len(image_ids), report.faces,
+             len(report.failed), len(report.skipped), len(report.handed_back))
+    return {"looked": len(report.looked), "faces": report.faces, "failed": len(report.failed),
             "skipped": len(report.skipped), "handed_back": len(report.handed_back)}

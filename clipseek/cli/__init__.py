@@ -17,6 +17,7 @@ from clipseek.cli import (
     library,
     manage,
     models,
+    people,
     run,
     search,
     trash,
@@ -69,7 +70,8 @@ for _command in (collection.ingest, collection.ingest_coco, collection.download_
                  manage.delete, manage.collections, trash.trash, duplicates.duplicates, doctor.doctor,
                  doctor.measure_precision,
                  models.models, models.model_group,
-                 models.eval_command, users.user, users.token, albums.album):
+                 models.eval_command, users.user, users.token, albums.album,
+                 people.people):
     cli.add_command(_command)
 
 

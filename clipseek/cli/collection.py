@@ -54,6 +54,7 @@ from clipseek.upkeep.status import (
     collection_status,
     count_by_status,
     hashes_summary,
+    people_summary,
     places_summary,
     reading_summary,
     switch_summary,
@@ -291,7 +292,7 @@ def status(ctx: Context, as_json: bool) -> None:
     depth = queue_depth(ctx.settings)
     with ctx.db.session() as session:
         found = collection_status(session, model=ctx.model, queue_depth=depth,
-                                  replicas=ctx.db.replica_states())
+                                  replicas=ctx.db.replica_states(), settings=ctx.settings)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2, default=str))
         return
@@ -324,6 +325,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"Words in pictures: {reading_summary(found.reading, enabled=ctx.settings.ocr)}")
         for unread in found.reading.recent_failures:
             click.echo(f"  not read #{unread.image_id} {unread.name}: {unread.error}")
+    if found.people is not None:
+        click.echo(f"People: {people_summary(found.people)}")
 
 
 def import_candidates(ctx: Context, candidates: list[Candidate], *, inline: bool, wait: bool,

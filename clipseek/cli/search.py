@@ -35,6 +35,8 @@ from clipseek.switching.switch import active_model, serving_models
 @click.option("--orientation", default="", help="portrait, landscape or square.")
 @click.option("--min-size", default="", help="At least WIDTHxHEIGHT pixels, or megapixels (2mp).")
 @click.option("--place", default="", help="Taken in this city, region or country (or country code, PT).")
+@click.option("--person", multiple=True,
+              help="Only pictures of this person, by name or id (repeat: pictures of all of them).")
 @click.option("--mode", default="", help="semantic, hybrid or text (default: hybrid once captions exist).")
 @click.option("--sort", default="", help="relevance (default) or date (newest first).")
 @click.option("--min-score", default="", help="Show matches from this score up, instead of the cutoff.")
@@ -47,8 +49,8 @@ from clipseek.switching.switch import active_model, serving_models
 def search(ctx: Context, query: str, top_k: int, page: int, collection: tuple[str, ...],
            album: tuple[str, ...], source: tuple[str, ...], folder: Path | None, taken_from: str,
            taken_to: str, added_from: str, added_to: str, formats: tuple[str, ...], orientation: str,
-           min_size: str, place: str, mode: str, sort: str, min_score: str, like: str, show_all: bool,
-           as_json: bool, save: Path | None) -> None:
+           min_size: str, place: str, person: tuple[str, ...], mode: str, sort: str, min_score: str,
+           like: str, show_all: bool, as_json: bool, save: Path | None) -> None:
     """Find the stored images that best match a description (with no description: newest first).
 
     Combine descriptions as in: beach + "sunset" - "people".
@@ -58,8 +60,8 @@ def search(ctx: Context, query: str, top_k: int, page: int, collection: tuple[st
               "format": list(formats),
               "folder": [str(folder.absolute())] if folder else [], "taken_from": [taken_from],
               "taken_to": [taken_to], "added_from": [added_from], "added_to": [added_to],
-              "orientation": [orientation], "min_size": [min_size], "place": [place], "mode": [mode],
-              "sort": [sort],
+              "orientation": [orientation], "min_size": [min_size], "place": [place],
+              "person": list(person), "mode": [mode], "sort": [sort],
               "min_score": [min_score], "like": [like], "all": ["1" if show_all else ""]}
     request = parse_request(params)
     with ctx.db.session() as session:

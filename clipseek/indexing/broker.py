@@ -28,6 +28,8 @@ INDEX_TASK = "clipseek.index_images"
 # QUEUE is empty (see transport_options), so it never delays a picture becoming searchable.
 READ_QUEUE = "clipseek.read"
 READ_TASK = "clipseek.read_words"
+# Finding faces in indexed pictures (people on): on the reading queue, at the same low priority.
+FACES_TASK = "clipseek.find_faces"
 # Every queue a worker serves, the first first.
 WORKER_QUEUES = (QUEUE, READ_QUEUE)
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash (by
@@ -106,6 +108,11 @@ def send_read_task(app: Celery, image_ids: list[int]) -> None:
     app.send_task(READ_TASK, args=[image_ids], queue=READ_QUEUE)
 
 
+def send_faces_task(app: Celery, image_ids: list[int]) -> None:
+    """Send one task: find the faces in these indexed images."""
+    app.send_task(FACES_TASK, args=[image_ids], queue=READ_QUEUE)
+
+
 def broker_client(settings: Settings, *, timeout_s: float = BROKER_TIMEOUT_S) -> redis.Redis:
     """A plain Redis client for the broker with short timeouts (reads the queue, never consumes)."""
     import redis
@@ -164,9 +171,9 @@ def message_task(message: dict[str, object]) -> tuple[list[int], str] | None:
     return [int(i) for i in args[0]], str(args[1])
 
 
-def read_message_ids(message: dict[str, object]) -> list[int] | None:
-    """The image ids a read task message carries, or None if it is not one."""
-    args = _task_args(message, READ_TASK)
+def read_message_ids(message: dict[str, object], task: str = READ_TASK) -> list[int] | None:
+    """The image ids a read task message (or a faces task's, with FACES_TASK) carries, or None."""
+    args = _task_args(message, task)
     return None if args is None else [int(i) for i in args[0]]
 
 
@@ -212,16 +219,18 @@ def ids_in_broker(client: redis.Redis, *, model: str, except_tasks: Iterable[str
     return ids
 
 
-def ids_read_in_broker(client: redis.Redis, *, except_tasks: Iterable[str] = ()) -> set[int]:
-    """Ids of the images that read tasks carry, waiting or delivered and unacknowledged
-    (leaving out the deliveries of `except_tasks`, held by workers known to be dead)."""
+def ids_read_in_broker(client: redis.Redis, *, except_tasks: Iterable[str] = (),
+                       task: str = READ_TASK) -> set[int]:
+    """Ids of the images that read tasks (or faces tasks, with FACES_TASK) carry, waiting or
+    delivered and unacknowledged (leaving out the deliveries of `except_tasks`, held by workers
+    known to be dead)."""
     skip = set(except_tasks)
     raw_waiting: list[bytes] = client.lrange(READ_QUEUE, 0, -1)  # type: ignore[assignment]
     messages = [json.loads(raw) for raw in raw_waiting]
     messages += [m for m in _delivered(client).values() if _task_id(m) not in skip]
     ids: set[int] = set()
     for message in messages:
-        ids.update(read_message_ids(message) or ())
+        ids.update(read_message_ids(message, task) or ())
     return ids
 
 

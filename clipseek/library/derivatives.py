@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from clipseek.photo.imaging import fit_rgb
+from clipseek.photo.imaging import fit_rgb, probe
 
 THUMBNAIL_SIZE = 320
 # Display copies (of formats browsers cannot show) fit in this square: enough for a screen,
@@ -45,6 +45,51 @@ def ensure_display_copy(folder: Path, *, sha256: str, source: Path, max_pixels: 
     """
     return _ensure(display_copy_path(folder, sha256), source, max_pixels=max_pixels,
                    side=DISPLAY_SIZE, fmt="PNG")
+
+
+FACE_SIZE = 160
+# A face is shown with this much of its box around it on each side, so hair and chin show.
+FACE_MARGIN = 0.3
+
+
+def face_thumbnail_path(folder: Path, sha256: str, box: tuple[int, int, int, int]) -> Path:
+    """Where the cached square crop of one face (its box in the picture as displayed) lives."""
+    left, top, right, bottom = box
+    return folder / sha256[:2] / f"{sha256}-face-{left}-{top}-{right}-{bottom}.jpg"
+
+
+def ensure_face_thumbnail(folder: Path, *, sha256: str, source: Path, box: tuple[int, int, int, int],
+                          max_pixels: int) -> Path:
+    """Return the cached crop of a face, making it first if needed (a JPEG FACE_SIZE square).
+
+    Raises ImageDecodeError when the source cannot be read.
+    """
+    target = face_thumbnail_path(folder, sha256, box)
+    if target.exists():
+        return target
+    with _making[hash(target.name) % len(_making)]:
+        if not target.exists():
+            info = probe(source, max_pixels=max_pixels)
+            full = max(info.width, info.height)
+            left, top, right, bottom = box
+            # Decoded no larger than needed for the face to fill the square.
+            side = min(full, max(FACE_SIZE, round(full * FACE_SIZE / max(1, right - left))))
+            rgb = fit_rgb(source, max_pixels=max_pixels, side=side)
+            scale = max(rgb.size) / full
+            pad = (right - left) * FACE_MARGIN
+            crop = rgb.crop((round((left - pad) * scale), round((top - pad) * scale),
+                             round((right + pad) * scale), round((bottom + pad) * scale)))
+            _write_atomically(crop.resize((FACE_SIZE, FACE_SIZE)), target, "JPEG", {"quality": 85})
+    return target
+
+
+def remove_face_thumbnails(folder: Path) -> int:
+    """Delete every cached face crop (people turned off: no face stays on disk); return how many."""
+    removed = 0
+    for path in folder.glob("*/*-face-*.jpg"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _ensure(target: Path, source: Path, *, max_pixels: int, side: int, fmt: str,

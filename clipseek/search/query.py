@@ -80,6 +80,9 @@ class Filters:
     min_megapixels: float | None = None
     # A city, region, country or country code, any of them, whatever the case.
     place: str | None = None
+    # People in the picture, each an id or a name whatever its case (clipseek.library.people);
+    # a picture must show every one of them.
+    people: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -142,7 +145,8 @@ class SearchRequest:
             out["example"] = self.example
         if self.like is not None:
             out["like"] = str(self.like)
-        names = {"collections": "collection", "albums": "album", "sources": "source", "formats": "format"}
+        names = {"collections": "collection", "albums": "album", "sources": "source", "formats": "format",
+                 "people": "person"}
         for key, value in self.filters.to_dict().items():
             name = names.get(key, key)
             if key in ("min_width", "min_height", "min_megapixels"):
@@ -165,8 +169,8 @@ class SearchRequest:
 
 
 PARAMETERS = ("q", "example", "like", "collection", "album", "source", "folder", "taken_from", "taken_to",
-              "added_from", "added_to", "format", "orientation", "min_size", "place", "mode", "sort",
-              "min_score", "all", "page", "per_page")
+              "added_from", "added_to", "format", "orientation", "min_size", "place", "person", "mode",
+              "sort", "min_score", "all", "page", "per_page")
 
 
 def _shown(text: str) -> str:
@@ -224,6 +228,13 @@ def _albums(values: tuple[str, ...]) -> tuple[str, ...]:
     if any(i > MAX_ID for i in ids):
         raise BadQuery(f"The album parameter must be an album id from 1 to {MAX_ID:,} or an "
                        "album's name.")
+    return values
+
+
+def _people(values: tuple[str, ...]) -> tuple[str, ...]:
+    ids, _ = split_album_refs(values)  # the same rule: a whole number is an id, else a name
+    if any(i > MAX_ID for i in ids):
+        raise BadQuery(f"The person parameter must be a person's id from 1 to {MAX_ID:,} or their name.")
     return values
 
 
@@ -330,6 +341,7 @@ def parse_request(params: Mapping[str, Sequence[str]], *, default_per_page: int 
         orientation=_choice(Orientation, one("orientation"), "orientation") if one("orientation") else None,
         min_width=width, min_height=height, min_megapixels=megapixels,
         place=_place(one("place")) if one("place") else None,
+        people=_people(_listed(params.get("person", ()), "person")),
     )
     _date_range(filters.taken_from, filters.taken_to, "taken")
     _date_range(filters.added_from, filters.added_to, "added")

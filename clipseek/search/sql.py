@@ -35,8 +35,10 @@ from clipseek.store.tables import (
     AlbumImage,
     Caption,
     Embedding,
+    Face,
     Image,
     ImageStatus,
+    Person,
     in_library,
 )
 from clipseek.store.vector_indexes import distance_to, of_model
@@ -67,6 +69,10 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
         # (An album keeps the places of its pictures in the trash, for a restore; the
         # condition above leaves those out.)
         out.append(Image.id.in_(select(AlbumImage.image_id).where(AlbumImage.album_id.in_(chosen))))
+    for ref in filters.people:
+        ids, names = split_album_refs([ref])
+        person = select(Person.id).where(or_(Person.id.in_(ids), func.lower(Person.name).in_(names)))
+        out.append(Image.id.in_(select(Face.image_id).where(Face.person_id.in_(person))))
     if filters.sources:
         out.append(Image.source.in_(filters.sources))
     if filters.folder:

@@ -22,13 +22,21 @@ from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from clipseek.context import Context
-from clipseek.indexing.broker import broker_client, forget_deliveries, ids_in_broker, ids_read_in_broker
+from clipseek.indexing.broker import (
+    FACES_TASK,
+    broker_client,
+    forget_deliveries,
+    ids_in_broker,
+    ids_read_in_broker,
+)
+from clipseek.indexing.face_finding import EnqueueFaces, people_on, queue_for_faces, waits_for_faces
 from clipseek.indexing.hash_pairs import PAIR_BATCH, pair_waiting
 from clipseek.indexing.heartbeats import forget_workers, worker_states
 from clipseek.indexing.queueing import Enqueue, lacks_embedding, queue_for_indexing, touch
 from clipseek.indexing.reading import EnqueueReading, queue_for_reading, waits_to_be_read
 from clipseek.library.trash import empty_trash
 from clipseek.search.cutoff import calibrate_if_due
+from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.sql_reader import end_overrunning_readers
 from clipseek.store.tables import WAITING, Image, in_library
@@ -63,6 +71,8 @@ class Recovery:
     to_read: list[int] = field(default_factory=list)
     # Pictures hashed before pairs were kept whose near-duplicate pairs were looked up.
     paired: int = 0
+    # Indexed images whose faces were waiting to be found (people on) that nothing held, sent again.
+    to_find_faces: list[int] = field(default_factory=list)
 
 
 def waiting_image_ids(session: Session, *, model: str, older_than_s: float) -> list[int]:
@@ -138,6 +148,24 @@ def requeue_lost_reading(session: Session, broker: redis.Redis, *, enqueue: Enqu
     return lost
 
 
+def requeue_lost_faces(session: Session, broker: redis.Redis, settings: Settings, *,
+                       enqueue: EnqueueFaces, grace_s: float = GRACE_S) -> list[int]:
+    """While people is on, send again every image waiting for its faces that no faces task and
+    no live worker holds; return them (pictures indexed by `ingest --inline` get found this way)."""
+    if not people_on(session, settings):
+        return []
+    held = {i for w in worker_states(session) if w.alive for i in w.image_ids}
+    present = ids_read_in_broker(broker, task=FACES_TASK) | held
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+    lost = [i for i in session.scalars(select(Image.id).where(
+        waits_for_faces(), or_(Image.indexed_at.is_(None), Image.indexed_at <= cutoff)).order_by(Image.id))
+        if i not in present]
+    if lost:
+        queue_for_faces(session, lost, enqueue=enqueue)
+    session.commit()
+    return lost
+
+
 class Scheduler:
     """Runs `requeue_lost` every TICK_S seconds while it holds the scheduler lock.
 
@@ -195,6 +223,9 @@ class Scheduler:
         if found.paired:
             log.info("%s: compared the hashes of %d picture(s) hashed before with the others", self.name,
                      found.paired)
+        if found.to_find_faces:
+            log.info("%s: sent %d image(s) waiting for their faces to be found", self.name,
+                     len(found.to_find_faces))
         return found
 
     def _lead(self) -> bool:
@@ -247,6 +278,7 @@ def scheduler_for(ctx: Context, *, name: str) -> Scheduler:
             found = requeue_lost(session, client, model=active_model(session), batch_size=settings.batch_size,
                                  enqueue=ctx.enqueue)
             found.to_read = requeue_lost_reading(session, client, enqueue=ctx.enqueue_reading)
+            found.to_find_faces = requeue_lost_faces(session, client, settings, enqueue=ctx.enqueue_faces)
         finally:
             client.close()
         # A switch to another model whose tasks were lost is sent again (clipseek.switching.switch).

@@ -13,12 +13,15 @@ from sqlalchemy.orm import Session
 from clipseek.indexing.heartbeats import WorkerState, worker_states
 from clipseek.indexing.reading import ReadingCounts, reading_counts
 from clipseek.library.duplicates import HashCounts, hash_counts
+from clipseek.library.people import PeopleCounts, people_counts
 from clipseek.library.places import PlacesStatus, places_status
 from clipseek.library.uploads import recent_rejections
 from clipseek.search.run import count_searchable
+from clipseek.settings import Settings
 from clipseek.store.replicas import ReplicaState
 from clipseek.store.tables import WAITING, EmbeddingCount, Image, ImageStatus, in_library
 from clipseek.switching.switch import RATE_WINDOW_S, SwitchProgress, switch_progress
+from clipseek.util.user_text import counted
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class StatusReport:
     hashes: HashCounts = field(default_factory=HashCounts)
     # The read-only replicas (DATABASE_READ_URL), each with its state and lag.
     replicas: list[ReplicaState] = field(default_factory=list)
+    # Faces found and grouped into people (off by default; the caller's settings decide).
+    people: PeopleCounts | None = None
 
     @property
     def switch_percent(self) -> int | None:
@@ -113,6 +118,7 @@ class StatusReport:
             "words_in_pictures": None if self.reading is None else self.reading.to_dict(),
             "near_duplicates": self.hashes.to_dict(),
             "replicas": [r.to_dict() for r in self.replicas],
+            "people": None if self.people is None else self.people.to_dict(),
         }
 
 
@@ -135,6 +141,14 @@ def hashes_summary(hashes: HashCounts) -> str:
         line += (f", {hashes.unpaired} waiting to be compared with the others (the workers' scheduler "
                  "does it in the background, `clipseek reindex --hashes` at once)")
     return line + "."
+def people_summary(people: PeopleCounts) -> str:
+    """One line on people, worded the same by `clipseek status` and the Status page."""
+    if not people.enabled:
+        return (f"people is off: no faces are looked for ({people.faces} kept). "
+                "`clipseek people enable` turns it on.")
+    return (f"people is on: {counted(people.faces, 'face')} found, "
+            f"{counted(people.people, 'person', 'people')} ({people.named} named), "
+            f"{counted(people.waiting, 'picture')} waiting, {people.failed} failed.")
 
 
 def percent_done(progress: SwitchProgress) -> int:
@@ -187,12 +201,14 @@ def rate_text(per_second: float) -> str:
 
 def collection_status(session: Session, *, model: str, recent_failures: int = 10,
                       queue_depth: int | None = None,
-                      replicas: Sequence[ReplicaState] = ()) -> StatusReport:
+                      replicas: Sequence[ReplicaState] = (),
+                      settings: Settings | None = None) -> StatusReport:
     """Counts of images per status (outside the trash) and in the trash, embeddings per model,
     workers and the latest failures.
 
     The queue depth is measured by the caller before the session is used, so that no
     database connection is held while the broker is asked (clipseek.indexing.broker.queue_depth).
+    With `settings`, it says whether people is on and what it found.
     """
     by_status: dict[str, int] = dict.fromkeys(ImageStatus, 0)
     in_trash = 0
@@ -220,7 +236,8 @@ def collection_status(session: Session, *, model: str, recent_failures: int = 10
         switch=switch_progress(session), in_trash=in_trash,
         places=places_status(session, recent=recent_failures),
         reading=reading_counts(session, recent_failures=recent_failures), hashes=hash_counts(session),
-        replicas=list(replicas))
+        replicas=list(replicas),
+        people=None if settings is None else people_counts(session, settings))
 
 
 def count_pending(session: Session) -> int:

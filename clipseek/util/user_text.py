@@ -45,3 +45,8 @@ def user_text(raw: str, *, what: str, max_chars: int) -> str:
     if len(text) > max_chars:
         raise BadQuery(f"{what} has at most {max_chars:,} characters, not {len(text):,}.")
     return text
+
+
+def counted(number: int, word: str, plural: str | None = None) -> str:
+    """A number with its noun in the singular or plural: "1 image", "3 images"."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
