@@ -72,7 +72,7 @@ def test_people_pages_for_a_viewer_and_a_contributor_on_a_phone(
         _sign_in(viewer, base, "viewer")
         viewer.get_by_role("link", name="People").click()
         expect(viewer.locator(".person")).to_have_count(2)
-        expect(viewer.locator(".person .counts").first).to_have_text("3 picture(s)")
+        expect(viewer.locator(".person .counts").first).to_have_text("3 pictures")
         problems += _check(viewer, "viewer's People page")
         viewer.locator(".person a").first.click()
         expect(viewer.locator(".face")).to_have_count(3)

@@ -352,7 +352,7 @@ def test_an_admin_restores_deletes_and_empties_the_trash_makes_and_renames_an_al
     expect(page.locator(".flash")).to_contain_text("for good.")
     expect(pictures).to_have_count(1)
     page.get_by_role("button", name="Empty trash").click()
-    expect(page.locator(".flash")).to_contain_text("Emptied the trash: 1 picture(s) removed for good")
+    expect(page.locator(".flash")).to_contain_text("Emptied the trash: 1 picture removed for good")
     expect(page.locator("main .message")).to_contain_text("The trash is empty.")
     assert len(asked) == 2 and all("for good" in q for q in asked), asked
     # An album made on the albums page, renamed on its own, searched in through its chip.
