@@ -38,6 +38,7 @@ def _states(db: Database) -> dict[str, str | None]:
         return {Path(path).stem: state for path, state in rows}
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_the_worker_skips_faces_while_off_then_groups_two_people_once_on(
     db: Database, worker_env: dict[str, str], worker: WorkerProcess, tmp_path: Path,
 ) -> None:

@@ -162,6 +162,7 @@ def test_a_reload_during_the_first_part_shows_every_files_outcome(
     expect(page.locator("#upload-summary")).to_be_hidden()
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_leaving_during_an_upload_asks_first_and_staying_lets_it_finish(
     site: str, page: Page, held: HeldUpload, tmp_path: Path,
 ) -> None:
@@ -192,6 +193,7 @@ def test_leaving_during_an_upload_asks_first_and_staying_lets_it_finish(
     assert dialogs == ["beforeunload"]
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_after_an_upload_the_refused_list_and_the_chosen_files_are_current(
     site: str, page: Page, tmp_path: Path,
 ) -> None:

@@ -334,6 +334,7 @@ def _full_screen(page: Page) -> None:
     expect(full).to_have_attribute("aria-pressed", "false")
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_an_admin_restores_deletes_and_empties_the_trash_makes_and_renames_an_album_and_zooms_by_wheel(
     fresh: Library, new_page: Callable[..., Page],
 ) -> None:
@@ -405,6 +406,7 @@ def _pinch(page: Page, x: float, y: float, start: float, end: float) -> None:
     cdp.detach()
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_a_contributor_restores_their_own_picture_renames_their_album_and_zooms_by_touch_on_a_phone(
     fresh: Library, new_page: Callable[..., Page],
 ) -> None:
@@ -442,6 +444,7 @@ def test_a_contributor_restores_their_own_picture_renames_their_album_and_zooms_
     _full_screen(page)
 
 
+@pytest.mark.slow  # the fast tier keeps one representative; CI runs every one
 def test_a_viewer_changes_their_own_password_and_signs_in_with_it(
     served: Library, new_page: Callable[..., Page],
 ) -> None:
