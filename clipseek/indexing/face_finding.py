@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from clipseek.indexing.face_finder import FaceFinder, FoundFace
 from clipseek.indexing.face_grouping import group_face
-from clipseek.indexing.reading import IDS_PER_STATEMENT
+from clipseek.indexing.reading import IDS_PER_STATEMENT, send_in_tasks, waiting_among
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.settings import Settings
 from clipseek.store.tables import Face, FaceDescriptor, FacesState, Image, ImageStatus, LibrarySetting
@@ -60,23 +60,14 @@ class FacesReport:
 
 def images_waiting_for_faces(session: Session, image_ids: Sequence[int]) -> list[tuple[int, str]]:
     """Of these ids, the (id, path) of the images whose faces wait to be found."""
-    ids = sorted(image_ids)
-    found: list[tuple[int, str]] = []
-    for start in range(0, len(ids), IDS_PER_STATEMENT):
-        rows = session.execute(select(Image.id, Image.path).where(
-            Image.id.in_(ids[start:start + IDS_PER_STATEMENT]), waits_for_faces()).order_by(Image.id))
-        found += [(row.id, row.path) for row in rows]
-    return found
+    return waiting_among(session, image_ids, waits_for_faces())
 
 
 def queue_for_faces(session: Session, image_ids: Sequence[int], *, enqueue: EnqueueFaces) -> int:
     """Send the images among these whose faces wait to be found, in tasks; return the number of tasks."""
     ids = [image_id for image_id, _ in images_waiting_for_faces(session, image_ids)]
     session.commit()
-    tasks = [ids[i:i + FACES_BATCH] for i in range(0, len(ids), FACES_BATCH)]
-    for task in tasks:
-        enqueue(task)
-    return len(tasks)
+    return send_in_tasks(ids, FACES_BATCH, enqueue)
 
 
 def skip_faces(session: Session, image_ids: Sequence[int]) -> list[int]:

@@ -55,15 +55,32 @@ class ReadReport:
 IDS_PER_STATEMENT = 10_000
 
 
-def images_to_read(session: Session, image_ids: Sequence[int]) -> list[tuple[int, str]]:
-    """Of these ids, the (id, path) of the images that wait to be read."""
+def waiting_among(session: Session, image_ids: Sequence[int],
+                  waiting: ColumnElement[bool]) -> list[tuple[int, str]]:
+    """Of these ids, the (id, path) of the images that meet `waiting`, in id order.
+
+    Shared by every enrichment that runs after indexing (words read, faces found).
+    """
     ids = sorted(image_ids)
     found: list[tuple[int, str]] = []
     for start in range(0, len(ids), IDS_PER_STATEMENT):
         rows = session.execute(select(Image.id, Image.path).where(
-            Image.id.in_(ids[start:start + IDS_PER_STATEMENT]), waits_to_be_read()).order_by(Image.id))
+            Image.id.in_(ids[start:start + IDS_PER_STATEMENT]), waiting).order_by(Image.id))
         found += [(row.id, row.path) for row in rows]
     return found
+
+
+def send_in_tasks(ids: Sequence[int], batch: int, enqueue: Callable[[list[int]], None]) -> int:
+    """Send these ids in tasks of `batch`; return the number of tasks."""
+    tasks = [list(ids[i:i + batch]) for i in range(0, len(ids), batch)]
+    for task in tasks:
+        enqueue(task)
+    return len(tasks)
+
+
+def images_to_read(session: Session, image_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Of these ids, the (id, path) of the images that wait to be read."""
+    return waiting_among(session, image_ids, waits_to_be_read())
 
 
 def queue_for_reading(session: Session, image_ids: Sequence[int], *, enqueue: EnqueueReading) -> int:
@@ -73,10 +90,7 @@ def queue_for_reading(session: Session, image_ids: Sequence[int], *, enqueue: En
     """
     ids = [image_id for image_id, _ in images_to_read(session, image_ids)]
     session.commit()
-    tasks = [ids[i:i + READ_BATCH] for i in range(0, len(ids), READ_BATCH)]
-    for task in tasks:
-        enqueue(task)
-    return len(tasks)
+    return send_in_tasks(ids, READ_BATCH, enqueue)
 
 
 def skip_reading(session: Session, image_ids: Sequence[int]) -> list[int]:
