@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -112,3 +113,61 @@ def scratch_home() -> Iterator[Path]:
     """A temporary CLIPSEEK_HOME outside any home folder (the embedded server needs that)."""
     with tempfile.TemporaryDirectory(prefix="clipseek-bench-", dir="/tmp") as folder:
         yield Path(folder)
+
+
+def _tree_pss_kib(root_pid: int) -> int:
+    """Proportional set size (KiB) of `root_pid` and its children: shared memory counted once."""
+    pids = [root_pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The parent pid is the 4th field after the parenthesised command name.
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == root_pid:
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+@contextmanager
+def peak_memory(root_pid: int | None, every_s: float = 0.5) -> Iterator[dict[str, float]]:
+    """Sample the memory of a process tree (a PostgreSQL server: postmaster, backends, parallel
+    workers) while the block runs; the dict gets `peak_mib` and `before_mib` on exit."""
+    out: dict[str, float] = {}
+    if root_pid is None:
+        yield out
+        return
+    stop = threading.Event()
+    peak = [0]
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_pss_kib(root_pid))
+            stop.wait(every_s)
+
+    out["before_mib"] = round(_tree_pss_kib(root_pid) / 1024, 1)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out["peak_mib"] = round(peak[0] / 1024, 1)
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the PostgreSQL server running on `pgdata` (None when it is not ours to see)."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+

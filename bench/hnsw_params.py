@@ -13,6 +13,7 @@ ef_search: this shows how much, at a size where the default graph starts to lose
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
-from bench.common import markdown_table, scratch_home, write_results
+from bench.common import markdown_table, peak_memory, postmaster_pid, scratch_home, write_results
 from bench.search import EF_VALUES, build_index, clustered, ef_sweep, load, sql_top10, vector_literal
 from clipseek.context import Context
 from clipseek.settings import RANDOM_MODEL, Settings
@@ -62,10 +63,21 @@ def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]
     print(f"[{size}] loading…", flush=True)
     load(engine, data, model)
     truth = [sql_top10(engine, q, table="embeddings", model=model, exact=True) for q in probes]
-    out: dict[str, Any] = {"size": size, "queries": queries, "graphs": []}
+    out: dict[str, Any] = {"size": size, "queries": queries, "graphs": [],
+                           "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    with engine.connect() as conn:
+        out["server"] = {name: conn.scalar(text(f"SHOW {name}")) for name in (
+            "shared_buffers", "max_parallel_maintenance_workers", "server_version")}
+        out["server"]["pgvector"] = conn.scalar(text("SELECT extversion FROM pg_extension "
+                                                     "WHERE extname = 'vector'"))
+        out["table_mb"] = round(conn.scalar(text("SELECT pg_total_relation_size('embeddings')")) / 2**20, 1)
+    server = postmaster_pid(ctx.settings.pgdata) if not ctx.settings.database_url else None
     for m, efc in graphs:
         print(f"[{size}] m={m}, ef_construction={efc}: building…", flush=True)
-        build_s = build_index(engine, model, m=m, ef_construction=efc)
+        # The server's memory while it builds (postmaster, backend and parallel workers, shared
+        # memory counted once): what a machine needs beyond its other work to build the graph.
+        with peak_memory(server) as memory:
+            build_s = build_index(engine, model, m=m, ef_construction=efc)
         with engine.connect() as conn:
             index_mb = conn.scalar(text("SELECT pg_relation_size(CAST(:name AS regclass))"),
                                    {"name": index_name(model)}) / 2**20
@@ -73,19 +85,28 @@ def measure(ctx: Context, size: int, queries: int, graphs: list[tuple[int, int]]
         insert_ms = insert_ms_per_row(engine, extra, model, first_id=size + 1)
         out["graphs"].append({"m": m, "ef_construction": efc, "build_s": round(build_s, 1),
                               "index_mb": round(index_mb, 1), "insert_ms": round(insert_ms, 2),
-                              "sweep": sweep})
+                              "build_memory_mib": memory, "sweep": sweep})
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
 def report(result: dict[str, Any]) -> str:
     """Markdown: one row per graph, recall@10 (p50 ms) per ef_search."""
     rows = [[f"m={g['m']}, ef_construction={g['ef_construction']}", g["build_s"], g["index_mb"],
-             g["insert_ms"], *(f"{s['recall_at_10']} ({s['p50']} ms)" for s in g["sweep"].values())]
+             g.get("build_memory_mib", {}).get("peak_mib", "-"), g["insert_ms"],
+             *(f"{s['recall_at_10']} ({s['p50']} / {s['p99']} ms)" for s in g["sweep"].values())]
             for g in result["graphs"]]
-    headers = ["graph", "build s", "index MB", "insert ms/row",
-               *(f"ef_search={ef}" for ef in EF_VALUES)]
+    headers = ["graph", "build s", "index MB", "server memory while building, peak MiB",
+               "insert ms/row", *(f"ef_search={ef}" for ef in EF_VALUES)]
+    server = result.get("server", {})
+    setup = (f"PostgreSQL {server.get('server_version', '?')}, pgvector {server.get('pgvector', '?')}, "
+             f"shared_buffers {server.get('shared_buffers', '?')}, maintenance_work_mem 2GB, "
+             f"{server.get('max_parallel_maintenance_workers', '?')} parallel maintenance workers; "
+             f"embeddings table {result.get('table_mb', '?')} MB; load average "
+             f"{result.get('load_average_before')} before, {result.get('load_average_after')} after "
+             f"(a shared machine).")
     return (f"HNSW graphs at {result['size']:,} embeddings, {result['queries']} text-like queries: "
-            f"recall@10 against the exact scan (p50 latency of the query):\n\n"
+            f"recall@10 against the exact scan (p50 / p99 latency of the query).\n{setup}\n\n"
             f"{markdown_table(headers, rows)}")
 
 

@@ -87,3 +87,45 @@ def stop(ctx: Context) -> None:
         raise ClipSeekError("DATABASE_URL is set: ClipSeek does not manage that server.")
     was_running = EmbeddedPostgres(ctx.settings.pgdata).stop()
     click.echo("Stopped the embedded PostgreSQL." if was_running else "It was not running.")
+
+
+@db.command()
+@click.option("--m", "m", type=int, default=None,
+              help="Links per node of the new graph (pgvector's default 16; 24 past ~300,000 images).")
+@click.option("--ef-construction", type=int, default=None,
+              help="Candidates weighed while linking each node (default 64; 128 with m 24).")
+@click.option("--memory", default=None, metavar="SIZE",
+              help="maintenance_work_mem for the build, e.g. 2GB (a graph that outgrows it "
+                   "is finished on disk, many times slower).")
+@click.option("--model", default=None, help="Another model's index (default: the active model's).")
+@pass_context
+def index(ctx: Context, m: int | None, ef_construction: int | None, memory: str | None,
+          model: str | None) -> None:
+    """Show the search index's graph, or build it again with --m/--ef-construction.
+
+    Searches go on during a rebuild: the new graph is built beside the old one and replaces
+    it when done (minutes per 100,000 images; BENCHMARKS.md has the times at 1,000,000).
+    """
+    from clipseek.cli.progress import StageBars
+    from clipseek.clip.catalog import dimension_of
+    from clipseek.store.vector_indexes import check_graph, index_graph, rebuild_index
+
+    name = model or ctx.model
+    graph = index_graph(ctx.db.engine, name)
+    if m is None and ef_construction is None:
+        if graph is None:
+            raise ClipSeekError(f"{name} has no search index yet; ClipSeek builds it when a command, "
+                                "a worker or the web app starts.")
+        state = "" if graph.valid else " (INVALID: half-built; it is rebuilt at the next start)"
+        click.echo(f"{graph.name}: m = {graph.m}, ef_construction = {graph.ef_construction}, "
+                   f"{graph.size_bytes / 2**20:,.1f} MB{state}")
+        return
+    new_m = m if m is not None else (graph.m if graph else 16)
+    new_ef = ef_construction if ef_construction is not None else (graph.ef_construction if graph else 64)
+    check_graph(new_m, new_ef)  # before anything slow
+    with StageBars() as bars:
+        built = rebuild_index(ctx.db.engine, name, dimension_of(name), m=new_m, ef_construction=new_ef,
+                              memory=memory, progress=lambda phase, done, total: bars.show(phase, done, total,
+                                                                            unit=" rows"))
+    click.echo(f"Rebuilt {built.name}: m = {built.m}, ef_construction = {built.ef_construction}, "
+               f"{built.size_bytes / 2**20:,.1f} MB. Searches used the old graph until now.")
