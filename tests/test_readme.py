@@ -4,6 +4,7 @@ says, its links lead somewhere, and the README stays short."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from sqlalchemy import func, text, update
@@ -123,16 +124,16 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
 
 
 def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(
-    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate]
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    cli_env: dict[str, str],
 ) -> None:
     ingest_inline(db, encoder, sample_photos, settings=settings)
-    blocks = re.findall(r"```postgresql\n(.*?)```", DEPLOYMENT_PAGE.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    statements = [_for_test_model(" ".join(s.split())) for s in blocks[0].split(";") if s.strip()]
+    commands = re.findall(r"`(clipseek db index --m [^`]+)`", DEPLOYMENT_PAGE.read_text())
+    assert len(commands) == 1
+    run = subprocess.run(commands[0].split(), env=cli_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
     name = index_name(RANDOM_MODEL)
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for statement in statements:
-            conn.execute(text(statement))
         indexes: dict[str, list[str]] = {row.relname: row.reloptions for row in conn.execute(text(
             "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
             "WHERE c.relname LIKE 'embeddings_hnsw_%' AND i.indisvalid"))}
