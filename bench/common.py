@@ -108,6 +108,17 @@ def measured_precision(settings: Any) -> str:
     return encoder.precision
 
 
+def shared_model_cache() -> dict[str, str]:
+    """CLIPSEEK_MODEL_CACHE where the caller set it, for a benchmark's scratch home to use.
+
+    A scratch home starts with an empty model cache, so each benchmark that measures `auto`
+    exports the ONNX towers again (seconds to a minute each); `make bench-tiny` points its
+    runs at one folder, where the first export is kept (by checksum) and the others read it.
+    """
+    folder = os.environ.get("CLIPSEEK_MODEL_CACHE")
+    return {"CLIPSEEK_MODEL_CACHE": folder} if folder else {}
+
+
 @contextmanager
 def scratch_home() -> Iterator[Path]:
     """A temporary CLIPSEEK_HOME outside any home folder (the embedded server needs that)."""

@@ -28,7 +28,14 @@ import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from bench.common import markdown_table, measured_precision, percentiles, scratch_home, write_results
+from bench.common import (
+    markdown_table,
+    measured_precision,
+    percentiles,
+    scratch_home,
+    shared_model_cache,
+    write_results,
+)
 from bench.make_images import make_photos
 from clipseek.settings import Settings
 
@@ -139,7 +146,7 @@ def main() -> None:
                if not k.startswith(("CLIPSEEK_", "DATABASE_URL", "REDIS_URL"))}
         port = _free_port()
         env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": "ViT-B-32/random",
-                    "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_PORT": str(port)})
+                    "CLIPSEEK_OFFLINE": "1", "CLIPSEEK_PORT": str(port), **shared_model_cache()})
         # Measured before any process starts, so none serves in fp32 for now and switches mid-run.
         measured_precision(Settings.from_env(env))
         first = home / "first"

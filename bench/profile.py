@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import markdown_table, measured_precision, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, scratch_home, shared_model_cache, write_results
 from bench.make_images import make_photos
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
@@ -99,7 +99,7 @@ def main() -> None:
         args.images, args.queries = 8, 3
     with scratch_home() as home:
         settings = Settings.from_env({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
-                                      "CLIPSEEK_OFFLINE": "1"})
+                                      "CLIPSEEK_OFFLINE": "1", **shared_model_cache()})
         candidates = [Candidate(path=p, source="folder") for p in make_photos(home / "photos", args.images)]
         measured_precision(settings)  # what users get, not fp32 for now
         ctx = Context(settings)

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import exists, select
 
-from bench.common import markdown_table, measured_precision, scratch_home, write_results
+from bench.common import markdown_table, measured_precision, scratch_home, shared_model_cache, write_results
 from bench.make_images import make_photos
 from clipseek.context import open_database
 from clipseek.library.watch import MAX_WAIT_S, QUIET_S
@@ -120,7 +120,8 @@ def main() -> None:
     with scratch_home() as home:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("CLIPSEEK_", "DATABASE_URL", "REDIS_URL"))}
-        env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1"})
+        env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
+                    **shared_model_cache()})
         settings = Settings.from_env(env)
         # Measured before the worker starts, so it does not index in fp32 for now and switch mid-run.
         measured_precision(settings)

@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,28 +81,47 @@ def _url(server: EmbeddedPostgres, name: str) -> str:
     return server.superuser_url(name)
 
 
+@contextmanager
+def cloned_database(server: EmbeddedPostgres, template: str = TEMPLATE) -> Iterator[tuple[str, str]]:
+    """A new database copied from `template` (which nobody may be connected to), dropped after:
+    its name and URL.
+
+    A module whose tests all start from the same indexed library builds it once in a database
+    of its own and clones that for each test: a copy takes a second, indexing takes many.
+    """
+    name = f"test_{os.getpid()}_{next(_counter)}"
+    with _admin(server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield name, _url(server, name)
+    finally:
+        with _admin(server) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A fresh, migrated database for one test, cloned from the template and dropped after."""
-    name = f"test_{os.getpid()}_{next(_counter)}"
-    with _admin(pg_server) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
-    yield _url(pg_server, name)
-    with _admin(pg_server) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with cloned_database(pg_server) as (_, url):
+        yield url
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings for one test: its own home folder and database, the random model, offline."""
+def settings_for(home: Path, database_url: str) -> Settings:
+    """Settings of the tests: `home` and the database, the random model, offline."""
     return Settings.from_env({
-        "CLIPSEEK_HOME": str(tmp_path / "home"),
+        "CLIPSEEK_HOME": str(home),
         "DATABASE_URL": database_url,
         "CLIPSEEK_MODEL": RANDOM_MODEL,
         "CLIPSEEK_OFFLINE": "1",
         "CLIPSEEK_BATCH_SIZE": "8",
         "CLIPSEEK_PRECISION": TEST_PRECISION,
     })
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for one test: its own home folder and database, the random model, offline."""
+    return settings_for(tmp_path / "home", database_url)
 
 
 @pytest.fixture

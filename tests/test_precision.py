@@ -320,7 +320,8 @@ def test_doctor_prints_the_cpu_the_choice_the_reason_and_the_rates(tmp_path: Pat
 
 def test_a_precision_this_cpu_cannot_run_is_one_line_from_the_cli(tmp_path: Path) -> None:
     # Said before anything starts: no database is reachable here, and none is needed to say it.
-    done = _clipseek(tmp_path, "doctor", precision="fp16", database_url="postgresql://nobody@127.0.0.1:9/none")
+    # (In this process: a process of its own would only add the import of PyTorch.)
+    done = run_in_process(_env(tmp_path, "fp16", "postgresql://nobody@127.0.0.1:9/none"), "doctor")
     assert done.returncode == 1
     assert done.stderr.strip().startswith("Error: CLIPSEEK_PRECISION=fp16 cannot run here because fp16 "
                                           "needs a CUDA GPU; this machine can run auto, fp32")
