@@ -344,7 +344,7 @@ def serve_until_stopped(ctx: Context, host: str, port: int, say: Say, *,
 
     from webapp import create_app
 
-    server = make_server(host, port, create_app(settings=ctx.settings), threaded=True)
+    server = make_server(host, port, create_app(settings=ctx.settings, context=ctx), threaded=True)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
