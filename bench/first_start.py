@@ -42,8 +42,12 @@ QUERIES = ("a dog running on the beach", "a bowl of soup", "snow on a mountain",
            "a red bicycle", "children playing football", "a boat at sea", "a city street at night")
 
 
-def published_checkpoint(folder: Path) -> tuple[Path, str]:
-    """ViT-B/32 with random fp16 weights, saved as OpenAI's TorchScript archive; and its SHA-256."""
+def published_checkpoint(folder: Path, *, torchscript: bool = True) -> tuple[Path, str]:
+    """ViT-B/32 with random fp16 weights, saved as OpenAI's TorchScript archive; and its SHA-256.
+
+    Without `torchscript`, the same fp16 tensors as a plain state dict, which ClipSeek reads
+    through the same build: scripting the archive takes half a minute of a 2-core machine.
+    """
     import open_clip
     import torch
 
@@ -64,6 +68,9 @@ def published_checkpoint(folder: Path) -> tuple[Path, str]:
             module = getattr(module, name)
         module.register_parameter(leaf, torch.nn.Parameter(value.half(), requires_grad=False))
     path = folder / "ViT-B-32.pt"
+    if not torchscript:
+        torch.save({key: value.half() for key, value in model.state_dict().items()}, path)
+        return path, hashlib.sha256(path.read_bytes()).hexdigest()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still read
         torch.jit.save(torch.jit.script(root), str(path))
@@ -182,10 +189,11 @@ def main() -> None:
     parser.add_argument("--switch-timeout", type=float, default=1200,
                         help="seconds to wait for the background measurement to land")
     parser.add_argument("--tiny", action="store_true",
-                        help="the first start only, not waiting for the measurement (checks the script)")
+                        help="the first start only, not waiting for the measurement, from weights saved "
+                             "as a plain state dict (cheaper to write; checks the script)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="clipseek-weights-") as weights_folder, scratch_home() as home:
-        weights, sha = published_checkpoint(Path(weights_folder))
+        weights, sha = published_checkpoint(Path(weights_folder), torchscript=not args.tiny)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_", "REDIS_"))}
         env.update({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": "ViT-B-32/openai",
                     "CLIPSEEK_WEIGHTS": str(weights), "CLIPSEEK_WEIGHTS_SHA256": sha,
