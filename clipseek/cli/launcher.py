@@ -74,20 +74,6 @@ def refuse_before_starting(settings: Settings, encoder: ClipEncoder) -> None:
         checkpoint_path(encoder.policy)  # raises, in one sentence, where the weights are missing
 
 
-def load_in_background(encoder: ClipEncoder) -> threading.Thread:
-    """Load `encoder` in a thread while the servers start (the model is most of a start's CPU).
-
-    A failure is left for the caller's own `load()`, which raises it again in one sentence.
-    """
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            encoder.load()
-
-    thread = threading.Thread(target=load, name="clipseek-model-load", daemon=True)
-    thread.start()
-    return thread
-
-
 class Services:
     """Embedded servers this process started, so that it stops exactly those."""
 

@@ -17,7 +17,6 @@ from clipseek.cli.launcher import (
     Watchdog,
     check_port_free,
     embedded_servers,
-    load_in_background,
     measure_later,
     refuse_before_starting,
     serve_until_stopped,
@@ -110,9 +109,6 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     # On a new home a missing account or missing weights are refused here, before the
     # embedded PostgreSQL is created (seconds) only to be left behind.
     refuse_before_starting(ctx.settings, ctx.encoder_for(ctx.settings.model))
-    # The model (CLIPSEEK_MODEL, the active one unless the database moved to another) loads
-    # while the servers start: they wait on their own processes, the load needs the CPU.
-    load_in_background(ctx.encoder_for(ctx.settings.model))
     services = Services(ctx)
     later: list[StartLater] = []
     watchdog = Watchdog(services.embedded, click.echo)
@@ -130,7 +126,7 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
             # A library whose pictures were all deleted is not a new one: the samples stay out.
             empty = count_images(session) == 0 and not any_forgotten(session)
         if samples and empty:
-            # While the model loads: registering needs no model, and the worker starts later.
+            # Before the model loads: registering needs none, and the worker starts later.
             candidates = write_sample_photos(ctx.settings.home / "samples")
             with queue_errors(ctx):
                 summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
