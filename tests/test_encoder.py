@@ -87,6 +87,28 @@ def test_both_formats_give_the_same_embeddings(checkpoints: dict[str, Path], tmp
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
 
 
+def test_a_checkpoint_fills_every_weight_of_the_network(checkpoints: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    path = checkpoints["plain"]
+    policy = LoadPolicy(arch="ViT-B-32", random=False, weights=path, weights_sha256=_sha(path),
+                        cache_dir=tmp_path, allow_download=False)
+    model, _ = build_network(policy, "cpu")
+    # Built without random draws: every weight is the file's (none left as uninitialised memory).
+    source = torch.load(path, weights_only=True)
+    loaded = model.state_dict()
+    assert set(source) - {"input_resolution", "context_length", "vocab_size"} <= set(loaded)
+    for key, value in loaded.items():
+        if key in source:
+            torch.testing.assert_close(value, source[key].float(), rtol=0, atol=0)
+    # PyTorch draws random weights again afterwards, and the seeded random model is unchanged.
+    assert float(torch.nn.init.normal_(torch.zeros(8)).abs().sum()) > 0
+    random_policy = LoadPolicy(arch="ViT-B-32", random=True, pretrained="random", allow_download=False)
+    first, second = build_network(random_policy, "cpu")[0], build_network(random_policy, "cpu")[0]
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(),
+                                                 strict=True))
+    assert float(first.visual.conv1.weight.detach().abs().sum()) > 0
+
+
 def test_wrong_checksum_is_refused_with_what_to_do(checkpoints: dict[str, Path],
                                                    tmp_path: Path) -> None:
     enc = ClipEncoder("ViT-B-32/openai", weights=checkpoints["plain"], weights_sha256="0" * 64,

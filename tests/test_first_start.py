@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clipseek.cli.launcher import StartLater, _die_with_parent, nothing_to_index, searched
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.clip.precision import (
     INT8_MIN_COSINE,
@@ -28,7 +30,11 @@ from clipseek.clip.precision import (
     remember_choice,
     report_lines,
 )
+from clipseek.context import Context
+from clipseek.library.ingest import ingest_queued
+from clipseek.library.register import Candidate
 from clipseek.settings import RANDOM_MODEL, Settings
+from clipseek.store.embedded_db import EmbeddedPostgres
 from tests.cli import run_in_process
 from tests.waiting import wait_for
 from webapp import create_app
@@ -137,6 +143,58 @@ def test_refusals_on_a_new_machine_come_before_any_measuring(cli_env: dict[str, 
     # A model that does not exist is refused by `model use` at once.
     unknown = run_in_process(_fresh(cli_env, home), "model", "use", "ViT-B-32/nonesuch")
     assert unknown.returncode == 1 and _measured_nothing(home)
+
+
+def test_a_new_home_is_refused_before_any_server_starts(cli_env: dict[str, str], tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    # The embedded servers, as `make run` on a new machine uses them.
+    env = {k: v for k, v in _fresh(cli_env, home).items() if k != "DATABASE_URL"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        missing = run_in_process(env | {"CLIPSEEK_MODEL": "ViT-B-32/openai"}, "up", "--port", str(port),
+                                 "--no-samples", "--no-worker")
+        assert missing.returncode == 1 and "weights are not on this machine" in missing.stderr
+        # Neither PostgreSQL nor Redis was started (nor their folders made) only to refuse.
+        assert not (home / "pgdata").exists() and not (home / "redis").exists()
+        accounts = run_in_process(env, "up", "--host", "0.0.0.0", "--port", str(port), "--no-samples",
+                                  "--no-worker")
+        assert accounts.returncode == 1 and "needs accounts, and none exists" in accounts.stderr
+        assert not (home / "pgdata").exists() and not (home / "redis").exists()
+    finally:
+        EmbeddedPostgres(home / "pgdata").stop()
+
+
+def test_the_start_waits_for_the_first_search_or_an_idle_worker(
+        settings: Settings, sample_photos: list[Candidate]) -> None:
+    ctx = Context(settings)
+    try:
+        assert nothing_to_index(ctx) and not searched(ctx)
+        ingest_queued(ctx.db, sample_photos[:2], settings=settings, enqueue=lambda ids, model: None)
+        assert not nothing_to_index(ctx)  # the worker has pictures to index
+        ctx.encoder.encode_texts(["a cat"])
+        assert searched(ctx)
+    finally:
+        ctx.close()
+
+
+def test_a_child_started_later_lives_until_the_launcher_stops() -> None:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sleep", "60"], preexec_fn=_die_with_parent(os.getpid()))
+
+    later = StartLater(start, lambda: False, at_most_s=0.2, every_s=0.05, on_start=started.append)
+    later.start()
+    wait_for(lambda: bool(started), 30, "the child to start once its time is up")
+    # Its death signal follows the thread that started it, which must live on: a child of a
+    # thread that had ended would be gone by now.
+    time.sleep(1.0)
+    assert started[0].poll() is None
+    later.stop()
+    # The launcher stopping: the child is told to stop too (SIGTERM), as when `up` dies.
+    assert started[0].wait(timeout=30) == -signal.SIGTERM
 
 
 def test_the_status_page_and_api_say_the_precision_serving_for_now(settings: Settings,

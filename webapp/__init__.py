@@ -26,8 +26,13 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
-    """Build the Flask app for `settings` (from the environment by default)."""
+def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
+               context: Context | None = None) -> Flask:
+    """Build the Flask app for `settings` (from the environment by default).
+
+    `context`: the process's own, whose database is open already (`clipseek up`), so that the
+    first request does not connect and check the schema again.
+    """
     from webapp import (
         account_pages,
         albums,
@@ -65,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     )
     if test_config:
         app.config.update(test_config)
-    context = app.extensions["clipseek"] = Context(settings)
+    context = app.extensions["clipseek"] = context or Context(settings)
     if accounts_required(settings):
         try:
             with context.db.session() as session:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import click
@@ -14,14 +13,17 @@ from clipseek.accounts import accounts_required, ready_for_accounts
 from clipseek.cli.base import pass_context, queue_errors, random_warning, recover_image_store
 from clipseek.cli.launcher import (
     Services,
+    StartLater,
     Watchdog,
     check_port_free,
     embedded_servers,
+    measure_later,
+    refuse_before_starting,
     serve_until_stopped,
     server_name,
     start_measuring,
-    start_worker,
     stop_process,
+    worker_later,
 )
 from clipseek.cli.library import start_watching
 from clipseek.clip.checkpoint import checkpoint_path
@@ -104,19 +106,32 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
     # The web app decides from the address it is served on which Host names it answers to.
     ctx.settings = ctx.settings.with_changes(web_host=host, web_port=port)
     check_port_free(host, port)
+    # On a new home a missing account or missing weights are refused here, before the
+    # embedded PostgreSQL is created (seconds) only to be left behind.
+    refuse_before_starting(ctx.settings, ctx.encoder_for(ctx.settings.model))
     services = Services(ctx)
-    worker_process = None
-    measuring: subprocess.Popen[bytes] | None = None
-    watchdog: Watchdog | None = None
+    later: list[StartLater] = []
+    watchdog = Watchdog(services.embedded, click.echo)
+    measuring: StartLater | None = None
     watcher: FolderWatcher | None = None
     try:
         services.start(click.echo)
         if accounts_required(ctx.settings):
-            # Before anything slow (loading the model may measure precisions for minutes) and
-            # before the worker starts: a server bound beyond this machine needs an account.
+            # Before the worker starts: a server bound beyond this machine needs an account.
             with ctx.db.session() as session:
                 ready_for_accounts(session, ctx.settings)
             click.echo(f"Accounts: required (bound to {host}); sign in at /login.")
+        recover_image_store(ctx)
+        with ctx.db.session() as session:
+            # A library whose pictures were all deleted is not a new one: the samples stay out.
+            empty = count_images(session) == 0 and not any_forgotten(session)
+        if samples and empty:
+            # Before the model loads: registering needs none, and the worker starts later.
+            candidates = write_sample_photos(ctx.settings.home / "samples")
+            with queue_errors(ctx):
+                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
+            click.echo(f"Registered {summary.queued} sample photos; the worker indexes them once it "
+                       f"has started.")
         # The database says which model is active; missing weights stop everything here,
         # before any worker starts, and what was started is stopped below. Loading measures
         # nothing: a machine without a measured precision serves in a safe one meanwhile.
@@ -126,37 +141,35 @@ def up(ctx: Context, host: str | None, port: int | None, samples: bool, with_wor
                        f"{ctx.settings.model} picks only a database's first model: `clipseek model "
                        f"use {ctx.settings.model}` moves searches to it.", err=True)
         random_warning(ctx)
-        recover_image_store(ctx)
-        with ctx.db.session() as session:
-            # A library whose pictures were all deleted is not a new one: the samples stay out.
-            empty = count_images(session) == 0 and not any_forgotten(session)
-        if samples and empty:
-            candidates = write_sample_photos(ctx.settings.home / "samples")
-            with queue_errors(ctx):
-                summary = ingest_queued(ctx.db, candidates, settings=ctx.settings, enqueue=ctx.enqueue)
-            click.echo(f"Registered {summary.queued} sample photos; the worker is indexing them.")
         if with_worker:
-            worker_process = start_worker()
+            later.append(worker_later(ctx, on_start=watchdog.adopt_worker))
         if ctx.encoder.precision_pending:
-            measuring = start_measuring()
+            measuring = measure_later(ctx)
+            later.append(measuring)
             click.echo(f"Precision: {ctx.encoder.precision} for now; measuring which precision runs "
-                       f"fastest in the background (a few minutes), then switching to it.")
-        watchdog = Watchdog(services.embedded, click.echo, worker=worker_process)
+                       f"fastest in the background once the first search is answered or the worker "
+                       f"is idle (a few minutes), then switching to it.")
         watchdog.start()
         if watched:
             watcher = start_watching(ctx, watched)
-        serve_until_stopped(ctx, host, port, click.echo)
+
+        def on_serving() -> None:
+            # The first search comes before the worker's start and the measurement.
+            for child in later:
+                child.start()
+
+        serve_until_stopped(ctx, host, port, click.echo, on_serving=on_serving)
     finally:
         click.echo("Stopping…")
+        for child in later:
+            child.stop()
         if watcher is not None:
             watcher.stop()
-        if watchdog is not None:
-            watchdog.stop()
-            worker_process = watchdog.worker
-        if worker_process is not None:
-            stop_process(worker_process)
-        if measuring is not None:
-            stop_process(measuring)
+        watchdog.stop()
+        if watchdog.worker is not None:
+            stop_process(watchdog.worker)
+        if measuring is not None and measuring.process is not None:
+            stop_process(measuring.process)
         services.stop()
         click.echo("Stopped.")
 

@@ -155,6 +155,8 @@ class ClipEncoder:
         self._fp32_model: Any = None
         self._stop_watching = threading.Event()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # How many calls embedded texts: `clipseek up` measures the precisions after the first.
+        self.queries_embedded = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClipEncoder:
@@ -346,6 +348,7 @@ class ClipEncoder:
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        self.queries_embedded += 1
         if len(texts) == 1 and (cached := self._query_cache.get(texts[0])) is not None:
             return cached.copy()
         vectors = embed_tokens(self._text_model, self._tokenizer(list(texts)).to(self.device))

@@ -11,6 +11,7 @@ import numpy as np
 
 from clipseek.clip import onnx_int8
 from clipseek.clip.checkpoint import (
+    BUILD_LOCK,
     LoadPolicy,
     first_line,
     is_hub_checkpoint,
@@ -109,7 +110,8 @@ def build_network(policy: LoadPolicy, device: str) -> tuple[Any, Any]:
     if policy.random:
         # OpenAI's architectures were trained with QuickGELU: their random twins keep it.
         quick = f"{policy.arch}-quickgelu"
-        with torch.random.fork_rng(devices=[]), quiet_root_logger():
+        # BUILD_LOCK: its seeded draws must not be skipped by a checkpoint's build meanwhile.
+        with BUILD_LOCK, torch.random.fork_rng(devices=[]), quiet_root_logger():
             torch.manual_seed(RANDOM_SEED)
             # open_clip warns that no weights were loaded: that is the point here.
             model = open_clip.create_model(quick if quick in open_clip.list_models() else policy.arch,

@@ -16,6 +16,7 @@ import os
 import pwd
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,10 @@ _HBA_MARK = "# ClipSeek: every login needs its password."
 _HBA_SECURE = f"{_HBA_MARK}\nlocal all all scram-sha-256\nlocal replication all scram-sha-256\n"
 # Only while the passwords are being set, with the socket in a folder no one else can enter.
 _HBA_BOOTSTRAP = "# ClipSeek: setting passwords; the socket folder is private.\nlocal all all trust\n"
+# initdb makes its files durable one fsync at a time by default (6-7 s of a first start on a
+# 2-core machine); Linux's syncfs flushes the whole file system in one call (about 2 s), as
+# durable. Other systems keep the default.
+_INITDB_SYNC = ("--sync-method=syncfs",) if sys.platform == "linux" else ()
 
 
 def _install_dir() -> Path:
@@ -124,7 +129,7 @@ class EmbeddedPostgres:
             self._prepare_folder()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._run([_bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
-                           "--encoding=UTF8", "-U", SUPERUSER])
+                           "--encoding=UTF8", "-U", SUPERUSER, *_INITDB_SYNC])
                 self._write_hba(_HBA_BOOTSTRAP)
             if not self.is_running():
                 self._start()
