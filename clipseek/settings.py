@@ -16,7 +16,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx-int8")
 # HNSW candidates per search. Text queries sit far from the image clusters (CLIP's modality
 # gap), so the index needs a wide search: bench/search.py measured recall@10 of 0.69 at
 # pgvector's default of 40 and 0.95+ from 200 at 118,000 images, for ~3 ms more.
-DEFAULT_EF_SEARCH = 200
+DEFAULT_EF_SEARCH = 250
 # Near-duplicates: the most bits of two 64-bit perceptual hashes that may differ for the same
 # picture. bench/duplicates.py measured it on real photos in re-encodes, resizes, small crops
 # and light edits, against distinct photos of similar scenes.

@@ -119,8 +119,9 @@ def test_exact_scan_and_index_walk_give_the_same_results(
         assert _run(s, encoder, q="a cat", mode=mode, collection="home").scan == "exact"
         assert _run(s, encoder, q="a cat", mode=mode).scan == "index"
     answers = []
-    for exact_below in (0, 10**9):  # never exact, always exact
+    for exact_below, exact_share in ((0, 0.0), (10**9, 1.0)):  # never exact, always exact
         monkeypatch.setattr(search, "EXACT_BELOW", exact_below)
+        monkeypatch.setattr(search, "EXACT_SHARE", exact_share)
         with db.session() as s:
             page = _run(s, encoder, q="a cat on a sofa", mode=mode, collection="home", per_page="8")
         answers.append((page.scan, [(h.image_id, round(h.score or 0, 3)) for h in page.hits]))
@@ -144,6 +145,7 @@ def test_filters_past_the_count_cap_widen_the_walk_by_the_planners_estimate(
     # images each filter keeps: every kind of filter must survive being estimated.
     monkeypatch.setattr(search, "CANDIDATE_CAP", 1)
     monkeypatch.setattr(search, "EXACT_BELOW", 0)
+    monkeypatch.setattr(search, "EXACT_SHARE", 0.0)
     for params, expected in zip(cases, exact, strict=True):
         with db.session() as s:
             page = _run(s, encoder, q="photo", mode="semantic", **params, per_page="100")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import ColumnElement, Engine, bindparam, cast, text
+from sqlalchemy import BindParameter, ColumnElement, Engine, bindparam, cast, text
 
 from clipseek.store.lock_waits import BlockerReport
 from clipseek.store.tables import Embedding
@@ -61,10 +61,11 @@ def of_model(model: str) -> ColumnElement[bool]:
     return Embedding.model == bindparam(None, model, literal_execute=True)
 
 
-def distance_to(vector: np.ndarray) -> ColumnElement[Any]:
-    """Each row's cosine distance to `vector`, cast to its dimension as the model's index is."""
-    distance: ColumnElement[Any] = cast(Embedding.embedding,
-                                        HALFVEC(int(vector.shape[-1]))).cosine_distance(vector)
+def distance_to(vector: np.ndarray | BindParameter[Any]) -> ColumnElement[Any]:
+    """Each row's cosine distance to `vector` (or a bound parameter of a halfvec type), cast to
+    its dimension as the model's index is."""
+    dim = int(getattr(vector.type, "dim", 0)) if isinstance(vector, BindParameter) else int(vector.shape[-1])
+    distance: ColumnElement[Any] = cast(Embedding.embedding, HALFVEC(dim)).cosine_distance(vector)
     return distance
 
 
