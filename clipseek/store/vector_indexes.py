@@ -20,8 +20,10 @@ from clipseek.store.lock_waits import BlockerReport
 from clipseek.store.tables import Embedding
 
 INDEX_PREFIX = "embeddings_hnsw_"
-# pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10 0.978
-# at 118,000 images in 10.7 ms (BENCHMARKS.md), so a bigger graph is not needed yet.
+# pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10
+# 0.94-0.98 at 118,000 images (BENCHMARKS.md), and 0.98-0.99 at 300, so the default search
+# is 250 (clipseek.settings.DEFAULT_EF_SEARCH) rather than a bigger graph; past a few
+# hundred thousand images a bigger graph is needed (docs/deployment.md).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 # PostgreSQL cuts identifiers at 63 bytes.
