@@ -147,8 +147,10 @@ def main() -> None:
     with scratch_home() as home:
         env = {"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
                "REDIS_URL": "redis+socket:///nonexistent"}
-        if os.environ.get("DATABASE_URL"):
-            env["DATABASE_URL"] = os.environ["DATABASE_URL"]
+        # An existing model cache spares the ONNX exports (minutes on a busy machine).
+        for name in ("DATABASE_URL", "CLIPSEEK_MODEL_CACHE"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         settings = Settings.from_env(env)
         print(f"precision: {measured_precision(settings)}", flush=True)  # what users get, not fp32 for now
         ctx = Context(settings)
