@@ -8,9 +8,12 @@ image is put in one of 1,000 collections, and the filters keep 50%, 10%, 1% and 
 images (500, 100, 10 and 1 collections). For each filter it measures the whole ranking call
 (clipseek.search.run_search, semantic mode, 10 results, the candidate count included):
 - the path ClipSeek chooses (HNSW walk with iterative scans, or an exact scan of the kept
-  rows when the capped count is under clipseek.search.EXACT_BELOW);
+  rows when they are fewer than clipseek.search.run.EXACT_BELOW or at most EXACT_SHARE of
+  the images);
 - both paths forced, so the choice can be checked;
-and recall@10 of each against an exact scan of the filtered rows.
+and recall@10 of each against an exact scan of the filtered rows, and each p50 against the
+numpy floor (np.dot over every embedding, as bench/search.py's), timed in turn with the
+searches so that a neighbour's load weighs on both alike.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +51,18 @@ def exact_truth(ctx: Context, filters: Filters, probes: np.ndarray) -> list[list
     return out
 
 
-def measure(ctx: Context, filters: Filters, probes: np.ndarray, *, exact_below: int | None
-            ) -> tuple[dict[str, float], list[list[int]]]:
-    """Latency percentiles and the found ids of run_search for each probe."""
-    saved = search.EXACT_BELOW
-    if exact_below is not None:
-        search.EXACT_BELOW = exact_below
+def measure(ctx: Context, filters: Filters, probes: np.ndarray, *, forced: str | None,
+            floor: Callable[[np.ndarray], object]) -> tuple[dict[str, Any], list[list[int]]]:
+    """Latency percentiles, the path taken and the found ids of run_search for each probe,
+    with the numpy floor's percentiles timed in turn (`forced`: "hnsw", "exact" or None)."""
+    saved = search.EXACT_BELOW, search.EXACT_SHARE
+    if forced == "hnsw":
+        search.EXACT_BELOW, search.EXACT_SHARE = 0, 0.0
+    elif forced == "exact":
+        search.EXACT_BELOW = 10**12
     request = SearchRequest(query="bench", filters=filters, mode=Mode.SEMANTIC, show_all=True,
                             per_page=10)
-    times, found = [], []
+    times, floors, found, scans = [], [], [], set()
     try:
         for q in probes:
             with ctx.db.session() as s:
@@ -64,9 +71,15 @@ def measure(ctx: Context, filters: Filters, probes: np.ndarray, *, exact_below: 
                                          ef_search=ctx.settings.ef_search)
                 times.append((time.perf_counter() - started) * 1000)
             found.append([h.image_id for h in page.hits])
+            scans.add(page.scan)
+            started = time.perf_counter()
+            floor(q)
+            floors.append((time.perf_counter() - started) * 1000)
     finally:
-        search.EXACT_BELOW = saved
-    return percentiles(times), found
+        search.EXACT_BELOW, search.EXACT_SHARE = saved
+    ms, floor_ms = percentiles(times), percentiles(floors)
+    return {**ms, "floor_p50": floor_ms["p50"], "to_floor": round(ms["p50"] / floor_ms["p50"], 2),
+            "path": "/".join(sorted(str(scan) for scan in scans))}, found
 
 
 def run(ctx: Context, n: int, queries: int) -> dict[str, Any]:
@@ -74,7 +87,9 @@ def run(ctx: Context, n: int, queries: int) -> dict[str, Any]:
     clusters = max(10, min(4000, n // 50))
     data = clustered(n, clusters=clusters, seed=1, spread=0.9)
     probes = clustered(queries, clusters=clusters, seed=1, spread=2.4)
-    result: dict[str, Any] = {"size": n, "exact_below": search.EXACT_BELOW, "selectivity": {}}
+    result: dict[str, Any] = {"size": n, "exact_below": search.EXACT_BELOW,
+                              "exact_share": search.EXACT_SHARE, "ef_search": ctx.settings.ef_search,
+                              "selectivity": {}}
     print(f"[{n}] loading…", flush=True)
     result.update(load(ctx.db.engine, data, ctx.settings.model))
     with ctx.db.engine.begin() as conn:
@@ -89,14 +104,15 @@ def run(ctx: Context, n: int, queries: int) -> dict[str, Any]:
         print(f"[{n}] {share:.1%}…", flush=True)
         truth = exact_truth(ctx, filters, probes)
         row: dict[str, Any] = {}
-        for name, forced in (("chosen", None), ("hnsw", 0), ("exact", 10**12)):
-            ms, found = measure(ctx, filters, probes, exact_below=forced)
+        for name, forced in (("chosen", None), ("hnsw", "hnsw"), ("exact", "exact")):
+            ms, found = measure(ctx, filters, probes, forced=forced,
+                                floor=lambda q: np.argpartition(-(data @ q), 10)[:10])
             row[name] = {"recall_at_10": round(recall(found, truth), 4), **ms}
         with ctx.db.session() as s:
             kept = s.scalar(text("SELECT count(*) FROM images WHERE collection = ANY(:c)"),
                             {"c": list(filters.collections)})
         row["kept"] = kept
-        row["chosen_path"] = "exact" if kept < search.EXACT_BELOW else "hnsw"
+        row["chosen_path"] = row["chosen"]["path"].replace("index", "hnsw")
         result["selectivity"][f"{share:.1%}"] = row
     return result
 
@@ -108,10 +124,13 @@ def report(result: dict[str, Any]) -> str:
         for name in ("chosen", "hnsw", "exact"):
             m = row[name]
             label = f"chosen ({row['chosen_path']})" if name == "chosen" else f"forced {name}"
-            rows.append([share, f"{row['kept']:,}", label, m["recall_at_10"], m["p50"], m["p99"]])
-    table = markdown_table(["filter keeps", "images kept", "path", "recall@10", "p50 ms", "p99 ms"], rows)
-    return (f"{result['size']:,} images, semantic search, 10 results, exact scan below "
-            f"{result['exact_below']:,} kept images:\n\n{table}")
+            rows.append([share, f"{row['kept']:,}", label, m["recall_at_10"], m["p50"], m["p99"],
+                         m["floor_p50"], f"{m['to_floor']}x"])
+    table = markdown_table(["filter keeps", "images kept", "path", "recall@10", "p50 ms", "p99 ms",
+                            "numpy floor p50, in turn", "p50 to the floor"], rows)
+    return (f"{result['size']:,} images, semantic search, 10 results, ef_search {result['ef_search']}, "
+            f"exact scan below {result['exact_below']:,} kept images or "
+            f"{result['exact_share']:.0%} of them:\n\n{table}")
 
 
 def main() -> None:
@@ -128,8 +147,10 @@ def main() -> None:
     with scratch_home() as home:
         env = {"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL, "CLIPSEEK_OFFLINE": "1",
                "REDIS_URL": "redis+socket:///nonexistent"}
-        if os.environ.get("DATABASE_URL"):
-            env["DATABASE_URL"] = os.environ["DATABASE_URL"]
+        # An existing model cache spares the ONNX exports (minutes on a busy machine).
+        for name in ("DATABASE_URL", "CLIPSEEK_MODEL_CACHE"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         settings = Settings.from_env(env)
         print(f"precision: {measured_precision(settings)}", flush=True)  # what users get, not fp32 for now
         ctx = Context(settings)

@@ -14,9 +14,11 @@ RANDOM_MODEL = "ViT-B-32/random"
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx-int8")
 # HNSW candidates per search. Text queries sit far from the image clusters (CLIP's modality
-# gap), so the index needs a wide search: bench/search.py measured recall@10 of 0.69 at
-# pgvector's default of 40 and 0.95+ from 200 at 118,000 images, for ~3 ms more.
-DEFAULT_EF_SEARCH = 200
+# gap), so the index needs a wide search: bench/search.py measured recall@10 of 0.63-0.69 at
+# pgvector's default of 40 at 118,000 images, and at 200 0.941 (EPYC) to 0.955 (Xeon), too
+# close to 0.95 to hold; 300 gave 0.98-0.986 (2026-12-07). 250 keeps recall above 0.95 for
+# a shorter walk than 300 (BENCHMARKS.md has the measured cost).
+DEFAULT_EF_SEARCH = 250
 # Near-duplicates: the most bits of two 64-bit perceptual hashes that may differ for the same
 # picture. bench/duplicates.py measured it on real photos in re-encodes, resizes, small crops
 # and light edits, against distinct photos of similar scenes.

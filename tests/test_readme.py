@@ -88,7 +88,7 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
         ef_search = conn.execute(text("SHOW hnsw.ef_search")).scalar()
     (neighbours, by_text, cats, album, hybrid, near, pairs, countries, cities, statuses, failures,
      words, reading) = results
-    assert ef_search == "200"
+    assert ef_search == "250"
     # The nearest-neighbour walks go through the model's own index, as docs/sql.md says,
     # though the SQL names no model.
     assert all(index_name(RANDOM_MODEL) in plans[i] for i in (0, 1, 4))

@@ -131,3 +131,25 @@ def test_empty_collection_gives_an_empty_page(db: Database, encoder: ClipEncoder
     with db.session() as s:
         page = search_images(s, encoder, "a cat")
     assert page.total == 0 and page.hits == [] and page.pages == 1
+
+
+def test_a_ranking_statement_built_once_ranks_each_request_by_its_own_vector(
+    db: Database, encoder: ClipEncoder, indexed: dict[int, np.ndarray]
+) -> None:
+    from clipseek.search import sql as search_sql
+
+    search_sql.ranking_statement.cache_clear()
+    pages = []
+    for query in ("a dog running on the beach", "a red car in the city", "a dog running on the beach"):
+        with db.session() as s:
+            pages.append(search_images(s, encoder, query, per_page=5, mode=Mode.SEMANTIC))
+    # One shape, one statement: built by the first request, reused by the other two.
+    info = search_sql.ranking_statement.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    for page, query in zip(pages, ("a dog running on the beach", "a red car in the city"), strict=False):
+        expected = _numpy_scores(indexed, encoder.encode_texts([query])[0])
+        assert len(page.hits) == 5
+        assert all(abs((h.score or 0.0) - expected[h.image_id]) < SCORE_TOLERANCE for h in page.hits)
+        assert (page.hits[0].score or 0.0) >= max(expected.values()) - SCORE_TOLERANCE
+    assert [h.image_id for h in pages[0].hits] == [h.image_id for h in pages[2].hits]
+    assert [h.score for h in pages[0].hits] != [h.score for h in pages[1].hits]

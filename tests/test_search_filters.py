@@ -119,8 +119,9 @@ def test_exact_scan_and_index_walk_give_the_same_results(
         assert _run(s, encoder, q="a cat", mode=mode, collection="home").scan == "exact"
         assert _run(s, encoder, q="a cat", mode=mode).scan == "index"
     answers = []
-    for exact_below in (0, 10**9):  # never exact, always exact
+    for exact_below, exact_share in ((0, 0.0), (10**9, 1.0)):  # never exact, always exact
         monkeypatch.setattr(search, "EXACT_BELOW", exact_below)
+        monkeypatch.setattr(search, "EXACT_SHARE", exact_share)
         with db.session() as s:
             page = _run(s, encoder, q="a cat on a sofa", mode=mode, collection="home", per_page="8")
         answers.append((page.scan, [(h.image_id, round(h.score or 0, 3)) for h in page.hits]))
@@ -144,6 +145,7 @@ def test_filters_past_the_count_cap_widen_the_walk_by_the_planners_estimate(
     # images each filter keeps: every kind of filter must survive being estimated.
     monkeypatch.setattr(search, "CANDIDATE_CAP", 1)
     monkeypatch.setattr(search, "EXACT_BELOW", 0)
+    monkeypatch.setattr(search, "EXACT_SHARE", 0.0)
     for params, expected in zip(cases, exact, strict=True):
         with db.session() as s:
             page = _run(s, encoder, q="photo", mode="semantic", **params, per_page="100")
@@ -207,3 +209,23 @@ def test_request_parameters_round_trip(varied: dict[int, dict[str, object]]) -> 
     assert parse_request({k: [v] for k, v in request.params().items()}) == request
     assert [(t.text, t.sign) for t in request.terms] == [("cat", 1), ('"sunset"', 1)]
     assert np.isfinite(request.filters.min_width or 0)
+
+
+def test_a_filter_keeping_a_small_share_is_scanned_exactly_above_the_count(
+    db: Database, encoder: ClipEncoder, varied: dict[int, dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    square = {i for i, fact in varied.items() if fact["display_width"] == fact["display_height"]}
+    assert 0 < len(square) <= 22 * search.EXACT_SHARE
+    # Above the count that always scans, the share decides: a narrow filter is scanned, a
+    # broad one walks the index.
+    monkeypatch.setattr(search, "EXACT_BELOW", 0)
+    with db.session() as s:
+        narrow = _run(s, encoder, q="photo", mode="semantic", orientation="square", per_page="100")
+        broad = _run(s, encoder, q="photo", mode="semantic", orientation="landscape", per_page="100")
+    assert narrow.scan == "exact" and {h.image_id for h in narrow.hits} == square
+    assert broad.scan == "index"
+    monkeypatch.setattr(search, "EXACT_SHARE", 0.0)
+    with db.session() as s:
+        walked = _run(s, encoder, q="photo", mode="semantic", orientation="square", per_page="100")
+    assert walked.scan == "index" and {h.image_id for h in walked.hits} == square

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -16,14 +16,13 @@ from clipseek.clip.encoder import Encoder, is_random_model
 from clipseek.errors import BadQuery
 from clipseek.library.captions import listed
 from clipseek.search import sql as search_sql
-from clipseek.search.cutoff import stored_cutoff
 from clipseek.search.examples import example_vector, image_vector
 from clipseek.search.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
 from clipseek.search.query import MAX_PER_PAGE as MAX_PER_PAGE
 from clipseek.search.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
 from clipseek.search.query_vectors import text_vectors
 from clipseek.settings import DEFAULT_EF_SEARCH
-from clipseek.store.tables import Caption, Embedding, EmbeddingCount, Image, ImageStatus, in_library
+from clipseek.store.tables import Caption, Embedding, Image
 from clipseek.store.vector_indexes import distance_to, of_model
 
 # pgvector caps hnsw.ef_search at 1000; iterative scans reach further pages beyond it.
@@ -31,6 +30,12 @@ MAX_EF_SEARCH = 1000
 # A filter that keeps fewer embedded images than this is searched by an exact scan of those
 # images: at this size it costs a few milliseconds and cannot miss (bench/filtered.py).
 EXACT_BELOW = 2_000
+# So is a filter that keeps at most this share of the images the model can rank: the scan's
+# cost grows with the images kept, the index walk's with the share dropped (its ef_search is
+# widened in proportion). At 118,000 images a filter keeping 10% took 2.0x the numpy floor
+# by the exact scan (recall 1.0) and 5x by the walk (recall 0.94); one keeping 50% took 1.7x
+# by the walk (recall 0.99) and 3.3-4.9x by the scan (bench/filtered.py).
+EXACT_SHARE = 0.2
 # Counts of matches stop here ("1,000+"): counting further costs as much as ranking everything.
 COUNT_CAP = 1_000
 # The images a filter keeps are counted up to here ("10,000+"); counting is what decides
@@ -167,7 +172,7 @@ def rank_by_vector(
                          "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
     distance = distance_to(vector)
     statement = select(Embedding.image_id, distance.label("distance")).where(
-        of_model(model), Embedding.image_id.not_in(_hidden_ids()))
+        of_model(model), Embedding.image_id.not_in(search_sql.hidden_ids()))
     if exclude_id is not None:
         statement = statement.where(Embedding.image_id != exclude_id)
     rows = session.execute(statement.order_by(distance).limit(per_page).offset(offset)).all()
@@ -177,25 +182,10 @@ def rank_by_vector(
     return [(row.image_id, 1.0 - float(row.distance)) for row in rows], total
 
 
-def _hidden_ids() -> Select[int]:
-    # Missing images and those in the trash keep their embeddings, so a file that comes back
-    # or a picture restored needs no model, but no search may show them: few are hidden at
-    # a time (each side has its own index), so this set is small and hashed once.
-    return select(Image.id).where((Image.status == ImageStatus.MISSING) | ~in_library())
-
-
 def count_searchable(session: Session, model: str) -> int:
     """How many images in the library have an embedding from `model` and a file (the number a
-    search ranks).
-
-    The triggers' count includes the embeddings of missing images and of those in the
-    trash; those few are counted and taken off rather than counting the whole table. One
-    statement: every results page asks.
-    """
-    embedded = select(EmbeddingCount.images).where(EmbeddingCount.model == model).scalar_subquery()
-    hidden = select(func.count()).select_from(Embedding).where(
-        Embedding.model == model, Embedding.image_id.in_(_hidden_ids())).scalar_subquery()
-    return int(session.scalar(select(func.coalesce(embedded, 0) - hidden)) or 0)
+    search ranks); one statement: every results page asks."""
+    return int(session.scalar(select(search_sql.searchable_count(model))) or 0)
 
 
 def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
@@ -268,6 +258,17 @@ def all_matches(session: Session, encoder: Encoder, request: SearchRequest, *, l
     return [image_id for image_id, _ in ranked]
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What a vector search reads before it ranks (search_sql.search_facts), and the
+    ef_search that statement set for the walk."""
+
+    captions: bool
+    searchable: int
+    cutoff: float | None
+    walk_ef: int
+
+
 def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_search: int,
           vector: np.ndarray | None = None, texts_session: Session | None = None,
           ) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
@@ -277,7 +278,10 @@ def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_sear
     if vector is None and not request.browsing:
         vector = query_vector(session, encoder, request, texts_session=texts_session)
     encoded = time.perf_counter()
-    mode = _mode(session, request)
+    facts = None
+    if vector is not None and request.mode is not Mode.TEXT:
+        facts = _facts(session, request, model=model, ef_search=ef_search)
+    mode = _mode(session, request, facts)
     offset = (request.page - 1) * request.per_page
     result = SearchPage(query=_label(request), model=model, page=request.page,
                         per_page=request.per_page, total=0, hits=[], mode=mode.value,
@@ -290,14 +294,33 @@ def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_sear
         rows = session.execute(statement).all()
         result.total, result.total_capped = rows[0].ranked, rows[0].ranked >= CANDIDATE_CAP
     else:
-        rows = _ranked_rows(session, request, vector, mode, result, offset=offset,
+        rows = _ranked_rows(session, request, vector, mode, result, facts, offset=offset,
                             ef_search=ef_search)
     ranked = [(row.image_id, row.score) for row in rows if row.image_id is not None]
     return result, ranked, (encoded - started) * 1000
 
 
+def _window(request: SearchRequest, *, cutoff: bool) -> int:
+    """How many ranked images a request needs: its pages so far, or, where the matches must be
+    one fixed set for every page (a cutoff, or date order), the count's cap."""
+    window = request.page * request.per_page
+    return max(window, COUNT_CAP) if cutoff or request.sort is Sort.DATE else window
+
+
+def _facts(session: Session, request: SearchRequest, *, model: str, ef_search: int) -> _Facts:
+    # The walk's ef_search is set in the same statement, for the semantic search it most
+    # likely is; _ranked_rows sets it again where the search turns out otherwise.
+    cut_if_stored = request.min_score is None and not request.show_all
+    plain = _walk_ef(_window(request, cutoff=request.min_score is not None), ef_search)
+    cut = _walk_ef(_window(request, cutoff=request.min_score is not None or cut_if_stored), ef_search)
+    row = session.execute(search_sql.search_facts(model, ef_search=plain, ef_search_cut=cut)).one()
+    return _Facts(captions=bool(row.captions), searchable=int(row.searchable or 0), cutoff=row.cutoff,
+                  walk_ef=int(row.ef_search))
+
+
 def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | None, mode: Mode,
-                 result: SearchPage, *, offset: int, ef_search: int) -> Sequence[Any]:
+                 result: SearchPage, facts: _Facts | None, *, offset: int,
+                 ef_search: int) -> Sequence[Any]:
     filters, model = request.filters, result.model
     exclude = request.like  # "more like this" never offers the picture itself
     words = text_words(request.terms)
@@ -315,47 +338,44 @@ def _ranked_rows(session: Session, request: SearchRequest, vector: np.ndarray | 
         result.total = rows[0].matches
         return rows
     assert vector is not None
+    if facts is None:  # a vector search in the text mode's place (mode=text without words fails above)
+        facts = _facts(session, request, model=model, ef_search=ef_search)
+    result.searchable = facts.searchable
+    exact = False
     if filters.active:
         candidates = int(session.scalar(search_sql.count_candidates(
             filters, cap=CANDIDATE_CAP, exclude=exclude)) or 0)
+        # Past the count's cap the planner's estimate says how many are kept.
+        kept = candidates if candidates < CANDIDATE_CAP else _estimated_kept(session, filters)
+        exact = candidates < EXACT_BELOW or kept <= facts.searchable * EXACT_SHARE
     else:
-        candidates = result.searchable = count_searchable(session, model)
+        candidates = facts.searchable
         if exclude is not None:
             candidates = max(0, candidates - 1)
     cutoff = request.min_score
     if cutoff is None and not request.show_all:
-        cutoff = stored_cutoff(session, model)
+        cutoff = facts.cutoff
     result.cutoff = cutoff
-    window = offset + request.per_page
-    if cutoff is not None or request.sort is Sort.DATE:
-        # The matches must be one fixed set for every page: counted (and date-sorted) in full.
-        window = max(window, COUNT_CAP)
-    exact = filters.active and candidates < EXACT_BELOW
+    window = _window(request, cutoff=cutoff is not None)
     result.scan = "exact" if exact else "index"
     depth = max(window, HYBRID_DEPTH) if mode is Mode.HYBRID else window
     if not exact:
         if filters.active:
             # The walk passes over the images a filter drops: widen it in proportion, so that
-            # about as many kept images are compared as an unfiltered search compares. Past
-            # the count's cap the planner's estimate says how many are kept: left at the
-            # default, a filter keeping 10% of 118,000 images had recall@10 0.77
+            # about as many kept images are compared as an unfiltered search compares. Left at
+            # the default, a filter keeping 10% of 118,000 images had recall@10 0.77
             # (bench/filtered.py).
-            kept = candidates if candidates < CANDIDATE_CAP else _estimated_kept(session, filters)
-            result.searchable = count_searchable(session, model)
-            searchable = max(kept, result.searchable)
+            searchable = max(kept, facts.searchable)
             ef_search = round(ef_search * searchable / max(kept, 1))
-        _walk_index(session, depth, ef_search)
-    semantic = search_sql.semantic_ranking(vector, filters, model=model, depth=depth, exact=exact,
-                                           exclude=exclude)
-    if mode is Mode.HYBRID:
-        ranking = search_sql.fused_ranking(
-            semantic, search_sql.text_ranking(words, filters, depth=depth, exclude=exclude), vector,
-            model=model)
-    else:
-        ranking = semantic
-    rows = session.execute(search_sql.page_of(ranking, cutoff=cutoff, sort=request.sort, offset=offset,
-                                              limit=request.per_page,
-                                              fused=mode is Mode.HYBRID)).all()
+        if _walk_ef(depth, ef_search) != facts.walk_ef:
+            _walk_index(session, depth, ef_search)
+    statement = search_sql.ranking_statement(model=model, dim=int(vector.shape[-1]), filters=filters,
+                                             exact=exact, exclude=exclude, hybrid=mode is Mode.HYBRID,
+                                             sort=request.sort, with_cutoff=cutoff is not None)
+    rows = session.execute(statement, {
+        search_sql.QUERY_VECTOR: vector, search_sql.DEPTH: depth, search_sql.PAGE_OFFSET: offset,
+        search_sql.PAGE_LIMIT: request.per_page, search_sql.CUTOFF: cutoff, search_sql.WORDS: words,
+    }).all()
     matches, seen = rows[0].matches, rows[0].ranked
     if cutoff is None and request.sort is Sort.RELEVANCE:
         result.total, result.total_capped = candidates, candidates >= CANDIDATE_CAP
@@ -379,23 +399,29 @@ def _estimated_kept(session: Session, filters: Filters) -> int:
     return max(1, int(plan[0]["Plan"]["Plan Rows"]))
 
 
+def _walk_ef(depth: int, ef_search: int) -> int:
+    """The walk's ef_search for `depth` ranked images: never fewer candidates than the depth."""
+    return min(MAX_EF_SEARCH, max(ef_search, depth + 1))
+
+
 def _walk_index(session: Session, depth: int, ef_search: int) -> None:
     # Transaction-local settings (is_local=true), so pooled connections stay clean. Iterative
     # scans keep filters (and the model column) from emptying a page; strict order keeps the
     # ranking exact in the order the index returns it.
-    ef = min(MAX_EF_SEARCH, max(ef_search, depth + 1))
     session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
-                         "set_config('hnsw.iterative_scan', 'strict_order', true)"), {"ef": str(ef)})
+                         "set_config('hnsw.iterative_scan', 'strict_order', true)"),
+                    {"ef": str(_walk_ef(depth, ef_search))})
 
 
-def _mode(session: Session, request: SearchRequest) -> Mode:
+def _mode(session: Session, request: SearchRequest, facts: _Facts | None) -> Mode:
     if request.mode is not None:
         if request.mode is not Mode.SEMANTIC and not request.terms:
             raise BadQuery(f"The {request.mode.value} mode searches caption words: type some words "
                            "to look for, or choose the semantic mode.")
         return request.mode
     # Caption words join in only where something is asked for, not merely taken away.
-    if any(t.sign > 0 for t in request.terms) and session.scalar(search_sql.any_captions()):
+    if any(t.sign > 0 for t in request.terms) and (
+            facts.captions if facts is not None else session.scalar(search_sql.any_captions())):
         return Mode.HYBRID
     return Mode.SEMANTIC
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import ColumnElement, Engine, bindparam, cast, text
+from sqlalchemy import BindParameter, ColumnElement, Engine, bindparam, cast, text
 from sqlalchemy.exc import DBAPIError
 
 from clipseek.errors import ClipSeekError
@@ -25,8 +25,10 @@ from clipseek.store.lock_waits import BlockerReport
 from clipseek.store.tables import Embedding
 
 INDEX_PREFIX = "embeddings_hnsw_"
-# pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10 0.978
-# at 118,000 images in 10.7 ms (BENCHMARKS.md), so a bigger graph is not needed yet.
+# pgvector's defaults m=16, ef_construction=64: with ef_search 200 they gave recall@10
+# 0.94-0.98 at 118,000 images (BENCHMARKS.md), and 0.98-0.99 at 300, so the default search
+# is 250 (clipseek.settings.DEFAULT_EF_SEARCH) rather than a bigger graph; past a few
+# hundred thousand images a bigger graph is needed (docs/deployment.md).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 # PostgreSQL cuts identifiers at 63 bytes.
@@ -66,10 +68,11 @@ def of_model(model: str) -> ColumnElement[bool]:
     return Embedding.model == bindparam(None, model, literal_execute=True)
 
 
-def distance_to(vector: np.ndarray) -> ColumnElement[Any]:
-    """Each row's cosine distance to `vector`, cast to its dimension as the model's index is."""
-    distance: ColumnElement[Any] = cast(Embedding.embedding,
-                                        HALFVEC(int(vector.shape[-1]))).cosine_distance(vector)
+def distance_to(vector: np.ndarray | BindParameter[Any]) -> ColumnElement[Any]:
+    """Each row's cosine distance to `vector` (or a bound parameter of a halfvec type), cast to
+    its dimension as the model's index is."""
+    dim = int(getattr(vector.type, "dim", 0)) if isinstance(vector, BindParameter) else int(vector.shape[-1])
+    distance: ColumnElement[Any] = cast(Embedding.embedding, HALFVEC(dim)).cosine_distance(vector)
     return distance
 
 
