@@ -17,6 +17,7 @@ from clipseek.errors import BadQuery
 from clipseek.library.captions import listed
 from clipseek.search import sql as search_sql
 from clipseek.search.examples import example_vector, image_vector
+from clipseek.search.page_cache import PageCache, library_position
 from clipseek.search.query import MAX_PAGE as MAX_PAGE  # re-exported: the web app's paging reads them here
 from clipseek.search.query import MAX_PER_PAGE as MAX_PER_PAGE
 from clipseek.search.query import MAX_QUERY_CHARS, Filters, Mode, SearchRequest, Sort, Term
@@ -129,6 +130,16 @@ class SearchPage:
         }
 
 
+# Pages of results, by request and library position (page_cache.py): one per process.
+PAGES: PageCache[SearchPage] = PageCache()
+
+
+def _encoding(encoder: Encoder) -> tuple[object, ...]:
+    """What decides a query's vector besides its text: the model and the precisions it runs in."""
+    choice = getattr(encoder, "precision_choice", None)
+    return (encoder.model_id, getattr(encoder, "precision", None), getattr(choice, "query_precision", None))
+
+
 def check_query(query: str) -> str:
     """Return the cleaned query, or raise BadQuery with what to change."""
     cleaned = " ".join(query.split())
@@ -234,11 +245,25 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
     """
     check_paging(request.page, request.per_page)
     started = time.perf_counter()
+    key: tuple[object, ...] | None = None
+    if vector is None:
+        # A page already ranked while the library stood where it stands now is that page again
+        # (page_cache.py says why the position proves it): a repeated query, or a page
+        # revisited, costs one round trip instead of encoding, ranking and hydrating.
+        position = library_position(session)
+        if position is not None:
+            key = (*_encoding(encoder), ef_search, request, position)
+            kept = PAGES.get(key)
+            if kept is not None:
+                kept.timings_ms = {"encode": 0.0, "query": (time.perf_counter() - started) * 1000}
+                return kept
     result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector,
                                       texts_session=texts_session)
     result.hits = hydrate(session, ranked, first_rank=(request.page - 1) * request.per_page + 1)
     result.timings_ms = {"encode": encode_ms,
                          "query": (time.perf_counter() - started) * 1000 - encode_ms}
+    if key is not None:
+        PAGES.put(key, result)
     return result
 
 
