@@ -15,13 +15,13 @@ checkpoint, hint bits on a checksummed server): that costs a miss, never a wrong
 from __future__ import annotations
 
 import copy
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from clipseek.util.lru import BoundedLRU
 
 # Pages kept per process: a page of results is a few kilobytes.
 CAPACITY = 256
@@ -41,36 +41,27 @@ def library_position(session: Session) -> str | None:
 
 
 class PageCache(Generic[Page]):
-    """A bounded, thread-safe LRU of pages; each is copied in and out, so callers may change theirs."""
+    """A bounded LRU of pages; each is copied in and out, so callers may change theirs."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
-        self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._pages: OrderedDict[Hashable, Page] = OrderedDict()
-        self._lock = threading.Lock()
+        self._pages: BoundedLRU[Hashable, Page] = BoundedLRU(capacity)
 
     def get(self, key: Hashable) -> Page | None:
         """A copy of the page kept under `key`, or None."""
-        with self._lock:
-            page = self._pages.get(key)
-            if page is None:
-                self.misses += 1
-                return None
-            self._pages.move_to_end(key)
-            self.hits += 1
+        page = self._pages.get(key)
+        # Counts for the tests and for profiling; a lost increment between threads is harmless.
+        if page is None:
+            self.misses += 1
+            return None
+        self.hits += 1
         return copy.deepcopy(page)
 
     def put(self, key: Hashable, page: Page) -> None:
-        """Keep a copy of `page` under `key`, forgetting the least recently used past capacity."""
-        kept = copy.deepcopy(page)
-        with self._lock:
-            self._pages[key] = kept
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.capacity:
-                self._pages.popitem(last=False)
+        """Keep a copy of `page` under `key`."""
+        self._pages.put(key, copy.deepcopy(page))
 
     def clear(self) -> None:
         """Forget every page."""
-        with self._lock:
-            self._pages.clear()
+        self._pages.clear()

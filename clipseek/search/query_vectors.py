@@ -8,9 +8,7 @@ its recent vectors in memory, and writes a remembered text's use at most once a 
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 from clipseek.clip.encoder import Encoder
 from clipseek.errors import BadQuery
 from clipseek.store.tables import QueryEmbedding
+from clipseek.util.lru import BoundedLRU
 
 # Searched texts unused this long are pruned, as example pictures are.
 KEEP_FOR = timedelta(days=7)
@@ -45,30 +44,19 @@ class RecentQueryVectors:
     """The latest query vectors a process used, per database and model (least recent first)."""
 
     def __init__(self, size: int = REMEMBERED) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, str, str], _Remembered] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: BoundedLRU[tuple[str, str, str], _Remembered] = BoundedLRU(size)
 
     def get(self, key: tuple[str, str, str]) -> _Remembered | None:
         """The remembered entry for `key`, now the most recent; None if forgotten."""
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
+        return self._entries.get(key)
 
     def put(self, key: tuple[str, str, str], vector: np.ndarray, touched: float) -> None:
         """Remember `vector`, written to the table at `touched` (monotonic seconds)."""
-        with self._lock:
-            self._entries[key] = _Remembered(vector, touched)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        self._entries.put(key, _Remembered(vector, touched))
 
     def clear(self) -> None:
         """Forget everything (the next use of each text reads the table)."""
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 # The one per process: an empty mapping until the first search (nothing is built on import).
