@@ -38,6 +38,11 @@ def _kernel_buffering() -> int:
 
 
 SLACK = _kernel_buffering()
+# After the answer the server may still read what the kernel queued for it before the answer
+# (up to a receive buffer), and what arrives while it reads that (up to another): werkzeug's
+# development server reads the queue out once before it closes. A server that kept reading
+# would take all of `then` below.
+AFTER_SLACK = 2 * SLACK
 ROOT = Path(__file__).resolve().parent.parent
 BOUNDARY = "clipseekboundary"
 
@@ -106,7 +111,8 @@ def _read_answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
     return int(lines[0].split()[1]), json.loads(body[:length])
 
 
-def _exchange(port: int, head: bytes, body: Iterator[bytes], *, then: int = SLACK + 64 * MB) -> Exchange:
+def _exchange(port: int, head: bytes, body: Iterator[bytes], *,
+              then: int = AFTER_SLACK + 64 * MB) -> Exchange:
     """Send `head`, then `body` a piece at a time until an answer arrives; then try `then` more bytes."""
     sock = socket.create_connection(("127.0.0.1", port))
     # A small send buffer, so that what was sent is close to what the server has read.
@@ -166,7 +172,7 @@ def test_a_declared_length_over_the_limit_is_refused_unread(server_port: int) ->
     result = _exchange(server_port, _head(server_port, length=300 * MB), iter([b"\xff" * MB] * 300))
     assert result.status == 413 and result.sent_before_answer < SLACK
     assert result.body["error"] == "The upload is too large: send at most 200 MB at once."
-    assert result.taken_after_answer < SLACK
+    assert result.taken_after_answer < AFTER_SLACK
 
 
 def test_a_file_over_50_mb_is_refused_once_50_mb_of_it_have_arrived(server_port: int) -> None:
@@ -177,7 +183,7 @@ def test_a_file_over_50_mb_is_refused_once_50_mb_of_it_have_arrived(server_port:
     assert result.body["error"] == ("huge.tif is larger than the 50 MB limit per file; nothing from "
                                     "this upload was stored.")
     assert 50 * MB < result.sent_before_answer < 50 * MB + SLACK
-    assert result.taken_after_answer < SLACK
+    assert result.taken_after_answer < AFTER_SLACK
 
 
 def test_a_chunked_upload_is_refused_once_past_the_request_limit(server_port: int) -> None:
@@ -186,7 +192,7 @@ def test_a_chunked_upload_is_refused_once_past_the_request_limit(server_port: in
     assert result.status == 413
     assert result.body["error"] == "The upload is too large: send at most 200 MB at once."
     assert 200 * MB < result.sent_before_answer < 200 * MB + SLACK
-    assert result.taken_after_answer < SLACK
+    assert result.taken_after_answer < AFTER_SLACK
 
 
 def test_more_than_100_files_are_refused_for_their_number(settings: Settings, redis_url: str) -> None:
