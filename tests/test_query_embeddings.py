@@ -20,6 +20,7 @@ from clipseek.context import Context
 from clipseek.indexing.encoding import index_images
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
+from clipseek.search import query_vectors
 from clipseek.search.query_vectors import recent_query_vectors, text_vectors
 from clipseek.settings import RANDOM_MODEL, Settings
 from clipseek.store.db import Database
@@ -123,15 +124,22 @@ def test_a_searched_text_is_kept_and_never_encoded_twice(
     assert set(_stored(db)) == {(RANDOM_MODEL, TEXT), (RANDOM_MODEL, "people")}
 
 
-def test_texts_unused_for_a_week_go_unless_kept(db: Database, encoder: ClipEncoder) -> None:
+def test_texts_unused_for_a_week_go_unless_kept(db: Database, encoder: ClipEncoder,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with db.session() as session:
         text_vectors(session, encoder, ["searched long ago"])
         text_vectors(session, encoder, ["stored long ago"], keep=True)
         session.execute(update(QueryEmbedding).values(last_used_at=text("now() - interval '8 days'")))
         session.commit()
+        # A process prunes at most every PRUNE_EVERY_S: not at each new text.
         text_vectors(session, encoder, ["a new text"])
         session.commit()
-    assert set(_stored(db)) == {(RANDOM_MODEL, "stored long ago"), (RANDOM_MODEL, "a new text")}
+        assert (RANDOM_MODEL, "searched long ago") in _stored(db)
+        monkeypatch.setattr(query_vectors, "_pruned_at", {})  # as if the last prune were long ago
+        text_vectors(session, encoder, ["a newer text"])
+        session.commit()
+    assert set(_stored(db)) == {(RANDOM_MODEL, "stored long ago"), (RANDOM_MODEL, "a new text"),
+                                (RANDOM_MODEL, "a newer text")}
 
 
 def test_api_embed_gives_the_vector_that_post_search_ranks_as_the_text(
@@ -249,3 +257,17 @@ def test_a_text_too_long_to_keep_is_encoded_each_time_and_searched_all_the_same(
         session.commit()
     assert calls == [[long], ["a cat"], [long]] and np.array_equal(vectors[0], again[0])
     assert set(_stored(db)) == {(RANDOM_MODEL, "a cat")}
+
+
+def test_a_searched_text_commits_without_waiting_for_the_disk_but_a_kept_one_waits(
+    db: Database, encoder: ClipEncoder
+) -> None:
+    with db.session() as session:
+        text_vectors(session, encoder, ["a text searched once"])
+        assert session.scalar(text("SHOW synchronous_commit")) == "off"
+        session.commit()
+        text_vectors(session, encoder, ["a text stored on purpose"], keep=True)
+        assert session.scalar(text("SHOW synchronous_commit")) == "on"
+        session.commit()
+    assert {(RANDOM_MODEL, "a text searched once"), (RANDOM_MODEL, "a text stored on purpose")} <= set(
+        _stored(db))

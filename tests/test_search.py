@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
@@ -153,3 +153,19 @@ def test_a_ranking_statement_built_once_ranks_each_request_by_its_own_vector(
         assert (page.hits[0].score or 0.0) >= max(expected.values()) - SCORE_TOLERANCE
     assert [h.image_id for h in pages[0].hits] == [h.image_id for h in pages[2].hits]
     assert [h.score for h in pages[0].hits] != [h.score for h in pages[1].hits]
+
+
+def test_each_ranking_is_planned_for_its_own_vector_and_depth(
+    db: Database, encoder: ClipEncoder, indexed: dict[int, np.ndarray]
+) -> None:
+    # The driver prepares a statement run five times on a connection, and PostgreSQL then
+    # tries a generic plan, which knows neither the vector nor the depth: at 20,000 images it
+    # ranked by scanning every embedding (60-77 ms a search) instead of walking the index.
+    with db.session() as s:
+        for n in range(20):
+            search_images(s, encoder, f"a photo of scene {n}", per_page=5, mode=Mode.SEMANTIC)
+        plans = s.execute(text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                               "WHERE statement LIKE '%semantic%'")).all()
+    assert plans, "the ranking statement was never prepared: the check below would see nothing"
+    assert [generic for generic, _ in plans] == [0] * len(plans)
+    assert sum(custom for _, custom in plans) >= 10

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from sqlalchemy import event, select
@@ -199,7 +199,13 @@ def test_api_search_image_similar_status(client: FlaskClient, indexed: list[int]
     data = client.get("/api/search?q=a+rocket&per_page=5&page=2").get_json()
     assert data["page"] == 2 and data["total"] == 22 and len(data["results"]) == 5
     assert data["results"][0]["rank"] == 6 and data["random_weights"] is True
-    assert data["results"][0]["thumbnail_url"].startswith("/thumb/")
+    with client.application.test_request_context():
+        for hit in data["results"]:
+            # Each URL as url_for builds it (the page fills in one template per URL).
+            assert (hit["thumbnail_url"], hit["image_url"], hit["page_url"]) == tuple(
+                url_for(e, image_id=hit["image_id"]) for e in ("files.thumbnail", "files.original",
+                                                                 "pages.image"))
+            assert hit["thumbnail_url"] == f"/thumb/{hit['image_id']}.jpg"
     image = client.get(f"/api/images/{indexed[1]}").get_json()
     assert image["status"] == "indexed" and image["captions"] == ["a cup of coffee on a saucer with a spoon"]
     similar = client.get(f"/api/images/{indexed[1]}/similar?per_page=3").get_json()

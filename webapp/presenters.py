@@ -16,24 +16,40 @@ from clipseek.search.run import SearchHit, SearchPage
 from clipseek.store.tables import Caption, CaptionSource, Image, ImageStatus
 from clipseek.util.user_text import counted as counted  # the pages count with the same rule
 
+# An id no image has, to make a URL template from url_for once per page of results.
+_ANY_ID = 987654321987654321
+_HIT_URLS = (("thumbnail_url", "files.thumbnail"), ("image_url", "files.original"),
+             ("page_url", "pages.image"))
 
-def hit_dict(hit: SearchHit) -> dict[str, Any]:
-    """One ranked result with the URLs of its thumbnail, file and page."""
-    return {
+
+def _url_templates() -> list[tuple[str, str, str]]:
+    """For each URL of a hit: its key and url_for's URL split around the image id."""
+    out = []
+    for key, endpoint in _HIT_URLS:
+        before, _, after = url_for(endpoint, image_id=_ANY_ID).partition(str(_ANY_ID))
+        out.append((key, before, after))
+    return out
+
+
+def hit_dict(hit: SearchHit, urls: list[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """One ranked result with the URLs of its thumbnail, file and page (`urls`: _url_templates())."""
+    data: dict[str, Any] = {
         "rank": hit.rank, "image_id": hit.image_id, "original_name": hit.name,
         "score": None if hit.score is None else round(hit.score, 6),
         "captions": hit.captions, "path": hit.path, "width": hit.width, "height": hit.height,
         "source": hit.source,
-        "thumbnail_url": url_for("files.thumbnail", image_id=hit.image_id),
-        "image_url": url_for("files.original", image_id=hit.image_id),
-        "page_url": url_for("pages.image", image_id=hit.image_id),
     }
+    for key, before, after in urls or _url_templates():
+        data[key] = f"{before}{hit.image_id}{after}"
+    return data
 
 
 def page_dict(page: SearchPage) -> dict[str, Any]:
     """A page of results as the API returns it."""
     data = page.to_dict()
-    data["results"] = [hit_dict(h) for h in page.hits]
+    # url_for three times a hit was 1.4 ms of a request for 24 results: once a page instead.
+    urls = _url_templates()
+    data["results"] = [hit_dict(h, urls) for h in page.hits]
     return data
 
 

@@ -27,6 +27,9 @@ from clipseek.util.lru import BoundedLRU
 KEEP_FOR = timedelta(days=7)
 # A remembered text's use is written at most this often per process: pruning counts in days.
 TOUCH_EVERY_S = 60.0
+# Unused texts are pruned at most this often per process and database: a prune per new
+# text was a round trip in each new search, for rows that age in days.
+PRUNE_EVERY_S = 600.0
 # Vectors remembered per process (2 KiB each at 512 dimensions).
 REMEMBERED = 2048
 # Texts longer than this in UTF-8 are encoded each time and not kept: the primary key's
@@ -61,6 +64,8 @@ class RecentQueryVectors:
 
 # The one per process: an empty mapping until the first search (nothing is built on import).
 recent_query_vectors = RecentQueryVectors()
+# When this process last pruned each database's unused texts (monotonic seconds).
+_pruned_at: dict[str, float] = {}
 
 
 def normalise_text(raw: str) -> str:
@@ -111,7 +116,9 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
         if unknown:
             found.update(zip(unknown, _encoded(encoder, unknown), strict=True))
             stale.update(unknown)
-            _prune(session)
+            if now - _pruned_at.get(database, -PRUNE_EVERY_S) >= PRUNE_EVERY_S:
+                _pruned_at[database] = now
+                _prune(session)
     if stale:
         _write(session, model, {t: found[t] for t in sorted(stale)}, keep=keep)
     for text in stale | set(missing):  # each one just written
@@ -128,9 +135,14 @@ def _write(session: Session, model: str, vectors: dict[str, np.ndarray], *, keep
     """Insert the texts, or mark their use (and `keep`) where another process stored them first."""
     statement = insert(QueryEmbedding).values(
         [{"model": model, "text": t, "embedding": v, "kept": keep} for t, v in vectors.items()])
-    session.execute(statement.on_conflict_do_update(
+    # Unless kept on purpose, the rows are a cache: their transaction's commit need not wait
+    # for the disk (0.5 ms of a new search; a crash loses at most the last few, encoded again
+    # when next asked). RETURNING evaluates the setting, once per row, in this statement.
+    upsert = statement.on_conflict_do_update(
         index_elements=[QueryEmbedding.model, QueryEmbedding.text],
-        set_={"last_used_at": func.now(), "kept": or_(QueryEmbedding.kept, statement.excluded.kept)}))
+        set_={"last_used_at": func.now(), "kept": or_(QueryEmbedding.kept, statement.excluded.kept)})
+    session.execute(upsert if keep else upsert.returning(
+        func.set_config("synchronous_commit", "off", True)))
 
 
 def _prune(session: Session) -> None:

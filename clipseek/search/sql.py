@@ -178,7 +178,7 @@ def search_facts(model: str, *, ef_search: int, ef_search_cut: int) -> Select[An
     stored (hybrid is the default only then), how many images `model` can rank, and its
     calibrated cutoff; and the walk's settings for the transaction (is_local), so that pooled
     connections stay clean: `ef_search`, or `ef_search_cut` where the model has a cutoff (the
-    matches are then counted to a deeper window).
+    matches are then counted to a deeper window), and a plan made for each ranking's values.
 
     One round trip instead of four: on a loaded machine each costs a wait for the CPU.
     """
@@ -189,7 +189,12 @@ def search_facts(model: str, *, ef_search: int, ef_search_cut: int) -> Select[An
                   func.set_config("hnsw.ef_search", ef, True).label("ef_search"),
                   # Iterative scans keep filters (and the model column) from emptying a page;
                   # strict order keeps the ranking exact in the order the index returns it.
-                  func.set_config("hnsw.iterative_scan", "strict_order", True).label("scan"))
+                  func.set_config("hnsw.iterative_scan", "strict_order", True).label("scan"),
+                  # The ranking statement's vector and depth are bound parameters: a generic
+                  # plan (tried once the driver prepares a statement run five times) knows
+                  # neither, and at 20,000 images scanned every embedding instead of walking
+                  # the index (60-77 ms a search, against a few).
+                  func.set_config("plan_cache_mode", "force_custom_plan", True).label("plans"))
 
 
 # The names of a ranking statement's parameters (ranking_statement).
