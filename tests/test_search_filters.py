@@ -229,3 +229,35 @@ def test_a_filter_keeping_a_small_share_is_scanned_exactly_above_the_count(
     with db.session() as s:
         walked = _run(s, encoder, q="photo", mode="semantic", orientation="square", per_page="100")
     assert walked.scan == "index" and {h.image_id for h in walked.hits} == square
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_ranked_rows_carry_their_distance_not_their_embedding(db: Database, exact: bool) -> None:
+
+    from clipseek.search import sql as search_sql
+    from clipseek.search.query import Filters, Sort
+
+    # A filter keeping 11,800 of 118,000 images sorted 12 MB when each row carried its
+    # 1 KB embedding to the score computed after the sort (and spilled it to disk).
+    statement = search_sql.ranking_statement(model="ViT-B-32/random", dim=512,
+                                             filters=Filters(collections=("c1",)), exact=exact,
+                                             exclude=None, hybrid=False, sort=Sort.RELEVANCE,
+                                             with_cutoff=False)
+    vector = np.ones(512, dtype=np.float32) / np.sqrt(512)
+    with db.session() as s:
+        bound = statement.params({search_sql.QUERY_VECTOR: vector, search_sql.DEPTH: 10,
+                                  search_sql.PAGE_OFFSET: 0, search_sql.PAGE_LIMIT: 10})
+        # The values written in, as a custom plan sees them (each search is planned for its own).
+        sql = bound.compile(dialect=s.get_bind().dialect, compile_kwargs={"literal_binds": True})
+        plan = s.connection().exec_driver_sql(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}").scalar_one()
+
+    def sorted_rows(node: dict[str, Any]) -> list[str]:
+        """What each sort in the plan holds of its rows (scans may pass whole rows on cheaply)."""
+        found = list(node.get("Output", [])) if "Sort" in node["Node Type"] else []
+        for child in node.get("Plans", []):
+            found += sorted_rows(child)
+        return found
+
+    columns = sorted_rows(plan[0]["Plan"])
+    assert any("<=>" in c for c in columns), columns  # the ranking's sort was found
+    assert "embeddings.embedding" not in columns
