@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -199,20 +200,25 @@ def count_searchable(session: Session, model: str) -> int:
     return int(session.scalar(select(search_sql.searchable_count(model))) or 0)
 
 
+@functools.cache
+def _hit_columns() -> Select[Any]:
+    """The columns a hit shows, captions included, of the images with the ids bound as "ids"."""
+    # Every results page runs this: one statement rather than whole Image objects and a second
+    # query for their captions, built once. Words read in the picture and its place are
+    # searched, but are no caption to show.
+    captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
+                .where(Caption.image_id == Image.id, listed()).scalar_subquery())
+    return select(Image.id, Image.path, Image.width, Image.height, Image.source, Image.original_name,
+                  captions.label("captions")).where(Image.id.in_(bindparam("ids", expanding=True)))
+
+
 def hydrate(session: Session, ranked: Sequence[tuple[int, float | None]], *,
             first_rank: int = 1) -> list[SearchHit]:
     """Attach ranks, paths, sizes and captions to ranked ids, keeping their order."""
     ids = [image_id for image_id, _ in ranked]
     if not ids:
         return []
-    # Every results page runs this: one statement of the columns a hit shows, captions
-    # included, rather than whole Image objects and a second query for their captions.
-    # Words read in the picture and its place are searched, but are no caption to show.
-    captions = (select(func.array_agg(aggregate_order_by(Caption.text, Caption.id)))
-                .where(Caption.image_id == Image.id, listed()).scalar_subquery())
-    images = {row.id: row for row in session.execute(
-        select(Image.id, Image.path, Image.width, Image.height, Image.source, Image.original_name,
-               captions.label("captions")).where(Image.id.in_(ids)))}
+    images = {row.id: row for row in session.execute(_hit_columns(), {"ids": ids})}
     present = [(i, score) for i, score in ranked if i in images]
     return [
         SearchHit(rank=first_rank + n, image_id=i, path=images[i].path, score=score,
