@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,15 @@ def test_the_running_server_has_that_cache(pg_server: EmbeddedPostgres) -> None:
         row = conn.execute("SELECT setting::bigint * 8192 / 1048576 FROM pg_settings "
                            "WHERE name = 'shared_buffers'").fetchone()
     assert row is not None and row[0] == int(shared_buffers().removesuffix("MB"))
+
+
+def test_a_wrong_size_is_refused_in_a_sentence_before_a_server_is_made(cli_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "DATABASE_URL"} | {
+        "CLIPSEEK_HOME": str(tmp_path / "home"), "CLIPSEEK_DB_SHARED_BUFFERS": "half"}
+    result = subprocess.run(["clipseek", "db", "url"], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode != 0
+    assert "CLIPSEEK_DB_SHARED_BUFFERS='half' is not a size PostgreSQL takes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()

@@ -165,6 +165,7 @@ class EmbeddedPostgres:
 
     def ensure_running(self) -> str:
         """Initialise the cluster if needed, start it if stopped, and return its URL."""
+        shared_buffers()  # a wrong CLIPSEEK_DB_SHARED_BUFFERS is refused before anything is made
         with self._lock():
             self._prepare_folder()
             if not (self.pgdata / "PG_VERSION").exists():
