@@ -259,15 +259,25 @@ def test_a_text_too_long_to_keep_is_encoded_each_time_and_searched_all_the_same(
     assert set(_stored(db)) == {(RANDOM_MODEL, "a cat")}
 
 
-def test_a_searched_text_commits_without_waiting_for_the_disk_but_a_kept_one_waits(
-    db: Database, encoder: ClipEncoder
+def test_a_search_commits_its_new_text_without_waiting_for_the_disk_and_nothing_else_does(
+    db: Database, encoder: ClipEncoder, indexed: list[int]
 ) -> None:
+    from clipseek.search.query import Mode, SearchRequest, Term
+    from clipseek.search.run import all_matches, run_search
+
+    def request(words: str) -> SearchRequest:
+        return SearchRequest(query=words, terms=(Term(words),), mode=Mode.SEMANTIC, show_all=True)
+
     with db.session() as session:
-        text_vectors(session, encoder, ["a text searched once"])
+        run_search(session, encoder, request("a text searched once"))
         assert session.scalar(text("SHOW synchronous_commit")) == "off"
         session.commit()
-        text_vectors(session, encoder, ["a text stored on purpose"], keep=True)
+        # A bulk action on every match writes more in its transaction: that waits.
+        all_matches(session, encoder, request("a text acted on"), limit=100)
         assert session.scalar(text("SHOW synchronous_commit")) == "on"
         session.commit()
-    assert {(RANDOM_MODEL, "a text searched once"), (RANDOM_MODEL, "a text stored on purpose")} <= set(
-        _stored(db))
+        text_vectors(session, encoder, ["a text stored on purpose"], keep=True, lazy=True)
+        assert session.scalar(text("SHOW synchronous_commit")) == "on"
+        session.commit()
+    assert {(RANDOM_MODEL, "a text searched once"), (RANDOM_MODEL, "a text acted on"),
+            (RANDOM_MODEL, "a text stored on purpose")} <= set(_stored(db))

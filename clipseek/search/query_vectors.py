@@ -82,12 +82,14 @@ def _database(session: Session) -> str:
 
 
 def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
-                 keep: bool = False) -> np.ndarray:
+                 keep: bool = False, lazy: bool = False) -> np.ndarray:
     """The encoder's model's vectors of `texts` (normalised first), one row each, in order.
 
     Texts this process used lately cost nothing; texts in `query_embeddings` cost one read;
     only the others are encoded, all at once. Each is written to `query_embeddings` (new, or
-    its use) in one statement; `keep` marks them kept for good. The caller commits.
+    its use) in one statement; `keep` marks them kept for good. The caller commits; `lazy`
+    says its transaction writes nothing else that must outlive a crash (a search), so that
+    commit need not wait for the disk.
     """
     model, database = encoder.model_id, _database(session)
     wanted = [normalise_text(t) for t in texts]
@@ -125,7 +127,7 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
                 _pruned_at[database] = now
                 _prune(session)
     if stale:
-        _write(session, model, {t: found[t] for t in sorted(stale)}, keep=keep)
+        _write(session, model, {t: found[t] for t in sorted(stale)}, keep=keep, lazy=lazy and not keep)
     for text in stale | set(missing):  # each one just written
         recent_query_vectors.put((database, model, text), found[text], now)
     return np.stack([found[t] for t in wanted]) if wanted else np.zeros((0, encoder.dim), np.float32)
@@ -137,7 +139,7 @@ def _encoded(encoder: Encoder, texts: list[str]) -> list[np.ndarray]:
 
 
 @functools.cache
-def _upsert(*, durable: bool) -> Executable:
+def _upsert(*, lazy: bool) -> Executable:
     """The statement that stores one text (bound parameters), built once.
 
     Through the table, not the ORM class, and built once: the ORM's bulk insert built and
@@ -150,15 +152,17 @@ def _upsert(*, durable: bool) -> Executable:
     upsert = statement.on_conflict_do_update(
         index_elements=[table.c.model, table.c.text],
         set_={"last_used_at": func.now(), "kept": or_(table.c.kept, statement.excluded.kept)})
-    # Unless kept on purpose, the rows are a cache: their transaction's commit need not wait
-    # for the disk (0.5 ms of a new search; a crash loses at most the last few, encoded again
-    # when next asked). RETURNING evaluates the setting, once per row, in this statement.
-    return upsert if durable else upsert.returning(func.set_config("synchronous_commit", "off", True))
+    # The rows are a cache: a search's commit need not wait for the disk for them (0.5 ms of
+    # a new search; a crash loses at most the last few, encoded again when next asked).
+    # RETURNING evaluates the setting, once per row, in this statement. Never where the
+    # transaction writes more (a bulk action on every match of a search).
+    return upsert.returning(func.set_config("synchronous_commit", "off", True)) if lazy else upsert
 
 
-def _write(session: Session, model: str, vectors: dict[str, np.ndarray], *, keep: bool) -> None:
+def _write(session: Session, model: str, vectors: dict[str, np.ndarray], *, keep: bool,
+           lazy: bool) -> None:
     """Insert the texts, or mark their use (and `keep`) where another process stored them first."""
-    statement = _upsert(durable=keep)
+    statement = _upsert(lazy=lazy)
     for text, vector in vectors.items():  # sorted by the caller: no deadlock between two searches
         session.execute(statement, {"model": model, "text": text, "embedding": vector, "kept": keep})
 

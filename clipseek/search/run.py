@@ -263,8 +263,9 @@ def run_search(session: Session, encoder: Encoder, request: SearchRequest, *,
             if kept is not None:
                 kept.timings_ms = {"encode": 0.0, "query": (time.perf_counter() - started) * 1000}
                 return kept
+    # A search writes nothing but its texts: their commit need not wait for the disk.
     result, ranked, encode_ms = _rank(session, encoder, request, ef_search=ef_search, vector=vector,
-                                      texts_session=texts_session)
+                                      texts_session=texts_session, lazy_texts=True)
     result.hits = hydrate(session, ranked, first_rank=(request.page - 1) * request.per_page + 1)
     result.timings_ms = {"encode": encode_ms,
                          "query": (time.perf_counter() - started) * 1000 - encode_ms}
@@ -302,12 +303,13 @@ class _Facts:
 
 def _rank(session: Session, encoder: Encoder, request: SearchRequest, *, ef_search: int,
           vector: np.ndarray | None = None, texts_session: Session | None = None,
-          ) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
+          lazy_texts: bool = False) -> tuple[SearchPage, list[tuple[int, float | None]], float]:
     """The request's page as ranked ids (not yet hydrated), and the milliseconds its embedding took."""
     model = encoder.model_id
     started = time.perf_counter()
     if vector is None and not request.browsing:
-        vector = query_vector(session, encoder, request, texts_session=texts_session)
+        vector = query_vector(session, encoder, request, texts_session=texts_session,
+                              lazy_texts=lazy_texts)
     encoded = time.perf_counter()
     facts = None
     if vector is not None and request.mode is not Mode.TEXT:
@@ -469,11 +471,11 @@ def text_words(terms: Sequence[Term]) -> str:
 
 
 def query_vector(session: Session, encoder: Encoder, request: SearchRequest, *,
-                 texts_session: Session | None = None) -> np.ndarray:
+                 texts_session: Session | None = None, lazy_texts: bool = False) -> np.ndarray:
     """The request's query embedding: the example or image, plus and minus each text term.
 
     The texts' vectors are read and kept through `texts_session` when given (the primary,
-    where `session` reads on a replica).
+    where `session` reads on a replica); `lazy_texts`: see text_vectors' `lazy`.
     """
     model = encoder.model_id
     total = np.zeros(0, dtype=np.float32)
@@ -483,7 +485,7 @@ def query_vector(session: Session, encoder: Encoder, request: SearchRequest, *,
         total = image_vector(session, request.like, model=model)
     if request.terms:
         texts = text_vectors(texts_session or session, encoder,
-                             [t.text.strip('"') or t.text for t in request.terms])
+                             [t.text.strip('"') or t.text for t in request.terms], lazy=lazy_texts)
         signs = np.array([t.sign for t in request.terms], dtype=np.float32)[:, None]
         combined = (texts * signs).sum(axis=0)
         total = combined if total.size == 0 else total / np.linalg.norm(total) + combined
