@@ -25,13 +25,7 @@
     });
   }
 
-  // Forms that destroy something (the image page's Delete) ask first; without JavaScript
-  // they submit at once. Here rather than in an onsubmit attribute, which a
-  // Content-Security-Policy without 'unsafe-inline' would block.
-  document.querySelectorAll("form[data-confirm]").forEach((form) =>
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    }));
+  // Forms that destroy something ask first: confirm.js, loaded before the page is shown.
 
   // Upload progress page: poll the API until every image is indexed or failed.
   const table = document.getElementById("progress");

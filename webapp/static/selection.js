@@ -108,10 +108,7 @@
     }
   });
 
-  bar.addEventListener("submit", (event) => {
-    const button = event.submitter;
-    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
-  });
+  // The bar's buttons that destroy something ask first: confirm.js (their data-confirm).
   // Space on a focused check ticks it without a click.
   document.addEventListener("change", (event) => {
     if (event.target.matches && event.target.matches('input[name="ids"][form="selection"]')) {
