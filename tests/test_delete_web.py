@@ -52,10 +52,13 @@ def test_image_page_delete_button_asks_first_and_returns_to_search(
     page = client.get(f"/image/{indexed[0]}").get_data(as_text=True)
     form = re.search(r'<form class="delete" action="([^"]+)" method="post"\s+data-confirm="([^"]+)"', page)
     assert form and form.group(1) == f"/image/{indexed[0]}/delete" and "to the trash" in form.group(2)
-    assert "onsubmit" not in page  # the confirmation lives in app.js
-    script = client.get("/static/app.js")
-    assert "form[data-confirm]" in script.get_data(as_text=True)
+    assert "onsubmit" not in page  # the confirmation lives in confirm.js, loaded in <head>
+    head = page.split("</head>")[0]
+    assert re.search(r'<script src="/static/confirm\.js"></script>', head)  # not deferred
+    script = client.get("/static/confirm.js")
+    body = script.get_data(as_text=True)
     script.close()
+    assert "dataset.confirm" in body and "window.confirm" in body
     assert client.post(form.group(1)).status_code == 400  # no CSRF token
     answer = client.post(form.group(1), data={"csrf_token": _csrf(page)})
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
