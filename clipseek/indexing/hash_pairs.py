@@ -9,7 +9,6 @@ those out, so a picture restored from the trash comes back with its pairs.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -18,7 +17,6 @@ from sqlalchemy import (
     Float,
     Select,
     SmallInteger,
-    Table,
     bindparam,
     cast,
     delete,
@@ -33,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, aliased
 
 from clipseek.settings import MAX_DUPLICATE_DISTANCE
-from clipseek.store.tables import Image, NearDuplicatePair
+from clipseek.store.tables import Image, NearDuplicatePair, table_of
 
 # Kept up to the largest distance a setting or --threshold may ask for, so that another
 # distance regroups from the same pairs without looking anything up again.
@@ -122,7 +120,7 @@ def record_hashes(session: Session, hashes: dict[int, str]) -> None:
                                                             NearDuplicatePair.other_id.in_(changed))))
     # The hash and the time it is paired in one statement: each update of a row also writes
     # it into the HNSW index again, which costs more than the walk.
-    table = typing.cast(Table, Image.__table__)
+    table = table_of(Image)
     session.execute(sql_update(table).where(table.c.id == bindparam("row_id"))
                     .values(phash=bindparam("row_phash"), phash_paired_at=func.now()),
                     [{"row_id": i, "row_phash": hashes[i]} for i in todo])

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import functools
 import time
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC
-from sqlalchemy import Executable, Table, bindparam, delete, func, or_, tuple_, update
+from sqlalchemy import Executable, bindparam, delete, func, or_, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import Encoder
 from clipseek.errors import BadQuery
-from clipseek.store.tables import QueryEmbedding
+from clipseek.store.tables import QueryEmbedding, table_of
 from clipseek.util.lru import BoundedLRU
 
 # Searched texts unused this long are pruned, as example pictures are.
@@ -111,7 +110,7 @@ def text_vectors(session: Session, encoder: Encoder, texts: Sequence[str], *,
         # One statement reads them and writes their use; sorted, as every write here is, so
         # two searches of the same texts cannot deadlock.
         # Through the table, not the ORM class: the ORM's bulk update costs a millisecond more.
-        table = typing.cast(Table, QueryEmbedding.__table__)
+        table = table_of(QueryEmbedding)
         rows = session.execute(
             update(table)
             .where(tuple_(table.c.model, table.c.text).in_([(model, t) for t in missing]))
@@ -145,7 +144,7 @@ def _upsert(*, lazy: bool) -> Executable:
     Through the table, not the ORM class, and built once: the ORM's bulk insert built and
     compiled a new statement each time, 2-3 ms of a new search's 15.
     """
-    table = typing.cast(Table, QueryEmbedding.__table__)
+    table = table_of(QueryEmbedding)
     statement = insert(table).values(model=bindparam("model"), text=bindparam("text"),
                                      embedding=bindparam("embedding", type_=HALFVEC()),
                                      kept=bindparam("kept"))
