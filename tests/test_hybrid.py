@@ -11,23 +11,19 @@ from sqlalchemy import select
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.search import cutoff
 from clipseek.search.examples import store_example
 from clipseek.search.query import SearchRequest, Term, parse_request
 from clipseek.search.run import SearchPage, query_vector, run_search
-from clipseek.settings import Settings
 from clipseek.store.db import Database
-from clipseek.store.tables import Caption, Embedding, Image, ScoreCutoff
+from clipseek.store.tables import Caption, Embedding, ScoreCutoff
 
 
 @pytest.fixture
-def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
-            sample_photos: list[Candidate]) -> list[int]:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
-    with db.session() as s:
-        return sorted(s.scalars(select(Image.id)))
+def indexed(db: Database, indexed_samples: list[int]) -> list[int]:
+    """The sample photos, indexed: their ids."""
+    return indexed_samples
 
 
 def _run(db: Database, encoder: ClipEncoder, **params: str) -> SearchPage:

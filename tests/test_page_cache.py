@@ -8,20 +8,17 @@ import pytest
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.captions import add_caption, parse_caption_text
 from clipseek.library.deletion import Selection, trash_images
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.library.trash import restore_images
 from clipseek.search.query import Mode
 from clipseek.search.run import PAGES, SearchPage, search_images
-from clipseek.settings import Settings
 from clipseek.store.db import Database
 
 QUERY = "a dog running on the beach"
 
 
 @pytest.fixture
-def indexed(db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate]) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+def indexed(db: Database, indexed_samples: list[int]) -> None:
+    """The sample photos, indexed; no page kept from an earlier test."""
     PAGES.clear()
 
 

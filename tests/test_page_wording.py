@@ -19,11 +19,9 @@ from webapp.presenters import score_text
 
 
 @pytest.fixture
-def indexed(app: Flask, encoder: ClipEncoder, sample_photos: list[Candidate]) -> list[int]:
-    """The 22 sample photos, indexed."""
-    ctx = app.extensions["clipseek"]
-    summary = ingest_inline(ctx.db, encoder, sample_photos, settings=ctx.settings)
-    return sorted(summary.indexed.indexed)
+def indexed(app: Flask, indexed_samples: list[int]) -> list[int]:
+    """The 22 sample photos, indexed, in the app's database."""
+    return indexed_samples
 
 
 @pytest.fixture

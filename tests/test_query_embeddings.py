@@ -18,8 +18,6 @@ from sqlalchemy import select, text, update
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
 from clipseek.indexing.encoding import index_images
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.search import query_vectors
 from clipseek.search.query_vectors import recent_query_vectors, text_vectors
 from clipseek.settings import RANDOM_MODEL, Settings
@@ -37,12 +35,9 @@ HEADERS = {"X-Requested-With": "test"}
 
 
 @pytest.fixture
-def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
-            sample_photos: list[Candidate]) -> list[int]:
+def indexed(db: Database, indexed_samples: list[int]) -> list[int]:
     """The sample photos, indexed by the active model."""
-    ingest_inline(db, encoder, sample_photos, settings=settings)
-    with db.session() as session:
-        return sorted(session.scalars(select(Image.id)))
+    return indexed_samples
 
 
 def _stored(db: Database) -> dict[tuple[str, str], QueryEmbedding]:

@@ -8,20 +8,16 @@ from sqlalchemy import select, text
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.search.query import Mode
 from clipseek.search.run import rank_by_vector, search_images, similar_images
-from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Embedding
 from tests.ranking import SCORE_TOLERANCE, assert_ranking_agrees, assert_scores_descend
 
 
 @pytest.fixture
-def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
-            sample_photos: list[Candidate]) -> dict[int, np.ndarray]:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+def indexed(db: Database, indexed_samples: list[int]) -> dict[int, np.ndarray]:
+    """The sample photos, indexed: each one's stored embedding."""
     with db.session() as s:
         rows = s.execute(select(Embedding.image_id, Embedding.embedding)).all()
     return {i: np.asarray(v, dtype=np.float32) for i, v in rows}

@@ -13,12 +13,9 @@ from sqlalchemy.orm import Session
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.errors import BadQuery
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.search import run as search
 from clipseek.search.query import parse_request
 from clipseek.search.run import SearchPage, run_search
-from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.tables import Caption, Image, ImageStatus
 
@@ -26,10 +23,8 @@ MODES = ("semantic", "hybrid", "text")
 
 
 @pytest.fixture
-def varied(db: Database, encoder: ClipEncoder, settings: Settings,
-           sample_photos: list[Candidate]) -> dict[int, dict[str, object]]:
+def varied(db: Database, indexed_samples: list[int]) -> dict[int, dict[str, object]]:
     """The 22 sample photos, given different collections, sources, folders, dates, formats and sizes."""
-    ingest_inline(db, encoder, sample_photos, settings=settings)
     facts: dict[int, dict[str, object]] = {}
     with db.session() as s:
         ids = sorted(s.scalars(select(Image.id)))

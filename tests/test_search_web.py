@@ -12,12 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import expect
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from clipseek.api import search
-from clipseek.clip.encoder import ClipEncoder
 from clipseek.context import Context
-from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.settings import Settings
 from clipseek.store.db import Database
@@ -29,12 +27,10 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture
-def indexed(db: Database, encoder: ClipEncoder, settings: Settings,
-            sample_photos: list[Candidate]) -> list[int]:
+def indexed(db: Database, indexed_samples: list[int]) -> list[int]:
     """The sample photos indexed; the first eight in the collection "trips"."""
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+    ids = indexed_samples
     with db.session() as s:
-        ids = sorted(s.scalars(select(Image.id)))
         s.execute(update(Image).where(Image.id.in_(ids[:8])).values(collection="trips"))
         s.commit()
     return ids

@@ -24,10 +24,9 @@ API = {"X-Requested-With": "test"}
 
 
 @pytest.fixture
-def indexed(app: Flask, encoder: ClipEncoder, sample_photos: list[Candidate]) -> list[int]:
-    ctx = app.extensions["clipseek"]
-    summary = ingest_inline(ctx.db, encoder, sample_photos, settings=ctx.settings)
-    return sorted(summary.indexed.indexed)
+def indexed(app: Flask, indexed_samples: list[int]) -> list[int]:
+    """The app's database holds the sample photos, indexed: their ids."""
+    return indexed_samples
 
 
 def _csrf(client: FlaskClient) -> str:
