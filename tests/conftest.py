@@ -194,12 +194,12 @@ def indexed_samples(database_url: str) -> list[int]:
         return [row[0] for row in conn.execute("SELECT id FROM images ORDER BY id")]
 
 
-@pytest.fixture
-def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
-    """Environment for running the `clipseek` command against the test's database.
+@contextmanager
+def command_env(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment for running the `clipseek` command against `settings`' database.
 
-    A command run without REDIS_URL starts the embedded Redis in the test's home and leaves
-    it running, as it does for a user; the test's end stops it.
+    A command run without REDIS_URL starts the embedded Redis in the settings' home and
+    leaves it running, as it does for a user; leaving this stops it.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSEEK_", "DATABASE_",
                                                                       "REDIS_"))}
@@ -214,8 +214,17 @@ def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
         "CLIPSEEK_OCR": "0",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     })
-    yield env
-    EmbeddedRedis(settings.home / "redis").stop()
+    try:
+        yield env
+    finally:
+        EmbeddedRedis(settings.home / "redis").stop()
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment for running the `clipseek` command against the test's database (command_env)."""
+    with command_env(settings) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -71,8 +71,7 @@ def other_encoder() -> ClipEncoder:
 
 def test_two_models_of_different_dimensions_each_searched_through_its_own_index(
         db: Database, settings: Settings, encoder: ClipEncoder, other_encoder: ClipEncoder,
-        sample_photos: list[Candidate]) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+        indexed_samples: list[int]) -> None:
     assert register_model(db.engine, OTHER) == 1024
     with db.session() as session, ThreadPoolExecutor(2) as pool:
         ids = sorted(session.scalars(select(Image.id)))
@@ -146,8 +145,8 @@ def _add_photos(folder: Path, sample_photos: list[Candidate], count: int) -> Non
 @pytest.mark.slow
 def test_switch_under_search_load_never_fails_nor_empties_and_keeps_the_old_vectors(
         app: Flask, db: Database, settings: Settings, encoder: ClipEncoder, cli_env: dict[str, str],
-        redis_url: str, sample_photos: list[Candidate], tmp_path: Path) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+        redis_url: str, indexed_samples: list[int], sample_photos: list[Candidate],
+        tmp_path: Path) -> None:
     env = cli_env | {"REDIS_URL": redis_url, "CLIPSEEK_BATCH_SIZE": "4"}
     outcomes: list[tuple[str, int, int]] = []
     failures: list[str] = []

@@ -11,8 +11,6 @@ from sqlalchemy import func, text, update
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.library.albums import add_to_album, create_album
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.search.query import Mode, SearchRequest, Term
 from clipseek.search.query_vectors import text_vectors
 from clipseek.search.run import run_search
@@ -50,8 +48,7 @@ def _sql_blocks() -> list[str]:
 
 
 def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, settings: Settings,
-                                 sample_photos: list[Candidate]) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+                                 indexed_samples: list[int]) -> None:
     store_documented_texts(db, encoder)
     with db.session() as session:
         holidays = create_album(session, name="Holidays", created_by=None)
@@ -124,10 +121,9 @@ def test_documented_sql_examples_run(db: Database, encoder: ClipEncoder, setting
 
 
 def test_documented_index_rebuild_keeps_search_on_the_bigger_graph(
-    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    db: Database, encoder: ClipEncoder, settings: Settings, indexed_samples: list[int],
     cli_env: dict[str, str],
 ) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
     # The page names the command more than once, with and without options: each is a
     # beginning of the fullest, which is run.
     named = re.findall(r"`(clipseek db index --m [^`]+)`", DEPLOYMENT_PAGE.read_text())

@@ -14,8 +14,6 @@ import pytest
 from sqlalchemy import text
 
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.library.ingest import ingest_inline
-from clipseek.library.register import Candidate
 from clipseek.library.sync import _lock_key
 from clipseek.settings import Settings
 from clipseek.store.db import Database
@@ -27,6 +25,7 @@ from clipseek.store.sql_reader import (
     end_overrunning_readers,
 )
 from clipseek.upkeep.recovery import SCHEDULER_LOCK
+from tests.conftest import cloned_database, command_env, settings_for
 from tests.test_readme import SQL_PAGE, _sql_blocks, store_documented_texts
 from tests.waiting import wait_for
 
@@ -43,14 +42,33 @@ def reader_url(cli_env: dict[str, str], pg_server: EmbeddedPostgres, db: Databas
         conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
+@pytest.fixture(scope="module")
+def refusing_reader_url(pg_server: EmbeddedPostgres,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A reader login on a database of this module's own, for the tests that only try what a
+    reader may not do: each attempt is refused, so none changes what the next one finds, and
+    one `clipseek db reader` (seconds) serves them all."""
+    name = f"refused_{os.getpid()}"
+    with cloned_database(pg_server) as (_, url):
+        settings = settings_for(tmp_path_factory.mktemp("reader") / "home", url)
+        with command_env(settings) as env:
+            made = subprocess.run(["clipseek", "db", "reader", name], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert made.returncode == 0, made.stderr
+            try:
+                yield made.stdout.strip()
+            finally:
+                with pg_server.admin_connection() as conn:
+                    conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
 def _rows(conn: psycopg.Connection, statement: str) -> list[Any] | None:
     cursor = conn.execute(statement)
     return None if cursor.description is None else cursor.fetchall()  # None: a SET
 
 
 def test_the_reader_runs_every_documented_example(reader_url: str, db: Database, encoder: ClipEncoder,
-                                                  settings: Settings, sample_photos: list[Candidate]) -> None:
-    ingest_inline(db, encoder, sample_photos, settings=settings)
+                                                  settings: Settings, indexed_samples: list[int]) -> None:
     store_documented_texts(db, encoder)
     assert reader_url.startswith("postgresql://analyst_")
     statements = [s.strip().replace("ViT-B-32/openai", "ViT-B-32/random")
@@ -85,9 +103,9 @@ def test_the_reader_runs_every_documented_example(reader_url: str, db: Database,
     "SELECT * FROM audit_events",
     "SELECT * FROM alembic_version",
 ])
-def test_the_reader_cannot_write_or_read_beyond_the_documented_tables(reader_url: str,
+def test_the_reader_cannot_write_or_read_beyond_the_documented_tables(refusing_reader_url: str,
                                                                       statement: str) -> None:
-    with psycopg.connect(reader_url) as conn, pytest.raises(psycopg.errors.Error):
+    with psycopg.connect(refusing_reader_url) as conn, pytest.raises(psycopg.errors.Error):
         conn.execute(statement)
 
 
@@ -121,9 +139,9 @@ _SYNC_OF_ROOT = _lock_key(Path("/"))
     ["SELECT pg_advisory_lock(1, 2)"],
     ["SELECT pg_try_advisory_lock_shared(1, 2)"],
 ], ids=lambda s: s[-1][:40])
-def test_the_reader_can_neither_keep_data_nor_take_clipseeks_locks(reader_url: str,
+def test_the_reader_can_neither_keep_data_nor_take_clipseeks_locks(refusing_reader_url: str,
                                                                    statements: list[str]) -> None:
-    with psycopg.connect(reader_url, autocommit=True) as conn:
+    with psycopg.connect(refusing_reader_url, autocommit=True) as conn:
         for statement in statements[:-1]:
             conn.execute(statement)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
