@@ -202,6 +202,9 @@ def test_gunicorn_under_compose_settings_creates_the_admin_and_asks_for_it(
         assert accounts.verify_login(session, "admin", "long enough now") is not None
 
 
+# Gunicorn's workers each load the model (25 s): CI runs it; `make test` keeps the other
+# deployment checks.
+@pytest.mark.slow
 def test_gunicorn_serves_a_search(cli_env: dict[str, str], redis_url: str, db: Database,
                                   settings: Settings, sample_photos: list[Candidate], encoder: Any) -> None:
     ingest_inline(db, encoder, sample_photos[:5], settings=settings)

@@ -151,6 +151,9 @@ def _problems(page: Page, name: str, scheme: str) -> list[str]:
     return found
 
 
+# Every page in four sizes and schemes (about a minute): `make test` keeps the
+# narrower layout tests below; CI runs this one.
+@pytest.mark.slow
 def test_every_page_fits_and_passes_axe_on_desktop_and_phone_in_light_and_dark(
     browser: Browser, library: dict[str, int], settings: Settings, redis_url: str, screenshots: Path,
 ) -> None:
