@@ -53,9 +53,6 @@ def encoders(onnx_cache: Path) -> tuple[ClipEncoder, ClipEncoder]:
     return fp32, onnx
 
 
-# Exporting the whole image tower takes about a minute on 2 cores: `make test` keeps the
-# export tests below and test_precision's int8 agreement; CI runs this one.
-@pytest.mark.slow
 def test_onnx_int8_agrees_with_fp32_on_real_photos_and_queries(
         encoders: tuple[ClipEncoder, ClipEncoder], sample_photos: list[Candidate]) -> None:
     fp32, onnx = encoders
