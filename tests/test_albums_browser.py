@@ -224,3 +224,26 @@ def test_selection_and_albums_walk_and_fit_for_every_role_size_and_scheme(
                     page.screenshot(path=ARTIFACTS / f"selection-{role}-{size}-{scheme}.png")
             page.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow  # the fast tier keeps the walk above; CI runs this one too
+def test_a_tick_before_the_selection_script_has_run_still_starts_a_shift_click_range(
+    new_page: Callable[..., Page], shared_library: dict[str, int], settings: Settings, redis_url: str,
+) -> None:
+    # A quick tick once the album showed, before the deferred selection.js ran, left the
+    # script without the tick a shift-click's range starts from: the range selected 2 of 3
+    # (seen in `make test`). Here the script is held back until the first tick is made.
+    served = settings.with_changes(require_accounts=True, redis_url=redis_url)
+    with serve_app(served) as port:
+        base = f"http://127.0.0.1:{port}"
+        page = new_page(viewport={"width": 1280, "height": 900})
+        _sign_in(page, base, "viewer")
+        page.route("**/static/selection.js", lambda route: route.abort())
+        page.goto(f"{base}/albums/{shared_library['album']}")
+        _pick(page, 0)
+        page.unroute("**/static/selection.js")
+        page.add_script_tag(url=f"{base}/static/selection.js")
+        bar = page.locator("#selection")
+        expect(bar.locator(".selection-count")).to_have_text("1 picture selected")
+        page.locator(".hit .pick").nth(2).click(modifiers=["Shift"])
+        expect(bar.locator(".selection-count")).to_have_text("3 pictures selected")

@@ -12,7 +12,9 @@
   const total = parseInt(bar.dataset.total || "0", 10);
   const checks = () => Array.from(document.querySelectorAll('input[name="ids"][form="selection"]'));
   const allButton = tools && tools.querySelector('[data-select="all"]');
-  let last = null;  // the check ticked last, where a shift-click's range starts
+  // The check ticked last, where a shift-click's range starts: one ticked before this
+  // deferred script ran (a quick click, or the browser restoring the form) counts too.
+  let last = checks().filter((c) => c.checked).pop() || null;
 
   function picked() { return checks().filter((c) => c.checked); }
 
