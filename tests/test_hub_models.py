@@ -205,6 +205,9 @@ def test_indexing_prepares_each_image_the_way_its_model_wants(
     assert np.array_equal(np.concatenate(enc.batches), np.stack(expected))
 
 
+# A whole `clipseek model use` through the command (20 s): CI runs it; `make test` keeps
+# the loading tests above.
+@pytest.mark.slow
 def test_model_use_takes_a_hub_model_once_its_checksum_is_given(
         laion_file: Path, db: Database, encoder: ClipEncoder, settings: Settings,
         sample_photos: list[Candidate], cli_env: dict[str, str]) -> None:
