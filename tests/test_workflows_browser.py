@@ -222,6 +222,7 @@ def _pages_walk(page: Page, lib: Library, role: str, size: str, scheme: str) -> 
     problems += check(page, f"album as {role} at {size} in {scheme}", role, scheme)
     if shoot:
         _shot(page, "album", size, scheme)
+    expect(page.locator(".select-tools")).to_be_visible()  # selection.js has run: ranges work
     page.locator(".hit .pick").nth(0).click()
     page.locator(".hit .pick").nth(2).click(modifiers=["Shift"])
     expect(page.locator("#selection .selection-count")).to_have_text("3 pictures selected")
