@@ -183,3 +183,28 @@ def _upload_as(client: FlaskClient, *seeds: int) -> list[int]:
         "files": [(io.BytesIO(_jpeg(s)), f"p{s}.jpg") for s in seeds]})
     assert sent.status_code == 202, sent.get_json()
     return [u["image_id"] for u in sent.get_json()["uploads"]]
+
+
+def _status(client: FlaskClient, path: str) -> tuple[int, str]:
+    """A file's answer, its stream closed: its status and, for an error, its text."""
+    answer = client.get(path)
+    try:
+        return answer.status_code, answer.get_data(as_text=True) if answer.status_code >= 400 else ""
+    finally:
+        answer.close()
+
+
+def test_a_picture_in_the_trash_is_served_only_to_those_who_see_it_there(accounts_app: Flask) -> None:
+    # The trash hides a picture from search and its page; its file and thumbnail stayed
+    # reachable by id for anyone signed in, a viewer too.
+    ann, bob, admin, vic = (_sign_in(accounts_app, n) for n in ("ann", "bob", "admin", "vic"))
+    [mine] = _upload_as(ann, 3)
+    for client in (ann, bob, admin, vic):  # before the trash: everyone sees it
+        assert _status(client, f"/file/{mine}")[0] == 200
+    assert ann.delete(f"/api/images/{mine}", headers=_meta_csrf(ann)).status_code == 200
+    for path in (f"/file/{mine}", f"/thumb/{mine}.jpg"):
+        for client in (bob, vic):
+            status, body = _status(client, path)
+            assert status == 404 and f"Image {mine} is in the trash" in body, (path, status)
+        for client in (ann, admin):  # the uploader and an admin see it on the Trash page
+            assert _status(client, path)[0] == 200, path

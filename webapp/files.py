@@ -10,7 +10,9 @@ from werkzeug.wrappers import Response
 from clipseek.library.derivatives import DISPLAY_SIZE, ensure_display_copy, ensure_thumbnail
 from clipseek.photo.imaging import ImageDecodeError
 from clipseek.store.tables import Image
+from webapp.auth import accounts_on, signed_in
 from webapp.db_session import clipseek, get_session, reads_from_replica
+from webapp.policies import may_delete
 from webapp.presenters import missing_notice
 
 bp = Blueprint("files", __name__)
@@ -26,10 +28,21 @@ def _image(image_id: int) -> Image:
     image = get_session().get(Image, image_id)
     if image is None or (image.status == "failed" and image.format is None):
         abort(404, description=f"There is no picture for image {image_id}.")
+    if image.trashed_at is not None and not _sees_trash_of(image):
+        abort(404, description=f"Image {image_id} is in the trash; the Trash page restores it.")
     notice = missing_notice(image, f"image {image_id}")
     if notice:
         abort(410, description=notice)  # gone until a sync finds the file again
     return image
+
+
+def _sees_trash_of(image: Image) -> bool:
+    # Whoever the Trash page shows the picture to: everyone in the local mode, an admin, and
+    # the contributor who uploaded it. Others get what the picture's page gives them.
+    if not accounts_on():
+        return True
+    account = signed_in()
+    return account is not None and may_delete(account.role, account.user_id, picture_by=image.added_by)
 
 
 def _derived(path: Path, mimetype: str, etag: str) -> Response:
