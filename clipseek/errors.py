@@ -21,6 +21,10 @@ class BadQuery(ClipSeekError):
     """A search query that cannot be answered as given."""
 
 
+class InTrash(ClipSeekError):
+    """A change to a picture that waits in the trash: it must be restored first."""
+
+
 class DownloadError(ClipSeekError):
     """A download failed in a way that retrying now will not fix."""
 

@@ -208,3 +208,27 @@ def test_a_picture_in_the_trash_is_served_only_to_those_who_see_it_there(account
             assert status == 404 and f"Image {mine} is in the trash" in body, (path, status)
         for client in (ann, admin):  # the uploader and an admin see it on the Trash page
             assert _status(client, path)[0] == 200, path
+
+
+def test_the_captions_of_a_picture_in_the_trash_wait_with_it_until_it_is_restored(
+    client: FlaskClient,
+) -> None:
+    # The API added, changed and removed captions of a picture in the trash, which no page
+    # shows: they wait as they were, and the answer says why.
+    [image_id] = _upload(client, 4)
+    added = client.post(f"/api/images/{image_id}/captions", headers=API, json={"text": "a red kite"})
+    assert added.status_code == 201
+    caption_id = added.get_json()["id"]
+    assert client.delete(f"/api/images/{image_id}", headers=API).status_code == 200
+    refused = [client.post(f"/api/images/{image_id}/captions", headers=API, json={"text": "a kite"}),
+               client.put(f"/api/captions/{caption_id}", headers=API, json={"text": "a blue kite"}),
+               client.delete(f"/api/captions/{caption_id}", headers=API)]
+    for answer in refused:
+        assert answer.status_code == 409, answer.get_data(as_text=True)
+        assert answer.get_json()["error"] == (f"Image {image_id} is in the trash; restore it before "
+                                              "changing its captions.")
+    assert client.post(f"/api/trash/{image_id}/restore", headers=API).status_code == 200
+    shown = client.get(f"/api/images/{image_id}").get_json()
+    assert "a red kite" in shown["captions"] and "a kite" not in shown["captions"]
+    again = client.put(f"/api/captions/{caption_id}", headers=API, json={"text": "a blue kite"})
+    assert again.status_code == 200

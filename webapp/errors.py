@@ -8,7 +8,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, WeightsError
+from clipseek.errors import BadQuery, ClipSeekError, DatabaseUnavailable, InTrash, WeightsError
 
 DATABASE_DOWN = "The database is not reachable right now; try again in a minute."
 # What to do if it goes on, by where the database is.
@@ -39,6 +39,8 @@ def _http(exc: HTTPException) -> tuple[Response | str, int]:
 def _clipseek(exc: ClipSeekError) -> tuple[Response | str, int]:
     if isinstance(exc, BadQuery):
         return error_response(400, str(exc))
+    if isinstance(exc, InTrash):
+        return error_response(409, str(exc))
     if isinstance(exc, DatabaseUnavailable | WeightsError):
         return error_response(503, str(exc))
     return error_response(500, str(exc))

@@ -9,7 +9,7 @@ from typing import Any, NewType
 from sqlalchemy import ColumnElement, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from clipseek.errors import BadQuery
+from clipseek.errors import BadQuery, InTrash
 from clipseek.photo.caption_text import MAX_CAPTION_CHARS, caption_from_filename
 from clipseek.photo.metadata import PhotoText
 from clipseek.store.tables import DERIVED_SOURCES, Caption, Image
@@ -115,8 +115,10 @@ def add_caption(session: Session, *, image_id: int, text: CaptionText,
 
     The caller commits.
     """
-    if session.get(Image, image_id) is None:
+    image = session.get(Image, image_id)
+    if image is None:
         return None
+    _not_in_trash(image)
     caption = Caption(image_id=image_id, text=text, source=CaptionSource.USER, added_by=added_by)
     session.add(caption)
     session.flush()
@@ -159,7 +161,17 @@ def delete_caption(session: Session, *, caption_id: int) -> Caption | None:
 def _listed_caption(session: Session, caption_id: int) -> Caption | None:
     """A caption people may change; a derived one is no caption to them (its source changes it)."""
     caption = session.get(Caption, caption_id)
-    return caption if caption is not None and caption.source not in DERIVED_SOURCES else None
+    if caption is None or caption.source in DERIVED_SOURCES:
+        return None
+    _not_in_trash(caption.image)
+    return caption
+
+
+def _not_in_trash(image: Image) -> None:
+    # A picture in the trash is out of search and its page: its captions wait with it, as
+    # they were, until it is restored (or removed for good).
+    if image.trashed_at is not None:
+        raise InTrash(f"Image {image.id} is in the trash; restore it before changing its captions.")
 
 
 def caption_dict(caption: Caption) -> dict[str, Any]:
