@@ -95,16 +95,21 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out: Path | No
     return folder / f"{name}.json"
 
 
-def measured_precision(settings: Any) -> str:
+def measured_precision(settings: Any, *, measure: bool = True) -> str:
     """Measure `auto`'s choice for this machine now, in this process's encoder; return it.
 
     A fresh home serves in a safe precision until a background process has measured: a
     benchmark that times the model measures first, so it times the precision users get.
+    `measure=False` (a tiny run, which checks that the script runs and times nothing) keeps
+    the safe precision: measuring takes a minute or more, which each tiny run paid.
     """
     from clipseek.context import shared_encoder
 
     encoder = shared_encoder(settings)
-    encoder.measure_now()
+    if measure:
+        encoder.measure_now()
+    else:
+        encoder.load()
     return encoder.precision
 
 

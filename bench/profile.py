@@ -101,7 +101,7 @@ def main() -> None:
         settings = Settings.from_env({"CLIPSEEK_HOME": str(home), "CLIPSEEK_MODEL": RANDOM_MODEL,
                                       "CLIPSEEK_OFFLINE": "1", **shared_model_cache()})
         candidates = [Candidate(path=p, source="folder") for p in make_photos(home / "photos", args.images)]
-        measured_precision(settings)  # what users get, not fp32 for now
+        measured_precision(settings, measure=not args.tiny)  # what users get, not fp32 for now
         ctx = Context(settings)
         try:
             ctx.encoder.load()

@@ -343,7 +343,7 @@ def main() -> None:
         settings = Settings.from_env(env)
         ctx = Context(settings)
         try:
-            print(f"precision: {measured_precision(settings)}", flush=True)
+            print(f"precision: {measured_precision(settings, measure=not args.tiny)}", flush=True)
             results = [run_size(ctx, n, queries=args.queries, requests=args.requests) for n in sizes]
         finally:
             ctx.close()
