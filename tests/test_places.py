@@ -301,3 +301,24 @@ def test_a_gazetteer_that_cannot_be_read_leaves_pictures_registered_and_waiting(
             assert image.status == "registered" and image.latitude is not None and image.placed_at is None
     finally:
         places.gazetteer.cache_clear()
+
+
+def test_the_place_filter_finds_a_name_typed_without_its_accents(
+    db: Database, encoder: ClipEncoder, settings: Settings, sample_photos: list[Candidate],
+    tmp_path: Path,
+) -> None:
+    # The gazetteer names the city "Kraków" and the region "São Paulo"; people type "Krakow"
+    # and "Sao Paulo", which found nothing.
+    folder = tmp_path / "trip"
+    folder.mkdir()
+    photos = {"krakow": (50.0614, 19.9366), "sao_paulo": (-23.5505, -46.6333)}
+    paths = [photo_taken_at(sample_photos[n].path, folder / f"{name}.jpg", *spot)
+             for n, (name, spot) in enumerate(photos.items())]
+    ingest_inline(db, encoder, [Candidate(path=p, source="folder") for p in paths], settings=settings)
+    ids = _ids(db)
+    assert _place(db, ids["krakow"])[0] == "Kraków" and _place(db, ids["sao_paulo"])[1] == "São Paulo"
+    for typed, name in (("Krakow", "krakow"), ("KRAKÓW", "krakow"), ("kraków", "krakow"),
+                        ("Sao Paulo", "sao_paulo"), ("são paulo", "sao_paulo")):
+        page = _search(db, encoder, place=typed)
+        assert [h.image_id for h in page.hits] == [ids[name]], typed
+    assert _search(db, encoder, place="Krakau").hits == []

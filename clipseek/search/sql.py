@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import unicodedata
 from datetime import UTC
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY, aggregate_order_by
+from sqlalchemy.orm import InstrumentedAttribute
 
 from clipseek.library.albums import split_album_refs
 from clipseek.library.captions import listed
@@ -97,9 +99,10 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
     if filters.added_to:
         out.append(Image.created_at < day_after(filters.added_to).replace(tzinfo=UTC))
     if filters.place:
-        # Any of the names, whatever the case: place=Portugal, place=lisbon or place=PT.
-        wanted = func.lower(filters.place)
-        out.append(or_(*(func.lower(column) == wanted for column in (
+        # Any of the names, whatever the case and accents: place=Portugal, place=lisbon,
+        # place=PT, place=Krakow for "Kraków".
+        wanted = plain_name(filters.place)
+        out.append(or_(*(plain_name(column) == wanted for column in (
             Image.place_city, Image.place_region, Image.place_country, Image.place_country_code))))
     width = func.coalesce(Image.display_width, Image.width)
     height = func.coalesce(Image.display_height, Image.height)
@@ -116,6 +119,34 @@ def filter_conditions(filters: Filters, *, exclude: int | None = None) -> list[C
     if filters.min_megapixels:
         out.append(cast(width, Float) * height >= filters.min_megapixels * 1_000_000)
     return out
+
+
+def _accent_table() -> tuple[str, str]:
+    """Latin letters with accents (either case) and their plain letters, for translate()."""
+    accented, plain = [], []
+    for code in range(0xC0, 0x250):  # Latin-1 Supplement and Latin Extended-A and -B
+        letter = chr(code)
+        base = unicodedata.normalize("NFD", letter)[0]
+        if base != letter and base.isascii() and base.isalpha():
+            accented.append(letter)
+            plain.append(base)
+    # Letters with a stroke do not decompose: people type them plain all the same.
+    for letter, base in ("łl", "ŁL", "øo", "ØO", "đd", "ĐD", "ħh", "ĦH", "ıi"):
+        accented.append(letter)
+        plain.append(base)
+    return "".join(accented), "".join(plain)
+
+
+_ACCENTED, _PLAIN = _accent_table()
+
+
+def plain_name(name: str | ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[Any]:
+    """A place name in lower case without its accents, as the place filter compares them.
+
+    translate() first, so that lower() meets plain letters only: it lowers accented ones
+    only under a locale that knows them, which a server in the C locale does not.
+    """
+    return func.lower(func.translate(name, _ACCENTED, _PLAIN))
 
 
 @functools.lru_cache(maxsize=256)
