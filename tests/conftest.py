@@ -9,14 +9,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import make_url
 
 from clipseek.clip.encoder import ClipEncoder
 from clipseek.clip.network import runnable_precisions
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
 TEMPLATE = "clipseek_template"
+Built = TypeVar("Built")
 _counter = itertools.count()
 
 # One precision for every process of a run. `auto` picks the fastest accurate precision by
@@ -101,15 +102,45 @@ def cloned_database(server: EmbeddedPostgres, template: str = TEMPLATE) -> Itera
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Libraries built once and copied for each test that starts from one: the fixture a test
+# asks for (directly or through another fixture), and the fixture of the built library.
+LIBRARIES = {"indexed_samples": "samples_library",
+             "captioned": "captioned_library",  # test_eval.py
+             "grouped": "grouped_library"}      # test_people.py
+
+
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A fresh, migrated database for one test, cloned and dropped after: from the template, or
-    from the indexed sample photos for a test that uses `indexed_samples` (even through
-    another fixture)."""
-    template = (request.getfixturevalue("samples_library") if "indexed_samples" in request.fixturenames
-                else TEMPLATE)
+    from the built library (LIBRARIES) the test starts from."""
+    template = next((request.getfixturevalue(library).database for wanted, library in LIBRARIES.items()
+                     if wanted in request.fixturenames), TEMPLATE)
     with cloned_database(pg_server, template) as (_, url):
         yield url
+
+
+@dataclass(frozen=True)
+class Library(Generic[Built]):
+    """A library built once in a database of its own, which tests copy: its name, and what
+    building it returned."""
+
+    database: str
+    built: Built
+
+
+@contextmanager
+def built_library(server: EmbeddedPostgres, home: Path,
+                  build: Callable[[Database, Settings], Built]) -> Iterator[Library[Built]]:
+    """A database cloned from the template and filled by `build` (given it open and its
+    settings, with `home`), closed for copying, and dropped on leaving."""
+    with cloned_database(server) as (name, url):
+        settings = settings_for(home, url)
+        database = open_database(settings)
+        try:
+            built = build(database, settings)
+        finally:
+            database.close()  # a database is copied only while nobody is connected to it
+        yield Library(database=name, built=built)
 
 
 def settings_for(home: Path, database_url: str) -> Settings:
@@ -168,30 +199,25 @@ def sample_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Candidate]:
 
 @pytest.fixture(scope="session")
 def samples_library(pg_server: EmbeddedPostgres, encoder: ClipEncoder, sample_photos: list[Candidate],
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database holding the sample photos registered in place and indexed by `encoder`,
-    built once per test process: its name. Each test that starts from it gets a copy
-    (`indexed_samples`): a copy takes a fraction of a second, indexing 22 photos 4-9 seconds,
-    which many tests paid each before.
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library[list[int]]]:
+    """The sample photos registered in place and indexed by `encoder`, built once per test
+    process: each test that starts from them (`indexed_samples`) gets a copy. A copy takes a
+    fraction of a second, indexing 22 photos 4-9 seconds, which many tests paid each before.
     """
-    with cloned_database(pg_server) as (name, url):
-        settings = settings_for(tmp_path_factory.mktemp("samples-library") / "home", url)
-        database = open_database(settings)
-        try:
-            summary = ingest_inline(database, encoder, sample_photos, settings=settings)
-            assert len(summary.indexed.indexed) == len(sample_photos), summary
-        finally:
-            database.close()  # a database is copied only while nobody is connected to it
-        yield name
+    def index(database: Database, settings: Settings) -> list[int]:
+        summary = ingest_inline(database, encoder, sample_photos, settings=settings)
+        assert len(summary.indexed.indexed) == len(sample_photos), summary
+        return sorted(summary.indexed.indexed)
+
+    with built_library(pg_server, tmp_path_factory.mktemp("samples-library") / "home", index) as library:
+        yield library
 
 
 @pytest.fixture
-def indexed_samples(database_url: str) -> list[int]:
+def indexed_samples(samples_library: Library[list[int]], database_url: str) -> list[int]:
     """The test's database starts with the sample photos indexed (registered in place, as
     `ingest_inline` does): their image ids, in order."""
-    address = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(address) as conn:
-        return [row[0] for row in conn.execute("SELECT id FROM images ORDER BY id")]
+    return list(samples_library.built)
 
 
 @contextmanager

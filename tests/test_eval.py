@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,16 @@ from sqlalchemy import select
 
 from clipseek.clip.catalog import UnknownModel, lookup
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.context import open_database
 from clipseek.library.ingest import ingest_inline
 from clipseek.library.register import Candidate
 from clipseek.photo.imaging import OPENAI_PREPROCESS, Preprocess
 from clipseek.search.evaluation import EvalError, Pair, chance_recall, evaluate, pairs_from_file, stored_pairs
+from clipseek.settings import Settings
 from clipseek.store.db import Database
 from clipseek.store.embedded_db import EmbeddedPostgres
 from clipseek.store.tables import Embedding
 from tests.cli import CliResult, run_in_process
-from tests.conftest import TEMPLATE, cloned_database, settings_for
+from tests.conftest import Library, built_library
 from tests.images import photo_array
 
 IMAGES = 40
@@ -34,17 +33,9 @@ def _run(env: dict[str, str], *args: str) -> CliResult:
     return run_in_process(env, *args)
 
 
-@dataclass(frozen=True)
-class CaptionedLibrary:
-    """The captioned photos indexed in a database of their own, and the photos."""
-
-    database: str
-    candidates: list[Candidate]
-
-
 @pytest.fixture(scope="module")
 def captioned_library(pg_server: EmbeddedPostgres, encoder: ClipEncoder,
-                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaptionedLibrary]:
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library[list[Candidate]]]:
     """IMAGES distinct photos, each with CAPTIONS_PER_IMAGE COCO captions, indexed by the
     random model once for the module: each test that uses `captioned` gets a copy."""
     folder = tmp_path_factory.mktemp("captioned") / "val2017"
@@ -55,29 +46,19 @@ def captioned_library(pg_server: EmbeddedPostgres, encoder: ClipEncoder,
         PILImage.fromarray(photo_array(seed=100 + i, size=(120, 160))).save(path, quality=90)
         captions = (f"photograph number {i} of a quiet street", f"picture {i}: a bowl of fruit on a table")
         candidates.append(Candidate(path=path, source="coco", collection="coco/val2017", captions=captions))
-    with cloned_database(pg_server) as (name, url):
-        settings = settings_for(folder.parent / "home", url)
-        db = open_database(settings)
-        try:
-            ingest_inline(db, encoder, candidates, settings=settings)
-        finally:
-            db.close()  # a database is copied only while nobody is connected to it
-        yield CaptionedLibrary(database=name, candidates=candidates)
+
+    def index(db: Database, settings: Settings) -> list[Candidate]:
+        ingest_inline(db, encoder, candidates, settings=settings)
+        return candidates
+
+    with built_library(pg_server, folder.parent / "home", index) as library:
+        yield library
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, pg_server: EmbeddedPostgres) -> Iterator[str]:
-    """The test's own database: a copy of the captioned library for the tests that use `captioned`."""
-    template = (request.getfixturevalue("captioned_library").database
-                if "captioned" in request.fixturenames else TEMPLATE)
-    with cloned_database(pg_server, template) as (_, url):
-        yield url
-
-
-@pytest.fixture
-def captioned(captioned_library: CaptionedLibrary, db: Database) -> list[Candidate]:
+def captioned(captioned_library: Library[list[Candidate]], db: Database) -> list[Candidate]:
     """The test's database holds the captioned photos, indexed: the photos."""
-    return list(captioned_library.candidates)
+    return list(captioned_library.built)
 
 
 class OracleEncoder:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from sqlalchemy import func, select
 
 from clipseek.api import search as api_search
 from clipseek.clip.encoder import ClipEncoder
-from clipseek.context import Context, open_database
+from clipseek.context import Context
 from clipseek.errors import ConfigError
 from clipseek.indexing.broker import broker_client
 from clipseek.indexing.face_finder import FaceFinder
@@ -32,7 +31,7 @@ from clipseek.store.embedded_db import EmbeddedPostgres
 from clipseek.store.tables import Face, FaceDescriptor, FacesState, Image, Person
 from clipseek.upkeep.recovery import requeue_lost_faces
 from tests.cli import run_in_process
-from tests.conftest import TEMPLATE, cloned_database, settings_for
+from tests.conftest import Library, built_library
 from tests.faces import face_sources, rotated_with_exif, write_face_photos
 
 
@@ -78,50 +77,31 @@ def _ingest(db: Database, encoder: ClipEncoder, settings: Settings,
         return {Path(path).stem: image_id for image_id, path in rows}
 
 
-@dataclass(frozen=True)
-class GroupedLibrary:
-    """The face photos indexed and grouped in a database of their own, and their image ids."""
-
-    database: str
-    ids: dict[str, int]
-
-
 @pytest.fixture(scope="module")
 def grouped_library(pg_server: EmbeddedPostgres, encoder: ClipEncoder, finder: FaceFinder,
                     face_photos: dict[str, Path],
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroupedLibrary]:
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library[dict[str, int]]]:
     """The face photos indexed, people turned on and their faces found and grouped (no worker),
     once for the module: each test that starts from it gets a copy of its database."""
-    with cloned_database(pg_server) as (name, url):
-        settings = settings_for(tmp_path_factory.mktemp("grouped") / "home", url)
-        db = open_database(settings)
-        try:
-            ids = _ingest(db, encoder, settings, face_photos)
-            with db.session() as session:
-                waiting = enable_people(session)
-                session.commit()
-                assert sorted(waiting) == sorted(ids.values())
-                report = find_faces(session, finder, waiting, max_pixels=settings.max_image_pixels,
-                                    distance=settings.people_distance)
-            assert report.faces == 10 and not report.failed
-        finally:
-            db.close()  # a database is copied only while nobody is connected to it
-        yield GroupedLibrary(database=name, ids=ids)
+    def group(db: Database, settings: Settings) -> dict[str, int]:
+        ids = _ingest(db, encoder, settings, face_photos)
+        with db.session() as session:
+            waiting = enable_people(session)
+            session.commit()
+            assert sorted(waiting) == sorted(ids.values())
+            report = find_faces(session, finder, waiting, max_pixels=settings.max_image_pixels,
+                                distance=settings.people_distance)
+        assert report.faces == 10 and not report.failed
+        return ids
+
+    with built_library(pg_server, tmp_path_factory.mktemp("grouped") / "home", group) as library:
+        yield library
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, pg_server: EmbeddedPostgres) -> Iterator[str]:
-    """The test's own database: a copy of the grouped library for the tests that use `grouped`."""
-    template = (request.getfixturevalue("grouped_library").database
-                if "grouped" in request.fixturenames else TEMPLATE)
-    with cloned_database(pg_server, template) as (_, url):
-        yield url
-
-
-@pytest.fixture
-def grouped(grouped_library: GroupedLibrary, db: Database) -> dict[str, int]:
+def grouped(grouped_library: Library[dict[str, int]], db: Database) -> dict[str, int]:
     """The test's database holds the face photos, indexed, their faces found and grouped: their ids."""
-    return dict(grouped_library.ids)
+    return dict(grouped_library.built)
 
 
 def _people_of(db: Database) -> dict[int, set[int]]:

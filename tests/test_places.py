@@ -55,12 +55,18 @@ def test_the_open_sea_the_wilds_and_no_fix_name_no_place(where: tuple[float, flo
     assert gazetteer().place_at(*where) is None
 
 
+def _taken_at(folder: Path, sample_photos: list[Candidate],
+              spots: dict[str, tuple[float, float]]) -> list[Path]:
+    """A new folder of sample photos with GPS, one per spot, named after it."""
+    folder.mkdir()
+    return [photo_taken_at(sample_photos[n].path, folder / f"{name}.jpg", *spot)
+            for n, (name, spot) in enumerate(spots.items())]
+
+
 def _trip_photos(folder: Path, sample_photos: list[Candidate]) -> list[Candidate]:
     """Photos taken in Lisbon, Cascais, Porto, Sydney, mid-ocean, without a fix and without GPS."""
-    folder.mkdir()
-    spots = {"lisbon": LISBON, "cascais": CASCAIS, "porto": PORTO, "sydney": SYDNEY, "ocean": MID_ATLANTIC}
-    paths = [photo_taken_at(sample_photos[n].path, folder / f"{name}.jpg", *spot)
-             for n, (name, spot) in enumerate(spots.items())]
+    paths = _taken_at(folder, sample_photos, {"lisbon": LISBON, "cascais": CASCAIS, "porto": PORTO,
+                                              "sydney": SYDNEY, "ocean": MID_ATLANTIC})
     paths.append(photo_with_exif(sample_photos[5].path, folder / "nofix.jpg", lat_ref="N",
                                  lat=(0.0, 0.0, 0.0), lon_ref="E", lon=(0.0, 0.0, 0.0)))
     paths.append(photo_with_exif(sample_photos[6].path, folder / "plain.jpg"))
@@ -309,11 +315,8 @@ def test_the_place_filter_finds_a_name_typed_without_its_accents(
 ) -> None:
     # The gazetteer names the city "Kraków" and the region "São Paulo"; people type "Krakow"
     # and "Sao Paulo", which found nothing.
-    folder = tmp_path / "trip"
-    folder.mkdir()
-    photos = {"krakow": (50.0614, 19.9366), "sao_paulo": (-23.5505, -46.6333)}
-    paths = [photo_taken_at(sample_photos[n].path, folder / f"{name}.jpg", *spot)
-             for n, (name, spot) in enumerate(photos.items())]
+    paths = _taken_at(tmp_path / "trip", sample_photos,
+                      {"krakow": (50.0614, 19.9366), "sao_paulo": (-23.5505, -46.6333)})
     ingest_inline(db, encoder, [Candidate(path=p, source="folder") for p in paths], settings=settings)
     ids = _ids(db)
     assert _place(db, ids["krakow"])[0] == "Kraków" and _place(db, ids["sao_paulo"])[1] == "São Paulo"
